@@ -2,6 +2,11 @@
 
 import os
 
+# Triton kernels run on Triton's CPU interpreter where there is no GPU; the variable must be set
+# before triton is first imported.
+if os.environ.get("GNNAGG_TRITON_ON_GPU") != "1":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings

@@ -1,0 +1,27 @@
+"""Reductions over groups of rows: the layer every other part of gnnagg reduces messages through.
+
+* :func:`segment` -- ``sum, mean, max, min, mul, var, std, logsumexp`` over COO or CSR groups;
+* :func:`segment_softmax` -- softmax within each group;
+* :class:`SegmentPlan` -- a grouping computed once (sort, offsets, degrees) and reused;
+* :func:`use_backend` / ``backend=`` -- ``torch`` (default), ``torch_scatter``, ``triton``.
+"""
+
+from .backends import SegmentBackend, available_backends, get_backend, register_backend, use_backend
+from .ops import REDUCTIONS, broadcast_to_rows, resolve_plan, segment, segment_softmax
+from .plan import SegmentPlan, check_index, check_ptr
+
+__all__ = [
+    "REDUCTIONS",
+    "SegmentBackend",
+    "SegmentPlan",
+    "available_backends",
+    "broadcast_to_rows",
+    "check_index",
+    "check_ptr",
+    "get_backend",
+    "register_backend",
+    "resolve_plan",
+    "segment",
+    "segment_softmax",
+    "use_backend",
+]

@@ -1,0 +1,35 @@
+"""Backend on the ``torch_scatter`` extension (``pip install gnnagg[scatter]``), when installed."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from torch import Tensor
+
+from ..plan import SegmentPlan
+from .base import SegmentBackend
+from .torch_native import zero_empty_groups
+
+
+class TorchScatterBackend(SegmentBackend):
+    """``segment_csr`` for sorted rows, ``scatter`` otherwise. torch_scatter sends the gradient of
+    a tied max/min to one row; the torch backend splits it evenly between the tied rows."""
+
+    name = "torch_scatter"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("torch_scatter") is not None
+
+    def unavailable_reason(self) -> str:
+        return "torch_scatter is not installed (pip install 'gnnagg[scatter]')"
+
+    def reduce(self, src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
+        import torch_scatter
+
+        if reduce == "mul":
+            # torch_scatter has no CSR product, and its empty groups are 1, not 0.
+            out = torch_scatter.scatter_mul(src, plan.index, dim=0, dim_size=plan.dim_size)
+            return zero_empty_groups(out, plan.degrees)
+        if plan.knows("ptr") and plan.knows("is_sorted") and plan.is_sorted:
+            return torch_scatter.segment_csr(src, plan.ptr, reduce=reduce)
+        return torch_scatter.scatter(src, plan.index, dim=0, dim_size=plan.dim_size, reduce=reduce)

@@ -1,0 +1,184 @@
+"""The public reductions: ``segment`` and ``segment_softmax``.
+
+One signature convention throughout (torch_scatter's): ``src``, then either a COO ``index`` (any
+order) or CSR ``ptr`` offsets, ``dim_size``, ``dim``. A :class:`SegmentPlan` may replace
+``index``/``ptr`` to reuse one grouping. Backends implement five basic reductions; ``var``, ``std``,
+``logsumexp`` and the softmax are built here from those, so every backend gets them.
+
+Conventions: empty groups give 0 for every reduction; float16/bfloat16 inputs accumulate in
+float32 and return their own dtype; gradients of a tied max/min are split evenly between the tied
+rows (the ``torch_scatter`` backend gives them to one row); ``var``/``std`` are the population
+(biased) statistics, as PyG's ``VarAggregation``/``StdAggregation``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .backends import BASIC_REDUCTIONS, get_backend
+from .plan import SegmentPlan, check_index, check_ptr
+
+__all__ = ["REDUCTIONS", "broadcast_to_rows", "resolve_plan", "segment", "segment_softmax"]
+
+REDUCTIONS = (*BASIC_REDUCTIONS, "var", "std", "logsumexp")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _check_src(src: Tensor, dim: int) -> int:
+    if not isinstance(src, Tensor):
+        raise TypeError(f"src must be a torch.Tensor, got {type(src).__name__}")
+    if not src.is_floating_point():
+        raise TypeError(f"src must be a floating-point tensor, got dtype {src.dtype}")
+    if src.dim() == 0:
+        raise ValueError("src must have at least one dimension")
+    if not -src.dim() <= dim < src.dim():
+        raise ValueError(f"dim={dim} is out of range for src with {src.dim()} dimensions")
+    return dim % src.dim()
+
+
+def resolve_plan(
+    num_rows: int,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
+    plan: SegmentPlan | None = None,
+    validate: bool = True,
+) -> SegmentPlan:
+    """Turn the ``index``/``ptr``/``plan`` arguments of a reduction into one plan.
+
+    Exactly one of the three must be given. A plan built here from ``index`` is lazy: it sorts
+    nothing unless a backend asks for it.
+    """
+    given = [name for name, v in (("index", index), ("ptr", ptr), ("plan", plan)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of index, ptr or plan (got {given or 'none'})")
+    if plan is not None:
+        if not isinstance(plan, SegmentPlan):
+            raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")
+        if plan.num_rows != num_rows:
+            raise ValueError(f"plan covers {plan.num_rows} rows but src has {num_rows}")
+        if dim_size is not None and dim_size != plan.dim_size:
+            raise ValueError(f"dim_size={dim_size} disagrees with plan.dim_size={plan.dim_size}")
+        return plan
+    if ptr is not None:
+        if validate:
+            check_ptr(ptr, num_rows)
+        return SegmentPlan.from_ptr(ptr, dim_size, validate=False)
+    if validate or dim_size is None:
+        dim_size = check_index(index, num_rows, dim_size)
+    elif index.dim() != 1 or index.numel() != num_rows:
+        raise ValueError(f"index must be 1-D with {num_rows} entries, got {tuple(index.shape)}")
+    return SegmentPlan(dim_size, num_rows, index=index.long())
+
+
+def broadcast_to_rows(values: Tensor, plan: SegmentPlan, dim: int = 0) -> Tensor:
+    """Send each group's value back to every row of the group (the inverse of a reduction)."""
+    return values.index_select(dim, plan.index)
+
+
+def _basic(src0: Tensor, plan: SegmentPlan, reduce: str, backend: str | None) -> Tensor:
+    """A basic reduction over dim 0, in a dtype the backends accumulate accurately."""
+    chosen = get_backend(backend)
+    if src0.dtype in _LOW_PRECISION and chosen.name != "triton":
+        return chosen.reduce(src0.float(), plan, reduce).to(src0.dtype)
+    return chosen.reduce(src0, plan, reduce)
+
+
+def _variance(src0: Tensor, plan: SegmentPlan, backend: str | None) -> Tensor:
+    # Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
+    work = src0.float() if src0.dtype in _LOW_PRECISION else src0
+    mean = _basic(work, plan, "mean", backend)
+    deviation = work - broadcast_to_rows(mean, plan)
+    return _basic(deviation * deviation, plan, "mean", backend)
+
+
+def _sqrt_zero_safe(x: Tensor) -> Tensor:
+    # sqrt'(0) is infinite; groups with zero variance get std 0 and gradient 0 instead of NaN.
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1.0).sqrt(), 0.0)
+
+
+def _logsumexp(src0: Tensor, plan: SegmentPlan, backend: str | None) -> Tensor:
+    work = src0.float() if src0.dtype in _LOW_PRECISION else src0
+    shift = _basic(work.detach(), plan, "max", backend)
+    shift = torch.where(torch.isfinite(shift), shift, 0.0)
+    total = _basic((work - broadcast_to_rows(shift, plan)).exp(), plan, "sum", backend)
+    nonempty = (plan.degrees > 0).view(-1, *([1] * (total.dim() - 1)))
+    return torch.where(nonempty, torch.where(nonempty, total, 1.0).log() + shift, 0.0)
+
+
+def segment(
+    src: Tensor,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
+    dim: int = 0,
+    reduce: str = "sum",
+    *,
+    plan: SegmentPlan | None = None,
+    backend: str | None = None,
+    validate: bool = True,
+) -> Tensor:
+    """Reduce the slices of ``src`` along ``dim`` that share a group.
+
+    Args:
+        src: floating-point tensor; its size along ``dim`` is the number of rows.
+        index: group id of each row (int64/int32, any order). Mutually exclusive with ``ptr`` and
+            ``plan``.
+        ptr: CSR offsets (length ``groups + 1``) over rows already sorted by group.
+        dim_size: number of groups; defaults to ``index.max() + 1`` / ``len(ptr) - 1``. May be
+            larger: the extra groups are empty and give 0.
+        dim: the dimension holding the rows; every other dimension is carried along.
+        reduce: one of ``sum, mean, max, min, mul, var, std, logsumexp``.
+        plan: a :class:`SegmentPlan` to reuse one grouping across calls.
+        backend: ``"torch"``, ``"torch_scatter"`` or ``"triton"``; default: the one set by
+            :func:`use_backend` (``"torch"`` unless changed).
+        validate: check ``index``/``ptr`` (needs a device-to-host sync). Turn off only for
+            inputs known to be valid.
+
+    Returns:
+        ``src`` with ``dim`` resized to ``dim_size``; empty groups are 0.
+    """
+    dim = _check_src(src, dim)
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate)
+    if plan.device != src.device:
+        raise ValueError(f"index/ptr/plan is on {plan.device} but src is on {src.device}")
+    src0 = src.movedim(dim, 0)
+    if reduce in BASIC_REDUCTIONS:
+        out = _basic(src0, plan, reduce, backend)
+    elif reduce == "logsumexp":
+        out = _logsumexp(src0, plan, backend)
+    else:
+        out = _variance(src0, plan, backend)
+        if reduce == "std":
+            out = _sqrt_zero_safe(out)
+    return out.to(src.dtype).movedim(0, dim)
+
+
+def segment_softmax(
+    src: Tensor,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
+    dim: int = 0,
+    *,
+    plan: SegmentPlan | None = None,
+    backend: str | None = None,
+    validate: bool = True,
+) -> Tensor:
+    """Softmax of ``src`` over the rows of each group (same arguments as :func:`segment`).
+
+    Returns a tensor shaped like ``src`` whose rows in each group sum to 1.
+    """
+    dim = _check_src(src, dim)
+    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate)
+    src0 = src.movedim(dim, 0)
+    work = src0.float() if src0.dtype in _LOW_PRECISION else src0
+    shift = _basic(work.detach(), plan, "max", backend)
+    exp = (work - broadcast_to_rows(shift, plan)).exp()
+    total = _basic(exp, plan, "sum", backend)
+    out = exp / broadcast_to_rows(total, plan)
+    return out.to(src.dtype).movedim(0, dim)

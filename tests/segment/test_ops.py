@@ -1,0 +1,135 @@
+"""segment / segment_softmax against the float64 reference, across backends, dtypes and dims."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import reference_segment, reference_softmax
+
+from gnnagg.segment import REDUCTIONS, SegmentPlan, available_backends, segment, segment_softmax
+
+BACKENDS = available_backends()
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+TOLERANCE = {
+    torch.float64: dict(rtol=1e-9, atol=1e-9),
+    torch.float32: dict(rtol=1e-4, atol=1e-4),
+    torch.float16: dict(rtol=2e-2, atol=2e-2),
+    torch.bfloat16: dict(rtol=5e-2, atol=5e-2),
+}
+
+
+@st.composite
+def segment_problems(draw):
+    num_rows = draw(st.integers(0, 24))
+    dim_size = draw(st.integers(1 if num_rows else 0, 7))
+    trailing = draw(st.lists(st.integers(1, 3), min_size=0, max_size=2))
+    dim = draw(st.integers(0, len(trailing)))
+    sort = draw(st.booleans())
+    seed = draw(st.integers(0, 2**16))
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, max(dim_size, 1), (num_rows,), generator=generator)
+    if sort:
+        index = index.sort().values
+    shape = list(trailing)
+    shape.insert(dim, num_rows)
+    values = torch.rand(shape, generator=generator, dtype=torch.float64) * 2.4 - 1.2
+    return values, index, dim_size, dim
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@given(problem=segment_problems(), reduce=st.sampled_from(REDUCTIONS), use_plan=st.booleans())
+def test_matches_reference(backend, dtype, problem, reduce, use_plan):
+    values, index, dim_size, dim = problem
+    src = values.to(dtype)
+    kwargs = (
+        dict(plan=SegmentPlan.from_index(index, dim_size))
+        if use_plan
+        else dict(index=index, dim_size=dim_size)
+    )
+    out = segment(src, dim=dim, reduce=reduce, backend=backend, **kwargs)
+    expected = reference_segment(src, index, dim_size, dim, reduce)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), expected, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(problem=segment_problems())
+def test_softmax_matches_reference(backend, problem):
+    values, index, dim_size, dim = problem
+    out = segment_softmax(values, index, dim_size=dim_size, dim=dim, backend=backend)
+    torch.testing.assert_close(out, reference_softmax(values, index, dim))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+def test_ptr_input_equals_index_input(backend, reduce):
+    index = torch.tensor([0, 0, 2, 2, 2, 3])
+    ptr = torch.tensor([0, 2, 2, 5, 6])
+    src = torch.randn(6, 4)
+    by_ptr = segment(src, ptr=ptr, reduce=reduce, backend=backend)
+    by_index = segment(src, index, reduce=reduce, backend=backend)
+    torch.testing.assert_close(by_ptr, by_index)
+    wider = segment(src, ptr=ptr, dim_size=6, reduce=reduce, backend=backend)
+    assert wider.shape == (6, 4) and wider[4:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+@pytest.mark.parametrize("sort", [True, False])
+def test_gradcheck(backend, reduce, sort):
+    generator = torch.Generator().manual_seed(1)
+    index = torch.tensor([3, 0, 3, 1, 0, 3, 3, 1])
+    if sort:
+        index = index.sort().values
+    plan = SegmentPlan.from_index(index, 5)
+    # Distinct values keep max/min away from ties, where the gradient is a choice, not a limit.
+    src = (torch.randperm(16, generator=generator).double() / 8 - 1).view(8, 2)
+    src.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x: segment(x, plan=plan, reduce=reduce, backend=backend), (src,)
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_gradcheck(backend):
+    index = torch.tensor([1, 0, 1, 1, 0, 2])
+    src = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: segment_softmax(x, index, backend=backend), (src,))
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_tied_rows_share_the_gradient(reduce):
+    src = torch.tensor([[2.0], [2.0], [1.0] if reduce == "max" else [3.0]], requires_grad=True)
+    segment(src, torch.zeros(3, dtype=torch.long), reduce=reduce).sum().backward()
+    assert src.grad.flatten().tolist() == [0.5, 0.5, 0.0]
+
+
+def test_std_of_constant_group_has_finite_gradient():
+    src = torch.ones(4, 2, dtype=torch.float64, requires_grad=True)
+    out = segment(src, torch.tensor([0, 0, 1, 1]), reduce="std")
+    out.sum().backward()
+    assert out.abs().sum() == 0 and torch.isfinite(src.grad).all()
+
+
+def test_zero_rows_and_empty_groups_give_zeros():
+    for reduce in REDUCTIONS:
+        out = segment(
+            torch.empty(0, 3), torch.empty(0, dtype=torch.long), dim_size=4, reduce=reduce
+        )
+        assert out.shape == (4, 3) and out.abs().sum() == 0
+    assert segment(torch.empty(0, 3), torch.empty(0, dtype=torch.long)).shape == (0, 3)
+
+
+def test_int32_index_is_accepted():
+    src = torch.randn(5, 2)
+    index = torch.tensor([0, 1, 0, 1, 1])
+    torch.testing.assert_close(segment(src, index.int()), segment(src, index))
+
+
+def test_plan_on_wrong_device_or_size_is_rejected():
+    plan = SegmentPlan.from_index(torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="plan covers 3 rows"):
+        segment(torch.randn(4, 2), plan=plan)
+    with pytest.raises(ValueError, match="dim_size"):
+        segment(torch.randn(3, 2), plan=plan, dim_size=7)
