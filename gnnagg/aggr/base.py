@@ -1,0 +1,118 @@
+"""The base class for aggregators that read each neighbourhood as a sequence of its own messages.
+
+PyG's LCM and recurrent aggregators pad every node to the largest degree (``to_dense_batch``) and
+require a sorted index. Subclasses of :class:`NeighbourhoodAggregation` instead receive the
+messages regrouped by target node (``Neighbourhoods``: rows sorted by group, CSR offsets) for any
+index order, with no padding, and optionally shuffled within each neighbourhood while training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.aggr import Aggregation
+
+from ..segment import SegmentPlan, resolve_plan
+
+__all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
+
+
+@dataclass
+class Neighbourhoods:
+    """Messages regrouped by target node.
+
+    ``messages[ptr[v]:ptr[v + 1]]`` are node ``v``'s messages in reading order; ``rows[p]`` is the
+    original row of ``messages[p]``; ``messages`` has the aggregated dimension first.
+    """
+
+    messages: Tensor
+    rows: Tensor
+    plan: SegmentPlan
+
+    @property
+    def ptr(self) -> Tensor:
+        return self.plan.ptr
+
+    @property
+    def degrees(self) -> Tensor:
+        return self.plan.degrees
+
+    @property
+    def num_nodes(self) -> int:
+        return self.plan.dim_size
+
+
+def within_group_order(plan: SegmentPlan, shuffle: bool, generator: torch.Generator | None = None):
+    """Original rows in grouped order: by group, ties in edge order or uniformly shuffled."""
+    index = plan.index
+    if not shuffle:
+        perm = plan.perm
+        return torch.arange(plan.num_rows, device=index.device) if perm is None else perm
+    keys = torch.rand(plan.num_rows, device=index.device, generator=generator)
+    shuffled = keys.argsort()
+    return shuffled[torch.sort(index[shuffled], stable=True).indices]
+
+
+def group_neighbourhoods(
+    x: Tensor,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
+    dim: int = -2,
+    *,
+    plan: SegmentPlan | None = None,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+) -> Neighbourhoods:
+    """Validate the inputs of an aggregation and regroup ``x``'s rows by target node."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim={dim} is out of range for x with {x.dim()} dimensions")
+    x0 = x.movedim(dim, 0)
+    plan = resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
+    if plan.device != x.device:
+        raise ValueError(f"index/ptr is on {plan.device} but x is on {x.device}")
+    rows = within_group_order(plan, shuffle, generator)
+    return Neighbourhoods(x0.index_select(0, rows), rows, plan)
+
+
+class NeighbourhoodAggregation(Aggregation):
+    """A PyG ``Aggregation`` whose subclasses implement :meth:`aggregate_groups`.
+
+    Handles argument checking, any index order, ``ptr`` input, any ``dim`` and the optional
+    per-forward shuffle of each neighbourhood (training mode only). Subclasses return
+    ``[num_nodes, *rest, out_channels]`` with the node dimension first; this class moves it to
+    ``dim``.
+    """
+
+    def __init__(self, shuffle: bool = False) -> None:
+        super().__init__()
+        self.shuffle = bool(shuffle)
+
+    def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        max_num_elements: int | None = None,
+        plan: SegmentPlan | None = None,
+    ) -> Tensor:
+        """Aggregate ``x`` along ``dim`` by ``index`` / ``ptr`` / ``plan`` (PyG's convention).
+
+        ``max_num_elements`` is accepted for PyG compatibility and ignored: nothing is padded.
+        """
+        if plan is not None:
+            # A plan replaces the index and dim_size PyG's __call__ fills in when none is given.
+            index = ptr = dim_size = None
+        groups = group_neighbourhoods(
+            x, index, ptr, dim_size, dim, plan=plan, shuffle=self.shuffle and self.training
+        )
+        return self.aggregate_groups(groups).movedim(0, dim)
