@@ -1,0 +1,285 @@
+"""Evaluate basis polynomials on a graph or a batch of graphs given as edge lists.
+
+Semantics of the input (the issue leaves these open):
+
+* A is built PyG-style: edge ``e`` contributes ``edge_weight[e]`` (1 when no weights are given) to
+  ``A[edge_index[0, e], edge_index[1, e]]``. Duplicate edges add up, as in ``to_dense_adj``.
+* Directed input is allowed: each pattern edge reads A in the orientation of its einsum string.
+  Most PyG graphs store both directions, giving a symmetric A.
+* Self-loops in the input are diagonal entries of A and are used as such (a pattern edge may map
+  onto a loop; pattern self-loops read the diagonal). Drop them beforehand if unwanted.
+* Computation runs in ``dtype``: ``torch.float64`` (default; counts are exact below 2^53),
+  ``torch.int64`` (exact below 2^63 for integer weights, CPU only for ``method="dense"``) or
+  ``torch.float32``.
+* A batch is split by ``batch`` (graph ids, non-decreasing, as PyG makes them); edges must stay
+  inside their graph. Nothing dense ever spans the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .basis import Polynomial
+from .dense import DenseEvaluator
+from .plan import plan_contraction
+from .sparse import SparseEvaluator
+
+METHODS = ("sparse", "dense")
+DTYPES = (torch.float64, torch.float32, torch.int64)
+DEFAULT_DENSE_BUDGET = 1 << 25
+
+
+class GraphBatch:
+    """Validated edge list plus the per-graph layout of a (possibly single-graph) batch."""
+
+    def __init__(
+        self,
+        edge_index: Tensor,
+        num_nodes: int,
+        edge_weight: Tensor | None = None,
+        batch: Tensor | None = None,
+        num_graphs: int | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
+        if edge_index.dtype != torch.long:
+            raise TypeError(f"edge_index must be torch.long, got {edge_index.dtype}")
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
+            raise ValueError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype}")
+        num_edges = edge_index.shape[1]
+        if num_edges and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+            raise ValueError(
+                f"edge_index out of range: entries must lie in [0, {num_nodes}), found "
+                f"[{int(edge_index.min())}, {int(edge_index.max())}]"
+            )
+        device = edge_index.device
+        if edge_weight is None:
+            weight = torch.ones(num_edges, dtype=dtype, device=device)
+        else:
+            if not isinstance(edge_weight, Tensor):
+                raise TypeError(
+                    f"edge_weight must be a torch.Tensor, got {type(edge_weight).__name__}"
+                )
+            if edge_weight.dim() == 2 and edge_weight.shape[1] == 1:
+                edge_weight = edge_weight.view(-1)
+            if edge_weight.dim() != 1 or edge_weight.shape[0] != num_edges:
+                raise ValueError(
+                    f"edge_weight must hold one scalar per edge ([E] or [E, 1] with E={num_edges}),"
+                    f" got {list(edge_weight.shape)}"
+                )
+            if edge_weight.is_floating_point() and not dtype.is_floating_point:
+                if not bool(torch.all(edge_weight == edge_weight.round())):
+                    raise ValueError("edge_weight must be integral when dtype is torch.int64")
+            weight = edge_weight.to(dtype)
+        if batch is None:
+            batch = torch.zeros(num_nodes, dtype=torch.long, device=device)
+            num_graphs = 1 if num_graphs is None else num_graphs
+        else:
+            if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.shape[0] != num_nodes:
+                raise ValueError(f"batch must be a 1-D tensor with num_nodes={num_nodes} entries")
+            batch = batch.long()
+            if num_graphs is None:
+                num_graphs = int(batch.max()) + 1 if num_nodes else 0
+            if num_nodes and (int(batch.min()) < 0 or int(batch.max()) >= num_graphs):
+                raise ValueError(f"batch entries must lie in [0, num_graphs={num_graphs})")
+            if num_nodes > 1 and bool(torch.any(batch[1:] < batch[:-1])):
+                raise ValueError("batch must be non-decreasing (nodes grouped by graph)")
+        if num_edges and bool(torch.any(batch[edge_index[0]] != batch[edge_index[1]])):
+            raise ValueError("edge_index has edges between different graphs of the batch")
+        self.edge_index = edge_index
+        self.edge_weight = weight
+        self.num_nodes = num_nodes
+        self.batch = batch
+        self.num_graphs = int(num_graphs)
+        self.dtype = dtype
+        self.device = device
+        self.sizes = torch.bincount(batch, minlength=self.num_graphs)
+        self.ptr = torch.zeros(self.num_graphs + 1, dtype=torch.long, device=device)
+        self.ptr[1:] = torch.cumsum(self.sizes, 0)
+        self._sparse: SparseEvaluator | None = None
+
+    @property
+    def sparse(self) -> SparseEvaluator:
+        """Shared sparse evaluator (adjacency tables are built once per batch)."""
+        if self._sparse is None:
+            self._sparse = SparseEvaluator(
+                self.edge_index, self.edge_weight, self.num_nodes, self.batch, self.num_graphs
+            )
+        return self._sparse
+
+    def dense_chunks(self, width: int, budget: int):
+        """Yield ``(graph_ids, adjacency [b, n, n], node_mask [b, n])`` covering all graphs.
+
+        Graphs are sorted by size, then grouped so that a chunk's largest einsum intermediate
+        (``b * n^(width + 1)``) stays within ``budget`` elements.
+        """
+        order = torch.argsort(self.sizes, stable=True)
+        sizes = self.sizes[order].tolist()
+        edge_graph = self.batch[self.edge_index[0]]
+        start = 0
+        while start < len(sizes):
+            stop = start + 1
+            # Sizes ascend, so the graph added last is the chunk's largest.
+            while stop < len(sizes) and (stop - start + 1) * max(sizes[stop], 1) ** (
+                width + 1
+            ) <= budget:
+                stop += 1
+            n = max(sizes[stop - 1], 1)
+            graph_ids = order[start:stop]
+            slot = torch.full((self.num_graphs,), -1, dtype=torch.long, device=self.device)
+            slot[graph_ids] = torch.arange(graph_ids.numel(), device=self.device)
+            chosen = slot[edge_graph] >= 0
+            src, dst = self.edge_index[0][chosen], self.edge_index[1][chosen]
+            graph_slot = slot[edge_graph[chosen]]
+            offset = self.ptr[edge_graph[chosen]]
+            adjacency = torch.zeros(
+                graph_ids.numel(), n, n, dtype=self.dtype, device=self.device
+            )
+            adjacency.index_put_(
+                (graph_slot, src - offset, dst - offset), self.edge_weight[chosen], accumulate=True
+            )
+            positions = torch.arange(n, device=self.device)
+            node_mask = positions[None, :] < self.sizes[graph_ids][:, None]
+            yield graph_ids, adjacency, node_mask
+            start = stop
+
+
+def _check_polynomials(polynomials: Sequence[Polynomial]) -> int:
+    polynomials = list(polynomials)
+    for poly in polynomials:
+        if not isinstance(poly, Polynomial):
+            raise TypeError(f"polynomials must hold Polynomial objects, got {type(poly).__name__}")
+    if not polynomials:
+        raise ValueError("polynomials must not be empty")
+    orders = {p.order for p in polynomials}
+    if len(orders) > 1:
+        raise ValueError(f"polynomials must all have the same order, got orders {sorted(orders)}")
+    return orders.pop()
+
+
+def evaluate(
+    polynomials: Sequence[Polynomial],
+    edge_index: Tensor,
+    num_nodes: int,
+    *,
+    edge_weight: Tensor | None = None,
+    batch: Tensor | None = None,
+    num_graphs: int | None = None,
+    method: str = "sparse",
+    dense_pairs: bool = False,
+    dtype: torch.dtype = torch.float64,
+    dense_budget: int = DEFAULT_DENSE_BUDGET,
+) -> Tensor:
+    """Evaluate polynomials of one order on a graph or a batch of graphs.
+
+    Args:
+        polynomials: basis elements, all of the same order.
+        edge_index: ``[2, E]`` edges (PyG convention; see the module docstring).
+        num_nodes: total number of nodes N.
+        edge_weight: optional ``[E]`` (or ``[E, 1]``) scalar weights; default all ones.
+        batch: optional ``[N]`` graph id of each node, non-decreasing.
+        num_graphs: number of graphs B (default: ``batch.max() + 1``, or 1 without ``batch``).
+        method: ``"sparse"`` (default; sparse tables on the block-diagonal batch, scales to
+            large sparse graphs) or ``"dense"`` (padded per-graph dense blocks).
+        dense_pairs: edge-level output for all node pairs instead of the edges only (dense).
+        dtype: computation and output dtype, ``torch.float64`` (default), ``torch.int64`` or
+            ``torch.float32``.
+        dense_budget: most elements of one dense intermediate; chunks of graphs are sized by it.
+
+    Returns:
+        Order 0: ``[B, C]``. Order 1: ``[N, C]``. Order 2: ``[E, C]`` on the edges of
+        ``edge_index`` (in its order), or with ``dense_pairs`` ``[N, N, C]`` for a single graph
+        (``batch is None``) and ``[B, n_max, n_max, C]`` zero-padded for a batch.
+    """
+    order = _check_polynomials(polynomials)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(dense_pairs, bool):
+        raise TypeError(f"dense_pairs must be a bool, got {type(dense_pairs).__name__}")
+    if isinstance(dense_budget, bool) or not isinstance(dense_budget, int) or dense_budget < 1:
+        raise ValueError(f"dense_budget must be a positive int, got {dense_budget!r}")
+    graphs = GraphBatch(edge_index, num_nodes, edge_weight, batch, num_graphs, dtype)
+    single = batch is None
+    return evaluate_on(
+        list(polynomials), graphs, order, method=method, dense_pairs=dense_pairs,
+        single=single, dense_budget=dense_budget,
+    )
+
+
+def evaluate_on(
+    polynomials: list[Polynomial],
+    graphs: GraphBatch,
+    order: int,
+    *,
+    method: str,
+    dense_pairs: bool,
+    single: bool,
+    dense_budget: int = DEFAULT_DENSE_BUDGET,
+) -> Tensor:
+    """Evaluate on an already validated :class:`GraphBatch` (see :func:`evaluate`)."""
+    if dense_pairs and order != 2:
+        raise ValueError("dense_pairs applies to edge-level (order 2) polynomials only")
+    if method == "sparse" and not dense_pairs:
+        sparse = graphs.sparse
+        plans = [plan_contraction(p, "sparse", True) for p in polynomials]
+        columns = [sparse.evaluate(plan) for plan in plans]
+        if order == 2:
+            columns = [c[sparse.edge_to_unique] for c in columns]
+        return torch.stack(columns, dim=1)
+    return _evaluate_dense(polynomials, graphs, order, dense_pairs, single, dense_budget)
+
+
+def _evaluate_dense(
+    polynomials: list[Polynomial],
+    graphs: GraphBatch,
+    order: int,
+    dense_pairs: bool,
+    single: bool,
+    budget: int,
+) -> Tensor:
+    plans = [plan_contraction(p, "dense", False) for p in polynomials]
+    width = max([plan.width for plan in plans] + [order])
+    channels = len(plans)
+    device, dtype = graphs.device, graphs.dtype
+    n_max = int(graphs.sizes.max()) if graphs.num_graphs else 0
+    if order == 0:
+        out = torch.zeros(graphs.num_graphs, channels, dtype=dtype, device=device)
+    elif order == 1:
+        out = torch.zeros(graphs.num_nodes, channels, dtype=dtype, device=device)
+    elif dense_pairs:
+        out = torch.zeros(graphs.num_graphs, n_max, n_max, channels, dtype=dtype, device=device)
+    else:
+        out = torch.zeros(graphs.edge_index.shape[1], channels, dtype=dtype, device=device)
+    edge_graph = graphs.batch[graphs.edge_index[0]]
+    for graph_ids, adjacency, node_mask in graphs.dense_chunks(width, budget):
+        evaluator = DenseEvaluator(adjacency, node_mask)
+        values = torch.stack([evaluator.evaluate(plan) for plan in plans], dim=-1)
+        n = adjacency.shape[1]
+        if order == 0:
+            out[graph_ids] = values
+        elif order == 1:
+            slots, local = node_mask.nonzero(as_tuple=True)
+            out[graphs.ptr[graph_ids[slots]] + local] = values[slots, local]
+        elif dense_pairs:
+            out[graph_ids, :n, :n] = values
+        else:
+            slot = torch.full((graphs.num_graphs,), -1, dtype=torch.long, device=device)
+            slot[graph_ids] = torch.arange(graph_ids.numel(), device=device)
+            chosen = (slot[edge_graph] >= 0).nonzero(as_tuple=True)[0]
+            offset = graphs.ptr[edge_graph[chosen]]
+            out[chosen] = values[
+                slot[edge_graph[chosen]],
+                graphs.edge_index[0][chosen] - offset,
+                graphs.edge_index[1][chosen] - offset,
+            ]
+    if dense_pairs and single:
+        return out[0] if graphs.num_graphs else out.new_zeros(0, 0, channels)
+    return out
