@@ -1,0 +1,67 @@
+"""The Monoid interface: a learnable commutative monoid over a latent space.
+
+Messages are *lifted* to monoid elements (states), combined pairwise by a commutative binary
+operator with an identity element, and *lowered* back to features. For most monoids lift and lower
+are the identity map; a monoid whose elements carry bookkeeping (e.g. a running softmax
+normaliser) uses them to keep that bookkeeping out of the aggregator's output.
+
+A monoid declares ``exact = True`` when its operator is associative by construction; then any
+bracketing gives the same result up to rounding, so it may also offer :meth:`Monoid.fold`, a
+reduction of whole groups that need not build a tree.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from ..segment import SegmentPlan
+
+__all__ = ["Monoid"]
+
+
+class Monoid(nn.Module):
+    """Base class for learnable commutative monoids on ``channels``-wide features.
+
+    Subclasses implement :meth:`combine` and :meth:`identity`, and set ``state_channels`` when
+    the lifted states are wider than the features.
+    """
+
+    #: True when ``combine`` is associative by construction (not just approximately).
+    exact: ClassVar[bool] = False
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if not isinstance(channels, int) or channels <= 0:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        self.channels = channels
+        self.state_channels = channels
+
+    def lift(self, x: Tensor) -> Tensor:
+        """Messages ``[..., channels]`` to states ``[..., state_channels]``."""
+        return x
+
+    def lower(self, state: Tensor) -> Tensor:
+        """States ``[..., state_channels]`` to output features ``[..., channels]``."""
+        return state
+
+    def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        """The binary operator, element-wise over leading dimensions. Must be commutative."""
+        raise NotImplementedError
+
+    def identity(self, like: Tensor, num: int) -> Tensor:
+        """``num`` copies of the identity element, with ``like``'s trailing shape, dtype, device.
+
+        ``like`` is a state tensor ``[rows, *rest, state_channels]``; the result is
+        ``[num, *rest, state_channels]``.
+        """
+        raise NotImplementedError
+
+    def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor | None:
+        """Reduce each group of ``states`` (rows grouped as ``plan`` says) in one step, or return
+        ``None`` when the monoid has no such shortcut and must be reduced as a tree."""
+        return None
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, exact={self.exact}"

@@ -1,0 +1,39 @@
+"""The LCM paper's operator: x ⊕ y = ½(GRUCell(x, y) + GRUCell(y, x)).
+
+Commutative by construction (IEEE addition is commutative, so exactly, not just up to rounding);
+associative only approximately, which the associativity regulariser encourages. The identity
+element is a learned vector: it is what a node with no neighbours receives.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Monoid
+
+__all__ = ["GRUMonoid"]
+
+
+class GRUMonoid(Monoid):
+    """Symmetrised GRU cell as a binary operator on ``channels``-wide features."""
+
+    exact = False
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.cell = nn.GRUCell(channels, channels)
+        self.identity_element = nn.Parameter(torch.zeros(channels))
+
+    def reset_parameters(self) -> None:
+        self.cell.reset_parameters()
+        nn.init.zeros_(self.identity_element)
+
+    def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        shape = a.shape
+        a2, b2 = a.reshape(-1, self.channels), b.reshape(-1, self.channels)
+        return (0.5 * (self.cell(a2, b2) + self.cell(b2, a2))).view(shape)
+
+    def identity(self, like: Tensor, num: int) -> Tensor:
+        element = self.identity_element.to(like.dtype)
+        return element.expand(num, *like.shape[1:])

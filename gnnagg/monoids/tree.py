@@ -1,0 +1,167 @@
+"""Balanced-tree reduction of every group at once: ceil(log2 d) sequential levels, O(E) work.
+
+At each level, every group with more than one element combines its elements in adjacent pairs
+(0,1), (2,3), ...; an odd last element passes up unchanged. Groups that are down to one element
+are finished and leave the working set, so a hub node does not make the other nodes pay for its
+depth, and no ``[N, D_max, F]`` buffer is ever built.
+
+The index arithmetic depends only on the degrees, so it is computed once per grouping
+(:func:`tree_schedule`) and cached on the :class:`SegmentPlan` for reuse by every layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..segment import SegmentPlan
+
+__all__ = ["TreeLevel", "TreeSchedule", "cached_tree_schedule", "tree_reduce", "tree_schedule"]
+
+
+@dataclass(frozen=True)
+class TreeLevel:
+    """One level of the reduction, over a working set laid out as
+    ``[2 * num_pairs paired rows (left, right interleaved) | num_carry rows | num_done rows]``.
+
+    ``done_groups`` are the groups whose single remaining element is in the done block;
+    ``order`` arranges ``[combined pairs | carried rows]`` into the next level's layout.
+    """
+
+    num_pairs: int
+    num_carry: int
+    num_done: int
+    done_groups: Tensor
+    order: Tensor
+
+
+@dataclass(frozen=True)
+class TreeSchedule:
+    """``initial_order`` arranges the grouped rows into the first level's layout."""
+
+    initial_order: Tensor
+    levels: list[TreeLevel]
+
+
+def _exclusive_cumsum(x: Tensor) -> Tensor:
+    return torch.cumsum(x, 0) - x
+
+
+def _layout(lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int]:
+    """Slot of every element (groups in order, positions ascending) in a level's layout.
+
+    Returns ``(slots, pairs, odd, pair_offset, num_pairs, num_carry)`` where ``odd`` marks the
+    groups that carry their last element up.
+    """
+    device = lengths.device
+    total = int(lengths.sum())
+    group = torch.repeat_interleave(
+        torch.arange(lengths.numel(), device=device), lengths, output_size=total
+    )
+    position = torch.arange(total, device=device) - _exclusive_cumsum(lengths)[group]
+    pairs = lengths // 2
+    odd = (lengths % 2 == 1) & (lengths > 1)
+    done = lengths == 1
+    pair_offset = _exclusive_cumsum(pairs)
+    num_pairs, num_carry = int(pairs.sum()), int(odd.sum())
+    carry_rank = _exclusive_cumsum(odd.long())
+    done_rank = _exclusive_cumsum(done.long())
+    slots = torch.where(
+        done[group],
+        2 * num_pairs + num_carry + done_rank[group],
+        torch.where(
+            position < 2 * pairs[group],
+            2 * pair_offset[group] + position,
+            2 * num_pairs + carry_rank[group],
+        ),
+    )
+    return slots, pairs, odd, pair_offset, num_pairs, num_carry
+
+
+def _inverse(slots: Tensor) -> Tensor:
+    order = torch.empty_like(slots)
+    order[slots] = torch.arange(slots.numel(), device=slots.device)
+    return order
+
+
+def tree_schedule(degrees: Tensor) -> TreeSchedule:
+    """The levels of the balanced reduction trees of groups with the given ``degrees``.
+
+    Rows are assumed grouped: group ``g`` owns rows ``ptr[g]:ptr[g+1]``. All index arithmetic
+    (and every device-to-host sync) of the reduction happens here, once per grouping.
+    """
+    device = degrees.device
+    lengths = degrees[degrees > 0]
+    groups = torch.nonzero(degrees > 0).flatten()
+    slots, pairs, odd, pair_offset, num_pairs, num_carry = _layout(lengths)
+    initial_order = _inverse(slots)
+    levels: list[TreeLevel] = []
+    while lengths.numel() > 0:
+        done = lengths == 1
+        keep = ~done
+        next_lengths = (pairs + odd.long())[keep]
+        # Where each element of the next level comes from in [combined pairs | carried rows].
+        next_pairs, next_offset = pairs[keep], pair_offset[keep]
+        carry_rank = _exclusive_cumsum(odd.long())[keep]
+        total = int(next_lengths.sum())
+        group = torch.repeat_interleave(
+            torch.arange(next_lengths.numel(), device=device), next_lengths, output_size=total
+        )
+        position = torch.arange(total, device=device) - _exclusive_cumsum(next_lengths)[group]
+        source = torch.where(
+            position < next_pairs[group],
+            next_offset[group] + position,
+            num_pairs + carry_rank[group],
+        )
+        next_slots, pairs_n, odd_n, offset_n, num_pairs_n, num_carry_n = _layout(next_lengths)
+        order = torch.empty_like(source)
+        order[next_slots] = source
+        levels.append(TreeLevel(num_pairs, num_carry, int(done.sum()), groups[done], order))
+        lengths, groups = next_lengths, groups[keep]
+        pairs, odd, pair_offset = pairs_n, odd_n, offset_n
+        num_pairs, num_carry = num_pairs_n, num_carry_n
+    return TreeSchedule(initial_order, levels)
+
+
+def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:
+    """:func:`tree_schedule` for ``plan``'s degrees, computed once per plan."""
+    schedule = plan.__dict__.get("_tree_schedule")
+    if schedule is None:
+        schedule = tree_schedule(plan.degrees)
+        plan.__dict__["_tree_schedule"] = schedule
+    return schedule
+
+
+def tree_reduce(
+    states: Tensor,
+    plan: SegmentPlan,
+    combine: Callable[[Tensor, Tensor], Tensor],
+    identity: Tensor,
+) -> Tensor:
+    """Reduce grouped ``states`` ``[rows, ...]`` with ``combine`` as balanced binary trees.
+
+    ``plan`` describes the grouping (rows of group ``g`` are ``ptr[g]:ptr[g+1]``); groups with no
+    rows get the matching row of ``identity`` (``[num_groups, ...]``). Returns
+    ``[num_groups, ...]``. Each level costs one ``combine`` on strided views of the paired rows,
+    one concatenation and one gather; no device-to-host sync happens here.
+    """
+    schedule = cached_tree_schedule(plan)
+    finished_states, finished_groups = [], []
+    current = states.index_select(0, schedule.initial_order)
+    for level in schedule.levels:
+        paired_rows = 2 * level.num_pairs
+        if level.num_done:
+            finished_states.append(current[paired_rows + level.num_carry :])
+            finished_groups.append(level.done_groups)
+        if level.num_pairs == 0:
+            break
+        pairs = current[:paired_rows].unflatten(0, (level.num_pairs, 2))
+        combined = combine(pairs[:, 0], pairs[:, 1])
+        carried = current[paired_rows : paired_rows + level.num_carry]
+        current = torch.cat([combined, carried]).index_select(0, level.order)
+    if not finished_groups:
+        return identity
+    return identity.index_copy(0, torch.cat(finished_groups), torch.cat(finished_states))
