@@ -1,5 +1,6 @@
-"""PyTorch Geometric aggregation modules built on :mod:`gnnagg.segment` and :mod:`gnnagg.monoids`."""
+"""PyTorch Geometric aggregation modules built on gnnagg.segment and gnnagg.monoids."""
 
 from .base import NeighbourhoodAggregation, Neighbourhoods, group_neighbourhoods
+from .lcm import LCMAggregation
 
-__all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
+__all__ = ["LCMAggregation", "NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]

@@ -95,6 +95,15 @@ class NeighbourhoodAggregation(Aggregation):
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         raise NotImplementedError
 
+    def __getstate__(self) -> dict:
+        # Tensors remembered from the last forward (``_last_*``) belong to an autograd graph:
+        # copies and pickles start without them, as after construction.
+        state = self.__dict__.copy()
+        for key in state:
+            if key.startswith("_last_"):
+                state[key] = None
+        return state
+
     def forward(
         self,
         x: Tensor,

@@ -1,0 +1,188 @@
+"""Learnable commutative monoid (LCM) aggregation (Ong & Veličković, 2022), without padding.
+
+Each node's messages -- exactly its own d(v) messages -- are reduced with a learnable
+commutative monoid as a balanced binary tree of depth ceil(log2 d(v)). All nodes advance one
+tree level per step, so there are ceil(log2 max degree) sequential steps and O(E) work, with no
+``[N, D_max, F]`` buffer: a node's output depends on its own messages only. A node with no
+messages receives the monoid's identity element (lowered to features).
+
+Exactly associative monoids (``exact = True``) may reduce each group without a tree
+(``fold=True``, the default), which gives the same result up to rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..monoids import MONOIDS, Monoid, associativity_gap, identity_gap, sample_rows, tree_reduce
+from ..segment import SegmentPlan
+from .base import NeighbourhoodAggregation, Neighbourhoods, group_neighbourhoods
+
+__all__ = ["LCMAggregation"]
+
+
+def _grouped_plan(groups: Neighbourhoods) -> SegmentPlan:
+    # The regrouped rows are sorted: a CSR plan over them, cached on the caller's plan so that
+    # layers sharing one plan also share the tree schedule.
+    cached = groups.plan.__dict__.get("_grouped_plan")
+    if cached is None:
+        cached = SegmentPlan.from_ptr(groups.ptr, validate=False)
+        groups.plan.__dict__["_grouped_plan"] = cached
+    return cached
+
+
+class LCMAggregation(NeighbourhoodAggregation):
+    """Aggregate each neighbourhood with a learnable commutative monoid, reduced as a tree.
+
+    Args:
+        in_channels: size of each message.
+        out_channels: size of each output (and of the monoid's elements).
+        project: apply ``Linear(in_channels, out_channels)`` and ReLU to messages before
+            reducing (as PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
+            ``out_channels``.
+        monoid: ``"gru"`` (the paper's operator), ``"conjugated_sum"``, ``"softmax"``, or a
+            :class:`~gnnagg.monoids.Monoid` instance with ``channels == out_channels``.
+        shuffle: randomly reorder each neighbourhood at every forward in training mode (it
+            changes the tree's leaves; off in eval mode).
+        fold: let exactly associative monoids skip the tree (same result up to rounding).
+        **monoid_kwargs: passed to the monoid's constructor when ``monoid`` is a name.
+
+    Messages may carry extra dimensions (GATConv's ``[E, heads, C]``): each is reduced
+    separately.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        project: bool = True,
+        monoid: str | Monoid = "gru",
+        shuffle: bool = False,
+        fold: bool = True,
+        **monoid_kwargs,
+    ) -> None:
+        super().__init__(shuffle=shuffle)
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not project and in_channels != out_channels:
+            raise ValueError(
+                f"in_channels ({in_channels}) must equal out_channels ({out_channels}) "
+                "when project=False"
+            )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.project = project
+        self.lin = nn.Linear(in_channels, out_channels) if project else None
+        if isinstance(monoid, str):
+            if monoid not in MONOIDS:
+                raise ValueError(f"monoid must be one of {sorted(MONOIDS)}, got {monoid!r}")
+            monoid = MONOIDS[monoid](out_channels, **monoid_kwargs)
+        elif not isinstance(monoid, Monoid):
+            raise TypeError(f"monoid must be a name or a Monoid, got {type(monoid).__name__}")
+        elif monoid.channels != out_channels:
+            raise ValueError(
+                f"monoid has {monoid.channels} channels but out_channels is {out_channels}"
+            )
+        self.monoid = monoid
+        self.fold = fold
+        self._last_states: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        if self.lin is not None:
+            self.lin.reset_parameters()
+        for module in self.monoid.modules():
+            if module is not self.monoid and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    # -- the reduction --------------------------------------------------------------------------
+    def _lift(self, groups: Neighbourhoods) -> Tensor:
+        x = groups.messages
+        if x.shape[-1] != self.in_channels:
+            raise ValueError(
+                f"x has {x.shape[-1]} channels in its last dimension, expected "
+                f"in_channels={self.in_channels}"
+            )
+        if self.lin is not None:
+            x = F.relu(self.lin(x))
+        states = self.monoid.lift(x)
+        # Kept (with its graph) for the regularisers; replaced at the next forward.
+        self._last_states = states
+        return states
+
+    def _reduce(self, states: Tensor, groups: Neighbourhoods) -> Tensor:
+        plan = _grouped_plan(groups)
+        if self.fold and self.monoid.exact:
+            folded = self.monoid.fold(states, plan)
+            if folded is not None:
+                return folded
+        identity = self.monoid.identity(states, plan.dim_size)
+        return tree_reduce(states, plan, self.monoid.combine, identity)
+
+    def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
+        return self.monoid.lower(self._reduce(self._lift(groups), groups))
+
+    # -- partial results (exact monoids) ---------------------------------------------------------
+    def reduce_partial(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        plan: SegmentPlan | None = None,
+    ) -> Tensor:
+        """Monoid states of each node's messages in ``x``, before lowering.
+
+        For an exact monoid, states of disjoint chunks of one neighbourhood merged with
+        :meth:`combine_partial` and lowered with :meth:`finalize` equal the aggregation of the
+        whole neighbourhood, so huge neighbourhoods can be reduced in chunks, across
+        mini-batches or across devices. ``dim_size`` should be the same for every chunk.
+        """
+        if plan is None and index is None and ptr is None:
+            raise ValueError("give index, ptr or plan")
+        groups = group_neighbourhoods(x, index, ptr, dim_size, dim, plan=plan)
+        return self._reduce(self._lift(groups), groups).movedim(0, dim)
+
+    def combine_partial(self, a: Tensor, b: Tensor) -> Tensor:
+        """Merge two results of :meth:`reduce_partial` (element-wise ⊕)."""
+        if a.shape != b.shape:
+            raise ValueError(
+                f"partial states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
+            )
+        return self.monoid.combine(a, b)
+
+    def finalize(self, states: Tensor) -> Tensor:
+        """Lower merged states to the aggregation's output."""
+        return self.monoid.lower(states)
+
+    # -- regularisers ---------------------------------------------------------------------------
+    def _remembered_states(self) -> Tensor:
+        if self._last_states is None or self._last_states.shape[0] == 0:
+            raise RuntimeError("associativity_loss needs a forward pass with at least one message")
+        states = self._last_states
+        return states.reshape(-1, states.shape[-1])
+
+    def associativity_loss(self, num_triples: int = 1024, seed: int | None = None) -> Tensor:
+        """The LCM paper's regulariser: mean ‖(a⊕b)⊕c − a⊕(b⊕c)‖² over ``num_triples`` triples
+        sampled (with replacement) from the messages of the last forward pass.
+
+        Differentiable with respect to the monoid's parameters and the messages. Near zero for
+        exact monoids.
+        """
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        a, b, c = sample_rows(self._remembered_states(), num_triples, 3, generator)
+        return associativity_gap(self.monoid, a, b, c)
+
+    def identity_loss(self, num_samples: int = 1024, seed: int | None = None) -> Tensor:
+        """Mean ‖e⊕a − a‖² over messages of the last forward (keeps a learned identity honest)."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        (a,) = sample_rows(self._remembered_states(), num_samples, 1, generator)
+        return identity_gap(self.monoid, a)
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+            f"monoid={self.monoid.__class__.__name__}, project={self.project})"
+        )

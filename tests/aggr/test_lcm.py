@@ -1,0 +1,288 @@
+"""LCMAggregation: locality, invariance, partial results, PyG drop-in, errors."""
+
+import copy
+import pickle
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch_geometric.nn import (
+    EdgeConv,
+    GATConv,
+    GCNConv,
+    GINConv,
+    GraphConv,
+    SAGEConv,
+    to_hetero,
+)
+from torch_geometric.nn.aggr import MultiAggregation
+
+from gnnagg.aggr import LCMAggregation
+from gnnagg.monoids import MONOIDS, GRUMonoid
+from gnnagg.segment import SegmentPlan
+
+EXACT = ["conjugated_sum", "softmax"]
+
+
+def make(monoid="gru", channels=8, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    aggr = LCMAggregation(channels, channels, monoid=monoid, **kwargs).double()
+    with torch.no_grad():
+        for p in aggr.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return aggr.eval()
+
+
+def random_messages(seed, num_rows=60, num_nodes=12, channels=8):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_rows, channels, generator=generator, dtype=torch.float64)
+    index = torch.randint(0, num_nodes, (num_rows,), generator=generator)
+    return x, index
+
+
+@given(seed=st.integers(0, 1000))
+@pytest.mark.parametrize("monoid", sorted(MONOIDS))
+def test_locality(monoid, seed):
+    """Changing other nodes' messages or adding nodes leaves a node's output unchanged."""
+    aggr = make(monoid)
+    x, index = random_messages(seed)
+    out = aggr(x, index, dim_size=12)
+    others = index != 0
+    x2 = x.clone()
+    x2[others] = torch.randn_like(x2[others]) * 5
+    # A new hub node far away, with many messages.
+    x2 = torch.cat([x2, torch.randn(300, 8, dtype=torch.float64)])
+    index2 = torch.cat([index, torch.full((300,), 20)])
+    out2 = aggr(x2, index2, dim_size=25)
+    torch.testing.assert_close(out2[0], out[0], rtol=1e-12, atol=1e-12)
+    assert out2.shape == (25, 8)
+
+
+@given(seed=st.integers(0, 1000))
+@pytest.mark.parametrize("monoid", EXACT)
+@pytest.mark.parametrize("fold", [True, False])
+def test_exact_monoids_are_permutation_invariant(monoid, fold, seed):
+    aggr = make(monoid, fold=fold)
+    x, index = random_messages(seed)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(aggr(x[perm], index[perm], dim_size=12), aggr(x, index, dim_size=12))
+
+
+@pytest.mark.parametrize("monoid", EXACT)
+def test_fold_equals_tree(monoid):
+    aggr = make(monoid)
+    x, index = random_messages(3, num_rows=200)
+    folded = aggr(x, index, dim_size=15)
+    aggr.fold = False
+    torch.testing.assert_close(aggr(x, index, dim_size=15), folded)
+
+
+def test_gru_tree_matches_pairwise_definition():
+    aggr = make("gru", project=False)
+    x = torch.randn(5, 8, dtype=torch.float64)
+    out = aggr(x, torch.zeros(5, dtype=torch.long))
+    op = aggr.monoid.combine
+    expected = op(op(op(x[0:1], x[1:2]), op(x[2:3], x[3:4])), x[4:5])
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("monoid", sorted(MONOIDS))
+def test_isolated_nodes_and_zero_edges_get_the_identity(monoid):
+    aggr = make(monoid, project=False)
+    out = aggr(torch.empty(0, 8, dtype=torch.float64), torch.empty(0, dtype=torch.long), dim_size=3)
+    like = torch.zeros(1, aggr.monoid.state_channels, dtype=torch.float64)
+    identity = aggr.monoid.lower(aggr.monoid.identity(like, 3))
+    torch.testing.assert_close(out, identity)
+    if monoid == "softmax":
+        assert out.abs().sum() == 0
+
+
+@pytest.mark.parametrize("monoid", EXACT)
+def test_chunked_equals_single_pass(monoid):
+    aggr = make(monoid)
+    x, index = random_messages(5, num_rows=120)
+    whole = aggr(x, index, dim_size=12)
+    chunks = [
+        aggr.reduce_partial(x[i : i + 40], index[i : i + 40], dim_size=12) for i in (0, 40, 80)
+    ]
+    merged = aggr.combine_partial(aggr.combine_partial(chunks[0], chunks[1]), chunks[2])
+    torch.testing.assert_close(aggr.finalize(merged), whole)
+
+
+def test_combine_partial_rejects_mismatched_shapes():
+    aggr = make("softmax")
+    with pytest.raises(ValueError, match="partial states differ"):
+        aggr.combine_partial(torch.zeros(3, 24), torch.zeros(4, 24))
+
+
+def test_ptr_dim_and_heads():
+    aggr = make("gru")
+    x, index = random_messages(1)
+    order = index.argsort(stable=True)
+    ptr = torch.cat(
+        [torch.zeros(1, dtype=torch.long), torch.bincount(index, minlength=12).cumsum(0)]
+    )
+    expected = aggr(x, index, dim_size=12)
+    torch.testing.assert_close(aggr(x[order], ptr=ptr), expected)
+    # Batched leading dimension, aggregating along dim=1.
+    batched = torch.stack([x, 2 * x])
+    out = aggr(batched, index, dim_size=12, dim=1)
+    torch.testing.assert_close(out[0], expected)
+    # Heads: each head is reduced on its own.
+    heads = torch.stack([x, -x], dim=1)  # [E, 2, C]
+    out = aggr(heads, index, dim_size=12, dim=0)
+    assert out.shape == (12, 2, 8)
+    torch.testing.assert_close(out[:, 0], expected)
+    torch.testing.assert_close(out[:, 1], aggr(-x, index, dim_size=12))
+
+
+def test_plan_argument_reuses_grouping():
+    aggr = make("gru")
+    x, index = random_messages(2)
+    plan = SegmentPlan.from_index(index, 12)
+    torch.testing.assert_close(aggr(x, plan=plan), aggr(x, index, dim_size=12))
+
+
+def test_shuffle_only_in_training():
+    aggr = make("gru", shuffle=True)
+    x, index = random_messages(4, num_rows=100, num_nodes=4)
+    eval_a, eval_b = aggr(x, index), aggr(x, index)
+    torch.testing.assert_close(eval_a, eval_b)
+    aggr.train()
+    assert not torch.allclose(aggr(x, index), eval_a)
+
+
+def test_associativity_loss():
+    aggr = make("gru").train()
+    x, index = random_messages(6)
+    with pytest.raises(RuntimeError, match="needs a forward pass"):
+        LCMAggregation(8, 8).associativity_loss()
+    aggr(x, index)
+    loss = aggr.associativity_loss(num_triples=256, seed=0)
+    assert loss > 0
+    loss.backward()
+    assert aggr.monoid.cell.weight_hh.grad.abs().sum() > 0
+    assert aggr.identity_loss(seed=0) > 0
+    exact = make("conjugated_sum")
+    exact(x, index)
+    assert exact.associativity_loss(seed=0) < 1e-20
+
+
+@pytest.mark.parametrize("monoid", sorted(MONOIDS))
+def test_gradcheck(monoid):
+    aggr = make(monoid, channels=3)
+    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([2, 0, 2, 2, 1, 2, 0, 2, 2])
+    assert torch.autograd.gradcheck(lambda t: aggr(t, index, dim_size=4), (x,))
+
+
+def test_state_dict_round_trip():
+    aggr = make("conjugated_sum")
+    clone = LCMAggregation(8, 8, monoid="conjugated_sum").double().eval()
+    clone.load_state_dict(aggr.state_dict())
+    x, index = random_messages(7)
+    torch.testing.assert_close(clone(x, index), aggr(x, index))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="in_channels .* must equal out_channels"):
+        LCMAggregation(4, 8, project=False)
+    with pytest.raises(ValueError, match="monoid must be one of"):
+        LCMAggregation(4, 4, monoid="median")
+    with pytest.raises(ValueError, match="monoid has 5 channels"):
+        LCMAggregation(4, 4, monoid=GRUMonoid(5))
+    with pytest.raises(TypeError, match="monoid must be a name or a Monoid"):
+        LCMAggregation(4, 4, monoid=torch.nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+        LCMAggregation(0, 4)
+    aggr = LCMAggregation(4, 4)
+    with pytest.raises(ValueError, match="expected in_channels=4"):
+        aggr(torch.randn(3, 5), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="index contains 7"):
+        aggr(torch.randn(3, 4), torch.tensor([0, 7, 1]), dim_size=3)
+    with pytest.raises(ValueError, match="index has 2 entries"):
+        aggr(torch.randn(3, 4), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        aggr(torch.ones(3, 4, dtype=torch.long), torch.tensor([0, 1, 1]))
+
+
+# -- drop-in with PyG convolutions -------------------------------------------------------------
+
+
+def graph(seed=0, num_nodes=10, num_edges=40, channels=8):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_nodes, channels, generator=generator)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=generator)
+    return x, edge_index
+
+
+@pytest.mark.parametrize(
+    "make_conv",
+    [
+        lambda: SAGEConv(8, 16, aggr=LCMAggregation(8, 8)),
+        lambda: GraphConv(8, 16, aggr=LCMAggregation(8, 8)),
+        lambda: GCNConv(8, 16, aggr=LCMAggregation(16, 16)),
+        lambda: GATConv(8, 16, heads=2, aggr=LCMAggregation(16, 16)),
+        lambda: GINConv(torch.nn.Linear(8, 16), aggr=LCMAggregation(8, 8)),
+        lambda: EdgeConv(torch.nn.Linear(16, 16), aggr=LCMAggregation(16, 16, monoid="softmax")),
+        lambda: SAGEConv(
+            8,
+            16,
+            aggr=MultiAggregation(["mean", LCMAggregation(8, 8, monoid="conjugated_sum")]),
+        ),
+    ],
+    ids=["sage", "graphconv", "gcn", "gat", "gin", "edgeconv", "multi"],
+)
+def test_drop_in_convolutions(make_conv):
+    torch.manual_seed(0)
+    conv = make_conv()
+    x, edge_index = graph()
+    out = conv(x, edge_index)
+    assert out.shape[0] == 10 and torch.isfinite(out).all()
+    out.sum().backward()
+    # Locality through a conv: permuting the edge list changes nothing for exact-free GRU either,
+    # as long as each node's messages keep their relative order.
+    perm = torch.argsort(edge_index[1], stable=True)
+    torch.testing.assert_close(conv(x, edge_index[:, perm]), out, rtol=1e-5, atol=1e-5)
+
+
+def test_to_hetero():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = SAGEConv((-1, -1), 16, aggr=LCMAggregation(8, 8))
+
+        def forward(self, x, edge_index):
+            return self.conv(x, edge_index)
+
+    metadata = (
+        ["paper", "author"],
+        [("author", "writes", "paper"), ("paper", "rev_writes", "author")],
+    )
+    model = to_hetero(Net(), metadata, aggr="sum")
+    x_dict = {"paper": torch.randn(6, 8), "author": torch.randn(4, 8)}
+    edge_index_dict = {
+        ("author", "writes", "paper"): torch.tensor([[0, 1, 2, 3, 3], [5, 0, 0, 2, 1]]),
+        ("paper", "rev_writes", "author"): torch.tensor([[5, 0, 0, 2, 1], [0, 1, 2, 3, 3]]),
+    }
+    out = model(x_dict, edge_index_dict)
+    assert out["paper"].shape == (6, 16) and out["author"].shape == (4, 16)
+
+
+def test_torch_compile_runs():
+    aggr = make("gru").float()
+    x, index = random_messages(8)
+    x = x.float()
+    compiled = torch.compile(aggr, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, index, dim_size=12), aggr(x, index, dim_size=12))
+
+
+def test_copies_drop_the_remembered_states():
+    aggr = make("gru").train()
+    x, index = random_messages(9)
+    aggr(x.requires_grad_(), index)
+    for clone in (copy.deepcopy(aggr), pickle.loads(pickle.dumps(aggr))):
+        with pytest.raises(RuntimeError, match="needs a forward pass"):
+            clone.associativity_loss()
+        torch.testing.assert_close(clone(x, index), aggr(x, index))
