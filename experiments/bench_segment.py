@@ -1,0 +1,125 @@
+"""Segment-reduction benchmark: time and effective bandwidth per backend and reduction.
+
+Bytes counted per call: ``src`` read once, ``index`` read once, output written once. Compared
+side by side in one run with a device copy of ``src`` (the bandwidth limit), PyG's
+``SumAggregation``, ``Tensor.index_add_`` and ``torch_scatter`` when installed.
+
+    python experiments/bench_segment.py [--quick] [--device cuda] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import machine_description, median_time_ms  # noqa: E402
+
+from gnnagg.segment import SegmentPlan, available_backends, segment  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_segment.json"
+
+
+def _cases(quick: bool, device: str) -> list[tuple[int, int]]:
+    if quick:
+        return [(1_000_000, 32), (1_000_000, 128)]
+    if device == "cpu":
+        return [(1_000_000, 32), (1_000_000, 128), (10_000_000, 32)]
+    return [(1_000_000, 32), (1_000_000, 128), (10_000_000, 32), (10_000_000, 128)]
+
+
+def _bench_case(
+    num_rows: int, channels: int, avg_degree: int, quick: bool, device: str, seed: int
+) -> list[dict]:
+    from torch_geometric.nn.aggr import SumAggregation
+
+    generator = torch.Generator().manual_seed(seed)
+    reductions = ("sum", "mean", "max") if quick else ("sum", "mean", "max", "min")
+    repeats = 3 if quick else 10
+    num_groups = num_rows // avg_degree
+    index = torch.randint(0, num_groups, (num_rows,), generator=generator).to(device)
+    src = torch.randn(num_rows, channels, generator=generator).to(device)
+    indices = {"sorted": index.sort().values, "unsorted": index}
+    element = src.element_size()
+    nbytes = num_rows * channels * element + num_rows * 8 + num_groups * channels * element
+    rows = []
+
+    def record(name: str, order: str, reduce: str, fn) -> None:
+        ms = median_time_ms(fn, device, repeats)
+        rows.append(
+            dict(
+                rows=num_rows,
+                channels=channels,
+                groups=num_groups,
+                method=name,
+                order=order,
+                reduce=reduce,
+                ms=round(ms, 4),
+                gb_per_s=round(nbytes / ms / 1e6, 1),
+            )
+        )
+
+    record("copy (limit)", "-", "-", src.clone)
+    pyg_sum = SumAggregation()
+    out = src.new_zeros(num_groups, channels)
+    for order, idx in indices.items():
+        record("pyg SumAggregation", order, "sum", lambda: pyg_sum(src, idx, dim_size=num_groups))
+        record("Tensor.index_add_", order, "sum", lambda: out.zero_().index_add_(0, idx, src))
+    backends = [b for b in available_backends() if b != "triton" or device == "cuda"]
+    for order, idx in indices.items():
+        plan = SegmentPlan.from_index(idx, num_groups)
+        for backend in backends:
+            for reduce in reductions:
+                record(
+                    f"gnnagg[{backend}]",
+                    order,
+                    reduce,
+                    lambda: segment(src, plan=plan, reduce=reduce, backend=backend),
+                )
+    return rows
+
+
+def run(quick: bool = False, device: str = "cpu", avg_degree: int = 10, seed: int = 0) -> dict:
+    """Benchmark every available backend; returns ``{"machine": ..., "rows": [...]}``."""
+    rows = []
+    for num_rows, channels in _cases(quick, device):
+        rows += _bench_case(num_rows, channels, avg_degree, quick, device, seed)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return {"benchmark": "segment", "machine": machine_description(device), "rows": rows}
+
+
+def format_table(result: dict) -> str:
+    """A markdown table of the rows of :func:`run`."""
+    lines = [
+        "| rows | F | method | order | reduce | ms | GB/s |",
+        "|---:|---:|---|---|---|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['rows']:,} | {r['channels']} | {r['method']} | {r['order']} | {r['reduce']} "
+            f"| {r['ms']:.3f} | {r['gb_per_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1M rows only, fewer repeats")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick, device=args.device)
+    print(f"Segment reductions on {result['machine']}")
+    print(format_table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

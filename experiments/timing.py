@@ -1,0 +1,65 @@
+"""Timing and memory helpers shared by the benchmark scripts (median of repeats, after warm-up)."""
+
+from __future__ import annotations
+
+import gc
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time_ms(
+    fn: Callable[[], object], device: torch.device | str, repeats: int = 5, warmup: int = 1
+) -> float:
+    """Median wall time of ``fn()`` in milliseconds, synchronising the device around each call."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_cuda_extra_mb(fn: Callable[[], object], device: torch.device | str) -> float | None:
+    """Peak CUDA memory allocated by ``fn()`` beyond what was held before, in MiB."""
+    if torch.device(device).type != "cuda":
+        return None
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def machine_description(device: torch.device | str) -> dict:
+    """What the numbers were measured on."""
+    info = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        import torch_geometric
+
+        info["torch_geometric"] = torch_geometric.__version__
+    except ImportError:
+        pass
+    return info
