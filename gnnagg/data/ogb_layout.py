@@ -48,6 +48,9 @@ OGB_SOCKET_TIMEOUT = 60.0
 
 def require_ogb() -> Any:
     """Import ogb or raise an ImportError that names the ``gnnagg[data]`` extra."""
+    # ogb asks PyPI for a newer version of itself on import; that is a network call the
+    # offline-safe paths here must not make.
+    os.environ.setdefault("OUTDATED_IGNORE", "1")
     try:
         import ogb  # noqa: F401
         from ogb.graphproppred import PygGraphPropPredDataset  # noqa: F401

@@ -1,0 +1,139 @@
+"""MUTAG, QM9 and mesh data sets from fixtures, and the generated 3-D meshes."""
+
+import pytest
+import torch
+from torch_geometric.utils import is_undirected, to_networkx
+
+from gnnagg.data import QM9_TARGETS, QM9Dataset, delaunay_mesh, fetch, lattice_mesh
+from gnnagg.data.download import datasets_dir
+
+FIXTURES = datasets_dir() / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _read_ints(name):
+    return [int(v) for v in (FIXTURES / "mutag" / name).read_text().split()]
+
+
+def test_mutag_fixture_through_tudataset(cache):
+    ds = fetch("mutag", root=cache, fixture=True)
+    labels = _read_ints("MUTAG_graph_labels.txt")
+    assert type(ds).__name__ == "TUDataset" and len(ds) == len(labels) == 41
+    # TU labels -1/1 become classes 0/1.
+    assert ds.y.tolist() == [(v + 1) // 2 for v in labels]
+    # The fixture keeps every node and edge label, so feature widths equal the full MUTAG's.
+    assert ds.num_node_features == 7 and ds.num_edge_features == 4
+    indicator = _read_ints("MUTAG_graph_indicator.txt")
+    sizes = torch.bincount(torch.tensor(indicator))[1:]
+    assert [ds[i].num_nodes for i in range(len(ds))] == sizes.tolist()
+    node_labels = torch.tensor(_read_ints("MUTAG_node_labels.txt"))
+    assert torch.equal(ds.x.argmax(dim=1), node_labels)
+    assert all(is_undirected(ds[i].edge_index) for i in range(len(ds)))
+
+
+def test_qm9_fixture_matches_csv(cache):
+    pd = pytest.importorskip("pandas")
+    ds = fetch("qm9", root=cache, fixture=True)
+    assert isinstance(ds, QM9Dataset) and len(ds) == 100
+    df = pd.read_csv(FIXTURES / "qm9" / "qm9_fixture.csv")
+    assert ds.target_names == (
+        "mu",
+        "alpha",
+        "homo",
+        "lumo",
+        "gap",
+        "r2",
+        "zpve",
+        "U0",
+        "U",
+        "H",
+        "G",
+        "Cv",
+    )
+    cols = [c for _, c, _ in QM9_TARGETS]
+    expected = torch.tensor(df[cols].to_numpy(), dtype=torch.float32)
+    assert torch.equal(ds.y, expected)
+    assert ds.idx.tolist() == df["Index"].tolist()
+    for i in (0, 57, 99):
+        data = ds[i]
+        assert data.pos.shape == (data.num_nodes, 3) and data.z.numel() == data.num_nodes
+        assert set(data.z.tolist()) <= {1, 6, 7, 8, 9}
+        assert data.smiles == df["SMILES"][i]
+
+
+def test_qm9_subset_is_deterministic_and_validated(cache):
+    a = fetch("qm9", root=cache, fixture=True, subset=10)
+    b = fetch("qm9", root=cache, fixture=True, subset=10)
+    full = fetch("qm9", root=cache, fixture=True)
+    assert len(a) == 10 and a.idx.tolist() == b.idx.tolist()
+    assert set(a.idx.tolist()) <= set(full.idx.tolist())
+    assert a.idx.tolist() == sorted(a.idx.tolist())
+    with pytest.raises(ValueError, match="subset: 500 requested"):
+        fetch("qm9", root=cache, fixture=True, subset=500)
+    with pytest.raises(ValueError, match="subset: expected a positive int"):
+        fetch("qm9", root=cache, fixture=True, subset=0)
+
+
+def test_airfoil_mesh_matches_mat_file(cache):
+    loadmat = pytest.importorskip("scipy.io").loadmat
+    mesh = fetch("airfoil", root=cache, fixture=True)
+    mat = loadmat(str(FIXTURES / "airfoil" / "airfoil.mat"))
+    assert mesh.num_nodes == 4253 and mesh.pos.shape == (4253, 2)
+    assert torch.allclose(mesh.pos[:, 0].double(), torch.from_numpy(mat["x"][:, 0]), atol=1e-6)
+    i = mat["i_inds"].reshape(-1).astype(int) - 1
+    j = mat["j_inds"].reshape(-1).astype(int) - 1
+    expected = {(a, b) for a, b in zip(i, j) if a != b} | {(b, a) for a, b in zip(i, j) if a != b}
+    assert set(map(tuple, mesh.edge_index.t().tolist())) == expected
+    assert mesh.edge_index.size(1) == len(expected)
+    shifted = fetch("airfoil", root=cache, fixture=True, transform=lambda d: d.pos.sum())
+    assert torch.is_tensor(shifted)
+
+
+def _check_mesh(mesh, n):
+    assert mesh.num_nodes == n and mesh.pos.shape == (n, 3)
+    ei = mesh.edge_index
+    assert is_undirected(ei) and not torch.any(ei[0] == ei[1])
+    assert torch.unique(ei, dim=1).size(1) == ei.size(1)
+    assert mesh.pos.min() >= 0 and mesh.pos.max() <= 1
+
+
+def test_lattice_mesh_exact_sizes_and_degrees():
+    cube = lattice_mesh(27)
+    _check_mesh(cube, 27)
+    assert cube.edge_index.size(1) == 2 * 3 * 3 * 3 * 2  # 3 axes, 9 lines, 2 edges each
+    for n in (1, 2, 28, 1000, 4097):
+        mesh = lattice_mesh(n)
+        _check_mesh(mesh, n)
+        deg = torch.bincount(mesh.edge_index[0], minlength=n)
+        assert deg.max() <= 6
+        if n > 1:
+            assert to_networkx(mesh, to_undirected=True).number_of_edges() * 2 == deg.sum()
+    assert torch.equal(lattice_mesh(500).edge_index, lattice_mesh(500).edge_index)
+
+
+def test_delaunay_mesh_is_connected_and_seeded():
+    nx = pytest.importorskip("networkx")
+    pytest.importorskip("scipy")
+    mesh = delaunay_mesh(300, seed=1)
+    _check_mesh(mesh, 300)
+    assert nx.is_connected(to_networkx(mesh, to_undirected=True))
+    assert torch.equal(mesh.edge_index, delaunay_mesh(300, seed=1).edge_index)
+    assert not torch.equal(mesh.pos, delaunay_mesh(300, seed=2).pos)
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "exc", "match"),
+    [
+        (lattice_mesh, (0,), ValueError, "n: need at least 1"),
+        (lattice_mesh, (2.5,), TypeError, "n: expected an int"),
+        (delaunay_mesh, (4,), ValueError, "n: need at least 5"),
+        (delaunay_mesh, (10, -1), ValueError, "seed"),
+    ],
+)
+def test_mesh_bad_arguments(fn, args, exc, match):
+    with pytest.raises(exc, match=match):
+        fn(*args)
