@@ -91,8 +91,12 @@ def tree_schedule(degrees: Tensor) -> TreeSchedule:
     """The levels of the balanced reduction trees of groups with the given ``degrees``.
 
     Rows are assumed grouped: group ``g`` owns rows ``ptr[g]:ptr[g+1]``. All index arithmetic
-    (and every device-to-host sync) of the reduction happens here, once per grouping.
+    of the reduction happens here, once per grouping, on the CPU: the schedule is many small
+    data-dependent steps, which on a GPU would cost a launch and a sync each. The finished index
+    tensors travel to ``degrees``' device in one copy.
     """
+    target = degrees.device
+    degrees = degrees.cpu()
     device = degrees.device
     lengths = degrees[degrees > 0]
     groups = torch.nonzero(degrees > 0).flatten()
@@ -123,7 +127,20 @@ def tree_schedule(degrees: Tensor) -> TreeSchedule:
         lengths, groups = next_lengths, groups[keep]
         pairs, odd, pair_offset = pairs_n, odd_n, offset_n
         num_pairs, num_carry = num_pairs_n, num_carry_n
-    return TreeSchedule(initial_order, levels)
+    schedule = TreeSchedule(initial_order, levels)
+    return schedule if target.type == "cpu" else _move_schedule(schedule, target)
+
+
+def _move_schedule(schedule: TreeSchedule, device: torch.device) -> TreeSchedule:
+    parts = [schedule.initial_order]
+    for level in schedule.levels:
+        parts += [level.done_groups, level.order]
+    moved = torch.cat(parts).to(device).split([p.numel() for p in parts])
+    levels = [
+        TreeLevel(level.num_pairs, level.num_carry, level.num_done, done, order)
+        for level, done, order in zip(schedule.levels, moved[1::2], moved[2::2])
+    ]
+    return TreeSchedule(moved[0], levels)
 
 
 def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:
