@@ -330,7 +330,9 @@ class MultisetTaskDataset(InMemoryDataset):
         test_sizes: sizes that get a ``"test_<n>"`` split.
         sizes: explicit allowed sizes, overriding the split's.
         num_nodes: nodes per graph for ``form="node"`` (default ``max(2 * max size, 32)``);
-            must exceed the largest size.
+            must exceed the largest size. A node-level graph has about
+            ``num_nodes * mean size`` edges (131,072 at ``test_256``), so large test sizes
+            want far fewer graphs than the graph-level form.
         transform: optional PyG transform applied on access.
     """
 
