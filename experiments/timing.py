@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 
@@ -43,6 +45,40 @@ def peak_cuda_extra_mb(fn: Callable[[], object], device: torch.device | str) -> 
     fn()
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_extra_mb(fn: Callable[[], object], interval_s: float = 0.0005) -> float:
+    """Peak growth of this process's resident memory while ``fn()`` runs, in MiB (Linux).
+
+    A sampling thread reads ``/proc/self/statm``; torch releases the GIL inside its kernels, so
+    the sampler keeps running during long operations. Allocations shorter than the interval can
+    be missed, so this is a lower bound on the true peak.
+    """
+    gc.collect()
+    base = _resident_bytes()
+    peak = base
+    running = True
+
+    def sample() -> None:
+        nonlocal peak
+        while running:
+            peak = max(peak, _resident_bytes())
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        running = False
+        sampler.join()
+    peak = max(peak, _resident_bytes())
+    return (peak - base) / 2**20
 
 
 def machine_description(device: torch.device | str) -> dict:

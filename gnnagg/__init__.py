@@ -1,13 +1,32 @@
-"""gnnagg: aggregation operators for graph neural networks.
+"""gnnagg: aggregation operators for graph neural networks, drop-in for PyTorch Geometric.
 
 Layers, from the bottom up (nothing imports from a layer above it):
 
 * :mod:`gnnagg.segment` -- reductions over groups of rows (CSR/COO), several backends.
-* :mod:`gnnagg.monoids` -- learnable commutative monoids and their law checks.
-* :mod:`gnnagg.aggr` -- PyG-compatible aggregation modules built on the two above.
-* :mod:`gnnagg.poly` -- equivariant polynomial features (PyG transforms).
-* :mod:`gnnagg.data` -- synthetic tasks and real data sets.
-* :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``).
+* :mod:`gnnagg.monoids` -- learnable commutative monoids, tree reduction, law checks.
+* :mod:`gnnagg.aggr` -- PyG ``Aggregation`` modules built on the two above.
+* :mod:`gnnagg.poly` -- equivariant polynomial features (PyG transforms), beside the above.
+* :mod:`gnnagg.data` -- synthetic tasks and real data sets, beside the above.
+* :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
 """
 
+from .aggr import GRUAggregation, LCMAggregation, LSTMAggregation
+from .monoids import ConjugatedSumMonoid, GRUMonoid, Monoid, SoftmaxMonoid, check_laws
+from .segment import SegmentPlan, segment, segment_softmax, use_backend
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ConjugatedSumMonoid",
+    "GRUAggregation",
+    "GRUMonoid",
+    "LCMAggregation",
+    "LSTMAggregation",
+    "Monoid",
+    "SegmentPlan",
+    "SoftmaxMonoid",
+    "check_laws",
+    "segment",
+    "segment_softmax",
+    "use_backend",
+]

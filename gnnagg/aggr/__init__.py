@@ -1,6 +1,21 @@
-"""PyTorch Geometric aggregation modules built on gnnagg.segment and gnnagg.monoids."""
+"""PyTorch Geometric aggregation modules built on gnnagg.segment and gnnagg.monoids.
+
+* :class:`LCMAggregation` -- learnable commutative monoid, reduced as balanced trees;
+* :class:`GRUAggregation`, :class:`LSTMAggregation` -- recurrent aggregators with a
+  permutation-invariance regulariser;
+* :class:`NeighbourhoodAggregation` -- the base class: messages regrouped by node, no padding.
+"""
 
 from .base import NeighbourhoodAggregation, Neighbourhoods, group_neighbourhoods
 from .lcm import LCMAggregation
+from .recurrent import GRUAggregation, LSTMAggregation, RecurrentAggregation
 
-__all__ = ["LCMAggregation", "NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
+__all__ = [
+    "GRUAggregation",
+    "LCMAggregation",
+    "LSTMAggregation",
+    "NeighbourhoodAggregation",
+    "Neighbourhoods",
+    "RecurrentAggregation",
+    "group_neighbourhoods",
+]
