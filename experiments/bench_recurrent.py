@@ -1,0 +1,256 @@
+"""Recurrent aggregators: gnnagg's GRU/LSTMAggregation (no padding) next to PyG's (padded).
+
+Messages ``[E, 64]`` into N = 10,000 nodes, E = 100,000, sorted index, from
+:func:`graphs.make_messages`: ``uniform`` (degrees 10 ± 2), ``hub200`` and ``hub5000`` (one node
+of that degree, the rest about 10). Only the aggregator runs, forward + backward of
+``out.sum()`` with messages that require grad; the ``+reg`` rows add
+``0.1 * permutation_loss()`` (256 samples) to the loss.
+
+Measurements, each (case, method) in a fresh worker process so no method's memory or crash
+touches another's:
+
+* time: median of ``repeats`` passes after one warm-up pass;
+* extra memory, CPU: ``ru_maxrss`` after the first pass minus the resident set size just before
+  it (an upper bound that is exact whenever the pass sets the process's high-water mark; the
+  set-up only allocates the 25 MB of messages). The worker's address space is capped
+  (``--cap-gb``): a method that asks for more reports "cannot allocate" instead of pushing a
+  shared machine into the OOM killer;
+* extra memory, CUDA: ``max_memory_allocated`` during the second pass minus what was allocated
+  before it (the first pass is the warm-up, so cuBLAS/cuDNN set-up is not counted).
+
+A worker that dies (a CUDA illegal memory access, the OOM killer) is reported as "crashed" for
+that case and the remaining cases go on in a new process.
+
+    python experiments/bench_recurrent.py [--device cuda] [--cases uniform hub200] [--out F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from graphs import make_messages  # noqa: E402
+from timing import machine_description, median_time_ms, peak_cuda_extra_mb  # noqa: E402
+
+__all__ = ["CASES", "METHODS", "format_table", "measure", "run"]
+
+DEFAULT_OUT = HERE / "results" / "bench_recurrent.json"
+CASES = ("uniform", "hub200", "hub5000")
+METHODS = (
+    "gnnagg GRU",
+    "gnnagg GRU+reg",
+    "pyg GRU",
+    "gnnagg LSTM",
+    "gnnagg LSTM+reg",
+    "pyg LSTM",
+)
+CHANNELS = 64
+NUM_SAMPLES = 256
+
+
+def _module(method: str) -> torch.nn.Module:
+    from torch_geometric.nn import aggr as pyg
+
+    from gnnagg.aggr.recurrent import GRUAggregation, LSTMAggregation
+
+    library, name = method.split()
+    cell = name.removesuffix("+reg")
+    if library == "pyg":
+        cls = pyg.GRUAggregation if cell == "GRU" else pyg.LSTMAggregation
+    else:
+        cls = GRUAggregation if cell == "GRU" else LSTMAggregation
+    return cls(CHANNELS, CHANNELS)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_resident_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(case: str, method: str, device: str = "cpu", repeats: int = 3) -> dict:
+    """Time and extra memory of one method on one case (meant to run in a fresh process)."""
+    torch.manual_seed(0)
+    x, index, dim_size = make_messages(case, channels=CHANNELS, device=device)
+    x.requires_grad_(True)
+    module = _module(method).to(device)
+    regularised = method.endswith("+reg")
+
+    def step() -> None:
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        loss = module(x, index, dim_size=dim_size).sum()
+        if regularised:
+            loss = loss + 0.1 * module.permutation_loss(NUM_SAMPLES)
+        loss.backward()
+
+    degrees = torch.bincount(index, minlength=dim_size)
+    row = dict(
+        case=case,
+        method=method,
+        device=device,
+        nodes=dim_size,
+        edges=int(x.shape[0]),
+        max_degree=int(degrees.max()),
+        padded_rows=dim_size * int(degrees.max()),
+    )
+    try:
+        if torch.device(device).type == "cuda":
+            step()
+            torch.cuda.synchronize()
+            row["extra_mb"] = round(peak_cuda_extra_mb(step, device), 1)
+        else:
+            before = _resident_mb()
+            step()
+            row["extra_mb"] = round(_peak_resident_mb() - before, 1)
+        row["ms"] = round(median_time_ms(step, device, repeats, warmup=0), 2)
+        row["status"] = "ok"
+    except (RuntimeError, MemoryError) as error:
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        lowered = message.lower()
+        out_of_memory = "memory" in lowered and "illegal" not in lowered or "allocate" in lowered
+        row["status"] = "cannot allocate" if out_of_memory else f"error: {message}"
+        row["error"] = message
+    return row
+
+
+def _run_worker(
+    cases: list[str], method: str, device: str, repeats: int, cap_gb: float, timeout_s: float
+) -> list[dict]:
+    """Measure ``method`` on ``cases`` in one fresh process; rows for the cases it finished."""
+    command = [sys.executable, __file__, "--worker", method, *cases]
+    command += ["--device", device, "--repeats", str(repeats), "--cap-gb", str(cap_gb)]
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s * len(cases),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
+    except subprocess.TimeoutExpired as expired:
+        stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
+        stderr, code = f"timed out after {timeout_s:.0f} s per case", None
+    rows = [json.loads(line) for line in (stdout or "").splitlines() if line.startswith("{")]
+    if len(rows) < len(cases):
+        # The worker died inside the first case it did not report.
+        tail = ((stderr or "").strip().splitlines() or ["no output"])[-1][:200]
+        if code in (-9, 137):
+            tail = "killed (out of memory?)"
+        rows.append(
+            dict(case=cases[len(rows)], method=method, device=device, status=f"crashed: {tail}")
+        )
+    return rows
+
+
+def run(
+    cases: Iterable[str] = CASES,
+    device: str = "cpu",
+    repeats: int = 3,
+    methods: Iterable[str] = METHODS,
+    cap_gb: float = 12.0,
+    timeout_s: float = 900.0,
+    progress: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Benchmark ``methods`` on ``cases``; one row (a dict) per (case, method).
+
+    On the CPU each measurement gets its own process (the peak RSS only grows). On CUDA one
+    process per method runs the cases in turn and stops at the first failure (a CUDA error can
+    leave the context unusable); the remaining cases then go on in a new process.
+    """
+    cases, methods = list(cases), list(methods)
+    unknown = set(cases) - set(CASES) | set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown cases/methods {sorted(unknown)}; cases: {CASES}, {METHODS}")
+    rows: list[dict] = []
+    for method in methods:
+        pending = list(cases)
+        while pending:
+            batch = pending[:1] if device == "cpu" else pending
+            got = _run_worker(batch, method, device, repeats, cap_gb, timeout_s)
+            for row in got:
+                rows.append(row)
+                if progress is not None:
+                    progress(row)
+            pending = pending[len(got) :]
+    order = {c: i for i, c in enumerate(cases)}
+    rows.sort(key=lambda r: (order[r["case"]], methods.index(r["method"])))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table: one row per method, time and extra memory per case."""
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by_key = {(r["case"], r["method"]): r for r in rows}
+    header = "| method | " + " | ".join(f"{c} ms | {c} extra MB" for c in cases) + " |"
+    lines = [header, "|---|" + "---:|---:|" * len(cases)]
+    for method in methods:
+        cells = []
+        for case in cases:
+            r = by_key.get((case, method), {})
+            if r.get("status") == "ok":
+                cells += [f"{r['ms']:.0f}", f"{r['extra_mb']:.0f}"]
+            else:
+                cells += [r.get("status", "-"), "-"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cap-gb", type=float, default=12.0, help="CPU worker address space")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        if torch.device(args.device).type == "cpu":
+            cap = int(args.cap_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        method, *worker_cases = args.worker
+        for case in worker_cases:
+            row = measure(case, method, args.device, args.repeats)
+            print(json.dumps(row), flush=True)
+            if row["status"] != "ok" and torch.device(args.device).type == "cuda":
+                return
+        return
+    rows = run(
+        args.cases,
+        args.device,
+        args.repeats,
+        args.methods,
+        args.cap_gb,
+        args.timeout,
+        progress=lambda r: print(json.dumps(r), flush=True),
+    )
+    machine = machine_description(args.device)
+    print(f"\nRecurrent aggregators, forward+backward, F={CHANNELS}, on {machine}")
+    print(format_table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = dict(benchmark="recurrent", machine=machine, channels=CHANNELS, rows=rows)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
