@@ -10,7 +10,8 @@ Unlike PyG's ``GRUAggregation``/``LSTMAggregation``, which pad every node to the
 steps: its output never depends on other nodes' degrees, memory is ``O(E·F)`` and work ``O(E)``.
 The messages are laid out as a :class:`~torch.nn.utils.rnn.PackedSequence` (degree bucketing:
 nodes by degree descending, step ``t`` holds the nodes with degree ``> t``), built without any
-``[N, D_max]`` buffer, and run by ``nn.GRU``/``nn.LSTM`` (C++ on CPU, cuDNN on CUDA).
+``[N, D_max]`` buffer; every step touches only the nodes still running. Sequential steps = the
+maximum degree, inherent to a recurrence.
 
 Conventions:
 
@@ -21,9 +22,11 @@ Conventions:
   node and per entry of ``rest``, with shared weights; the output is ``[N, *rest, out_channels]``.
 * Nodes with no messages get the initial state: zeros, or learnt vectors with
   ``learn_initial_state=True``.
-* Execution: on CUDA, ``nn.GRU``/``nn.LSTM`` (cuDNN) run the packed batch; on the CPU a loop
-  over steps does, because ATen's CPU backward of a packed RNN is ``O(D_max·E)``
-  (``implementation=`` overrides the choice).
+* Execution: on CUDA, one ``nn.GRU``/``nn.LSTM`` (cuDNN) call runs the packed batch; on the
+  CPU, where ATen's backward of a packed RNN is ``O(D_max·E)``, one dense call per run of steps
+  with the same number of running nodes does (``implementation=`` overrides the choice). cuDNN
+  computes in TF32 on Ampere and later unless ``torch.backends.cudnn.allow_tf32`` is off
+  (PyTorch's default is on): about 1e-4 from float32.
 * Dtypes: the recurrence runs in the dtype of the module's parameters. Lower-precision messages
   (float16/bfloat16 into a float32 module) are upcast and the output is cast back to their dtype;
   messages more precise than the parameters are a ``TypeError`` rather than silently truncated.
@@ -55,7 +58,7 @@ __all__ = [
 State = tuple[Tensor, ...]
 Transition = Callable[[State, Tensor], State]
 
-IMPLEMENTATIONS = ("auto", "loop", "rnn")
+IMPLEMENTATIONS = ("auto", "packed", "segments")
 _PRECISION = {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}
 
 
@@ -243,10 +246,10 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         sequence = PackedSequence(packed.sequence.data.to(work), packed.sequence.batch_sizes)
         batch = packed.num_active * fold
         hx = tuple(part.expand(batch, self.out_channels) for part in initial)
-        if self._uses_rnn_module(messages.device):
-            output, last_h = self._run_rnn_module(sequence, hx, self.learn_initial_state)
+        if self._runs_packed(messages.device):
+            output, last_h = self._run_packed(sequence, hx, self.learn_initial_state)
         else:
-            output, last_h = self._run_step_loop(sequence, hx, record)
+            output, last_h = self._run_segments(sequence, hx, record)
         last_h = last_h.view(packed.num_active, *rest, self.out_channels)
         idle = initial[0].expand(num_nodes - packed.num_active, *rest, self.out_channels)
         # Ranks put the nodes that ran first, so one gather restores node order.
@@ -264,15 +267,21 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         )
         return out.to(messages.dtype)
 
-    def _uses_rnn_module(self, device: torch.device) -> bool:
+    def _runs_packed(self, device: torch.device) -> bool:
         if self.implementation == "auto":
             return device.type == "cuda" and torch.backends.cudnn.enabled
-        return self.implementation == "rnn"
+        return self.implementation == "packed"
 
-    def _run_rnn_module(
+    def _run_packed(
         self, sequence: PackedSequence, hx: State, pass_hx: bool
     ) -> tuple[Tensor, Tensor]:
-        """``nn.GRU``/``nn.LSTM`` on the packed batch (cuDNN on CUDA): ``(outputs, last h)``."""
+        """One ``nn.GRU``/``nn.LSTM`` call on the packed batch: ``(outputs, last h)``.
+
+        On CUDA this is one cuDNN call. On the CPU, ATen slices one ``[E, gates·H]`` input
+        projection per step and the backward of each slice materialises a zero tensor of the
+        full size: ``O(D_max·E)`` work (20 s for a hub of degree 200 among 100k edges), hence
+        :meth:`_run_segments` there.
+        """
         state = None
         if pass_hx:
             state = tuple(part.unsqueeze(0).contiguous() for part in hx)
@@ -281,45 +290,44 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         last_h = final if self.num_state_parts == 1 else final[0]
         return output.data, last_h[0]
 
-    def _run_step_loop(
+    def _run_segments(
         self, sequence: PackedSequence, hx: State, keep_outputs: bool
     ) -> tuple[Tensor, Tensor]:
-        """The recurrence as a loop over steps, each on the sequences still running.
+        """One dense ``nn.GRU``/``nn.LSTM`` call per run of steps with the same batch size.
 
-        ATen's CPU ``nn.GRU`` on a packed batch slices one ``[E, 3H]`` input projection per step,
-        and the backward of each slice materialises a zero tensor of the full size: ``O(D_max·E)``
-        work, 20 s for a hub of degree 200 in 100k edges. Here the projection is split once
-        (``split``'s backward is one concatenation) and every step touches only its own rows,
-        so forward and backward are ``O(E)``, with ``D_max`` iterations of about ten small ops.
-        Returns the packed outputs (only if ``keep_outputs``, else an empty tensor) and the last
-        hidden state of each sequence, in batch order.
+        Within such a run every sequence in the batch reads a message at every step, so its
+        rows of the packed batch are a dense ``[steps, batch, F]`` tensor with no padding. There
+        are as many runs as distinct degrees, at most ``sqrt(2E)``, so the Python overhead is
+        small even for one hub of degree 5,000, whose run is a single C++ call. The packed data
+        and states are cut with ``split``, whose backward is one concatenation.
         """
-        rnn = self.rnn
         sizes = sequence.batch_sizes.tolist()
-        bias_ih = rnn.bias_ih_l0 if rnn.bias else None
-        bias_hh = rnn.bias_hh_l0 if rnn.bias else None
-        projected = nn.functional.linear(sequence.data, rnn.weight_ih_l0, bias_ih).split(sizes)
-        state = hx
+        runs: list[tuple[int, int]] = []
+        for size in sizes:
+            if runs and runs[-1][1] == size:
+                runs[-1] = (runs[-1][0] + 1, size)
+            else:
+                runs.append((1, size))
+        chunks = sequence.data.split([steps * size for steps, size in runs])
+        state = tuple(part.contiguous() for part in hx)
         outputs: list[Tensor] = []
         finished: list[Tensor] = []
-        for step, size in enumerate(sizes):
-            after = sizes[step + 1] if step + 1 < len(sizes) else 0
-            state = self.cell(projected[step], state, rnn.weight_hh_l0, bias_hh)
+        for k, ((steps, size), chunk) in enumerate(zip(runs, chunks)):
+            after = runs[k + 1][1] if k + 1 < len(runs) else 0
+            hidden = tuple(part.unsqueeze(0) for part in state)
+            output, final = self.rnn(
+                chunk.view(steps, size, -1), hidden[0] if len(hidden) == 1 else hidden
+            )
             if keep_outputs:
-                outputs.append(state[0].detach())
-            if after < size:
-                # Sequences ranked [after, size) read their last message at this step.
-                pieces = [part.split([after, size - after]) for part in state]
-                finished.append(pieces[0][1])
-                state = tuple(piece[0] for piece in pieces)
-        # Later steps finish lower ranks: reversing restores rank order.
+                outputs.append(output.detach().reshape(steps * size, -1))
+            final = (final,) if self.num_state_parts == 1 else final
+            pieces = [part[0].split([after, size - after]) for part in final]
+            finished.append(pieces[0][1])
+            state = tuple(piece[0] for piece in pieces)
+        # Later runs finish lower ranks: reversing restores rank order.
         last_h = torch.cat(finished[::-1])
         output = torch.cat(outputs) if keep_outputs else last_h.new_empty(0, last_h.shape[-1])
         return output, last_h
-
-    def cell(self, projected: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None):
-        """One step given the input projection ``x W_ih^T + b_ih`` of the step's messages."""
-        raise NotImplementedError
 
     def _work_dtype(self, dtype: torch.dtype) -> torch.dtype:
         param = self.rnn.weight_ih_l0.dtype
@@ -422,7 +430,8 @@ class RecurrentAggregation(NeighbourhoodAggregation):
 
         Raises ``RuntimeError`` before any forward, or when the last forward ran without
         gradients (``torch.no_grad``/``inference_mode``: nothing is recorded then, so inference
-        holds no extra memory).
+        holds no extra memory). A forward with gradients keeps its packed messages and states,
+        detached (``E·R·(in + out)`` numbers), until the next forward replaces them.
         """
         sampled = self.sample_commutator_pairs(num_samples, generator)
         weight = self.rnn.weight_ih_l0
@@ -468,26 +477,14 @@ class GRUAggregation(RecurrentAggregation):
         learn_initial_state: learn the initial hidden state (what nodes without messages get);
             otherwise it is zero.
         bias: use biases in the GRU (``nn.GRU``'s ``bias``).
-        implementation: ``"rnn"`` runs ``nn.GRU`` on the packed batch (cuDNN on CUDA);
-            ``"loop"`` runs a Python loop over steps, each on the sequences still running, whose
-            backward is ``O(E)`` where ATen's CPU packed backward is ``O(D_max·E)``; ``"auto"``
-            (default) picks ``"rnn"`` on CUDA with cuDNN and ``"loop"`` elsewhere. All give the
-            same result up to rounding.
+        implementation: ``"packed"``: one ``nn.GRU`` call on the packed batch (cuDNN on CUDA;
+            its CPU backward is ``O(D_max·E)``); ``"segments"``: one dense ``nn.GRU`` call per
+            run of steps with the same number of running nodes (at most ``sqrt(2E)`` calls,
+            ``O(E)`` work); ``"auto"`` (default): ``"packed"`` on CUDA with cuDNN, else
+            ``"segments"``. All give the same result up to rounding.
     """
 
     rnn_class = nn.GRU
-
-    def cell(
-        self, projected: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None
-    ) -> State:
-        """GRU step (PyTorch's gate order ``r, z, n``) from a precomputed input projection."""
-        h = state[0]
-        hidden = nn.functional.linear(h, weight_hh, bias_hh)
-        in_rz, in_n = projected.split([2 * self.out_channels, self.out_channels], dim=-1)
-        hid_rz, hid_n = hidden.split([2 * self.out_channels, self.out_channels], dim=-1)
-        r, z = torch.sigmoid(in_rz + hid_rz).chunk(2, dim=-1)
-        n = torch.tanh(in_n + r * hid_n)
-        return (n + z * (h - n),)
 
     def transition(self, state: State, x: Tensor) -> State:
         rnn = self.rnn
@@ -513,18 +510,6 @@ class LSTMAggregation(RecurrentAggregation):
 
     rnn_class = nn.LSTM
     num_state_parts = 2
-
-    def cell(
-        self, projected: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor | None
-    ) -> State:
-        """LSTM step (PyTorch's gate order ``i, f, g, o``) from a precomputed input projection."""
-        h, c = state
-        gates = projected + nn.functional.linear(h, weight_hh, bias_hh)
-        width = self.out_channels
-        if_in, g_in, o_in = gates.split([2 * width, width, width], dim=-1)
-        i, f = torch.sigmoid(if_in).chunk(2, dim=-1)
-        c = f * c + i * torch.tanh(g_in)
-        return (torch.sigmoid(o_in) * torch.tanh(c), c)
 
     def transition(self, state: State, x: Tensor) -> State:
         rnn = self.rnn
