@@ -111,7 +111,7 @@ class GraphBatch:
         """Shared sparse evaluator (adjacency tables are built once per batch)."""
         if self._sparse is None:
             self._sparse = SparseEvaluator(
-                self.edge_index, self.edge_weight, self.num_nodes, self.batch, self.num_graphs
+                self.edge_index, self.edge_weight, self.batch, self.ptr, self.sizes
             )
         return self._sparse
 
