@@ -1,5 +1,34 @@
-"""Equivariant polynomial features (Puny et al. 2023, "Equivariant Polynomials for GNNs")."""
+"""Equivariant polynomial features (Puny et al. 2023, "Equivariant Polynomials for GNNs").
 
-from .basis import Polynomial, enumerate_basis
+A basis element is a pattern multigraph H with 0, 1 or 2 output nodes; its polynomial sums, over
+all maps of H's nodes into the graph with the outputs pinned, the product of A over H's edges
+(homomorphism counts for a 0/1 adjacency).
 
-__all__ = ["Polynomial", "enumerate_basis"]
+* :func:`enumerate_basis` lists the elements up to isomorphism (``subset="beyond-2fwl"`` keeps
+  the ones a 2-FWL / PPGN model cannot compute itself).
+* :func:`evaluate` computes them on a graph or batch, with planned contractions: sparse tables on
+  the block-diagonal batch by default, or padded dense blocks per graph.
+* :class:`AddEquivariantPolynomials` is the PyG transform (``poly_graph``, ``poly_x``,
+  ``poly_edge_attr``, and ``dense()`` for all node pairs).
+
+Modules: ``canonical`` (isomorphism-invariant labelling), ``basis`` (elements, enumeration),
+``reduce`` (2-FWL reduction test), ``plan`` (elimination orders), ``sparse`` and ``dense``
+(evaluators), ``evaluate`` (input handling), ``transform`` (the transform).
+"""
+
+from .basis import SUBSETS, Polynomial, enumerate_basis
+from .evaluate import evaluate
+from .plan import ContractionPlan, plan_contraction
+from .reduce import reduces_to_outputs
+from .transform import AddEquivariantPolynomials
+
+__all__ = [
+    "SUBSETS",
+    "AddEquivariantPolynomials",
+    "ContractionPlan",
+    "Polynomial",
+    "enumerate_basis",
+    "evaluate",
+    "plan_contraction",
+    "reduces_to_outputs",
+]
