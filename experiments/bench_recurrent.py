@@ -6,21 +6,23 @@ of that degree, the rest about 10). Only the aggregator runs, forward + backward
 ``out.sum()`` with messages that require grad; the ``+reg`` rows add
 ``0.1 * permutation_loss()`` (256 samples) to the loss.
 
-Measurements, each (case, method) in a fresh worker process so no method's memory or crash
-touches another's:
+Measurements (``run``), each in fresh worker processes so no method's memory or crash touches
+another's:
 
-* time: median (``ms``) and minimum (``min_ms``, the least disturbed by other processes on a
-  shared machine) of ``repeats`` passes after one warm-up pass;
-* extra memory, CPU: ``ru_maxrss`` after the first pass minus the resident set size just before
-  it (an upper bound that is exact whenever the pass sets the process's high-water mark; the
-  set-up only allocates the 25 MB of messages). The worker's address space is capped
-  (``--cap-gb``): a method that asks for more reports "cannot allocate" instead of pushing a
-  shared machine into the OOM killer;
+* extra memory, CPU: one process per (case, method); ``ru_maxrss`` after the first
+  forward+backward minus the resident set size just before it (an upper bound, exact whenever
+  the pass sets the process's high-water mark; the set-up only allocates the 25 MB of
+  messages). The worker's address space is capped (``--cap-gb``): a method that asks for more
+  reports "cannot allocate" instead of pushing a shared machine into the OOM killer;
 * extra memory, CUDA: ``max_memory_allocated`` during the second pass minus what was allocated
-  before it (the first pass is the warm-up, so cuBLAS/cuDNN set-up is not counted).
+  before it (the first pass is the warm-up, so cuBLAS/cuDNN set-up is not counted);
+* time: one process per case; after one warm-up pass each, the methods are timed in turn for
+  ``repeats`` rounds, so that all of them run under the same background load; median (``ms``)
+  and minimum (``min_ms``, the least disturbed on a shared machine) of the rounds. Methods whose
+  memory pass failed are not timed.
 
 A worker that dies (a CUDA illegal memory access, the OOM killer) is reported as "crashed" for
-that case and the remaining cases go on in a new process.
+that case; the remaining cases go on in a new process.
 
     python experiments/bench_recurrent.py [--device cuda] [--cases uniform hub200] [--out F]
 """
@@ -45,7 +47,7 @@ sys.path.insert(0, str(HERE))
 from graphs import make_messages  # noqa: E402
 from timing import machine_description, peak_cuda_extra_mb, synchronize  # noqa: E402
 
-__all__ = ["CASES", "METHODS", "format_table", "measure", "run"]
+__all__ = ["CASES", "METHODS", "format_table", "measure_memory", "measure_times", "run"]
 
 DEFAULT_OUT = HERE / "results" / "bench_recurrent.json"
 CASES = ("uniform", "hub200", "hub5000")
@@ -85,12 +87,13 @@ def _peak_resident_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(case: str, method: str, device: str = "cpu", repeats: int = 3) -> dict:
-    """Time and extra memory of one method on one case (meant to run in a fresh process)."""
+def _inputs(case: str, device: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     torch.manual_seed(0)
     x, index, dim_size = make_messages(case, channels=CHANNELS, device=device)
-    x.requires_grad_(True)
-    module = _module(method).to(device)
+    return x.requires_grad_(True), index, dim_size
+
+
+def _step(method: str, module: torch.nn.Module, x, index, dim_size: int) -> Callable[[], None]:
     regularised = method.endswith("+reg")
 
     def step() -> None:
@@ -101,6 +104,21 @@ def measure(case: str, method: str, device: str = "cpu", repeats: int = 3) -> di
             loss = loss + 0.1 * module.permutation_loss(NUM_SAMPLES)
         loss.backward()
 
+    return step
+
+
+def _failure(error: BaseException) -> dict:
+    message = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    lowered = message.lower()
+    out_of_memory = ("memory" in lowered and "illegal" not in lowered) or "allocate" in lowered
+    return dict(status="cannot allocate" if out_of_memory else f"error: {message}", error=message)
+
+
+def measure_memory(case: str, method: str, device: str = "cpu") -> dict:
+    """Extra memory of one forward+backward (meant to run in a fresh process; see above)."""
+    x, index, dim_size = _inputs(case, device)
+    module = _module(method).to(device)
+    step = _step(method, module, x, index, dim_size)
     degrees = torch.bincount(index, minlength=dim_size)
     row = dict(
         case=case,
@@ -120,53 +138,57 @@ def measure(case: str, method: str, device: str = "cpu", repeats: int = 3) -> di
             before = _resident_mb()
             step()
             row["extra_mb"] = round(_peak_resident_mb() - before, 1)
-        times = []
-        for _ in range(repeats):
+        row["status"] = "ok"
+    except (RuntimeError, MemoryError) as error:
+        row.update(_failure(error))
+    return row
+
+
+def measure_times(case: str, methods: list[str], device: str = "cpu", repeats: int = 3) -> dict:
+    """``{method: {"ms": median, "min_ms": min}}``, the methods timed in turn, round by round.
+
+    Interleaving puts every method under the same background load, which on a shared machine
+    matters more than anything else. One warm-up pass per method first.
+    """
+    x, index, dim_size = _inputs(case, device)
+    steps, times = {}, {}
+    for method in methods:
+        steps[method] = _step(method, _module(method).to(device), x, index, dim_size)
+        steps[method]()
+        times[method] = []
+    for _ in range(repeats):
+        for method, step in steps.items():
             synchronize(device)
             start = time.perf_counter()
             step()
             synchronize(device)
-            times.append((time.perf_counter() - start) * 1e3)
-        row["ms"] = round(statistics.median(times), 2)
-        row["min_ms"] = round(min(times), 2)
-        row["status"] = "ok"
-    except (RuntimeError, MemoryError) as error:
-        message = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        lowered = message.lower()
-        out_of_memory = "memory" in lowered and "illegal" not in lowered or "allocate" in lowered
-        row["status"] = "cannot allocate" if out_of_memory else f"error: {message}"
-        row["error"] = message
-    return row
+            times[method].append((time.perf_counter() - start) * 1e3)
+    return {
+        method: dict(ms=round(statistics.median(t), 2), min_ms=round(min(t), 2))
+        for method, t in times.items()
+    }
 
 
-def _run_worker(
-    cases: list[str], method: str, device: str, repeats: int, cap_gb: float, timeout_s: float
-) -> list[dict]:
-    """Measure ``method`` on ``cases`` in one fresh process; rows for the cases it finished."""
-    command = [sys.executable, __file__, "--worker", method, *cases]
-    command += ["--device", device, "--repeats", str(repeats), "--cap-gb", str(cap_gb)]
+def _worker(arguments: list[str], timeout_s: float) -> tuple[list[dict], str | None]:
+    """Run this script as a worker; the JSON lines it printed, and why it died if it did."""
+    command = [sys.executable, __file__, *arguments]
     try:
         done = subprocess.run(
             command,
             capture_output=True,
             text=True,
-            timeout=timeout_s * len(cases),
+            timeout=timeout_s,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         stdout, stderr, code = done.stdout, done.stderr, done.returncode
     except subprocess.TimeoutExpired as expired:
         stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
-        stderr, code = f"timed out after {timeout_s:.0f} s per case", None
+        stderr, code = f"timed out after {timeout_s:.0f} s", None
     rows = [json.loads(line) for line in (stdout or "").splitlines() if line.startswith("{")]
-    if len(rows) < len(cases):
-        # The worker died inside the first case it did not report.
-        tail = ((stderr or "").strip().splitlines() or ["no output"])[-1][:200]
-        if code in (-9, 137):
-            tail = "killed (out of memory?)"
-        rows.append(
-            dict(case=cases[len(rows)], method=method, device=device, status=f"crashed: {tail}")
-        )
-    return rows
+    if code == 0:
+        return rows, None
+    tail = ((stderr or "").strip().splitlines() or ["no output"])[-1][:200]
+    return rows, "killed (out of memory?)" if code in (-9, 137) else tail
 
 
 def run(
@@ -180,28 +202,45 @@ def run(
 ) -> list[dict]:
     """Benchmark ``methods`` on ``cases``; one row (a dict) per (case, method).
 
-    On the CPU each measurement gets its own process (the peak RSS only grows). On CUDA one
+    Memory: on the CPU one process per (case, method) (the peak RSS only grows); on CUDA one
     process per method runs the cases in turn and stops at the first failure (a CUDA error can
-    leave the context unusable); the remaining cases then go on in a new process.
+    leave the context unusable), the remaining cases going on in a new process. Time: one
+    process per case times the methods whose memory pass succeeded, interleaved.
     """
     cases, methods = list(cases), list(methods)
     unknown = set(cases) - set(CASES) | set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown cases/methods {sorted(unknown)}; cases: {CASES}, {METHODS}")
-    rows: list[dict] = []
+    common = ["--device", device, "--cap-gb", str(cap_gb)]
+    rows: dict[tuple[str, str], dict] = {}
     for method in methods:
         pending = list(cases)
         while pending:
             batch = pending[:1] if device == "cpu" else pending
-            got = _run_worker(batch, method, device, repeats, cap_gb, timeout_s)
+            got, died = _worker(
+                ["--memory-worker", method, *batch, *common], timeout_s * len(batch)
+            )
+            if died is not None and len(got) < len(batch):
+                failed = dict(case=batch[len(got)], method=method, device=device)
+                got.append(dict(failed, status=f"crashed: {died}"))
             for row in got:
-                rows.append(row)
-                if progress is not None:
-                    progress(row)
+                rows[row["case"], method] = row
             pending = pending[len(got) :]
-    order = {c: i for i, c in enumerate(cases)}
-    rows.sort(key=lambda r: (order[r["case"]], methods.index(r["method"])))
-    return rows
+    for case in cases:
+        timed = [m for m in methods if rows[case, m]["status"] == "ok"]
+        if timed:
+            arguments = ["--time-worker", case, *timed, *common, "--repeats", str(repeats)]
+            got, died = _worker(arguments, timeout_s * len(timed))
+            times = got[0] if got else {}
+            for method in timed:
+                if method in times:
+                    rows[case, method].update(times[method])
+                else:
+                    rows[case, method]["status"] = f"timing crashed: {died}"
+        for method in methods:
+            if progress is not None:
+                progress(rows[case, method])
+    return [rows[c, m] for c in cases for m in methods]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -233,18 +272,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cap-gb", type=float, default=16.0, help="CPU worker address space")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--time-worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
+    if args.memory_worker or args.time_worker:
         if torch.device(args.device).type == "cpu":
             cap = int(args.cap_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        method, *worker_cases = args.worker
+    if args.memory_worker:
+        method, *worker_cases = args.memory_worker
         for case in worker_cases:
-            row = measure(case, method, args.device, args.repeats)
+            row = measure_memory(case, method, args.device)
             print(json.dumps(row), flush=True)
             if row["status"] != "ok" and torch.device(args.device).type == "cuda":
-                return
+                break
+        return
+    if args.time_worker:
+        case, *methods = args.time_worker
+        print(json.dumps(measure_times(case, methods, args.device, args.repeats)), flush=True)
         return
     rows = run(
         args.cases,

@@ -18,10 +18,12 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv, to_hetero
 from torch_geometric.nn.aggr import GRUAggregation as PyGGRUAggregation
 from torch_geometric.nn.aggr import LSTMAggregation as PyGLSTMAggregation
 
+from gnnagg.aggr.base import group_neighbourhoods
 from gnnagg.aggr.recurrent import (
     GRUAggregation,
     LSTMAggregation,
     commutator_loss,
+    pack_neighbourhoods,
     total_permutation_loss,
 )
 
@@ -174,6 +176,31 @@ def test_equals_pyg_when_all_degrees_are_equal(ours, theirs):
     index = torch.arange(6).repeat_interleave(4)
     x = torch.randn(24, F_IN, dtype=torch.float64)
     torch.testing.assert_close(aggr(x, index), pyg(x, index))
+
+
+def test_packing_matches_torch_pack_sequence():
+    x, index = random_graph(9, 60)
+    groups = group_neighbourhoods(x, index, dim_size=11)
+    packed = pack_neighbourhoods(groups)
+    degrees = torch.bincount(index, minlength=11)
+    order = torch.sort(degrees, descending=True, stable=True).indices
+    active = [int(v) for v in order if degrees[v] > 0]
+    expected = nn.utils.rnn.pack_sequence([x[index == v] for v in active])
+    assert packed.num_active == len(active)
+    assert torch.equal(packed.order[: len(active)], torch.tensor(active))
+    assert torch.equal(packed.sequence.batch_sizes, expected.batch_sizes)
+    assert torch.equal(packed.sequence.data, expected.data)
+    assert torch.equal(packed.lengths, degrees[active])
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("implementation", ["segments", "packed"])
+def test_output_is_the_same_with_and_without_grad(cls, implementation):
+    aggr = make(cls, implementation=implementation)
+    x, index = random_graph(7, 50)
+    with torch.no_grad():
+        quiet = aggr(x, index)
+    torch.testing.assert_close(aggr(x.requires_grad_(True), index), quiet, rtol=0, atol=0)
 
 
 # -- shuffling ------------------------------------------------------------------------------------
