@@ -1,0 +1,227 @@
+"""The aggregators the benchmark compares: name -> how to build one, and its regulariser.
+
+Every entry builds a PyG ``Aggregation`` called as ``aggr(messages, index, dim_size=N)`` with
+messages of ``channels`` features, and says how wide its output is (multi-aggregations
+concatenate). PyG's LCM, GRU and LSTM aggregations pad each node to the largest degree and need
+a sorted ``index``; the models in :mod:`gnnagg.bench.models` always pass one sorted.
+
+=======================  ==============================================================
+``sum``, ``mean``,        PyG's fixed aggregations
+``max``
+``multi``                 PyG ``MultiAggregation(["mean", "min", "max", "std"])``
+``pna``                   PyG ``DegreeScalerAggregation``: the four above times the
+                          scalers identity, amplification and attenuation (PNA)
+``pyg_lcm``               PyG ``LCMAggregation`` (padded binary tree, GRU cell)
+``pyg_gru``, ``pyg_lstm`` PyG ``GRUAggregation`` / ``LSTMAggregation`` (padded)
+``lcm_gru``,              gnnagg ``LCMAggregation`` with the ``gru``, ``conjugated_sum``
+``lcm_conjugated_sum``,   or ``softmax`` monoid
+``lcm_softmax``
+``gru``, ``lstm``         gnnagg ``GRUAggregation`` / ``LSTMAggregation`` (no padding)
+=======================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..aggr import GRUAggregation, LCMAggregation, LSTMAggregation, RecurrentAggregation
+
+__all__ = [
+    "AGGREGATORS",
+    "AggregatorSpec",
+    "build_aggregator",
+    "check_aggregators",
+    "degree_histogram",
+    "regulariser_loss",
+]
+
+_MOMENTS = ["mean", "min", "max", "std"]
+_SCALERS = ["identity", "amplification", "attenuation"]
+
+
+@dataclass(frozen=True)
+class AggregatorSpec:
+    """How to build one aggregator.
+
+    ``build(channels, deg)`` returns the module; ``deg`` is the in-degree histogram of the
+    training graphs (``deg[d]`` = number of nodes of in-degree ``d``), used only when
+    ``needs_degree``. ``width(channels)`` is the size of the module's output.
+    """
+
+    name: str
+    library: str
+    description: str
+    build: Callable[[int, Tensor | None], nn.Module]
+    width: Callable[[int], int]
+    needs_degree: bool = False
+
+
+def _pyg(name: str) -> Callable[[int, Tensor | None], nn.Module]:
+    def build(channels: int, deg: Tensor | None) -> nn.Module:
+        from torch_geometric.nn import aggr
+
+        return {
+            "sum": aggr.SumAggregation,
+            "mean": aggr.MeanAggregation,
+            "max": aggr.MaxAggregation,
+        }[name]()
+
+    return build
+
+
+def _multi(channels: int, deg: Tensor | None) -> nn.Module:
+    from torch_geometric.nn.aggr import MultiAggregation
+
+    return MultiAggregation(list(_MOMENTS))
+
+
+def _pna(channels: int, deg: Tensor | None) -> nn.Module:
+    from torch_geometric.nn.aggr import DegreeScalerAggregation
+
+    if deg is None:
+        raise ValueError("deg: the 'pna' aggregator needs the training in-degree histogram")
+    return DegreeScalerAggregation(list(_MOMENTS), list(_SCALERS), deg)
+
+
+def _pyg_learnable(kind: str) -> Callable[[int, Tensor | None], nn.Module]:
+    def build(channels: int, deg: Tensor | None) -> nn.Module:
+        from torch_geometric.nn import aggr
+
+        cls = {
+            "lcm": aggr.LCMAggregation,
+            "gru": aggr.GRUAggregation,
+            "lstm": aggr.LSTMAggregation,
+        }[kind]
+        return cls(channels, channels)
+
+    return build
+
+
+def _lcm(monoid: str) -> Callable[[int, Tensor | None], nn.Module]:
+    def build(channels: int, deg: Tensor | None) -> nn.Module:
+        return LCMAggregation(channels, channels, monoid=monoid)
+
+    return build
+
+
+def _same(channels: int) -> int:
+    return channels
+
+
+AGGREGATORS: dict[str, AggregatorSpec] = {
+    spec.name: spec
+    for spec in (
+        AggregatorSpec("sum", "pyg", "PyG SumAggregation", _pyg("sum"), _same),
+        AggregatorSpec("mean", "pyg", "PyG MeanAggregation", _pyg("mean"), _same),
+        AggregatorSpec("max", "pyg", "PyG MaxAggregation", _pyg("max"), _same),
+        AggregatorSpec(
+            "multi",
+            "pyg",
+            "PyG MultiAggregation(mean, min, max, std), concatenated",
+            _multi,
+            lambda c: len(_MOMENTS) * c,
+        ),
+        AggregatorSpec(
+            "pna",
+            "pyg",
+            "PyG DegreeScalerAggregation(mean, min, max, std) x (identity, amplification, "
+            "attenuation): PNA",
+            _pna,
+            lambda c: len(_MOMENTS) * len(_SCALERS) * c,
+            needs_degree=True,
+        ),
+        AggregatorSpec(
+            "pyg_lcm", "pyg", "PyG LCMAggregation (padded)", _pyg_learnable("lcm"), _same
+        ),
+        AggregatorSpec(
+            "pyg_gru", "pyg", "PyG GRUAggregation (padded)", _pyg_learnable("gru"), _same
+        ),
+        AggregatorSpec(
+            "pyg_lstm", "pyg", "PyG LSTMAggregation (padded)", _pyg_learnable("lstm"), _same
+        ),
+        AggregatorSpec(
+            "lcm_gru", "gnnagg", "gnnagg LCMAggregation, GRU monoid", _lcm("gru"), _same
+        ),
+        AggregatorSpec(
+            "lcm_conjugated_sum",
+            "gnnagg",
+            "gnnagg LCMAggregation, conjugated-sum monoid",
+            _lcm("conjugated_sum"),
+            _same,
+        ),
+        AggregatorSpec(
+            "lcm_softmax",
+            "gnnagg",
+            "gnnagg LCMAggregation, softmax monoid",
+            _lcm("softmax"),
+            _same,
+        ),
+        AggregatorSpec(
+            "gru",
+            "gnnagg",
+            "gnnagg GRUAggregation (no padding)",
+            lambda c, d: GRUAggregation(c, c),
+            _same,
+        ),
+        AggregatorSpec(
+            "lstm",
+            "gnnagg",
+            "gnnagg LSTMAggregation (no padding)",
+            lambda c, d: LSTMAggregation(c, c),
+            _same,
+        ),
+    )
+}
+
+
+def check_aggregators(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, or a ``ValueError`` listing the valid names."""
+    if isinstance(names, str):
+        raise TypeError("aggregators: expected a sequence of names, got a single str")
+    names = tuple(names)
+    if not names:
+        raise ValueError(f"aggregators: needs at least one; valid names are {list(AGGREGATORS)}")
+    unknown = [n for n in names if n not in AGGREGATORS]
+    if unknown:
+        raise ValueError(f"aggregators: unknown {unknown}; valid names are {list(AGGREGATORS)}")
+    return names
+
+
+def build_aggregator(name: str, channels: int, deg: Tensor | None = None) -> nn.Module:
+    """Build aggregator ``name`` for messages of ``channels`` features.
+
+    Raises ``ValueError`` for an unknown name (listing the valid ones), a non-positive
+    ``channels``, or ``pna`` without ``deg``.
+    """
+    if name not in AGGREGATORS:
+        raise ValueError(f"name: unknown aggregator {name!r}; valid names are {list(AGGREGATORS)}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels: expected a positive int, got {channels!r}")
+    return AGGREGATORS[name].build(channels, deg)
+
+
+def regulariser_loss(module: nn.Module, num_samples: int = 256) -> Tensor | None:
+    """The invariance regulariser of ``module`` after its last forward, or ``None``.
+
+    gnnagg's LCM with an approximately associative monoid (``exact = False``, the GRU monoid):
+    :meth:`~gnnagg.aggr.LCMAggregation.associativity_loss`; gnnagg's GRU/LSTM:
+    :meth:`~gnnagg.aggr.RecurrentAggregation.permutation_loss`. Exact monoids and PyG's
+    modules have none. Sampling uses torch's global generator, which the harness seeds.
+    """
+    if isinstance(module, LCMAggregation):
+        if module.monoid.exact:
+            return None
+        return module.associativity_loss(num_triples=num_samples)
+    if isinstance(module, RecurrentAggregation):
+        return module.permutation_loss(num_samples)
+    return None
+
+
+def degree_histogram(index: Tensor, num_nodes: int) -> Tensor:
+    """In-degree histogram (``hist[d]`` = nodes of in-degree ``d``) for :class:`pna`."""
+    degrees = torch.bincount(index, minlength=num_nodes)
+    return torch.bincount(degrees)
