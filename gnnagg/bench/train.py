@@ -1,0 +1,409 @@
+"""Training on the synthetic multiset tasks: one process, or many under ``torchrun`` with DDP.
+
+The size-generalisation benchmark (:mod:`gnnagg.bench.sizegen`) calls :func:`fit_multiset` in
+one process. The same function is the DDP-capable training entry point::
+
+    gnnagg-bench train --task second_minimum --aggregators lcm_gru gru --out DIR
+    torchrun --nproc_per_node=2 -m gnnagg.bench.train --task second_minimum --out DIR
+
+Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set) each process joins the
+process group (``gloo`` on the CPU, ``nccl`` on CUDA, one GPU per local rank), the model is
+wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, and a
+:class:`~torch.utils.data.DistributedSampler` gives each rank its share of every epoch (the
+same shuffle on every rank, from the seed and the epoch). Validation and test sets are split
+across ranks and the counts summed, so model selection is identical everywhere. The
+aggregators' regularisers are computed inside the model's ``forward``, so every parameter they
+touch is in DDP's graph; the tensors gnnagg aggregators remember between forward and loss are
+plain attributes, which DDP neither broadcasts nor checks.
+
+Outputs in ``--out``: rank 0 writes ``results.json``::
+
+    {"config": {...}, "world_size": K, "backend": "gloo", "machine": {...},
+     "runs": [{"task", "aggregator", "seed", "val_acc", "best_epoch", "epochs",
+               "test_acc": {"16": ...}, "train_time_s", "num_params", "param_digest"}]}
+
+and every rank writes ``rank<r>.json`` with ``{"rank", "world_size", "param_digest":
+{aggregator: sha256 of the final parameters}}``, so that agreement across ranks can be checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
+
+from ..data import TASKS, TRAIN_SIZES, MultisetTaskDataset, make_splits
+from .config import SizeGenConfig
+from .models import SetClassifier
+from .registry import AGGREGATORS, AggregatorSpec
+
+__all__ = [
+    "DistContext",
+    "MultisetTensors",
+    "fit_multiset",
+    "init_distributed",
+    "main",
+    "param_digest",
+    "seed_everything",
+]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def param_digest(model: nn.Module) -> str:
+    """sha256 over the model's parameters and buffers in ``state_dict`` order (exact bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class DistContext:
+    """Where this process sits in a (possibly one-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.backend is not None
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        """Sum ``values`` over all ranks (identity in one process)."""
+        if not self.distributed:
+            return list(values)
+        t = torch.tensor(list(values), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Join the process group when launched by ``torchrun``; a one-process context otherwise.
+
+    ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available). With CUDA each rank
+    uses GPU ``LOCAL_RANK`` and the ``nccl`` backend; on the CPU ``gloo``.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was requested but torch sees no GPU")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if "RANK" not in os.environ or world_size < 2:
+        return DistContext(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        device, backend = f"cuda:{local_rank}", "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistContext(rank, world_size, local_rank, device, backend)
+
+
+class MultisetTensors:
+    """A graph-form multiset data set as flat tensors: elements, set offsets and labels.
+
+    ``x[ptr[g]:ptr[g+1]]`` are the elements (8 bits each) of multiset ``g`` (the leaves of its
+    star graph), ``y[g]`` its label. :meth:`batch` gathers any subset of multisets with their
+    elements in set order, so the index passed to aggregators is sorted.
+    """
+
+    def __init__(self, dataset: MultisetTaskDataset) -> None:
+        from torch_geometric.data import Batch
+
+        if not isinstance(dataset, MultisetTaskDataset) or dataset.form != "graph":
+            raise TypeError("dataset: expected a graph-form MultisetTaskDataset")
+        collated = Batch.from_data_list(list(dataset))
+        src = collated.edge_index[0]
+        # Edges run leaf -> readout, grouped by graph: their sources are the elements in order.
+        self.x = collated.x.index_select(0, src)
+        sizes = torch.bincount(collated.batch[src], minlength=len(dataset))
+        self.ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+        self.sizes = sizes
+        self.y = collated.y.view(-1)
+
+    def __len__(self) -> int:
+        return self.y.numel()
+
+    def batch(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
+        """``(x, index, y, num_sets)`` for the multisets ``ids``; ``index`` is sorted."""
+        counts = self.sizes[ids]
+        index = torch.repeat_interleave(torch.arange(ids.numel()), counts)
+        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        rows = self.ptr[ids][index] + torch.arange(index.numel()) - offsets[index]
+        return self.x[rows], index, self.y[ids], int(ids.numel())
+
+    def size_histogram(self) -> Tensor:
+        """``hist[d]``: number of multisets with ``d`` elements (PNA's degree histogram)."""
+        return torch.bincount(self.sizes)
+
+
+def _evaluate(model: nn.Module, data: MultisetTensors, batch_size: int, ctx: DistContext) -> float:
+    """Accuracy over all of ``data``, each rank taking every ``world_size``-th multiset."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    ids = torch.arange(ctx.rank, len(data), ctx.world_size)
+    with torch.no_grad():
+        for chunk in ids.split(batch_size):
+            x, index, y, n = data.batch(chunk)
+            logits, _ = model(x.to(ctx.device), index.to(ctx.device), n)
+            correct += int((logits.argmax(-1).cpu() == y).sum())
+            total += n
+    model.train(was_training)
+    correct, total = ctx.all_sum([correct, total])
+    return correct / max(total, 1)
+
+
+def fit_multiset(
+    task: str,
+    aggregator: str,
+    seed: int,
+    config: SizeGenConfig,
+    ctx: DistContext | None = None,
+    splits: dict[str, MultisetTensors] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[dict[str, Any], nn.Module]:
+    """Train one model on ``task`` with ``aggregator`` and test it on every test size.
+
+    Args:
+        task: a key of :data:`gnnagg.data.TASKS`.
+        aggregator: a registry name.
+        seed: seeds the data (unless ``splits`` is given), the initialisation and the shuffle.
+        config: sizes, model width, epochs, optimiser and regulariser settings.
+        ctx: distributed context (default: one process on the CPU).
+        splits: pre-built :class:`MultisetTensors` per split (``"train"``, ``"val"``,
+            ``"test_<n>"``), e.g. shared by several aggregators; built from ``seed`` if omitted.
+        on_epoch: called with ``(epoch, val_acc)`` after every epoch.
+
+    Returns:
+        ``(record, model)``: the record has ``task``, ``aggregator``, ``seed``, ``val_acc``
+        (best), ``best_epoch``, ``epochs``, ``test_acc`` (size -> accuracy, as strings),
+        ``train_time_s``, ``num_params`` and ``param_digest``; the model (unwrapped, with the
+        best validation weights) is on ``ctx.device``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task: unknown task {task!r}; valid tasks are {sorted(TASKS)}")
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"aggregator: unknown {aggregator!r}; valid names are {list(AGGREGATORS)}")
+    ctx = ctx or DistContext()
+    if splits is None:
+        splits = build_splits(task, seed, config)
+    spec: AggregatorSpec = AGGREGATORS[aggregator]
+    train = splits["train"]
+
+    seed_everything(seed)
+    model = SetClassifier(
+        aggregator,
+        TASKS[task].num_classes,
+        hidden=config.hidden,
+        deg=train.size_histogram() if spec.needs_degree else None,
+        regularise=config.regularise,
+        reg_weight=config.reg_weight,
+        reg_samples=config.reg_samples,
+    ).to(ctx.device)
+    net: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [ctx.local_rank] if ctx.device.startswith("cuda") else None
+        # Some parameters are legitimately idle in a step (a learned identity element when no
+        # node is empty), so DDP must look for them rather than wait for their gradients.
+        net = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sampler = DistributedSampler(
+        range(len(train)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
+    )
+
+    best_acc, best_epoch, best_state = -1.0, 0, None
+    start = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        sampler.set_epoch(epoch)
+        net.train()
+        for chunk in torch.tensor(list(sampler), dtype=torch.long).split(config.batch_size):
+            x, index, y, n = train.batch(chunk)
+            logits, reg = net(x.to(ctx.device), index.to(ctx.device), n)
+            loss = F.cross_entropy(logits, y.to(ctx.device)) + reg
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        val_acc = _evaluate(model, splits["val"], 1024, ctx)
+        if val_acc > best_acc:
+            best_acc, best_epoch = val_acc, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, val_acc)
+    train_time = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test_acc = {
+        name.removeprefix("test_"): _evaluate(model, data, 256, ctx)
+        for name, data in splits.items()
+        if name.startswith("test_")
+    }
+    record = {
+        "task": task,
+        "aggregator": aggregator,
+        "seed": seed,
+        "val_acc": best_acc,
+        "best_epoch": best_epoch,
+        "epochs": config.epochs,
+        "test_acc": test_acc,
+        "train_time_s": round(train_time, 3),
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "param_digest": param_digest(model),
+    }
+    return record, model
+
+
+def build_splits(task: str, seed: int, config: SizeGenConfig) -> dict[str, MultisetTensors]:
+    """Generate every split of ``task`` for ``seed`` as :class:`MultisetTensors`."""
+    raw = make_splits(
+        task,
+        form="graph",
+        num_train=config.num_train,
+        num_val=config.num_val,
+        num_test=config.num_test,
+        seed=seed,
+        train_sizes=config.train_sizes,
+        test_sizes=config.test_sizes,
+    )
+    return {name: MultisetTensors(ds) for name, ds in raw.items()}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnnagg-bench train",
+        description="Train multiset models, in one process or under torchrun (DDP).",
+    )
+    add_train_arguments(parser)
+    return parser
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the training entry point (shared with ``gnnagg-bench train``)."""
+    defaults = SizeGenConfig()
+    parser.add_argument("--task", default="second_minimum", choices=sorted(TASKS))
+    parser.add_argument(
+        "--aggregators",
+        nargs="+",
+        default=["lcm_gru"],
+        choices=list(AGGREGATORS),
+        metavar="NAME",
+        help=f"registry names, one model each; choices: {', '.join(AGGREGATORS)}",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--hidden", type=int, default=defaults.hidden)
+    parser.add_argument("--num-train", type=int, default=defaults.num_train)
+    parser.add_argument("--num-val", type=int, default=defaults.num_val)
+    parser.add_argument("--num-test", type=int, default=defaults.num_test)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument(
+        "--test-sizes", nargs="+", type=int, default=list(defaults.test_sizes), metavar="N"
+    )
+    parser.add_argument(
+        "--no-regularise",
+        dest="regularise",
+        action="store_false",
+        help="train gnnagg's LCM[gru]/GRU/LSTM without their invariance regularisers",
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def run_training(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Run the training entry point from parsed arguments; rank 0 returns the results."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"threads: expected a positive int, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    config = SizeGenConfig(
+        tasks=(args.task,),
+        aggregators=tuple(args.aggregators),
+        seeds=(args.seed,),
+        hidden=args.hidden,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_test=args.num_test,
+        train_sizes=TRAIN_SIZES,
+        test_sizes=tuple(args.test_sizes),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        regularise=args.regularise,
+    )
+    ctx = init_distributed(args.device)
+    try:
+        splits = build_splits(args.task, args.seed, config)
+        runs, digests = [], {}
+        for aggregator in config.aggregators:
+            record, model = fit_multiset(args.task, aggregator, args.seed, config, ctx, splits)
+            runs.append(record)
+            digests[aggregator] = record["param_digest"]
+        out: Path = args.out
+        out.mkdir(parents=True, exist_ok=True)
+        rank_file = {"rank": ctx.rank, "world_size": ctx.world_size, "param_digest": digests}
+        (out / f"rank{ctx.rank}.json").write_text(json.dumps(rank_file, indent=1) + "\n")
+        if ctx.rank != 0:
+            return None
+        from .machine import machine_info
+
+        results = {
+            "config": asdict(config),
+            "world_size": ctx.world_size,
+            "backend": ctx.backend,
+            "machine": machine_info(ctx.device),
+            "runs": runs,
+        }
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        return results
+    finally:
+        if ctx.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m gnnagg.bench.train`` / ``torchrun ... -m gnnagg.bench.train``."""
+    args = _parser().parse_args(argv)
+    results = run_training(args)
+    if results is not None:
+        for run in results["runs"]:
+            accs = ", ".join(f"{k}: {v:.3f}" for k, v in run["test_acc"].items())
+            print(f"{run['aggregator']}: val {run['val_acc']:.3f}; test {accs}")
+        print(f"wrote {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
