@@ -21,8 +21,11 @@ another's:
   and minimum (``min_ms``, the least disturbed on a shared machine) of the rounds. Methods whose
   memory pass failed are not timed.
 
-A worker that dies (a CUDA illegal memory access, the OOM killer) is reported as "crashed" for
-that case; the remaining cases go on in a new process.
+Workers run with ``MALLOC_MMAP_THRESHOLD_=1 MiB``: glibc then returns every freed block of
+1 MiB or more to the OS at once, so the cap bounds live memory rather than heap left fragmented
+by an earlier method in the same process (it costs every method the page faults of fresh
+mappings). A worker that dies (a CUDA illegal memory access, the OOM killer) is reported as
+"crashed" for that case; the remaining cases go on in a new process.
 
     python experiments/bench_recurrent.py [--device cuda] [--cases uniform hub200] [--out F]
 """
@@ -151,20 +154,27 @@ def measure_times(case: str, methods: list[str], device: str = "cpu", repeats: i
     matters more than anything else. One warm-up pass per method first.
     """
     x, index, dim_size = _inputs(case, device)
-    steps, times = {}, {}
+    steps, times, failed = {}, {}, {}
     for method in methods:
         steps[method] = _step(method, _module(method).to(device), x, index, dim_size)
-        steps[method]()
         times[method] = []
-    for _ in range(repeats):
+    for round_ in range(repeats + 1):
         for method, step in steps.items():
-            synchronize(device)
-            start = time.perf_counter()
-            step()
-            synchronize(device)
-            times[method].append((time.perf_counter() - start) * 1e3)
+            if method in failed:
+                continue
+            try:
+                synchronize(device)
+                start = time.perf_counter()
+                step()
+                synchronize(device)
+            except (RuntimeError, MemoryError) as error:
+                failed[method] = _failure(error)
+                continue
+            if round_ > 0:  # round 0 is the warm-up
+                times[method].append((time.perf_counter() - start) * 1e3)
     return {
-        method: dict(ms=round(statistics.median(t), 2), min_ms=round(min(t), 2))
+        method: failed.get(method)
+        or dict(ms=round(statistics.median(t), 2), min_ms=round(min(t), 2))
         for method, t in times.items()
     }
 
@@ -172,14 +182,11 @@ def measure_times(case: str, methods: list[str], device: str = "cpu", repeats: i
 def _worker(arguments: list[str], timeout_s: float) -> tuple[list[dict], str | None]:
     """Run this script as a worker; the JSON lines it printed, and why it died if it did."""
     command = [sys.executable, __file__, *arguments]
+    # A fixed mmap threshold makes glibc return every freed block of 1 MB or more to the OS at
+    # once, so the address-space cap bounds live memory, not what earlier passes left behind.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MALLOC_MMAP_THRESHOLD_": str(2**20)}
     try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         stdout, stderr, code = done.stdout, done.stderr, done.returncode
     except subprocess.TimeoutExpired as expired:
         stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
@@ -235,6 +242,8 @@ def run(
             for method in timed:
                 if method in times:
                     rows[case, method].update(times[method])
+                    if "ms" not in times[method]:
+                        rows[case, method]["status"] = "timing: " + times[method]["status"]
                 else:
                     rows[case, method]["status"] = f"timing crashed: {died}"
         for method in methods:
