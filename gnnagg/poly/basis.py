@@ -137,6 +137,11 @@ class Polynomial:
         self.name = f"{self._family}{out} {edge_text}".rstrip()
 
     @property
+    def H(self) -> nx.MultiGraph:
+        """Alias of :attr:`graph`, the pattern multigraph H."""
+        return self.graph
+
+    @property
     def num_nodes(self) -> int:
         """Number of nodes of the pattern graph H."""
         return self.graph.number_of_nodes()

@@ -17,7 +17,7 @@ Semantics of the input (the issue leaves these open):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -115,7 +115,7 @@ class GraphBatch:
             )
         return self._sparse
 
-    def dense_chunks(self, width: int, budget: int):
+    def dense_chunks(self, width: int, budget: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """Yield ``(graph_ids, adjacency [b, n, n], node_mask [b, n])`` covering all graphs.
 
         Graphs are sorted by size, then grouped so that a chunk's largest einsum intermediate

@@ -96,13 +96,17 @@ class Table:
     """Sparse table over ``k >= 2`` columns with unique rows, plus cached indexes."""
 
     def __init__(
-        self, idx: Tensor, vals: Tensor, keys: KeySpace, sorted_rows: bool = False
+        self, idx: Tensor, vals: Tensor, keys: KeySpace, sorted_rows: bool = False,
+        allow_map: bool = False,
     ) -> None:
         self.idx = idx
         self.vals = vals
         self.keys = keys
         # Rows in key order (hence grouped by column 0): the CSR over column 0 needs no permutation.
         self.sorted_rows = sorted_rows
+        # Position maps pay off for the adjacency tables that every polynomial looks up; derived
+        # tables (often kept in the memo) use binary search rather than hold a map each.
+        self.allow_map = allow_map
         self._indexes: dict[object, object] = {}
 
     @property
@@ -144,7 +148,8 @@ class Table:
         name = "map"
         if name not in self._indexes:
             _, total = self.keys.offsets(self.arity)
-            if total > _MAP_LIMIT or total > _MAP_RATIO * max(self.nnz, 1024):
+            if (not self.allow_map or total > _MAP_LIMIT
+                    or total > _MAP_RATIO * max(self.nnz, 1024)):
                 self._indexes[name] = None
             else:
                 positions = torch.full((total,), -1, dtype=torch.long, device=self.vals.device)
@@ -155,7 +160,7 @@ class Table:
 
     def with_values(self, vals: Tensor) -> Table:
         """Same support, new values; shares the indexes (they depend only on idx)."""
-        other = Table(self.idx, vals, self.keys, self.sorted_rows)
+        other = Table(self.idx, vals, self.keys, self.sorted_rows, self.allow_map)
         other._indexes = self._indexes
         return other
 
@@ -363,7 +368,7 @@ class SparseEvaluator:
         weights = torch.zeros(unique_keys.numel(), dtype=self.dtype, device=self.device)
         weights.index_add_(0, inverse, edge_weight)
         self.edge_to_unique = inverse
-        self.adjacency = Table(idx, weights, self.keys, sorted_rows=True)
+        self.adjacency = Table(idx, weights, self.keys, sorted_rows=True, allow_map=True)
         self.adjacency._indexes[(0, 1)] = (
             unique_keys, torch.arange(unique_keys.numel(), device=self.device)
         )
