@@ -1,7 +1,8 @@
 """Aggregator benchmark: forward + backward time and peak extra memory, gnnagg next to PyG.
 
 Messages ``[E, 64]`` into N = 10,000 nodes, E ≈ 100,000, sorted index, three degree profiles:
-``uniform`` (every node ~10), ``hub200`` and ``hub5000`` (one node of that degree, the rest ~10).
+``uniform`` (every node 10 ± 2), ``random`` (targets drawn uniformly: Poisson degrees), ``hub200``
+and ``hub5000`` (one node of that degree, the rest ~10).
 Only the aggregator runs (messages require grad). Every (case, method) pair runs in its own
 subprocess so that one method's memory cannot leak into another's measurement:
 
@@ -37,7 +38,7 @@ from timing import (  # noqa: E402
 )
 
 DEFAULT_OUT = HERE / "results" / "bench_aggr.json"
-CASES = ("uniform", "hub200", "hub5000")
+CASES = ("uniform", "random", "hub200", "hub5000")
 CHANNELS = 64
 
 

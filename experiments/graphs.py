@@ -4,6 +4,8 @@ Every case has exactly ``num_nodes * avg_degree`` messages (E = 100,000 by defau
 ``num_nodes`` nodes, with the index sorted (what PyG's padded aggregators require):
 
 * ``"uniform"`` -- every node has a degree in ``avg_degree ± 2``;
+* ``"random"`` -- every message picks its target uniformly at random (Poisson degrees, the
+  largest about 2.5x the mean: what padding aggregators pay for on random graphs);
 * ``"hub<k>"`` (``"hub200"``, ``"hub5000"``, any ``k``) -- node 0 has degree ``k``; the others
   start from ``avg_degree ± 2`` and then lose (or gain) one message each at random nodes until the
   total is back at ``num_nodes * avg_degree``. Padding costs ``num_nodes * k`` rows here.
@@ -28,13 +30,18 @@ def make_degrees(case: str, num_nodes: int = 10_000, avg_degree: int = 10, seed:
     if avg_degree <= _JITTER:
         raise ValueError(f"avg_degree must exceed {_JITTER}, got {avg_degree}")
     gen = torch.Generator().manual_seed(seed)
+    if case == "random":
+        targets = torch.randint(0, num_nodes, (num_nodes * avg_degree,), generator=gen)
+        return torch.bincount(targets, minlength=num_nodes)
     degrees = avg_degree + torch.randint(-_JITTER, _JITTER + 1, (num_nodes,), generator=gen)
     if case == "uniform":
         hub = None
     else:
         match = re.fullmatch(r"hub(\d+)", case)
         if match is None:
-            raise ValueError(f"case must be 'uniform' or 'hub<k>' (e.g. 'hub200'), got {case!r}")
+            raise ValueError(
+                f"case must be 'uniform', 'random' or 'hub<k>' (e.g. 'hub200'), got {case!r}"
+            )
         hub = int(match.group(1))
         total = num_nodes * avg_degree
         # The other nodes must be able to give up the hub's surplus and keep at least one message.
