@@ -30,6 +30,9 @@ from .sparse import SparseEvaluator
 METHODS = ("sparse", "dense")
 DTYPES = (torch.float64, torch.float32, torch.int64)
 DEFAULT_DENSE_BUDGET = 1 << 25
+# A single graph whose dense intermediates exceed this (about 2 GB in float64) is refused with a
+# clear error instead of exhausting memory; such graphs belong to the sparse method.
+DENSE_SINGLE_GRAPH_LIMIT = 1 << 28
 
 
 class GraphBatch:
@@ -123,6 +126,13 @@ class GraphBatch:
         """
         order = torch.argsort(self.sizes, stable=True)
         sizes = self.sizes[order].tolist()
+        largest = max(sizes, default=0)
+        if largest ** (width + 1) > max(budget, DENSE_SINGLE_GRAPH_LIMIT):
+            raise ValueError(
+                f"dense evaluation of a graph with {largest} nodes needs intermediates of "
+                f"{largest}^{width + 1} elements; use method='sparse' (edge-level values on the "
+                f"edges) or raise dense_budget"
+            )
         edge_graph = self.batch[self.edge_index[0]]
         start = 0
         while start < len(sizes):
@@ -193,6 +203,7 @@ def evaluate(
         dtype: computation and output dtype, ``torch.float64`` (default), ``torch.int64`` or
             ``torch.float32``.
         dense_budget: most elements of one dense intermediate; chunks of graphs are sized by it.
+            A single graph that needs more than ``max(dense_budget, 2**28)`` is refused.
 
     Returns:
         Order 0: ``[B, C]``. Order 1: ``[N, C]``. Order 2: ``[E, C]`` on the edges of

@@ -232,6 +232,15 @@ def test_evaluate_rejects_bad_input(kwargs, error, match):
         evaluate(polys, arguments.pop("edge_index"), arguments.pop("num_nodes"), **arguments)
 
 
+def test_dense_evaluation_refuses_graphs_too_large_for_it():
+    n = 20_000
+    edge_index = torch.stack([torch.arange(n - 1), torch.arange(1, n)])
+    k4 = [Polynomial.from_edges([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)], (0, 1))]
+    with pytest.raises(ValueError, match="method='sparse'"):
+        evaluate(k4, edge_index, n, method="dense")
+    assert evaluate(k4, edge_index, n).abs().sum() == 0  # the sparse method copes
+
+
 def test_evaluate_rejects_bad_polynomial_lists():
     edge_index = torch.tensor([[0, 1], [1, 0]])
     with pytest.raises(ValueError, match="same order"):

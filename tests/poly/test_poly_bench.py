@@ -1,0 +1,44 @@
+"""The benchmark's data and naive baseline (the timed run itself is not part of the tests)."""
+
+import importlib.util
+from pathlib import Path
+
+import networkx as nx
+import torch
+from torch_geometric.utils import to_networkx
+
+from gnnagg.poly import AddEquivariantPolynomials
+
+_PATH = Path(__file__).resolve().parents[2] / "experiments" / "bench_poly.py"
+_SPEC = importlib.util.spec_from_file_location("bench_poly", _PATH)
+bench_poly = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench_poly)
+
+
+def test_molecule_batch_is_molecule_sized():
+    batch = bench_poly.molecule_batch(40, seed=1)
+    sizes = torch.diff(batch.ptr).double()
+    assert 21 <= sizes.mean() <= 25
+    assert 22 <= batch.num_edges / 2 / batch.num_graphs <= 27
+    for data in batch.to_data_list()[:10]:
+        graph = to_networkx(data, to_undirected=True)
+        assert nx.is_connected(graph)
+        assert max(d for _, d in graph.degree()) <= 4
+
+
+def test_naive_baseline_agrees_with_the_transform():
+    batch = bench_poly.molecule_batch(5, seed=2)
+    transform = AddEquivariantPolynomials(4)
+    ours = transform(batch)
+    padded = int(torch.diff(batch.ptr).max())
+    naive, seconds = bench_poly.naive_dense(transform.basis, batch, 3, padded)
+    assert seconds > 0
+    rows = {0: 3, 1: int(batch.ptr[3]), 2: int((batch.batch[batch.edge_index[0]] < 3).sum())}
+    for order, name in bench_poly.ATTRIBUTES.items():
+        torch.testing.assert_close(naive[order], ours[name][: rows[order]])
+
+
+def test_left_to_right_width():
+    assert bench_poly._left_to_right_width("ij,ja,ai->ij") == 3
+    assert bench_poly._left_to_right_width("ia,jb,ac,bc->ij") == 4
+    assert bench_poly._left_to_right_width("ab,bc,ca->") == 2
