@@ -26,6 +26,7 @@ completely and gives one number per graph.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .basis import Polynomial
@@ -164,7 +165,12 @@ def _plan_component(
     )
 
 
-def _exact_order(inner, dist, step):
+StepCost = Callable[[list[list[int]], set[int], int], tuple[int, float]]
+
+
+def _exact_order(
+    inner: list[int], dist: list[list[int]], step: StepCost
+) -> tuple[list[int], int, float]:
     """Dynamic programming over eliminated subsets; returns (order, width, cost)."""
     count = len(inner)
     full = (1 << count) - 1
@@ -193,7 +199,9 @@ def _exact_order(inner, dist, step):
     return [inner[k] for k in order], width, cost
 
 
-def _greedy_order(inner, dist, step):
+def _greedy_order(
+    inner: list[int], dist: list[list[int]], step: StepCost
+) -> tuple[list[int], int, float]:
     """Min-cost greedy elimination for patterns too large for the exact search."""
     remaining = list(inner)
     eliminated: set[int] = set()
