@@ -21,10 +21,10 @@ another's:
   and minimum (``min_ms``, the least disturbed on a shared machine) of the rounds. Methods whose
   memory pass failed are not timed.
 
-Workers run with ``MALLOC_MMAP_THRESHOLD_=1 MiB``: glibc then returns every freed block of
-1 MiB or more to the OS at once, so the cap bounds live memory rather than heap left fragmented
-by an earlier method in the same process (it costs every method the page faults of fresh
-mappings). A worker that dies (a CUDA illegal memory access, the OOM killer) is reported as
+The timing worker has no address-space cap: it runs only methods whose memory pass fitted under
+the cap, one at a time, and trims glibc's heap (``malloc_trim``) after every pass, outside the
+timed region, so that memory one method freed is not held while the next runs. A worker that
+dies (a CUDA illegal memory access, the OOM killer) is reported as
 "crashed" for that case; the remaining cases go on in a new process.
 
     python experiments/bench_recurrent.py [--device cuda] [--cases uniform hub200] [--out F]
@@ -33,6 +33,7 @@ mappings). A worker that dies (a CUDA illegal memory access, the OOM killer) is 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -88,6 +89,13 @@ def _resident_mb() -> float:
 
 def _peak_resident_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _release_freed_memory() -> None:
+    # glibc keeps freed heap pages; a padded method's gigabytes would otherwise stay resident
+    # while the next method runs.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _inputs(case: str, device: str) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -172,6 +180,7 @@ def measure_times(case: str, methods: list[str], device: str = "cpu", repeats: i
                 continue
             if round_ > 0:  # round 0 is the warm-up
                 times[method].append((time.perf_counter() - start) * 1e3)
+            _release_freed_memory()
     return {
         method: failed.get(method)
         or dict(ms=round(statistics.median(t), 2), min_ms=round(min(t), 2))
@@ -182,9 +191,7 @@ def measure_times(case: str, methods: list[str], device: str = "cpu", repeats: i
 def _worker(arguments: list[str], timeout_s: float) -> tuple[list[dict], str | None]:
     """Run this script as a worker; the JSON lines it printed, and why it died if it did."""
     command = [sys.executable, __file__, *arguments]
-    # A fixed mmap threshold makes glibc return every freed block of 1 MB or more to the OS at
-    # once, so the address-space cap bounds live memory, not what earlier passes left behind.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MALLOC_MMAP_THRESHOLD_": str(2**20)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         stdout, stderr, code = done.stdout, done.stderr, done.returncode
@@ -284,11 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--time-worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_worker or args.time_worker:
+    if args.memory_worker:
         if torch.device(args.device).type == "cpu":
             cap = int(args.cap_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    if args.memory_worker:
         method, *worker_cases = args.memory_worker
         for case in worker_cases:
             row = measure_memory(case, method, args.device)
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
             if row["status"] != "ok" and torch.device(args.device).type == "cuda":
                 break
         return
-    if args.time_worker:
+    if args.time_worker:  # no cap: it only runs methods whose memory pass fitted under it
         case, *methods = args.time_worker
         print(json.dumps(measure_times(case, methods, args.device, args.repeats)), flush=True)
         return
