@@ -272,6 +272,18 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             return device.type == "cuda" and torch.backends.cudnn.enabled
         return self.implementation == "packed"
 
+    def _call_rnn(self, *args):
+        # cuDNN refuses the backward of an RNN run in eval mode. With one layer and no dropout
+        # the training flag changes nothing else, so the RNN runs in training mode whenever a
+        # gradient may flow (an eval-mode model can still be differentiated, e.g. for saliency).
+        if self.rnn.training or not torch.is_grad_enabled():
+            return self.rnn(*args)
+        self.rnn.training = True
+        try:
+            return self.rnn(*args)
+        finally:
+            self.rnn.training = False
+
     def _run_packed(
         self, sequence: PackedSequence, hx: State, pass_hx: bool
     ) -> tuple[Tensor, Tensor]:
@@ -286,7 +298,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         if pass_hx:
             state = tuple(part.unsqueeze(0).contiguous() for part in hx)
             state = state[0] if self.num_state_parts == 1 else state
-        output, final = self.rnn(sequence, state)
+        output, final = self._call_rnn(sequence, state)
         last_h = final if self.num_state_parts == 1 else final[0]
         return output.data, last_h[0]
 
@@ -315,7 +327,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         for k, ((steps, size), chunk) in enumerate(zip(runs, chunks)):
             after = runs[k + 1][1] if k + 1 < len(runs) else 0
             hidden = tuple(part.unsqueeze(0) for part in state)
-            output, final = self.rnn(
+            output, final = self._call_rnn(
                 chunk.view(steps, size, -1), hidden[0] if len(hidden) == 1 else hidden
             )
             if keep_outputs:
