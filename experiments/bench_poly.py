@@ -47,10 +47,20 @@ ATTRIBUTES = {0: "poly_graph", 1: "poly_x", 2: "poly_edge_attr"}
 NAIVE_BUDGET = 1 << 24  # elements of the largest naive intermediate per chunk of graphs
 
 SIZES = {
-    False: {"graphs": 1000, "naive_graphs": 8, "naive_stride": 1, "large_nodes": 10_000,
-            "repeats": 3},
-    True: {"graphs": 100, "naive_graphs": 1, "naive_stride": 16, "large_nodes": 2_000,
-           "repeats": 1},
+    False: {
+        "graphs": 1000,
+        "naive_graphs": 8,
+        "naive_stride": 1,
+        "large_nodes": 10_000,
+        "repeats": 3,
+    },
+    True: {
+        "graphs": 100,
+        "naive_graphs": 1,
+        "naive_stride": 16,
+        "large_nodes": 2_000,
+        "repeats": 1,
+    },
 }
 
 
@@ -82,8 +92,9 @@ def molecule_batch(num_graphs: int, seed: int = 0) -> Batch:
     for _ in range(num_graphs):
         num_nodes = int(rng.integers(18, 29))
         edges = torch.tensor(molecule_edges(rng, num_nodes, int(rng.integers(1, 5)))).T
-        graphs.append(Data(edge_index=torch.cat([edges, edges.flip(0)], dim=1),
-                           num_nodes=num_nodes))
+        graphs.append(
+            Data(edge_index=torch.cat([edges, edges.flip(0)], dim=1), num_nodes=num_nodes)
+        )
     return Batch.from_data_list(graphs)
 
 
@@ -101,7 +112,7 @@ def _left_to_right_width(spec: str) -> int:
     current = set(operands[0])
     widest = len(current)
     for k in range(1, len(operands)):
-        later = set("".join(operands[k + 1:])) | set(output)
+        later = set("".join(operands[k + 1 :])) | set(output)
         current = {d for d in current | set(operands[k]) if d in later}
         widest = max(widest, len(current))
     return widest
@@ -135,12 +146,15 @@ def naive_dense(
                 else:
                     inputs, output = poly.einsum.split("->")
                     spec = ",".join("z" + op for op in inputs.split(",")) + "->z" + output
-                    chunk = max(1, NAIVE_BUDGET // padded_nodes ** _left_to_right_width(
-                        poly.einsum))
-                    full = torch.cat([
-                        torch.einsum(spec, *[adjacency[c:c + chunk]] * poly.degree)
-                        for c in range(0, num_graphs, chunk)
-                    ])
+                    chunk = max(
+                        1, NAIVE_BUDGET // padded_nodes ** _left_to_right_width(poly.einsum)
+                    )
+                    full = torch.cat(
+                        [
+                            torch.einsum(spec, *[adjacency[c : c + chunk]] * poly.degree)
+                            for c in range(0, num_graphs, chunk)
+                        ]
+                    )
                 if order == 0:
                     columns.append(full)
                 elif order == 1:
@@ -187,8 +201,9 @@ def bench_molecules(sizes: dict) -> list[dict]:
         ours = transform(batch)
         cold = time.perf_counter() - start
         warm, warm_all, ours = _timed(lambda t=transform: t(batch), sizes["repeats"])
-        dense_transform = AddEquivariantPolynomials(MAX_DEGREE, ORDERS, subset=subset,
-                                                    method="dense")
+        dense_transform = AddEquivariantPolynomials(
+            MAX_DEGREE, ORDERS, subset=subset, method="dense"
+        )
         dense_time, _, dense = _timed(lambda t=dense_transform: t(batch), sizes["repeats"])
         # Only the large "all" basis is sampled; the 12 "beyond-2fwl" elements differ too much
         # in cost for a sample to stand for them.
@@ -202,27 +217,30 @@ def bench_molecules(sizes: dict) -> list[dict]:
         limits = {0: naive_graphs, 1: node_rows, 2: edge_rows}
         naive_diff = max(
             _max_abs_diff(naive[o], ours[ATTRIBUTES[o]][: limits[o], ::stride])
-            for o in ORDERS if naive[o] is not None
+            for o in ORDERS
+            if naive[o] is not None
         )
         dense_diff = max(_max_abs_diff(dense[ATTRIBUTES[o]], ours[ATTRIBUTES[o]]) for o in ORDERS)
-        rows.append({
-            "subset": subset,
-            "graphs": sizes["graphs"],
-            "nodes": batch.num_nodes,
-            "undirected_edges": batch.num_edges // 2,
-            "channels": {str(o): len(transform.basis[o]) for o in ORDERS},
-            "ours_sparse_seconds": warm,
-            "ours_sparse_runs": warm_all,
-            "ours_first_call_seconds_with_planning": cold,
-            "ours_dense_blocks_seconds": dense_time,
-            "naive_graphs_measured": naive_graphs,
-            "naive_element_fraction": fraction,
-            "naive_seconds_measured": naive_seconds,
-            "naive_seconds_extrapolated": naive_full,
-            "speedup_vs_naive": naive_full / warm,
-            "max_abs_diff_naive_vs_ours": naive_diff,
-            "max_abs_diff_dense_vs_sparse": dense_diff,
-        })
+        rows.append(
+            {
+                "subset": subset,
+                "graphs": sizes["graphs"],
+                "nodes": batch.num_nodes,
+                "undirected_edges": batch.num_edges // 2,
+                "channels": {str(o): len(transform.basis[o]) for o in ORDERS},
+                "ours_sparse_seconds": warm,
+                "ours_sparse_runs": warm_all,
+                "ours_first_call_seconds_with_planning": cold,
+                "ours_dense_blocks_seconds": dense_time,
+                "naive_graphs_measured": naive_graphs,
+                "naive_element_fraction": fraction,
+                "naive_seconds_measured": naive_seconds,
+                "naive_seconds_extrapolated": naive_full,
+                "speedup_vs_naive": naive_full / warm,
+                "max_abs_diff_naive_vs_ours": naive_diff,
+                "max_abs_diff_dense_vs_sparse": dense_diff,
+            }
+        )
     return rows
 
 
@@ -237,8 +255,9 @@ def bench_large_graph(sizes: dict) -> dict:
         single(data)
         per_order[str(order)] = time.perf_counter() - start
         total += per_order[str(order)]
-    max_degree_check = all(p.degree <= MAX_DEGREE and not p.beyond_2fwl
-                           for ps in transform.basis.values() for p in ps)
+    max_degree_check = all(
+        p.degree <= MAX_DEGREE and not p.beyond_2fwl for ps in transform.basis.values() for p in ps
+    )
     return {
         "nodes": data.num_nodes,
         "undirected_edges": data.num_edges // 2,
@@ -291,8 +310,10 @@ def format_table(results: dict) -> str:
         f"* naive measured on {first['naive_graphs_measured']} graphs (element fraction "
         + ", ".join(f"{r['naive_element_fraction']:.2f}" for r in results["molecules"])
         + ") and scaled linearly; first call with planning: "
-        + ", ".join(f"{r['subset']} {r['ours_first_call_seconds_with_planning']:.2f}s"
-                    for r in results["molecules"])
+        + ", ".join(
+            f"{r['subset']} {r['ours_first_call_seconds_with_planning']:.2f}s"
+            for r in results["molecules"]
+        )
     )
     large = results["large_sparse_graph"]
     lines += [
@@ -300,7 +321,8 @@ def format_table(results: dict) -> str:
         f"treewidth <= 2 elements ({'/'.join(str(large['channels'][str(o)]) for o in ORDERS)} "
         f"channels) on a {large['nodes']}-node sparse graph ({large['undirected_edges']} edges): "
         f"{large['seconds']:.1f} s (target < {large['target_seconds']:.0f} s; per order "
-        + ", ".join(f"{o}: {s:.1f}s" for o, s in large["seconds_per_order"].items()) + ")",
+        + ", ".join(f"{o}: {s:.1f}s" for o, s in large["seconds_per_order"].items())
+        + ")",
     ]
     return "\n".join(lines)
 

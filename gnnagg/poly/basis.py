@@ -103,16 +103,24 @@ class Polynomial:
 
     @classmethod
     def _from_canonical(
-        cls, num_nodes: int, counts: dict[tuple[int, int], int], labels: list[int],
-        certificate: Certificate, order: int,
+        cls,
+        num_nodes: int,
+        counts: dict[tuple[int, int], int],
+        labels: list[int],
+        certificate: Certificate,
+        order: int,
     ) -> Polynomial:
         poly = cls.__new__(cls)
         poly._init_canonical(num_nodes, counts, labels, certificate, order)
         return poly
 
     def _init_canonical(
-        self, num_nodes: int, counts: dict[tuple[int, int], int], labels: list[int],
-        certificate: Certificate, order: int,
+        self,
+        num_nodes: int,
+        counts: dict[tuple[int, int], int],
+        labels: list[int],
+        certificate: Certificate,
+        order: int,
     ) -> None:
         edges: list[tuple[int, int]] = []
         for (u, v), mult in counts.items():
@@ -210,8 +218,7 @@ def _family_name(graph: nx.MultiGraph) -> str:
         return "empty"
     if not nx.is_connected(simple):
         parts = sorted(
-            _family_name(nx.MultiGraph(graph.subgraph(c)))
-            for c in nx.connected_components(simple)
+            _family_name(nx.MultiGraph(graph.subgraph(c))) for c in nx.connected_components(simple)
         )
         return "+".join(parts)
     return _connected_family(simple) + suffix
@@ -382,8 +389,9 @@ def check_subset(subset: str | None) -> str:
     if subset is None:
         return "all"
     if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {', '.join(map(repr, SUBSETS))} or None, "
-                         f"got {subset!r}")
+        raise ValueError(
+            f"subset must be one of {', '.join(map(repr, SUBSETS))} or None, got {subset!r}"
+        )
     return subset
 
 

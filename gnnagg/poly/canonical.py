@@ -51,8 +51,9 @@ def _refine(colours: list, neighbours: list[dict[int, int]]) -> list[int]:
         num_cells = len(ranks)
 
 
-def _twin_classes(num_nodes: int, neighbours: list[dict[int, int]], loops: list[int],
-                  roles: Sequence[int | None]) -> list[int]:
+def _twin_classes(
+    num_nodes: int, neighbours: list[dict[int, int]], loops: list[int], roles: Sequence[int | None]
+) -> list[int]:
     """Representative of each node's twin class (same role, loops and neighbourhood).
 
     Swapping two twins is an automorphism, so the search only needs to individualise one node of
@@ -83,9 +84,7 @@ def canonical_form(
     """
     neighbours, loops = _adjacency(num_nodes, edges)
     # Outputs sort before every other node, in output order, so they get labels 0 and 1.
-    initial = [
-        (role if role is not None else 2, loops[v]) for v, role in enumerate(roles)
-    ]
+    initial = [(role if role is not None else 2, loops[v]) for v, role in enumerate(roles)]
     twins = _twin_classes(num_nodes, neighbours, loops, roles)
     best: tuple[Certificate, list[int]] | None = None
 

@@ -138,9 +138,10 @@ class GraphBatch:
         while start < len(sizes):
             stop = start + 1
             # Sizes ascend, so the graph added last is the chunk's largest.
-            while stop < len(sizes) and (stop - start + 1) * max(sizes[stop], 1) ** (
-                width + 1
-            ) <= budget:
+            while (
+                stop < len(sizes)
+                and (stop - start + 1) * max(sizes[stop], 1) ** (width + 1) <= budget
+            ):
                 stop += 1
             n = max(sizes[stop - 1], 1)
             graph_ids = order[start:stop]
@@ -150,9 +151,7 @@ class GraphBatch:
             src, dst = self.edge_index[0][chosen], self.edge_index[1][chosen]
             graph_slot = slot[edge_graph[chosen]]
             offset = self.ptr[edge_graph[chosen]]
-            adjacency = torch.zeros(
-                graph_ids.numel(), n, n, dtype=self.dtype, device=self.device
-            )
+            adjacency = torch.zeros(graph_ids.numel(), n, n, dtype=self.dtype, device=self.device)
             adjacency.index_put_(
                 (graph_slot, src - offset, dst - offset), self.edge_weight[chosen], accumulate=True
             )
@@ -220,8 +219,13 @@ def evaluate(
     graphs = GraphBatch(edge_index, num_nodes, edge_weight, batch, num_graphs, dtype)
     single = batch is None
     return evaluate_on(
-        list(polynomials), graphs, order, method=method, dense_pairs=dense_pairs,
-        single=single, dense_budget=dense_budget,
+        list(polynomials),
+        graphs,
+        order,
+        method=method,
+        dense_pairs=dense_pairs,
+        single=single,
+        dense_budget=dense_budget,
     )
 
 

@@ -109,14 +109,10 @@ def _mst_weight(nodes: list[int], dist: list[list[int]]) -> int:
 
 def _relax(dist: list[list[int]], via: int) -> list[list[int]]:
     row = dist[via]
-    return [
-        [min(d_ab, d_a[via] + row[b]) for b, d_ab in enumerate(d_a)] for d_a in dist
-    ]
+    return [[min(d_ab, d_a[via] + row[b]) for b, d_ab in enumerate(d_a)] for d_a in dist]
 
 
-def _plan_component(
-    nodes: list[int], poly: Polynomial, mode: str, masked: bool
-) -> ComponentPlan:
+def _plan_component(nodes: list[int], poly: Polynomial, mode: str, masked: bool) -> ComponentPlan:
     local = {v: k for k, v in enumerate(nodes)}
     size = len(nodes)
     outputs = tuple(o for o in poly.outputs if o in local)
@@ -140,7 +136,8 @@ def _plan_component(
 
     def step(state_dist: list[list[int]], eliminated: set[int], v: int) -> tuple[int, float]:
         linked = [
-            u for u in range(size)
+            u
+            for u in range(size)
             if u != v and u not in eliminated and state_dist[v][u] < _UNREACHABLE
         ]
         if mode == "dense":

@@ -68,8 +68,8 @@ class KeySpace:
                 )
             offsets = torch.zeros(len(powers), dtype=torch.long, device=self.batch.device)
             if len(powers) > 1:
-                offsets[1:] = torch.tensor(powers[:-1], dtype=torch.long).cumsum(0).to(
-                    self.batch.device
+                offsets[1:] = (
+                    torch.tensor(powers[:-1], dtype=torch.long).cumsum(0).to(self.batch.device)
                 )
             self._offsets[arity] = (offsets, total)
         return self._offsets[arity]
@@ -96,7 +96,11 @@ class Table:
     """Sparse table over ``k >= 2`` columns with unique rows, plus cached indexes."""
 
     def __init__(
-        self, idx: Tensor, vals: Tensor, keys: KeySpace, sorted_rows: bool = False,
+        self,
+        idx: Tensor,
+        vals: Tensor,
+        keys: KeySpace,
+        sorted_rows: bool = False,
         allow_map: bool = False,
     ) -> None:
         self.idx = idx
@@ -148,8 +152,7 @@ class Table:
         name = "map"
         if name not in self._indexes:
             _, total = self.keys.offsets(self.arity)
-            if (not self.allow_map or total > _MAP_LIMIT
-                    or total > _MAP_RATIO * max(self.nnz, 1024)):
+            if not self.allow_map or total > _MAP_LIMIT or total > _MAP_RATIO * max(self.nnz, 1024):
                 self._indexes[name] = None
             else:
                 positions = torch.full((total,), -1, dtype=torch.long, device=self.vals.device)
@@ -317,8 +320,9 @@ def compile_program(plan: ContractionPlan) -> _Program:
                 for pair, code in patterns[f][1].items():
                     edges[pair] = edges.get(pair, 0) + code
             output = new_factor(scope, nodes, edges)
-            steps.append(_Step(v, tuple(inputs), output, scope, start,
-                               _memo_key(nodes, edges, scope)))
+            steps.append(
+                _Step(v, tuple(inputs), output, scope, start, _memo_key(nodes, edges, scope))
+            )
             live = [f for f in live if f not in inputs] + [output]
         results.extend(live)
     return _Program(tuple(sources), tuple(steps), tuple(results), tuple(scopes))
@@ -370,7 +374,8 @@ class SparseEvaluator:
         self.edge_to_unique = inverse
         self.adjacency = Table(idx, weights, self.keys, sorted_rows=True, allow_map=True)
         self.adjacency._indexes[(0, 1)] = (
-            unique_keys, torch.arange(unique_keys.numel(), device=self.device)
+            unique_keys,
+            torch.arange(unique_keys.numel(), device=self.device),
         )
         self.mask = self.adjacency.with_values(torch.ones_like(weights))
         diagonal = torch.zeros(self.num_nodes, dtype=self.dtype, device=self.device)
@@ -443,8 +448,9 @@ class SparseEvaluator:
             else:
                 position = min(range(len(tables)), key=lambda k: tables[k][1].nnz)
             first_scope, first = tables.pop(position)
-            join = _Join(list(first_scope), [first.idx[k] for k in range(len(first_scope))],
-                         first.vals)
+            join = _Join(
+                list(first_scope), [first.idx[k] for k in range(len(first_scope))], first.vals
+            )
             wanted = set() if step.start is not None else set(step.scope)
             while True:
                 present = set(join.variables)
@@ -492,10 +498,12 @@ class SparseEvaluator:
         vals.index_add_(0, inverse, join.vals)
         representative = torch.empty(unique_keys.numel(), dtype=torch.long, device=self.device)
         representative[inverse] = torch.arange(inverse.numel(), device=self.device)
-        table = Table(torch.stack([c[representative] for c in columns]), vals, self.keys,
-                      sorted_rows=True)
+        table = Table(
+            torch.stack([c[representative] for c in columns]), vals, self.keys, sorted_rows=True
+        )
         table._indexes[tuple(range(len(columns)))] = (
-            unique_keys, torch.arange(unique_keys.numel(), device=self.device)
+            unique_keys,
+            torch.arange(unique_keys.numel(), device=self.device),
         )
         return table
 

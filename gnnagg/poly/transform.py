@@ -67,8 +67,9 @@ class AddEquivariantPolynomials(BaseTransform):
     ) -> None:
         orders = _check_orders(orders)
         basis = {
-            order: enumerate_basis(max_degree, order, connected=connected, subset=subset,
-                                   simple=simple)
+            order: enumerate_basis(
+                max_degree, order, connected=connected, subset=subset, simple=simple
+            )
             for order in orders
         }
         self._setup(basis, edge_weight, method, normalize, dtype)
@@ -159,8 +160,9 @@ class AddEquivariantPolynomials(BaseTransform):
                 raise ValueError(f"data has no attribute {self.edge_weight!r} (edge_weight)")
         batch = getattr(data, "batch", None)
         num_graphs = data.num_graphs if isinstance(data, Batch) else None
-        graphs = GraphBatch(data.edge_index, int(data.num_nodes), weight, batch, num_graphs,
-                            self.dtype)
+        graphs = GraphBatch(
+            data.edge_index, int(data.num_nodes), weight, batch, num_graphs, self.dtype
+        )
         return graphs, batch is None
 
     def forward(self, data: Data) -> Data:
@@ -169,8 +171,9 @@ class AddEquivariantPolynomials(BaseTransform):
         for order in self.orders:
             polynomials = self.basis[order]
             if polynomials:
-                values = evaluate_on(polynomials, graphs, order, method=self.method,
-                                     dense_pairs=False, single=False)
+                values = evaluate_on(
+                    polynomials, graphs, order, method=self.method, dense_pairs=False, single=False
+                )
                 values = self._normalize(values, polynomials, graphs, order)
             else:
                 rows = (graphs.num_graphs, graphs.num_nodes, graphs.edge_index.shape[1])[order]
@@ -190,8 +193,9 @@ class AddEquivariantPolynomials(BaseTransform):
         if not polynomials:
             shape = (graphs.num_nodes,) * 2 if single else (graphs.num_graphs, n_max, n_max)
             return torch.zeros(*shape, 0, dtype=self.dtype, device=graphs.device)
-        values = evaluate_on(polynomials, graphs, 2, method="dense", dense_pairs=True,
-                             single=single)
+        values = evaluate_on(
+            polynomials, graphs, 2, method="dense", dense_pairs=True, single=single
+        )
         if self.normalize == "density":
             sizes = graphs.sizes.to(self.dtype).clamp(min=1)
             exponents = _free_nodes(polynomials, self.dtype, graphs.device)

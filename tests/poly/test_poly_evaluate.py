@@ -45,11 +45,18 @@ def graph_batches(draw, max_nodes=5, max_graphs=2, weighted=False, directed=Fals
     return edge_index, torch.tensor(weights, dtype=torch.float64), batch, sizes
 
 
-def _check_against_brute_force(polys, edge_index, weight, batch, sizes, method="sparse",
-                               use_weight=True):
+def _check_against_brute_force(
+    polys, edge_index, weight, batch, sizes, method="sparse", use_weight=True
+):
     order = polys[0].order
-    out = evaluate(list(polys), edge_index, sum(sizes), batch=batch, method=method,
-                   edge_weight=weight if use_weight else None)
+    out = evaluate(
+        list(polys),
+        edge_index,
+        sum(sizes),
+        batch=batch,
+        method=method,
+        edge_weight=weight if use_weight else None,
+    )
     offset = 0
     for g, n in enumerate(sizes):
         inside = (edge_index[0] >= offset) & (edge_index[0] < offset + n)
@@ -60,7 +67,7 @@ def _check_against_brute_force(polys, edge_index, weight, batch, sizes, method="
             if order == 0:
                 got = out[g, c].item()
             elif order == 1:
-                got = out[offset:offset + n, c].numpy()
+                got = out[offset : offset + n, c].numpy()
             else:
                 got = out[inside, c].numpy()
                 expected = expected[local[0].numpy(), local[1].numpy()]
@@ -73,8 +80,7 @@ def _check_against_brute_force(polys, edge_index, weight, batch, sizes, method="
 @given(data=graph_batches())
 def test_every_element_up_to_degree_6_matches_brute_force(order, data):
     edge_index, weight, batch, sizes = data
-    _check_against_brute_force(_basis(6, order), edge_index, weight, batch, sizes,
-                               use_weight=False)
+    _check_against_brute_force(_basis(6, order), edge_index, weight, batch, sizes, use_weight=False)
 
 
 @pytest.mark.parametrize("order", [0, 1, 2])
@@ -83,8 +89,9 @@ def test_every_element_up_to_degree_6_on_a_six_node_graph(order):
     generator = torch.Generator().manual_seed(order)
     upper = torch.triu((torch.rand(6, 6, generator=generator) < 0.6).long(), 1)
     edge_index = (upper + upper.T).nonzero().T.contiguous()
-    _check_against_brute_force(_basis(6, order), edge_index, None, torch.zeros(6).long(), [6],
-                               use_weight=False)
+    _check_against_brute_force(
+        _basis(6, order), edge_index, None, torch.zeros(6).long(), [6], use_weight=False
+    )
 
 
 @pytest.mark.parametrize("order", [0, 1, 2])
@@ -104,8 +111,9 @@ def test_dense_method_matches_sparse_method(order, data):
     edge_index, weight, batch, sizes = data
     polys = list(_basis(6, order))
     sparse = evaluate(polys, edge_index, sum(sizes), batch=batch)
-    dense = evaluate(polys, edge_index, sum(sizes), batch=batch, method="dense",
-                     dense_budget=200)  # a tiny budget forces several chunks
+    dense = evaluate(
+        polys, edge_index, sum(sizes), batch=batch, method="dense", dense_budget=200
+    )  # a tiny budget forces several chunks
     torch.testing.assert_close(sparse, dense, rtol=0, atol=0)
 
 
@@ -114,8 +122,9 @@ def test_dense_method_matches_sparse_method(order, data):
 def test_all_pairs_output_matches_brute_force(data):
     edge_index, weight, _, sizes = data
     polys = list(_basis(4, 2))
-    out = evaluate(polys, edge_index, sizes[0], edge_weight=weight, dense_pairs=True,
-                   method="dense")
+    out = evaluate(
+        polys, edge_index, sizes[0], edge_weight=weight, dense_pairs=True, method="dense"
+    )
     brute = BruteForce(dense_adjacency(edge_index, sizes[0], weight))
     for c, poly in enumerate(polys):
         np.testing.assert_allclose(out[..., c].numpy(), brute(poly), atol=1e-9)

@@ -62,8 +62,9 @@ def test_plans_cover_each_component_and_match_the_width():
             for mode in ("sparse", "dense"):
                 plan = plan_contraction(poly, mode, masked_outputs=(mode == "sparse"))
                 eliminated = [v for c in plan.components for v in c.order]
-                assert sorted(eliminated) == [v for v in range(poly.num_nodes)
-                                              if v not in poly.outputs]
+                assert sorted(eliminated) == [
+                    v for v in range(poly.num_nodes) if v not in poly.outputs
+                ]
                 assert max(plan.width, order - 1) == poly.width
                 assert (plan.width <= 2) == (not poly.beyond_2fwl)
 

@@ -14,8 +14,7 @@ from gnnagg.poly import AddEquivariantPolynomials, Polynomial, enumerate_basis
 
 def _data(graph: nx.Graph, **attrs) -> Data:
     graph = nx.convert_node_labels_to_integers(graph)
-    return Data(edge_index=undirected_edge_index(graph), num_nodes=graph.number_of_nodes(),
-                **attrs)
+    return Data(edge_index=undirected_edge_index(graph), num_nodes=graph.number_of_nodes(), **attrs)
 
 
 def _invariants(transform, graph):
@@ -82,9 +81,7 @@ def test_decalin_and_bicyclopentyl_are_separated_at_degree_5():
     c5 = transform.names(0).index(Polynomial(nx.cycle_graph(5)).name)
     first, second = _invariants(transform, decalin), _invariants(transform, bicyclopentyl)
     assert (first[c5].item(), second[c5].item()) == (0, 20)
-    separating = [
-        p for p, a, b in zip(transform.basis[0], first, second) if a != b
-    ]
+    separating = [p for p, a, b in zip(transform.basis[0], first, second) if a != b]
     assert min(p.degree for p in separating) <= 5
 
 
@@ -106,8 +103,9 @@ def test_rook_and_shrikhande_need_the_degree_6_k4():
 
 def test_no_invariant_of_degree_at_most_4_separates_rook_and_shrikhande():
     transform = AddEquivariantPolynomials(max_degree=4, orders=(0,), connected=False)
-    torch.testing.assert_close(_invariants(transform, _rook_4x4()),
-                               _invariants(transform, _shrikhande()))
+    torch.testing.assert_close(
+        _invariants(transform, _rook_4x4()), _invariants(transform, _shrikhande())
+    )
 
 
 def _random_graphs(seed, sizes):
@@ -115,8 +113,15 @@ def _random_graphs(seed, sizes):
     graphs = []
     for n in sizes:
         graph = nx.gnp_random_graph(n, 0.45, seed=int(rng.integers(1 << 30)))
-        graphs.append(_data(graph, x=torch.randn(n, 3), edge_weight=torch.tensor(
-            rng.integers(1, 4, 2 * graph.number_of_edges()), dtype=torch.float64)))
+        graphs.append(
+            _data(
+                graph,
+                x=torch.randn(n, 3),
+                edge_weight=torch.tensor(
+                    rng.integers(1, 4, 2 * graph.number_of_edges()), dtype=torch.float64
+                ),
+            )
+        )
     return graphs
 
 
@@ -182,9 +187,11 @@ def test_normalisations():
     log = AddEquivariantPolynomials(max_degree=3, normalize="log1p")
     plain, scaled, logged = raw(graphs), density(graphs), log(graphs)
     sizes = torch.tensor([5.0, 7.0], dtype=torch.float64)
-    for order, name, rows in ((0, "poly_graph", sizes),
-                              (1, "poly_x", sizes[graphs.batch]),
-                              (2, "poly_edge_attr", sizes[graphs.batch[graphs.edge_index[0]]])):
+    for order, name, rows in (
+        (0, "poly_graph", sizes),
+        (1, "poly_x", sizes[graphs.batch]),
+        (2, "poly_edge_attr", sizes[graphs.batch[graphs.edge_index[0]]]),
+    ):
         free = torch.tensor([p.num_nodes - p.order for p in raw.basis[order]], dtype=torch.float64)
         torch.testing.assert_close(scaled[name], plain[name] / rows[:, None] ** free)
         torch.testing.assert_close(logged[name], torch.log1p(plain[name]))
