@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 
-from ..segment import SegmentPlan, resolve_plan
+from ..segment import SegmentPlan, plan_for_index, resolve_plan
 
 __all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
 
@@ -72,6 +72,10 @@ def group_neighbourhoods(
     if not -x.dim() <= dim < x.dim():
         raise ValueError(f"dim={dim} is out of range for x with {x.dim()} dimensions")
     x0 = x.movedim(dim, 0)
+    if index is not None and ptr is None and plan is None and isinstance(index, Tensor):
+        # Layers and epochs over one graph share the sort and the schedules derived from it.
+        plan = plan_for_index(index, dim_size, num_rows=x0.shape[0])
+        index = dim_size = None
     plan = resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
     if plan.device != x.device:
         raise ValueError(f"index/ptr is on {plan.device} but x is on {x.device}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,33 +47,29 @@ class TreeSchedule:
     levels: list[TreeLevel]
 
 
-def _exclusive_cumsum(x: Tensor) -> Tensor:
-    return torch.cumsum(x, 0) - x
+def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
+    return np.cumsum(x) - x
 
 
-def _layout(lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int]:
+def _layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Slot of every element (groups in order, positions ascending) in a level's layout.
 
     Returns ``(slots, pairs, odd, pair_offset, num_pairs, num_carry)`` where ``odd`` marks the
     groups that carry their last element up.
     """
-    device = lengths.device
-    total = int(lengths.sum())
-    group = torch.repeat_interleave(
-        torch.arange(lengths.numel(), device=device), lengths, output_size=total
-    )
-    position = torch.arange(total, device=device) - _exclusive_cumsum(lengths)[group]
+    group = np.repeat(np.arange(lengths.size), lengths)
+    position = np.arange(group.size) - _exclusive_cumsum(lengths)[group]
     pairs = lengths // 2
     odd = (lengths % 2 == 1) & (lengths > 1)
     done = lengths == 1
     pair_offset = _exclusive_cumsum(pairs)
     num_pairs, num_carry = int(pairs.sum()), int(odd.sum())
-    carry_rank = _exclusive_cumsum(odd.long())
-    done_rank = _exclusive_cumsum(done.long())
-    slots = torch.where(
+    carry_rank = _exclusive_cumsum(odd.astype(np.int64))
+    done_rank = _exclusive_cumsum(done.astype(np.int64))
+    slots = np.where(
         done[group],
         2 * num_pairs + num_carry + done_rank[group],
-        torch.where(
+        np.where(
             position < 2 * pairs[group],
             2 * pair_offset[group] + position,
             2 * num_pairs + carry_rank[group],
@@ -81,66 +78,53 @@ def _layout(lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int, int]:
     return slots, pairs, odd, pair_offset, num_pairs, num_carry
 
 
-def _inverse(slots: Tensor) -> Tensor:
-    order = torch.empty_like(slots)
-    order[slots] = torch.arange(slots.numel(), device=slots.device)
-    return order
-
-
 def tree_schedule(degrees: Tensor) -> TreeSchedule:
     """The levels of the balanced reduction trees of groups with the given ``degrees``.
 
     Rows are assumed grouped: group ``g`` owns rows ``ptr[g]:ptr[g+1]``. All index arithmetic
-    of the reduction happens here, once per grouping, on the CPU: the schedule is many small
-    data-dependent steps, which on a GPU would cost a launch and a sync each. The finished index
-    tensors travel to ``degrees``' device in one copy.
+    of the reduction happens here, once per grouping, in NumPy on the CPU: the schedule is many
+    small data-dependent steps, which on a GPU would cost a launch and a sync each (and in
+    torch's CPU ops, more dispatch overhead than work). The finished index arrays travel to
+    ``degrees``' device in one copy.
     """
-    target = degrees.device
-    degrees = degrees.cpu()
-    device = degrees.device
-    lengths = degrees[degrees > 0]
-    groups = torch.nonzero(degrees > 0).flatten()
+    all_degrees = degrees.detach().cpu().numpy().astype(np.int64)
+    lengths = all_degrees[all_degrees > 0]
+    groups = np.flatnonzero(all_degrees > 0)
     slots, pairs, odd, pair_offset, num_pairs, num_carry = _layout(lengths)
-    initial_order = _inverse(slots)
-    levels: list[TreeLevel] = []
-    while lengths.numel() > 0:
+    initial_order = np.empty_like(slots)
+    initial_order[slots] = np.arange(slots.size)
+    levels: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []
+    while lengths.size > 0:
         done = lengths == 1
         keep = ~done
-        next_lengths = (pairs + odd.long())[keep]
+        next_lengths = (pairs + odd)[keep]
         # Where each element of the next level comes from in [combined pairs | carried rows].
         next_pairs, next_offset = pairs[keep], pair_offset[keep]
-        carry_rank = _exclusive_cumsum(odd.long())[keep]
-        total = int(next_lengths.sum())
-        group = torch.repeat_interleave(
-            torch.arange(next_lengths.numel(), device=device), next_lengths, output_size=total
-        )
-        position = torch.arange(total, device=device) - _exclusive_cumsum(next_lengths)[group]
-        source = torch.where(
+        carry_rank = _exclusive_cumsum(odd.astype(np.int64))[keep]
+        group = np.repeat(np.arange(next_lengths.size), next_lengths)
+        position = np.arange(group.size) - _exclusive_cumsum(next_lengths)[group]
+        source = np.where(
             position < next_pairs[group],
             next_offset[group] + position,
             num_pairs + carry_rank[group],
         )
         next_slots, pairs_n, odd_n, offset_n, num_pairs_n, num_carry_n = _layout(next_lengths)
-        order = torch.empty_like(source)
+        order = np.empty_like(source)
         order[next_slots] = source
-        levels.append(TreeLevel(num_pairs, num_carry, int(done.sum()), groups[done], order))
+        levels.append((num_pairs, num_carry, int(done.sum()), groups[done], order))
         lengths, groups = next_lengths, groups[keep]
         pairs, odd, pair_offset = pairs_n, odd_n, offset_n
         num_pairs, num_carry = num_pairs_n, num_carry_n
-    schedule = TreeSchedule(initial_order, levels)
-    return schedule if target.type == "cpu" else _move_schedule(schedule, target)
-
-
-def _move_schedule(schedule: TreeSchedule, device: torch.device) -> TreeSchedule:
-    parts = [schedule.initial_order]
-    for level in schedule.levels:
-        parts += [level.done_groups, level.order]
-    moved = torch.cat(parts).to(device).split([p.numel() for p in parts])
-    levels = [
-        TreeLevel(level.num_pairs, level.num_carry, level.num_done, done, order)
-        for level, done, order in zip(schedule.levels, moved[1::2], moved[2::2])
-    ]
-    return TreeSchedule(moved[0], levels)
+    parts = [initial_order] + [array for level in levels for array in level[3:]]
+    moved = torch.from_numpy(np.concatenate(parts)).to(degrees.device)
+    moved = moved.split([part.size for part in parts])
+    return TreeSchedule(
+        moved[0],
+        [
+            TreeLevel(*level[:3], done_groups, order)
+            for level, done_groups, order in zip(levels, moved[1::2], moved[2::2])
+        ],
+    )
 
 
 def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:

@@ -8,7 +8,7 @@
 
 from .backends import SegmentBackend, available_backends, get_backend, register_backend, use_backend
 from .ops import REDUCTIONS, broadcast_to_rows, resolve_plan, segment, segment_softmax
-from .plan import SegmentPlan, check_index, check_ptr
+from .plan import SegmentPlan, check_index, check_ptr, clear_plan_cache, plan_for_index
 
 __all__ = [
     "REDUCTIONS",
@@ -18,7 +18,9 @@ __all__ = [
     "broadcast_to_rows",
     "check_index",
     "check_ptr",
+    "clear_plan_cache",
     "get_backend",
+    "plan_for_index",
     "register_backend",
     "resolve_plan",
     "segment",

@@ -8,12 +8,14 @@ and cached, so a plan built for one scatter costs nothing beyond what that scatt
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from functools import cached_property
 
 import torch
 from torch import Tensor
 
-__all__ = ["SegmentPlan", "check_index", "check_ptr"]
+__all__ = ["SegmentPlan", "check_index", "check_ptr", "clear_plan_cache", "plan_for_index"]
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
 
@@ -210,3 +212,54 @@ class SegmentPlan:
     def __repr__(self) -> str:
         known = [k for k in ("index", "ptr", "perm", "degrees") if self.knows(k)]
         return f"SegmentPlan(dim_size={self.dim_size}, num_rows={self.num_rows}, computed={known})"
+
+
+# Plans of recently seen index tensors. A model calls its aggregators with the same edge index in
+# every layer and every epoch; the plan (sort, offsets, and what aggregators derive from them,
+# such as tree schedules) is then computed once. Entries hold the index alive, so a hit is safe:
+# the same live tensor with an unchanged version counter has unchanged contents.
+_PLAN_CACHE: OrderedDict[tuple, tuple[weakref.ref, int, SegmentPlan]] = OrderedDict()
+PLAN_CACHE_SIZE = 4
+
+
+def clear_plan_cache() -> None:
+    """Forget every cached plan (and release the index tensors it keeps alive)."""
+    _PLAN_CACHE.clear()
+
+
+def plan_for_index(
+    index: Tensor, dim_size: int | None, num_rows: int | None = None, validate: bool = True
+) -> SegmentPlan:
+    """A lazy :class:`SegmentPlan` for ``index``, shared by calls with the same index tensor.
+
+    Views of one tensor (``edge_index[1]``, taken anew by every PyG layer) share their plan; an
+    in-place change of the index bumps its version and invalidates the entry. ``num_rows``, when
+    given, is checked against the index's length on every call (it needs no sync).
+    """
+    if num_rows is not None and isinstance(index, Tensor) and index.numel() != num_rows:
+        raise ValueError(
+            f"index has {index.numel()} entries but src has {num_rows} rows along the reduced dim"
+        )
+    base = index._base if index._base is not None else index
+    key = (
+        id(base),
+        index.storage_offset(),
+        tuple(index.stride()),
+        tuple(index.shape),
+        index.dtype,
+        index.device,
+        dim_size,
+    )
+    entry = _PLAN_CACHE.get(key)
+    if entry is not None:
+        ref, version, plan = entry
+        if ref() is base and base._version == version:
+            _PLAN_CACHE.move_to_end(key)
+            return plan
+    if validate or dim_size is None:
+        dim_size = check_index(index, num_rows, dim_size)
+    plan = SegmentPlan(dim_size, index.numel(), index=index.long())
+    _PLAN_CACHE[key] = (weakref.ref(base), base._version, plan)
+    while len(_PLAN_CACHE) > PLAN_CACHE_SIZE:
+        _PLAN_CACHE.popitem(last=False)
+    return plan

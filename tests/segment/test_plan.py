@@ -43,3 +43,21 @@ def test_plan_reused_across_backends_and_moved():
         expected = segment(src, index, reduce="max")
         torch.testing.assert_close(segment(src, plan=plan, reduce="max"), expected)
     assert "SegmentPlan(dim_size=4" in repr(plan)
+
+
+def test_plan_cache_hits_for_the_same_index_and_misses_after_a_change():
+    from gnnagg.segment import clear_plan_cache, plan_for_index
+
+    clear_plan_cache()
+    edge_index = torch.tensor([[0, 1, 2, 3], [2, 0, 2, 1]])
+    first = plan_for_index(edge_index[1], 3)
+    # A new view of the same row (what every PyG layer takes) shares the plan.
+    assert plan_for_index(edge_index[1], 3) is first
+    assert plan_for_index(edge_index[1], 4) is not first
+    assert plan_for_index(edge_index[0], 4) is not first
+    edge_index[1, 0] = 1  # in place: the version counter moves, the plan is stale
+    fresh = plan_for_index(edge_index[1], 3)
+    assert fresh is not first
+    assert fresh.degrees.tolist() == [1, 2, 1]
+    clear_plan_cache()
+    assert plan_for_index(edge_index[1], 3) is not fresh

@@ -8,12 +8,14 @@ from torch import Tensor
 
 from ..plan import SegmentPlan
 from .base import SegmentBackend
-from .torch_native import zero_empty_groups
+from .torch_native import TorchBackend
 
 
 class TorchScatterBackend(SegmentBackend):
-    """``segment_csr`` for sorted rows, ``scatter`` otherwise. torch_scatter sends the gradient of
-    a tied max/min to one row; the torch backend splits it evenly between the tied rows."""
+    """``segment_csr`` for sorted rows, ``scatter`` otherwise; products use torch's kernel.
+
+    torch_scatter sends the gradient of a tied max/min to one row; the torch backend splits it
+    evenly between the tied rows."""
 
     name = "torch_scatter"
 
@@ -27,9 +29,9 @@ class TorchScatterBackend(SegmentBackend):
         import torch_scatter
 
         if reduce == "mul":
-            # torch_scatter has no CSR product, and its empty groups are 1, not 0.
-            out = torch_scatter.scatter_mul(src, plan.index, dim=0, dim_size=plan.dim_size)
-            return zero_empty_groups(out, plan.degrees)
+            # torch_scatter's product gradient divides by the input (wrong where it is 0) and it
+            # has no CSR product: torch's own product is used instead.
+            return TorchBackend().reduce(src, plan, reduce)
         if plan.knows("ptr") and plan.knows("is_sorted") and plan.is_sorted:
             return torch_scatter.segment_csr(src, plan.ptr, reduce=reduce)
         return torch_scatter.scatter(src, plan.index, dim=0, dim_size=plan.dim_size, reduce=reduce)
