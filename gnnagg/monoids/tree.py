@@ -37,6 +37,7 @@ class TreeLevel:
     num_done: int
     done_groups: Tensor
     order: Tensor
+    inverse: Tensor
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class TreeSchedule:
     """``initial_order`` arranges the grouped rows into the first level's layout."""
 
     initial_order: Tensor
+    initial_inverse: Tensor
     levels: list[TreeLevel]
 
 
@@ -111,20 +113,43 @@ def tree_schedule(degrees: Tensor) -> TreeSchedule:
         next_slots, pairs_n, odd_n, offset_n, num_pairs_n, num_carry_n = _layout(next_lengths)
         order = np.empty_like(source)
         order[next_slots] = source
-        levels.append((num_pairs, num_carry, int(done.sum()), groups[done], order))
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        levels.append((num_pairs, num_carry, int(done.sum()), groups[done], order, inverse))
         lengths, groups = next_lengths, groups[keep]
         pairs, odd, pair_offset = pairs_n, odd_n, offset_n
         num_pairs, num_carry = num_pairs_n, num_carry_n
-    parts = [initial_order] + [array for level in levels for array in level[3:]]
+    parts = [initial_order, slots] + [array for level in levels for array in level[3:]]
     moved = torch.from_numpy(np.concatenate(parts)).to(degrees.device)
     moved = moved.split([part.size for part in parts])
     return TreeSchedule(
         moved[0],
+        moved[1],
         [
-            TreeLevel(*level[:3], done_groups, order)
-            for level, done_groups, order in zip(levels, moved[1::2], moved[2::2])
+            TreeLevel(*level[:3], *arrays)
+            for level, arrays in zip(levels, zip(moved[2::3], moved[3::3], moved[4::3]))
         ],
     )
+
+
+class _PermuteRows(torch.autograd.Function):
+    """``x[order]`` for a permutation, whose backward is a gather by the inverse permutation
+    instead of the scatter-add that ``index_select``'s backward needs."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(order, inverse)
+        return x.index_select(0, order)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        order, inverse = ctx.saved_tensors
+        return _PermuteRows.apply(grad, inverse, order), None, None
+
+
+def permute_rows(x: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+    """Rows of ``x`` in the order ``order`` (a permutation with inverse ``inverse``)."""
+    return _PermuteRows.apply(x, order, inverse)
 
 
 def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:
@@ -151,7 +176,7 @@ def tree_reduce(
     """
     schedule = cached_tree_schedule(plan)
     finished_states, finished_groups = [], []
-    current = states.index_select(0, schedule.initial_order)
+    current = permute_rows(states, schedule.initial_order, schedule.initial_inverse)
     for level in schedule.levels:
         paired_rows = 2 * level.num_pairs
         if level.num_done:
@@ -162,7 +187,7 @@ def tree_reduce(
         pairs = current[:paired_rows].unflatten(0, (level.num_pairs, 2))
         combined = combine(pairs[:, 0], pairs[:, 1])
         carried = current[paired_rows : paired_rows + level.num_carry]
-        current = torch.cat([combined, carried]).index_select(0, level.order)
+        current = permute_rows(torch.cat([combined, carried]), level.order, level.inverse)
     if not finished_groups:
         return identity
     return identity.index_copy(0, torch.cat(finished_groups), torch.cat(finished_states))
