@@ -87,7 +87,10 @@ def segment_csr(src: Tensor, offsets: Tensor, perm: Tensor | None, reduce: str) 
     if num_groups == 0 or num_features == 0:
         return out
     block_features = min(triton.next_power_of_2(num_features), 128)
-    block_rows = max(4096 // block_features, 8)
+    # Rows per step: enough for a full tile on long groups, but no more than the mean degree
+    # needs, since every masked row of a short group costs issue slots for nothing.
+    mean_degree = max(num_rows // max(num_groups, 1), 1)
+    block_rows = max(min(4096 // block_features, triton.next_power_of_2(mean_degree)), 8)
     grid = (num_groups, triton.cdiv(num_features, block_features))
     _segment_csr_kernel[grid](
         src,
