@@ -86,14 +86,14 @@ class SizeGenConfig:
     aggregators: tuple[str, ...] = QUICK_AGGREGATORS
     seeds: tuple[int, ...] = (0, 1)
     hidden: int = 64
-    num_train: int = 2048
+    num_train: int = 8192
     num_val: int = 256
     num_test: int = 256
     train_sizes: tuple[int, ...] = TRAIN_SIZES
     test_sizes: tuple[int, ...] = (16, 32, 64, 128)
     epochs: int = 30
-    batch_size: int = 64
-    lr: float = 3e-3
+    batch_size: int = 512
+    lr: float = 1e-2
     regularise: bool = True
     reg_weight: float = 0.1
     reg_samples: int = 256
@@ -121,14 +121,23 @@ class SizeGenConfig:
 class SpeedConfig:
     """Speed and memory: the scripts in ``experiments/`` (``bench_<part>.py``).
 
-    ``aggr_cases`` run for every method of ``bench_aggr``; ``aggr_unpadded_cases`` run only
-    for methods that do not pad every node to the largest degree (PyG's LCM, GRU and LSTM
-    allocate ``[N, max degree, F]``: 12.8 GB at hub5000), which are reported as skipped there.
+    ``aggr_methods`` are the ``bench_aggr`` methods to run (``None``: all of them; the quick
+    suite keeps PyG's sum and LCM and three gnnagg aggregators, because every measurement is a
+    fresh process). ``aggr_cases`` run for every method; ``aggr_unpadded_cases`` run only for
+    methods that do not pad every node to the largest degree (PyG's LCM, GRU and LSTM allocate
+    ``[N, max degree, F]``: 12.8 GB at hub5000), which are reported as skipped there.
     ``parts`` that have no script in this checkout are reported as missing.
     """
 
     parts: tuple[str, ...] = ("aggr", "segment", "poly")
     quick: bool = True
+    aggr_methods: tuple[str, ...] | None = (
+        "pyg Sum",
+        "pyg LCM",
+        "gnnagg LCM[gru]",
+        "gnnagg LCM[conjugated_sum]",
+        "gnnagg GRU",
+    )
     aggr_cases: tuple[str, ...] = ("uniform", "hub200")
     aggr_unpadded_cases: tuple[str, ...] = ("hub5000",)
     recurrent_cases: tuple[str, ...] = ("uniform", "hub200", "hub5000")
@@ -137,6 +146,10 @@ class SpeedConfig:
 
     def __post_init__(self) -> None:
         self.parts = tuple(self.parts)
+        if self.aggr_methods is not None:
+            self.aggr_methods = tuple(self.aggr_methods)
+            if not self.aggr_methods:
+                raise ValueError("aggr_methods: needs at least one method, or None for all")
         self.aggr_cases, self.aggr_unpadded_cases = (
             tuple(self.aggr_cases),
             tuple(self.aggr_unpadded_cases),
@@ -163,7 +176,7 @@ class RealConfig:
     seeds: tuple[int, ...] = (0, 1)
     hidden: int = 64
     layers: int = 3
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 3e-3
     fixture: bool = True
@@ -186,11 +199,13 @@ class RealConfig:
 class SuiteConfig:
     """One benchmark run: its sections (``None`` skips one), device and thread count.
 
-    ``threads`` is the number of torch threads for training (size generalisation, real data);
-    ``None`` means every usable core. It defaults to 1: the models are small, so a second
-    thread gains little, while on a shared machine OpenMP threads that wait for a busy core
-    made training 10 to 100 times slower in our measurements (2 cores, load average 6). The
-    speed benchmarks always use every usable core.
+    ``threads`` is the number of torch threads for everything: training in this process and
+    the speed benchmarks, in this process and in their worker processes (``OMP_NUM_THREADS``);
+    ``None`` means every usable core. The quick suite uses 1: on a shared machine, OpenMP
+    threads that wait for a busy core made training 10 to 100 times slower and PyG's sum
+    aggregation 6 times slower in our measurements (2 cores, load average 5: 225 ms with 2
+    threads, 35 ms with 1), while on an idle machine a second thread gains little for these
+    sizes. The full suite uses every core; ``--threads`` overrides either.
     """
 
     name: str = "quick"
@@ -245,17 +260,18 @@ def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> Su
             aggregators=tuple(AGGREGATORS),
             seeds=seed_list,
             hidden=128,
-            num_train=8192,
+            num_train=16384,
             num_val=512,
             num_test=512,
             test_sizes=(16, 32, 64, 128, 256),
             epochs=100,
-            batch_size=128,
-            lr=1e-3,
+            batch_size=512,
+            lr=5e-3,
         ),
         speed=SpeedConfig(
             parts=SPEED_PARTS,
             quick=False,
+            aggr_methods=None,
             aggr_cases=("uniform", "hub200", "hub5000"),
             aggr_unpadded_cases=(),
             timeout_s=900.0,
@@ -271,6 +287,7 @@ def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> Su
             fixture=False,
         ),
         device=device,
+        threads=None,
     )
 
 

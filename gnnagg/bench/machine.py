@@ -100,7 +100,7 @@ def describe_machine(info: dict[str, Any]) -> str:
     if info.get("memory_gb"):
         parts.append(f"{info['memory_gb']:.0f} GB RAM")
     parts.append(info.get("gpu") or "CPU only")
-    parts.append(f"{info.get('torch_threads')} torch threads")
+    parts.append(f"{info.get('torch_threads')} torch thread(s)")
     parts.append(f"torch {info.get('torch')}")
     parts.append(f"PyG {info.get('torch_geometric')}")
     if info.get("git_commit"):
