@@ -25,7 +25,7 @@ test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python experiments/bench_segment.py --quick
+	$(BIN)/gnnagg-bench run --suite quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check gnnagg tests experiments
