@@ -10,7 +10,7 @@ Layers, from the bottom up (nothing imports from a layer above it):
 * :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
 """
 
-from .aggr import GRUAggregation, LCMAggregation, LSTMAggregation
+from .aggr import GRUAggregation, LCMAggregation, LSTMAggregation, total_permutation_loss
 from .monoids import ConjugatedSumMonoid, GRUMonoid, Monoid, SoftmaxMonoid, check_laws
 from .segment import SegmentPlan, segment, segment_softmax, use_backend
 
@@ -28,5 +28,6 @@ __all__ = [
     "check_laws",
     "segment",
     "segment_softmax",
+    "total_permutation_loss",
     "use_backend",
 ]

@@ -8,7 +8,13 @@
 
 from .base import NeighbourhoodAggregation, Neighbourhoods, group_neighbourhoods
 from .lcm import LCMAggregation
-from .recurrent import GRUAggregation, LSTMAggregation, RecurrentAggregation
+from .recurrent import (
+    GRUAggregation,
+    LSTMAggregation,
+    RecurrentAggregation,
+    commutator_loss,
+    total_permutation_loss,
+)
 
 __all__ = [
     "GRUAggregation",
@@ -17,5 +23,7 @@ __all__ = [
     "NeighbourhoodAggregation",
     "Neighbourhoods",
     "RecurrentAggregation",
+    "commutator_loss",
     "group_neighbourhoods",
+    "total_permutation_loss",
 ]
