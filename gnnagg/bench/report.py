@@ -22,8 +22,19 @@ from .registry import AGGREGATORS
 __all__ = ["lcm_paper_comparison", "plot_sizegen", "plot_speed", "sizegen_table", "write_report"]
 
 PAPER = (
-    "Ong & Veličković, *Learnable Commutative Monoids for Graph Neural Networks*, LoG 2022 "
-    "(arXiv:2212.08541)"
+    "Ong & Veličković, *Learnable Commutative Monoids for Graph Neural Networks* (LoG 2022, "
+    "arXiv:2212.08541)"
+)
+
+# Checked with PyG 2.8.1: LCMAggregation(4, 4) gives a 2-element set a different output alone
+# than batched with a 16-element set.
+PYG_LCM_NOTE = (
+    "PyG's `LCMAggregation` pads every node to the largest degree in the batch with zeros, and "
+    "the zeros enter its GRU-cell tree as elements: a node's output depends on the other "
+    "nodes' degrees (the same 2-element set gives a different output alone and batched with a "
+    "16-element set). Trained on batches padded to 16 leaves, it meets deeper trees without "
+    "padding at sizes 32 and up, which is where `pyg_lcm` collapses above. gnnagg's "
+    "`LCMAggregation` reduces each node's own messages only."
 )
 
 
@@ -131,7 +142,9 @@ def plot_sizegen(summary: list[dict[str, Any]], task: str, path: Path) -> Path:
     rows = [r for r in summary if r["task"] == task]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     ax.axvspan(2, 16, color="0.92", label="training sizes")
-    for r in rows:
+    # Up to 13 aggregators share one plot: tab20 keeps their colours apart.
+    colours = plt.get_cmap("tab20").colors
+    for i, r in enumerate(rows):
         sizes = [int(s) for s in r["test"]]
         means = [100 * r["test"][s]["mean"] for s in r["test"]]
         stds = [100 * r["test"][s]["std"] for s in r["test"]]
@@ -142,10 +155,11 @@ def plot_sizegen(summary: list[dict[str, Any]], task: str, path: Path) -> Path:
             sizes,
             means,
             yerr=stds,
-            marker="o",
+            marker="os^vD"[i % 5],
             ms=4,
             capsize=3,
             ls=style,
+            color=colours[(2 * i) % 20 + (2 * i) // 20],
             label=_label(r["aggregator"]),
         )
     ax.set_xscale("log", base=2)
@@ -202,12 +216,16 @@ def _real_table(summary: list[dict[str, Any]], baselines: list[dict[str, Any]]) 
         "| data set | source | aggregator | metric | val | test | train/val/test | s/model |",
         "|---|---|---|---|---:|---:|---|---:|",
     ]
+
+    def describe(metric: str) -> str:
+        return f"{metric} ({'higher' if metric == 'accuracy' else 'lower'} is better)"
+
     for b in baselines:
         metric = b["metric"]
         scale, unit = (100, " %") if metric == "accuracy" else (1, "")
         lines.append(
-            f"| {b['dataset']} | {b.get('source')} | *{b['baseline']}* | {metric} | - | "
-            f"{scale * b['test'][metric]:.3f}{unit} | - | - |"
+            f"| {b['dataset']} | {b.get('source')} | *{b['baseline']}* | {describe(metric)} | - "
+            f"| {scale * b['test'][metric]:.3f}{unit} | - | - |"
         )
     for r in summary:
         metric = r["metric"]
@@ -217,9 +235,8 @@ def _real_table(summary: list[dict[str, Any]], baselines: list[dict[str, Any]]) 
         test_cell = f"{scale * test['mean']:.3f} ± {scale * test['std']:.3f}{unit}"
         sizes = "/".join(str(r["sizes"][k]) for k in ("train", "val", "test"))
         lines.append(
-            f"| {r['dataset']} | {r.get('source')} | {_label(r['aggregator'])} | {metric} "
-            f"({'higher' if metric == 'accuracy' else 'lower'} is better) | {val} | {test_cell} "
-            f"| {sizes} | {r['train_time_s']:.0f} |"
+            f"| {r['dataset']} | {r.get('source')} | {_label(r['aggregator'])} | "
+            f"{describe(metric)} | {val} | {test_cell} | {sizes} | {r['train_time_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -284,8 +301,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path
             lines += [f"![accuracy vs size, {task}]({path.name})", ""]
             if task == "second_minimum":
                 lines += [
-                    "**The LCM paper and this run.** The paper's claim "
-                    f"({PAPER}) is that recurrent aggregators regularised towards permutation "
+                    f"**The LCM paper and this run.** The claim of {PAPER} is that "
+                    "recurrent aggregators regularised towards permutation "
                     "invariance are competitive with the best permutation-invariant "
                     "aggregators, and that the LCM aggregator, at O(log V) depth, performs "
                     "competitively with the recurrent ones. Its 2nd-minimum models train far "
@@ -297,6 +314,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path
                 ]
                 lines += [f"* {b}" for b in lcm_paper_comparison(summary, task)]
                 lines.append("")
+            if any(r["task"] == task and r["aggregator"] == "pyg_lcm" for r in summary):
+                lines += [PYG_LCM_NOTE, ""]
     elif error:
         lines += ["## Size generalisation", "", f"Failed: `{error}`", ""]
 
@@ -358,8 +377,9 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path
         "",
         "`results.json` in this folder has every number with its config, seed and machine "
         "(keys: `schema`, `suite`, `created`, `command`, `config`, `machine`, `wall_time_s`, "
-        "`sizegen` {`runs`, `summary`}, `speed` {part: {`status`, `result`, `table`}}, `real` "
-        "{`runs`, `summary`, `notes`}, `plots`, `notes`). Rerun the same configuration with "
+        "`sizegen` {`runs`, `summary`}, `speed` {part: {`status`, `result`, `table`, `wall_s`, "
+        "`notes`}}, `real` {`runs`, `summary`, `baselines`, `notes`}, `plots`, `notes`). Rerun "
+        "the same configuration with "
         "`gnnagg-bench run --config results.json`.",
         "",
     ]
