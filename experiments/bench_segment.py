@@ -85,10 +85,19 @@ def _bench_case(
     return rows
 
 
-def run(quick: bool = False, device: str = "cpu", avg_degree: int = 10, seed: int = 0) -> dict:
-    """Benchmark every available backend; returns ``{"machine": ..., "rows": [...]}``."""
+def run(
+    quick: bool = False,
+    device: str = "cpu",
+    avg_degree: int = 10,
+    seed: int = 0,
+    sizes: list[tuple[int, int]] | None = None,
+) -> dict:
+    """Benchmark every available backend; returns ``{"machine": ..., "rows": [...]}``.
+
+    ``sizes`` (``[(rows, channels), ...]``) replaces the default cases of the suite.
+    """
     rows = []
-    for num_rows, channels in _cases(quick, device):
+    for num_rows, channels in sizes or _cases(quick, device):
         rows += _bench_case(num_rows, channels, avg_degree, quick, device, seed)
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -114,8 +123,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1M rows only, fewer repeats")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
+    parser.add_argument(
+        "--sizes", nargs="+", default=None, metavar="ROWSxF", help="e.g. 10000000x128 1000000x32"
+    )
     args = parser.parse_args(argv)
-    result = run(quick=args.quick, device=args.device)
+    sizes = None
+    if args.sizes:
+        try:
+            sizes = [tuple(int(part) for part in size.lower().split("x")) for size in args.sizes]
+        except ValueError:
+            parser.error(f"--sizes takes ROWSxF pairs such as 1000000x32, got {args.sizes}")
+        if any(len(size) != 2 or min(size) <= 0 for size in sizes):
+            parser.error(f"--sizes takes positive ROWSxF pairs, got {args.sizes}")
+    result = run(quick=args.quick, device=args.device, sizes=sizes)
     print(f"Segment reductions on {result['machine']}")
     print(format_table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
