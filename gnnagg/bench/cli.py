@@ -3,10 +3,13 @@
 Subcommands::
 
     gnnagg-bench run [--suite quick|full] [--config results.json] [--out DIR] [--quiet]
-                     [--seeds N] [--device auto|cpu|cuda] [--only sizegen speed real]
+                     [--seeds N] [--device auto|cpu|cuda] [--only sizegen speed real poly]
     gnnagg-bench sizegen [--tasks ...] [--aggregators ...] [--epochs N] ...   size generalisation
     gnnagg-bench speed [--parts aggr segment recurrent poly] [--full]          speed and memory
     gnnagg-bench real [--datasets ...] [--aggregators ...] [--download]         real data
+                      [--poly off|with|only] [--poly-normalize log1p|density]
+                                            ``with``/``only``: also / only GINE without and
+                                            with polynomial features on the molecule sets
     gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (see
                                             ``torchrun --nproc_per_node=K -m gnnagg.bench.train``)
     gnnagg-bench list [--json]              aggregators, tasks, data sets, suites
@@ -28,10 +31,13 @@ from pathlib import Path
 
 from ..data import TASKS
 from .config import (
+    POLY_DATASETS,
+    POLY_NORMALIZATIONS,
     QUICK_AGGREGATORS,
     REAL_DATASETS,
     SPEED_PARTS,
     SUITES,
+    PolyConfig,
     RealConfig,
     SizeGenConfig,
     SpeedConfig,
@@ -43,7 +49,8 @@ from .registry import AGGREGATORS
 
 __all__ = ["build_parser", "main"]
 
-SECTIONS = ("sizegen", "speed", "real")
+SECTIONS = ("sizegen", "speed", "real", "poly")
+POLY_MODES = ("off", "with", "only")
 
 
 def _positive_int(text: str) -> int:
@@ -204,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch the full data sets (falls back to the fixtures without network)",
     )
     real.add_argument("--data-root", default=None, help="data cache folder (default: gnnagg's)")
+    real.add_argument(
+        "--poly",
+        default="off",
+        choices=list(POLY_MODES),
+        help="the polynomial-feature experiment (GINE without and with AddEquivariantPolynomials "
+        f"features on {', '.join(POLY_DATASETS)} among --datasets): with = next to the "
+        "aggregators, only = instead of them",
+    )
+    real.add_argument(
+        "--poly-normalize",
+        default=PolyConfig().normalize,
+        choices=list(POLY_NORMALIZATIONS),
+        help="normalisation of the polynomial features",
+    )
     _common(real)
 
     train = sub.add_parser(
@@ -295,8 +316,32 @@ def _suite(args: argparse.Namespace) -> SuiteConfig:
         fixture=not args.download,
         data_root=args.data_root,
     )
+    poly = None
+    if args.poly != "off":
+        datasets = tuple(d for d in args.datasets if d in POLY_DATASETS)
+        if not datasets:
+            raise ValueError(
+                f"--poly: needs a molecule regression data set ({', '.join(POLY_DATASETS)}) "
+                "among --datasets"
+            )
+        poly = PolyConfig(
+            datasets=datasets,
+            seeds=section.seeds,
+            hidden=args.hidden,
+            layers=args.layers,
+            epochs=args.epochs,
+            normalize=args.poly_normalize,
+            fixture=not args.download,
+            data_root=args.data_root,
+        )
     return SuiteConfig(
-        "real", sizegen=None, speed=None, real=section, device=device, threads=_threads(args)
+        "real",
+        sizegen=None,
+        speed=None,
+        real=None if args.poly == "only" else section,
+        poly=poly,
+        device=device,
+        threads=_threads(args),
     )
 
 

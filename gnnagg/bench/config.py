@@ -1,6 +1,7 @@
 """Suite configurations as dataclasses: what each part of ``gnnagg-bench run`` does.
 
-A :class:`SuiteConfig` holds one config per section (size generalisation, speed, real data).
+A :class:`SuiteConfig` holds one config per section (size generalisation, speed, real data,
+polynomial features).
 The whole config is written into ``results.json`` (``dataclasses.asdict``), and a run is
 reproduced by feeding the same config and seeds back in (:func:`suite_from_dict`).
 
@@ -10,7 +11,9 @@ Two suites are predefined:
   with no network: the 11 core aggregators on ``second_minimum`` with 2 seeds, the speed
   benchmarks in quick mode, and one small real task from the committed fixtures.
 * ``full``: every synthetic task, more data, epochs and seeds, test size 256, the complete speed
-  benchmarks, and the real data sets (downloaded when possible, else their fixtures).
+  benchmarks, the real data sets (downloaded when possible, else their fixtures), and the
+  polynomial-feature experiment on the molecule regression sets (GINE with and without
+  :class:`gnnagg.poly.AddEquivariantPolynomials` features).
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ from ..data import TASKS, TRAIN_SIZES
 from .registry import AGGREGATORS, check_aggregators
 
 __all__ = [
+    "POLY_DATASETS",
+    "POLY_NORMALIZATIONS",
+    "POLY_SUBSETS",
     "QUICK_AGGREGATORS",
     "REAL_DATASETS",
     "SPEED_PARTS",
     "SUITES",
+    "PolyConfig",
     "RealConfig",
     "SizeGenConfig",
     "SpeedConfig",
@@ -51,6 +58,11 @@ QUICK_AGGREGATORS: tuple[str, ...] = (
     "lstm",
 )
 REAL_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv", "mutag")
+# The polynomial-feature experiment regresses molecular properties with OGB atom/bond features.
+POLY_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv")
+# Raw counts are left out: homomorphism counts grow with graph size by orders of magnitude.
+POLY_NORMALIZATIONS: tuple[str, ...] = ("log1p", "density")
+POLY_SUBSETS: tuple[str, ...] = ("beyond-2fwl", "within-2fwl", "all")
 SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
 SUITES: tuple[str, ...] = ("quick", "full")
 
@@ -196,6 +208,44 @@ class RealConfig:
 
 
 @dataclass
+class PolyConfig:
+    """Polynomial features: a GINE regression model (``layers`` layers of width ``hidden``)
+    trained per seed without and with :class:`gnnagg.poly.AddEquivariantPolynomials` features
+    (``max_degree``, ``subset``, ``normalize``) on each of ``datasets``; test MAE (and RMSE) and
+    the time spent computing the features (:mod:`gnnagg.bench.polyexp`).
+
+    ``fixture`` and ``data_root`` as in :class:`RealConfig`.
+    """
+
+    datasets: tuple[str, ...] = ("zinc-plogp",)
+    seeds: tuple[int, ...] = (0, 1)
+    hidden: int = 64
+    layers: int = 3
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    max_degree: int = 6
+    subset: str = "beyond-2fwl"
+    normalize: str = "log1p"
+    fixture: bool = True
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        self.datasets, self.seeds = tuple(self.datasets), tuple(self.seeds)
+        _check_subset(self.datasets, POLY_DATASETS, "datasets")
+        _check_seeds(self.seeds)
+        _check_positive(self, ("hidden", "layers", "epochs", "batch_size", "max_degree"))
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        if self.subset not in POLY_SUBSETS:
+            raise ValueError(f"subset: expected one of {list(POLY_SUBSETS)}, got {self.subset!r}")
+        if self.normalize not in POLY_NORMALIZATIONS:
+            raise ValueError(
+                f"normalize: expected one of {list(POLY_NORMALIZATIONS)}, got {self.normalize!r}"
+            )
+
+
+@dataclass
 class SuiteConfig:
     """One benchmark run: its sections (``None`` skips one), device and thread count.
 
@@ -212,6 +262,8 @@ class SuiteConfig:
     sizegen: SizeGenConfig | None = field(default_factory=SizeGenConfig)
     speed: SpeedConfig | None = field(default_factory=SpeedConfig)
     real: RealConfig | None = field(default_factory=RealConfig)
+    # Off by default: the quick suite's 15-minute budget is spent on the other sections.
+    poly: PolyConfig | None = None
     device: str = "cpu"
     threads: int | None = 1
 
@@ -286,6 +338,14 @@ def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> Su
             epochs=100,
             fixture=False,
         ),
+        poly=PolyConfig(
+            datasets=POLY_DATASETS,
+            seeds=seed_list,
+            hidden=128,
+            layers=4,
+            epochs=100,
+            fixture=False,
+        ),
         device=device,
         threads=None,
     )
@@ -295,7 +355,12 @@ def suite_from_dict(data: dict[str, Any]) -> SuiteConfig:
     """Rebuild a :class:`SuiteConfig` from :meth:`SuiteConfig.to_dict` (e.g. ``results.json``)."""
     if not isinstance(data, dict):
         raise TypeError(f"data: expected a dict, got {type(data).__name__}")
-    sections = {"sizegen": SizeGenConfig, "speed": SpeedConfig, "real": RealConfig}
+    sections = {
+        "sizegen": SizeGenConfig,
+        "speed": SpeedConfig,
+        "real": RealConfig,
+        "poly": PolyConfig,
+    }
     kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in sections}
     for key, cls in sections.items():
         value = data.get(key)

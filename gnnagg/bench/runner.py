@@ -18,7 +18,14 @@
 ``speed``          ``{part: {"status", "result", "table", "wall_s", "notes"}}``
                    (:mod:`gnnagg.bench.speed`; ``result`` is the script's own output, with its
                    ``machine``)
-``real``           ``{"runs", "summary", "notes"}`` (:mod:`gnnagg.bench.real`)
+``real``           ``{"runs", "summary", "baselines", "notes"}`` (:mod:`gnnagg.bench.real`)
+``poly``           ``{"runs", "summary", "features", "baselines", "notes"}``
+                   (:mod:`gnnagg.bench.polyexp`): GINE without (``plain``) and with
+                   (``poly``) equivariant polynomial features, one run per data set, variant
+                   and seed with ``val_mae``, ``test`` {``mae``, ``rmse``}, ``input_widths``;
+                   ``features`` per data set: channels, non-zero channels, ``time_s``
+                   (the key is present only when the suite has a ``poly`` section: the
+                   quick suite and results.json files written before it have none)
 ``plots``          file names of the PNGs next to ``results.json``
 ``notes``          anything the reader should know (sections that failed, fallbacks)
 =================  ============================================================================
@@ -100,6 +107,7 @@ def run_suite(
     Returns:
         ``(results, out_dir)``.
     """
+    from .polyexp import run_poly
     from .real import run_real
     from .report import write_report
     from .sizegen import run_sizegen
@@ -127,11 +135,14 @@ def run_suite(
         "plots": [],
         "notes": [],
     }
+    if config.poly is not None:
+        results["poly"] = None
     write_results(results, out)
     sections = (
         ("sizegen", config.sizegen, lambda c: run_sizegen(c, config.device, progress)),
         ("speed", config.speed, lambda c: run_speed(c, config.device, progress, speed_folder)),
         ("real", config.real, lambda c: run_real(c, config.device, progress)),
+        ("poly", config.poly, lambda c: run_poly(c, config.device, progress)),
     )
     # Worker processes of the speed benchmarks read it when their torch starts.
     previous_omp = os.environ.get("OMP_NUM_THREADS")
