@@ -99,6 +99,21 @@ class NeighbourhoodAggregation(Aggregation):
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         raise NotImplementedError
 
+    def _check_channels(self, x: Tensor, dim: int) -> None:
+        # Subclasses with an ``in_channels`` read the last dimension of x as channels.
+        in_channels = getattr(self, "in_channels", None)
+        if in_channels is None or not isinstance(x, Tensor) or x.dim() == 0:
+            return
+        if -x.dim() <= dim < x.dim() and dim % x.dim() == x.dim() - 1:
+            raise ValueError(
+                f"dim={dim} is the channel dimension of x (shape {tuple(x.shape)}); the "
+                "aggregated dimension must come before the last one"
+            )
+        if x.shape[-1] != in_channels:
+            raise ValueError(
+                f"x has {x.shape[-1]} channels in its last dimension, but in_channels={in_channels}"
+            )
+
     def __getstate__(self) -> dict:
         # Tensors remembered from the last forward (``_last_*``) belong to an autograd graph:
         # copies and pickles start without them, as after construction.
@@ -122,6 +137,7 @@ class NeighbourhoodAggregation(Aggregation):
 
         ``max_num_elements`` is accepted for PyG compatibility and ignored: nothing is padded.
         """
+        self._check_channels(x, dim)
         if plan is not None:
             # A plan replaces the index and dim_size PyG's __call__ fills in when none is given.
             index = ptr = dim_size = None

@@ -99,11 +99,6 @@ class LCMAggregation(NeighbourhoodAggregation):
     # -- the reduction --------------------------------------------------------------------------
     def _lift(self, groups: Neighbourhoods) -> Tensor:
         x = groups.messages
-        if x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"x has {x.shape[-1]} channels in its last dimension, expected "
-                f"in_channels={self.in_channels}"
-            )
         if self.lin is not None:
             x = F.relu(self.lin(x))
         states = self.monoid.lift(x)
@@ -142,6 +137,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         """
         if plan is None and index is None and ptr is None:
             raise ValueError("give index, ptr or plan")
+        self._check_channels(x, dim)
         groups = group_neighbourhoods(x, index, ptr, dim_size, dim, plan=plan)
         return self._reduce(self._lift(groups), groups).movedim(0, dim)
 

@@ -43,7 +43,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = [
@@ -202,30 +201,6 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                     part.zero_()
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(
-        self,
-        x: Tensor,
-        index: Tensor | None = None,
-        ptr: Tensor | None = None,
-        dim_size: int | None = None,
-        dim: int = -2,
-        max_num_elements: int | None = None,
-        plan: SegmentPlan | None = None,
-    ) -> Tensor:
-        """Run each node's messages through the recurrence; see :class:`GRUAggregation`."""
-        if isinstance(x, Tensor) and x.dim() > 0 and -x.dim() <= dim < x.dim():
-            if dim % x.dim() == x.dim() - 1:
-                raise ValueError(
-                    f"dim={dim} is the channel dimension of x (shape {tuple(x.shape)}); the "
-                    "aggregated dimension must come before the last one"
-                )
-            if x.shape[-1] != self.in_channels:
-                raise ValueError(
-                    f"x has {x.shape[-1]} channels in its last dimension, but in_channels="
-                    f"{self.in_channels}"
-                )
-        return super().forward(x, index, ptr, dim_size, dim, max_num_elements, plan)
-
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         """``[num_nodes, *rest, out_channels]``: each node's state after its last message."""
         messages = groups.messages
