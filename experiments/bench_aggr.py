@@ -31,10 +31,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from graphs import make_messages  # noqa: E402
 from timing import (  # noqa: E402
+    case_table,
     machine_description,
     median_time_ms,
     peak_cuda_extra_mb,
     peak_rss_extra_mb,
+    write_result,
 )
 
 DEFAULT_OUT = HERE / "results" / "bench_aggr.json"
@@ -174,21 +176,7 @@ def run(
 
 def format_table(result: dict) -> str:
     """Markdown table: one row per method, time and extra memory per case."""
-    cases = list(dict.fromkeys(r["case"] for r in result["rows"]))
-    methods = list(dict.fromkeys(r["method"] for r in result["rows"]))
-    by_key = {(r["case"], r["method"]): r for r in result["rows"]}
-    header = "| method | " + " | ".join(f"{c} ms | {c} extra MB" for c in cases) + " |"
-    lines = [header, "|---|" + "---:|---:|" * len(cases)]
-    for method in methods:
-        cells = []
-        for case in cases:
-            r = by_key.get((case, method), {})
-            if r.get("status") == "ok":
-                cells += [f"{r['ms']:.1f}", f"{r['extra_mb']:.0f}"]
-            else:
-                cells += [r.get("status", "-"), "-"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return case_table(result["rows"], lambda r: f"{r['ms']:.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,9 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"\nAggregators, forward+backward, F={CHANNELS}, on {result['machine']}")
     print(format_table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

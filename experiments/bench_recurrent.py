@@ -49,7 +49,13 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from graphs import make_messages  # noqa: E402
-from timing import machine_description, peak_cuda_extra_mb, synchronize  # noqa: E402
+from timing import (  # noqa: E402
+    case_table,
+    machine_description,
+    peak_cuda_extra_mb,
+    synchronize,
+    write_result,
+)
 
 __all__ = ["CASES", "METHODS", "format_table", "measure_memory", "measure_times", "run"]
 
@@ -261,22 +267,12 @@ def run(
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table: one row per method; per case, median (min) ms and extra MB."""
-    cases = list(dict.fromkeys(r["case"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    by_key = {(r["case"], r["method"]): r for r in rows}
-    header = "| method | " + " | ".join(f"{c} ms | {c} extra MB" for c in cases) + " |"
-    lines = [header, "|---|" + "---:|---:|" * len(cases)]
-    for method in methods:
-        cells = []
-        for case in cases:
-            r = by_key.get((case, method), {})
-            if r.get("status") == "ok":
-                fastest = f" ({r['min_ms']:.0f})" if "min_ms" in r else ""
-                cells += [f"{r['ms']:.0f}{fastest}", f"{r['extra_mb']:.0f}"]
-            else:
-                cells += [r.get("status", "-"), "-"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def ms_cell(r: dict) -> str:
+        fastest = f" ({r['min_ms']:.0f})" if "min_ms" in r else ""
+        return f"{r['ms']:.0f}{fastest}"
+
+    return case_table(rows, ms_cell)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -318,10 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_description(args.device)
     print(f"\nRecurrent aggregators, forward+backward, F={CHANNELS}, on {machine}")
     print(format_table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     result = dict(benchmark="recurrent", machine=machine, channels=CHANNELS, rows=rows)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

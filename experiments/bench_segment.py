@@ -11,14 +11,13 @@ side by side in one run with a device copy of ``src`` (the bandwidth limit), PyG
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import machine_description, median_time_ms  # noqa: E402
+from timing import machine_description, median_time_ms, write_result  # noqa: E402
 
 from gnnagg.segment import SegmentPlan, available_backends, segment  # noqa: E402
 
@@ -138,9 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(quick=args.quick, device=args.device, sizes=sizes)
     print(f"Segment reductions on {result['machine']}")
     print(format_table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
