@@ -83,6 +83,31 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _names(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    choices: list[str],
+    default: Sequence[str],
+    metavar: str,
+) -> None:
+    """A ``--flag NAME [NAME ...]`` option whose help lists ``choices``."""
+    parser.add_argument(
+        flag,
+        nargs="+",
+        default=list(default),
+        choices=choices,
+        metavar=metavar,
+        help=f"choices: {', '.join(choices)}",
+    )
+
+
+def _training(parser: argparse.ArgumentParser, defaults: SizeGenConfig | RealConfig) -> None:
+    """``--seeds`` (how many), ``--epochs`` and ``--hidden``, defaulting to ``defaults``."""
+    parser.add_argument("--seeds", type=_positive_int, default=len(defaults.seeds))
+    parser.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
+    parser.add_argument("--hidden", type=_positive_int, default=defaults.hidden)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gnnagg-bench`` (all subcommands)."""
     from .train import add_train_arguments
@@ -124,25 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train on multisets of sizes 2-16, test on larger ones, per aggregator.",
     )
     defaults = SizeGenConfig()
-    sizegen.add_argument(
-        "--tasks",
-        nargs="+",
-        default=list(defaults.tasks),
-        choices=sorted(TASKS),
-        metavar="TASK",
-        help=f"choices: {', '.join(sorted(TASKS))}",
-    )
-    sizegen.add_argument(
-        "--aggregators",
-        nargs="+",
-        default=list(QUICK_AGGREGATORS),
-        choices=list(AGGREGATORS),
-        metavar="NAME",
-        help=f"choices: {', '.join(AGGREGATORS)}",
-    )
-    sizegen.add_argument("--seeds", type=_positive_int, default=len(defaults.seeds))
-    sizegen.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    sizegen.add_argument("--hidden", type=_positive_int, default=defaults.hidden)
+    _names(sizegen, "--tasks", sorted(TASKS), defaults.tasks, "TASK")
+    _names(sizegen, "--aggregators", list(AGGREGATORS), QUICK_AGGREGATORS, "NAME")
+    _training(sizegen, defaults)
     sizegen.add_argument("--num-train", type=_positive_int, default=defaults.num_train)
     sizegen.add_argument("--num-val", type=_positive_int, default=defaults.num_val)
     sizegen.add_argument("--num-test", type=_positive_int, default=defaults.num_test)
@@ -193,17 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(real_defaults.datasets),
         choices=list(REAL_DATASETS),
     )
-    real.add_argument(
-        "--aggregators",
-        nargs="+",
-        default=list(real_defaults.aggregators),
-        choices=list(AGGREGATORS),
-        metavar="NAME",
-        help=f"choices: {', '.join(AGGREGATORS)}",
-    )
-    real.add_argument("--seeds", type=_positive_int, default=len(real_defaults.seeds))
-    real.add_argument("--epochs", type=_positive_int, default=real_defaults.epochs)
-    real.add_argument("--hidden", type=_positive_int, default=real_defaults.hidden)
+    _names(real, "--aggregators", list(AGGREGATORS), real_defaults.aggregators, "NAME")
+    _training(real, real_defaults)
     real.add_argument("--layers", type=_positive_int, default=real_defaults.layers)
     real.add_argument(
         "--download",

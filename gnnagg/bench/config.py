@@ -82,6 +82,11 @@ def _check_positive(config: object, names: tuple[str, ...]) -> None:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
+def _check_lr(lr: float) -> None:
+    if not lr > 0:
+        raise ValueError(f"lr: expected a positive float, got {lr!r}")
+
+
 @dataclass
 class SizeGenConfig:
     """Size generalisation: train on multisets of ``train_sizes``, test on ``test_sizes``.
@@ -123,8 +128,7 @@ class SizeGenConfig:
         _check_positive(self, ("reg_samples",))
         if not self.train_sizes or not self.test_sizes:
             raise ValueError("train_sizes, test_sizes: need at least one size each")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        _check_lr(self.lr)
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight: expected a float >= 0, got {self.reg_weight!r}")
 
@@ -203,8 +207,7 @@ class RealConfig:
         check_aggregators(self.aggregators)
         _check_seeds(self.seeds)
         _check_positive(self, ("hidden", "layers", "epochs", "batch_size"))
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        _check_lr(self.lr)
 
 
 @dataclass
@@ -235,8 +238,7 @@ class PolyConfig:
         _check_subset(self.datasets, POLY_DATASETS, "datasets")
         _check_seeds(self.seeds)
         _check_positive(self, ("hidden", "layers", "epochs", "batch_size", "max_degree"))
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        _check_lr(self.lr)
         if self.subset not in POLY_SUBSETS:
             raise ValueError(f"subset: expected one of {list(POLY_SUBSETS)}, got {self.subset!r}")
         if self.normalize not in POLY_NORMALIZATIONS:

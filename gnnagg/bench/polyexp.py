@@ -19,7 +19,6 @@ reported in the data set's units as mean ± sample std over seeds.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import PolyConfig
-from .real import DATASET_TASKS, load_real, trivial_baseline
+from .real import DATASET_TASKS, load_real, seeded_loaders, train_best_on_val, trivial_baseline
 from .sizegen import mean_std
 from .train import seed_everything
 
@@ -197,22 +196,13 @@ def fit_poly(
     ``num_params`` and ``input_widths`` (``node``, ``edge``, ``graph``: the widths of the
     layers that take the embeddings, with the polynomial channels when ``variant="poly"``).
     """
-    from torch_geometric.loader import DataLoader
-
     if variant not in POLY_VARIANTS:
         raise ValueError(f"variant: expected one of {list(POLY_VARIANTS)}, got {variant!r}")
     seed_everything(seed)
-    loaders = {
-        # The loader's own generator: both variants draw the same batches for one seed.
-        "train": DataLoader(
-            splits["train"],
-            batch_size=config.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-        ),
-        "val": DataLoader(splits["val"], batch_size=256),
-        "test": DataLoader(splits["test"], batch_size=256),
-    }
+    # The loader's own generator: both variants draw the same batches for one seed.
+    loaders = seeded_loaders(
+        splits["train"], splits["val"], splits["test"], config.batch_size, seed
+    )
     y = torch.cat([data.y.view(-1) for data in splits["train"]]).float()
     mean, std = float(y.mean()), float(y.std().clamp_min(1e-6))
     use = variant == "poly"
@@ -223,25 +213,16 @@ def fit_poly(
         node_poly=channels["node"] if use else 0,
         edge_poly=channels["edge"] if use else 0,
     ).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    best, best_epoch, best_state = None, 0, None
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        for batch in loaders["train"]:
-            batch = batch.to(device)
-            loss = F.mse_loss(model(batch), (batch.y.view(-1, 1).float() - mean) / std)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-        value = _scores(model, loaders["val"], mean, std, device)["mae"]
-        if best is None or value < best:
-            best, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
-        if on_epoch is not None:
-            on_epoch(epoch)
-    train_time = time.perf_counter() - start
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best, best_epoch, train_time = train_best_on_val(
+        model,
+        loaders["train"],
+        config.epochs,
+        config.lr,
+        lambda batch: F.mse_loss(model(batch), (batch.y.view(-1, 1).float() - mean) / std),
+        lambda: _scores(model, loaders["val"], mean, std, device)["mae"],
+        device=device,
+        on_epoch=on_epoch,
+    )
     return {
         "dataset": name,
         "variant": variant,

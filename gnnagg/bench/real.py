@@ -145,6 +145,64 @@ def _scores(
     }
 
 
+def seeded_loaders(train: Any, val: Any, test: Any, batch_size: int, seed: int) -> dict[str, Any]:
+    """``train``/``val``/``test`` loaders; the training loader shuffles with its own generator
+    seeded with ``seed``, so that models compared on one seed draw the same batches."""
+    from torch_geometric.loader import DataLoader
+
+    return {
+        "train": DataLoader(
+            train,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        ),
+        "val": DataLoader(val, batch_size=256),
+        "test": DataLoader(test, batch_size=256),
+    }
+
+
+def train_best_on_val(
+    model: nn.Module,
+    train_loader: Any,
+    epochs: int,
+    lr: float,
+    batch_loss: Callable[[Any], Tensor],
+    validate: Callable[[], float],
+    higher_is_better: bool = False,
+    device: str = "cpu",
+    on_epoch: Callable[[int], None] | None = None,
+) -> tuple[float | None, int, float]:
+    """Train ``model`` with Adam (learning rate ``lr``) for ``epochs`` epochs over
+    ``train_loader`` minimising ``batch_loss(batch)``; after each epoch score it with
+    ``validate()`` and keep a copy of the best state, then call ``on_epoch(epoch)``.
+
+    Reloads the best state into ``model`` and returns ``(best value, best epoch, training
+    time in seconds)``.
+    """
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    best, best_epoch, best_state = None, 0, None
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for batch in train_loader:
+            batch = batch.to(device)
+            loss = batch_loss(batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        value = validate()
+        better = best is None or (value > best if higher_is_better else value < best)
+        if better:
+            best, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch)
+    train_time = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best, best_epoch, train_time
+
+
 def fit_real(
     name: str,
     dataset: Any,
@@ -162,21 +220,12 @@ def fit_real(
     metric), ``val`` (its best value), ``test`` (every metric at the best epoch),
     ``best_epoch``, ``epochs``, ``train_time_s``, ``num_params`` and ``sizes``.
     """
-    from torch_geometric.loader import DataLoader
-
     task = DATASET_TASKS[name]
     seed_everything(seed)
     train_set = dataset[split["train"]]
-    loaders = {
-        "train": DataLoader(
-            train_set,
-            batch_size=config.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-        ),
-        "val": DataLoader(dataset[split["val"]], batch_size=256),
-        "test": DataLoader(dataset[split["test"]], batch_size=256),
-    }
+    loaders = seeded_loaders(
+        train_set, dataset[split["val"]], dataset[split["test"]], config.batch_size, seed
+    )
     if task.kind == "regression":
         y = torch.cat([train_set[i].y.view(-1) for i in range(len(train_set))]).float()
         mean, std = float(y.mean()), float(y.std().clamp_min(1e-6))
@@ -193,32 +242,27 @@ def fit_real(
         regularise=config.regularise,
         reg_weight=config.reg_weight,
     ).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
 
-    best, best_epoch, best_state = None, 0, None
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        for batch in loaders["train"]:
-            batch = batch.to(device)
-            out, reg = model(batch)
-            target = _targets(batch, task)
-            if task.kind == "classification":
-                loss = F.cross_entropy(out, target)
-            else:
-                loss = F.mse_loss(out, (target - mean) / std)
-            optimiser.zero_grad(set_to_none=True)
-            (loss + reg).backward()
-            optimiser.step()
-        value = _scores(model, loaders["val"], task, mean, std, device)[task.metric]
-        better = best is None or (value > best if task.higher_is_better else value < best)
-        if better:
-            best, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
-        if on_epoch is not None:
-            on_epoch(epoch)
-    train_time = time.perf_counter() - start
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    def batch_loss(batch: Any) -> Tensor:
+        out, reg = model(batch)
+        target = _targets(batch, task)
+        if task.kind == "classification":
+            loss = F.cross_entropy(out, target)
+        else:
+            loss = F.mse_loss(out, (target - mean) / std)
+        return loss + reg
+
+    best, best_epoch, train_time = train_best_on_val(
+        model,
+        loaders["train"],
+        config.epochs,
+        config.lr,
+        batch_loss,
+        lambda: _scores(model, loaders["val"], task, mean, std, device)[task.metric],
+        higher_is_better=task.higher_is_better,
+        device=device,
+        on_epoch=on_epoch,
+    )
     return {
         "dataset": name,
         "aggregator": aggregator,
