@@ -103,18 +103,27 @@ class ManifestEntry:
 
 
 def datasets_dir() -> Path:
-    """The repository's ``datasets/`` folder (manifest, cards, fixtures).
+    """The ``datasets/`` folder (manifest, cards, fixtures).
 
-    ``$GNNAGG_DATASETS_DIR`` overrides it, for installs outside a checkout.
+    Looked for in ``$GNNAGG_DATASETS_DIR``, then next to the package (a checkout or an editable
+    install), then in ``<prefix>/share/gnnagg/datasets`` where a regular ``pip install`` puts it.
     """
     env = os.environ.get("GNNAGG_DATASETS_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
-    if not (path / "manifest.json").is_file():
-        raise FetchError(
-            f"no datasets/manifest.json at {path}; gnnagg.data looks for the repository's "
-            "datasets/ folder next to the gnnagg package, or in $GNNAGG_DATASETS_DIR"
-        )
-    return path
+    candidates = (
+        [Path(env)]
+        if env
+        else [
+            Path(__file__).resolve().parents[2] / "datasets",
+            Path(sys.prefix) / "share" / "gnnagg" / "datasets",
+        ]
+    )
+    for path in candidates:
+        if (path / "manifest.json").is_file():
+            return path
+    raise FetchError(
+        f"no datasets/manifest.json in {[str(c) for c in candidates]}; gnnagg.data looks in "
+        "$GNNAGG_DATASETS_DIR, next to the gnnagg package, and in <prefix>/share/gnnagg/datasets"
+    )
 
 
 def cache_root(root: str | os.PathLike[str] | None = None) -> Path:
