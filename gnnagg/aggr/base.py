@@ -18,6 +18,8 @@ from ..segment import SegmentPlan, plan_for_index, resolve_plan
 
 __all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
 
+_PRECISION = {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}
+
 
 @dataclass
 class Neighbourhoods:
@@ -98,6 +100,23 @@ class NeighbourhoodAggregation(Aggregation):
 
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         raise NotImplementedError
+
+    def work_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The dtype to compute in for messages of ``dtype``: the parameters' dtype.
+
+        Lower-precision messages (float16/bfloat16 into a float32 module) are computed in the
+        parameters' precision and the output is cast back; messages more precise than the
+        parameters are a ``TypeError`` rather than silently truncated.
+        """
+        param = next(self.parameters(), None)
+        if param is None or dtype == param.dtype:
+            return dtype
+        if _PRECISION.get(dtype, 3) >= _PRECISION.get(param.dtype, 3):
+            raise TypeError(
+                f"x has dtype {dtype} but {type(self).__name__}'s parameters are {param.dtype}; "
+                f"convert the module (e.g. .to({dtype})) or the messages"
+            )
+        return param.dtype
 
     def _check_channels(self, x: Tensor, dim: int) -> None:
         # Subclasses with an ``in_channels`` read the last dimension of x as channels.

@@ -50,7 +50,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         **monoid_kwargs: passed to the monoid's constructor when ``monoid`` is a name.
 
     Messages may carry extra dimensions (GATConv's ``[E, heads, C]``): each is reduced
-    separately.
+    separately. float16/bfloat16 messages into a float32 module are reduced in float32 and the
+    output is cast back to their dtype.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class LCMAggregation(NeighbourhoodAggregation):
     # -- the reduction --------------------------------------------------------------------------
     def _lift(self, groups: Neighbourhoods) -> Tensor:
         x = groups.messages
+        x = x.to(self.work_dtype(x.dtype))
         if self.lin is not None:
             x = F.relu(self.lin(x))
         states = self.monoid.lift(x)
@@ -116,7 +118,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         return tree_reduce(states, plan, self.monoid.combine, identity)
 
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
-        return self.monoid.lower(self._reduce(self._lift(groups), groups))
+        out = self.monoid.lower(self._reduce(self._lift(groups), groups))
+        return out.to(groups.messages.dtype)
 
     # -- partial results (exact monoids) ---------------------------------------------------------
     def reduce_partial(

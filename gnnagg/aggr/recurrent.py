@@ -58,7 +58,6 @@ State = tuple[Tensor, ...]
 Transition = Callable[[State, Tensor], State]
 
 IMPLEMENTATIONS = ("auto", "packed", "segments")
-_PRECISION = {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}
 
 
 @dataclass
@@ -204,7 +203,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         """``[num_nodes, *rest, out_channels]``: each node's state after its last message."""
         messages = groups.messages
-        work = self._work_dtype(messages.dtype)
+        work = self.work_dtype(messages.dtype)
         rest = messages.shape[1:-1]
         fold = math.prod(rest)
         num_nodes = groups.num_nodes
@@ -315,17 +314,6 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         last_h = torch.cat(finished[::-1])
         output = torch.cat(outputs) if keep_outputs else last_h.new_empty(0, last_h.shape[-1])
         return output, last_h
-
-    def _work_dtype(self, dtype: torch.dtype) -> torch.dtype:
-        param = self.rnn.weight_ih_l0.dtype
-        if dtype == param:
-            return param
-        if _PRECISION.get(dtype, 3) >= _PRECISION.get(param, 3):
-            raise TypeError(
-                f"x has dtype {dtype} but {type(self).__name__}'s parameters are {param}; convert "
-                f"the module (e.g. .to({dtype})) or the messages"
-            )
-        return param
 
     def _initial_state(self, dtype: torch.dtype, device: torch.device) -> State:
         if self.learn_initial_state:

@@ -286,3 +286,15 @@ def test_copies_drop_the_remembered_states():
         with pytest.raises(RuntimeError, match="needs a forward pass"):
             clone.associativity_loss()
         torch.testing.assert_close(clone(x, index), aggr(x, index))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_messages_are_reduced_in_the_modules_precision(dtype):
+    aggr = make("gru").float()
+    x, index = random_messages(10)
+    out = aggr(x.to(dtype), index, dim_size=12)
+    assert out.dtype == dtype
+    expected = aggr(x.to(dtype).float(), index, dim_size=12)
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+    with pytest.raises(TypeError, match="parameters are torch.float32"):
+        aggr(x, index)  # float64 messages into a float32 module
