@@ -26,7 +26,7 @@ __all__ = ["TreeLevel", "TreeSchedule", "cached_tree_schedule", "tree_reduce", "
 @dataclass(frozen=True)
 class TreeLevel:
     """One level of the reduction, over a working set laid out as
-    ``[2 * num_pairs paired rows (left, right interleaved) | num_carry rows | num_done rows]``.
+    ``[num_pairs left rows | num_pairs right rows | num_carry rows | num_done rows]``.
 
     ``done_groups`` are the groups whose single remaining element is in the done block;
     ``order`` arranges ``[combined pairs | carried rows]`` into the next level's layout.
@@ -73,7 +73,9 @@ def _layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         2 * num_pairs + num_carry + done_rank[group],
         np.where(
             position < 2 * pairs[group],
-            2 * pair_offset[group] + position,
+            # Left operands first, right operands after them: four contiguous blocks that one
+            # split separates (its backward is one concatenation, not a zero-fill per block).
+            pair_offset[group] + position // 2 + num_pairs * (position % 2),
             2 * num_pairs + carry_rank[group],
         ),
     )
@@ -171,22 +173,22 @@ def tree_reduce(
 
     ``plan`` describes the grouping (rows of group ``g`` are ``ptr[g]:ptr[g+1]``); groups with no
     rows get the matching row of ``identity`` (``[num_groups, ...]``). Returns
-    ``[num_groups, ...]``. Each level costs one ``combine`` on strided views of the paired rows,
-    one concatenation and one gather; no device-to-host sync happens here.
+    ``[num_groups, ...]``. Each level costs one split, one ``combine`` on the left and right
+    blocks, one concatenation and one gather; no device-to-host sync happens here.
     """
     schedule = cached_tree_schedule(plan)
     finished_states, finished_groups = [], []
     current = permute_rows(states, schedule.initial_order, schedule.initial_inverse)
     for level in schedule.levels:
-        paired_rows = 2 * level.num_pairs
+        left, right, carried, done = current.split(
+            [level.num_pairs, level.num_pairs, level.num_carry, level.num_done]
+        )
         if level.num_done:
-            finished_states.append(current[paired_rows + level.num_carry :])
+            finished_states.append(done)
             finished_groups.append(level.done_groups)
         if level.num_pairs == 0:
             break
-        pairs = current[:paired_rows].unflatten(0, (level.num_pairs, 2))
-        combined = combine(pairs[:, 0], pairs[:, 1])
-        carried = current[paired_rows : paired_rows + level.num_carry]
+        combined = combine(left, right)
         current = permute_rows(torch.cat([combined, carried]), level.order, level.inverse)
     if not finished_groups:
         return identity
