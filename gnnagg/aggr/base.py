@@ -156,11 +156,23 @@ class NeighbourhoodAggregation(Aggregation):
 
         ``max_num_elements`` is accepted for PyG compatibility and ignored: nothing is padded.
         """
-        self._check_channels(x, dim)
         if plan is not None:
             # A plan replaces the index and dim_size PyG's __call__ fills in when none is given.
             index = ptr = dim_size = None
-        groups = group_neighbourhoods(
-            x, index, ptr, dim_size, dim, plan=plan, shuffle=self.shuffle and self.training
-        )
+        groups = self.group(x, index, ptr, dim_size, dim, plan, self.shuffle and self.training)
         return self.aggregate_groups(groups).movedim(0, dim)
+
+    def group(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        plan: SegmentPlan | None = None,
+        shuffle: bool = False,
+    ) -> Neighbourhoods:
+        """Check ``x`` against this module and regroup its rows by node: the start of
+        :meth:`forward` and of any other reduction a subclass offers."""
+        self._check_channels(x, dim)
+        return group_neighbourhoods(x, index, ptr, dim_size, dim, plan=plan, shuffle=shuffle)

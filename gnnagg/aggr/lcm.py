@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..monoids import MONOIDS, Monoid, associativity_gap, identity_gap, sample_rows, tree_reduce
 from ..segment import SegmentPlan
-from .base import NeighbourhoodAggregation, Neighbourhoods, group_neighbourhoods
+from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = ["LCMAggregation"]
 
@@ -138,10 +138,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         whole neighbourhood, so huge neighbourhoods can be reduced in chunks, across
         mini-batches or across devices. ``dim_size`` should be the same for every chunk.
         """
-        if plan is None and index is None and ptr is None:
-            raise ValueError("give index, ptr or plan")
-        self._check_channels(x, dim)
-        groups = group_neighbourhoods(x, index, ptr, dim_size, dim, plan=plan)
+        groups = self.group(x, index, ptr, dim_size, dim, plan)
         return self._reduce(self._lift(groups), groups).movedim(0, dim)
 
     def combine_partial(self, a: Tensor, b: Tensor) -> Tensor:

@@ -195,6 +195,12 @@ class SegmentPlan:
         source = self.__dict__.get("index")
         return (source if source is not None else self.__dict__["ptr"]).device
 
+    @property
+    def known_sorted_csr(self) -> bool:
+        """Whether the rows are known to be sorted and their offsets are computed, so a CSR
+        reduction can run without any sort or host sync."""
+        return self.knows("ptr") and self.knows("is_sorted") and self.is_sorted
+
     def knows(self, name: str) -> bool:
         """Whether a derived field is already computed (backends prefer paths that need no sync)."""
         return name in self.__dict__

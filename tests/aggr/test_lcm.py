@@ -110,8 +110,10 @@ def test_chunked_equals_single_pass(monoid):
     torch.testing.assert_close(aggr.finalize(merged), whole)
 
 
-def test_combine_partial_rejects_mismatched_shapes():
+def test_partial_reduction_rejects_bad_arguments():
     aggr = make("softmax")
+    with pytest.raises(ValueError, match="exactly one of index, ptr or plan"):
+        aggr.reduce_partial(torch.randn(3, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="partial states differ"):
         aggr.combine_partial(torch.zeros(3, 24), torch.zeros(4, 24))
 
@@ -241,8 +243,8 @@ def test_drop_in_convolutions(make_conv):
     out = conv(x, edge_index)
     assert out.shape[0] == 10 and torch.isfinite(out).all()
     out.sum().backward()
-    # Locality through a conv: permuting the edge list changes nothing for exact-free GRU either,
-    # as long as each node's messages keep their relative order.
+    # Reordering the edge list so that each node's messages keep their relative order changes
+    # nothing, even for the GRU monoid, which is not exactly associative.
     perm = torch.argsort(edge_index[1], stable=True)
     torch.testing.assert_close(conv(x, edge_index[:, perm]), out, rtol=1e-5, atol=1e-5)
 

@@ -35,7 +35,7 @@ def test_lazy_plan_computes_only_what_is_asked():
     assert not plan.knows("perm")  # the torch backend scatters unsorted input: no sort needed
 
 
-def test_plan_reused_across_backends_and_moved():
+def test_plan_moved_to_a_device_reduces_like_the_index():
     index = torch.tensor([3, 1, 1, 0, 3])
     plan = SegmentPlan.from_index(index).to("cpu")
     src = torch.randn(5, 2)

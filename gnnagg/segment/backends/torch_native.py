@@ -25,7 +25,7 @@ class TorchBackend(SegmentBackend):
     name = "torch"
 
     def reduce(self, src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
-        if plan.knows("ptr") and plan.knows("is_sorted") and plan.is_sorted:
+        if plan.known_sorted_csr:
             out = torch.segment_reduce(src, _SEGMENT_NAME[reduce], offsets=plan.ptr, axis=0)
             return out if reduce == "sum" else zero_empty_groups(out, plan.degrees)
         index = plan.index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)

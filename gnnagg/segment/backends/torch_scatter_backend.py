@@ -32,6 +32,6 @@ class TorchScatterBackend(SegmentBackend):
             # torch_scatter's product gradient divides by the input (wrong where it is 0) and it
             # has no CSR product: torch's own product is used instead.
             return TorchBackend().reduce(src, plan, reduce)
-        if plan.knows("ptr") and plan.knows("is_sorted") and plan.is_sorted:
+        if plan.known_sorted_csr:
             return torch_scatter.segment_csr(src, plan.ptr, reduce=reduce)
         return torch_scatter.scatter(src, plan.index, dim=0, dim_size=plan.dim_size, reduce=reduce)
