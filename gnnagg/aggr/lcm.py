@@ -16,7 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..monoids import MONOIDS, Monoid, associativity_gap, identity_gap, sample_rows, tree_reduce
+from ..monoids import (
+    MONOIDS,
+    Monoid,
+    associativity_gap,
+    fused_tree_reduce,
+    identity_gap,
+    sample_rows,
+    tree_reduce,
+)
 from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
@@ -115,6 +123,9 @@ class LCMAggregation(NeighbourhoodAggregation):
             if folded is not None:
                 return folded
         identity = self.monoid.identity(states, plan.dim_size)
+        fused = self.monoid.pair_kernel()
+        if fused is not None:
+            return fused_tree_reduce(states, plan, *fused, identity)
         return tree_reduce(states, plan, self.monoid.combine, identity)
 
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:

@@ -12,11 +12,14 @@ reduction of whole groups that need not build a tree.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
 
 from ..segment import SegmentPlan
+
+if TYPE_CHECKING:
+    from .tree import PairKernel
 
 __all__ = ["Monoid"]
 
@@ -61,6 +64,12 @@ class Monoid(nn.Module):
     def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor | None:
         """Reduce each group of ``states`` (rows grouped as ``plan`` says) in one step, or return
         ``None`` when the monoid has no such shortcut and must be reduced as a tree."""
+        return None
+
+    def pair_kernel(self) -> tuple[PairKernel, tuple[Tensor, ...]] | None:
+        """``(kernel, parameters)`` when the operator has a hand-derived backward that lets the
+        tree run as one autograd node (:func:`~gnnagg.monoids.tree.fused_tree_reduce`), or
+        ``None`` to reduce through :meth:`combine` and autograd."""
         return None
 
     def extra_repr(self) -> str:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Monoid
+from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
 
 __all__ = ["GRUMonoid"]
 
@@ -30,9 +31,10 @@ class GRUMonoid(Monoid):
         nn.init.zeros_(self.identity_element)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
-        shape = a.shape
-        a2, b2 = a.reshape(-1, self.channels), b.reshape(-1, self.channels)
-        return (0.5 * (self.cell(a2, b2) + self.cell(b2, a2))).view(shape)
+        return symmetric_gru(a, b, self.cell)
+
+    def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]]:
+        return GRUPairKernel(), gru_cell_parameters(self.cell)
 
     def identity(self, like: Tensor, num: int) -> Tensor:
         element = self.identity_element.to(like.dtype)

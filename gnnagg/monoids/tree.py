@@ -12,7 +12,8 @@ The index arithmetic depends only on the degrees, so it is computed once per gro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,7 +21,15 @@ from torch import Tensor
 
 from ..segment import SegmentPlan
 
-__all__ = ["TreeLevel", "TreeSchedule", "cached_tree_schedule", "tree_reduce", "tree_schedule"]
+__all__ = [
+    "PairKernel",
+    "TreeLevel",
+    "TreeSchedule",
+    "cached_tree_schedule",
+    "fused_tree_reduce",
+    "tree_reduce",
+    "tree_schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -42,11 +51,18 @@ class TreeLevel:
 
 @dataclass(frozen=True)
 class TreeSchedule:
-    """``initial_order`` arranges the grouped rows into the first level's layout."""
+    """``initial_order`` arranges the grouped rows into the first level's layout;
+    ``root_groups`` lists the groups in the order their roots finish (level by level)."""
 
     initial_order: Tensor
     initial_inverse: Tensor
     levels: list[TreeLevel]
+    root_groups: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        groups = [level.done_groups for level in self.levels]
+        roots = torch.cat(groups) if groups else self.initial_order[:0]
+        object.__setattr__(self, "root_groups", roots)
 
 
 def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
@@ -177,19 +193,196 @@ def tree_reduce(
     blocks, one concatenation and one gather; no device-to-host sync happens here.
     """
     schedule = cached_tree_schedule(plan)
-    finished_states, finished_groups = [], []
+    if schedule.root_groups.numel() == 0:
+        return identity
+    roots = _tree_roots(states, schedule, combine)
+    return identity.index_copy(0, schedule.root_groups, roots)
+
+
+def _tree_roots(
+    states: Tensor, schedule: TreeSchedule, combine: Callable[[Tensor, Tensor], Tensor]
+) -> Tensor:
+    """The root of every non-empty group, in ``schedule.root_groups`` order, through autograd."""
+    finished = []
     current = permute_rows(states, schedule.initial_order, schedule.initial_inverse)
     for level in schedule.levels:
         left, right, carried, done = current.split(
             [level.num_pairs, level.num_pairs, level.num_carry, level.num_done]
         )
-        if level.num_done:
-            finished_states.append(done)
-            finished_groups.append(level.done_groups)
+        finished.append(done)
         if level.num_pairs == 0:
             break
         combined = combine(left, right)
         current = permute_rows(torch.cat([combined, carried]), level.order, level.inverse)
-    if not finished_groups:
+    return torch.cat(finished)
+
+
+class PairKernel(Protocol):
+    """A binary operator with a hand-derived backward, for :func:`fused_tree_reduce`.
+
+    Operands are 2-D ``[m, C]``. ``pack`` turns the parameters into the tensors the kernel
+    works with (once per reduction); ``reference`` is the same operator in differentiable torch
+    ops on ``[..., C]`` operands; ``forward`` writes what its backward needs into a
+    ``[m, saved_width(C)]`` buffer; ``backward`` writes the operands' gradients into the given
+    buffers and accumulates the gradients of the packed tensors in place; ``unpack_grads`` maps
+    those back to the parameters.
+    """
+
+    def saved_width(self, channels: int) -> int: ...
+
+    def reference(self, a: Tensor, b: Tensor, *params: Tensor) -> Tensor:
+        """The operator in differentiable torch ops, for second derivatives."""
+        ...
+
+    def pack(self, *params: Tensor) -> tuple[Tensor, ...]: ...
+
+    def forward(
+        self, a: Tensor, b: Tensor, packed: tuple[Tensor, ...], saved: Tensor
+    ) -> Tensor: ...
+
+    def backward(
+        self,
+        grad: Tensor,
+        a: Tensor,
+        b: Tensor,
+        saved: Tensor,
+        packed: tuple[Tensor, ...],
+        packed_grads: tuple[Tensor, ...],
+        grad_a: Tensor,
+        grad_b: Tensor,
+    ) -> None: ...
+
+    def unpack_grads(self, packed_grads: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]: ...
+
+
+#: On the CPU a level is processed in chunks whose operands take about this many bytes, so the
+#: kernel's temporaries stay in the L2 cache and come from the allocator's free lists; large
+#: fresh buffers cost a page fault per 4 KiB on first touch, which here costs more than the
+#: arithmetic. On a GPU a level is one chunk: there, every extra launch costs more.
+CPU_CHUNK_BYTES = 1 << 18
+
+
+def _chunk_rows(pairs: int, row_bytes: int, device: torch.device) -> int:
+    if device.type != "cpu":
+        return max(pairs, 1)
+    return max(1, CPU_CHUNK_BYTES // row_bytes)
+
+
+class _FusedTree(torch.autograd.Function):
+    """The whole tree as one autograd node: the level loop runs forward and then backward in
+    plain tensor code, so no per-level graph is recorded (its bookkeeping costs more than the
+    arithmetic on small and medium graphs, and is what a GPU waits for)."""
+
+    @staticmethod
+    def forward(ctx, kernel: PairKernel, schedule: TreeSchedule, states: Tensor, *params: Tensor):
+        packed = kernel.pack(*params)
+        rest, channels = states.shape[1:], states.shape[-1]
+        per_row = states[:1].numel()  # operand rows of the 2-D kernel view per tree row
+        width = kernel.saved_width(channels)
+        step = _chunk_rows(1, per_row * states.element_size(), states.device)
+        keep = any(ctx.needs_input_grad)
+        roots = states.new_empty((schedule.root_groups.numel(), *rest))
+        current = states.index_select(0, schedule.initial_order)
+        finished, saved = 0, []
+        for level in schedule.levels:
+            m, c, d = level.num_pairs, level.num_carry, level.num_done
+            roots[finished : finished + d].copy_(current[2 * m + c :])
+            finished += d
+            if m == 0:
+                break
+            chunk = min(m, step) if states.device.type == "cpu" else m
+            aux = states.new_empty(((m if keep else chunk) * per_row // channels, width))
+            following = states.new_empty((m + c, *rest))
+            for start in range(0, m, chunk):
+                stop = min(m, start + chunk)
+                rows = slice(start * per_row // channels, stop * per_row // channels)
+                combined = kernel.forward(
+                    current[start:stop].view(-1, channels),
+                    current[m + start : m + stop].view(-1, channels),
+                    packed,
+                    aux[rows] if keep else aux[: rows.stop - rows.start],
+                )
+                following.index_copy_(0, level.inverse[start:stop], combined.view(-1, *rest))
+            if c:
+                following.index_copy_(0, level.inverse[m:], current[2 * m : 2 * m + c])
+            if keep:
+                saved += [current, aux]
+            current = following
+        ctx.kernel, ctx.schedule, ctx.num_levels = kernel, schedule, len(saved) // 2
+        if keep:
+            ctx.save_for_backward(states, *params, *packed, *saved)
+            ctx.num_params, ctx.num_packed = len(params), len(packed)
+        return roots
+
+    @staticmethod
+    def backward(ctx, grad_roots: Tensor):
+        kernel, schedule = ctx.kernel, ctx.schedule
+        tensors = ctx.saved_tensors
+        inputs, tensors = tensors[: 1 + ctx.num_params], tensors[1 + ctx.num_params :]
+        if torch.is_grad_enabled():
+            # A second derivative was asked for: differentiate the tree in plain torch ops.
+            with torch.enable_grad():
+                roots = _tree_roots(
+                    inputs[0], schedule, lambda a, b: kernel.reference(a, b, *inputs[1:])
+                )
+            grads = torch.autograd.grad(
+                roots, inputs, grad_roots, create_graph=True, allow_unused=True
+            )
+            return None, None, *grads
+        packed, saved = tensors[: ctx.num_packed], tensors[ctx.num_packed :]
+        packed_grads = tuple(torch.zeros_like(p) for p in packed)
+        grad_roots = grad_roots.contiguous()
+        channels = grad_roots.shape[-1]
+        per_row = grad_roots[:1].numel()
+        step = _chunk_rows(1, per_row * grad_roots.element_size(), grad_roots.device)
+        offsets = [0]
+        for level in schedule.levels:
+            offsets.append(offsets[-1] + level.num_done)
+        # The level after the last combining one holds only finished roots.
+        grad_next = grad_roots[offsets[ctx.num_levels] : offsets[ctx.num_levels + 1]]
+        for i in reversed(range(ctx.num_levels)):
+            level = schedule.levels[i]
+            current, aux = saved[2 * i], saved[2 * i + 1]
+            m, c = level.num_pairs, level.num_carry
+            grad_current = torch.empty_like(current)
+            grad_current[2 * m + c :].copy_(grad_roots[offsets[i] : offsets[i + 1]])
+            if c:
+                torch.index_select(
+                    grad_next, 0, level.inverse[m:], out=grad_current[2 * m : 2 * m + c]
+                )
+            chunk = min(m, step) if grad_roots.device.type == "cpu" else m
+            for start in range(0, m, chunk):
+                stop = min(m, start + chunk)
+                rows = slice(start * per_row // channels, stop * per_row // channels)
+                kernel.backward(
+                    grad_next.index_select(0, level.inverse[start:stop]).view(-1, channels),
+                    current[start:stop].view(-1, channels),
+                    current[m + start : m + stop].view(-1, channels),
+                    aux[rows],
+                    packed,
+                    packed_grads,
+                    grad_current[start:stop].view(-1, channels),
+                    grad_current[m + start : m + stop].view(-1, channels),
+                )
+            grad_next = grad_current
+        grad_states = grad_next.index_select(0, schedule.initial_inverse)
+        return None, None, grad_states, *kernel.unpack_grads(packed_grads)
+
+
+def fused_tree_reduce(
+    states: Tensor,
+    plan: SegmentPlan,
+    kernel: PairKernel,
+    params: tuple[Tensor, ...],
+    identity: Tensor,
+) -> Tensor:
+    """:func:`tree_reduce` with an operator given as a :class:`PairKernel` of ``params``.
+
+    Same tree, same result up to rounding, one autograd node for the whole reduction. Second
+    derivatives (``create_graph=True``) recompute the tree with ``kernel.reference``.
+    """
+    schedule = cached_tree_schedule(plan)
+    if schedule.root_groups.numel() == 0:
         return identity
-    return identity.index_copy(0, torch.cat(finished_groups), torch.cat(finished_states))
+    roots = _FusedTree.apply(kernel, schedule, states.contiguous(), *params)
+    return identity.index_copy(0, schedule.root_groups, roots)

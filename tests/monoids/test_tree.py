@@ -2,11 +2,12 @@
 
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gnnagg.monoids import tree_reduce, tree_schedule
+from gnnagg.monoids import fused_tree_reduce, tree, tree_reduce, tree_schedule
 from gnnagg.segment import SegmentPlan
 
 
@@ -57,3 +58,114 @@ def test_schedule_is_cached_on_the_plan():
     schedule = plan.__dict__["_tree_schedule"]
     tree_reduce(x, plan, torch.add, identity)
     assert plan.__dict__["_tree_schedule"] is schedule
+
+
+class NonAssociativeKernel:
+    """``2a + 3b + p·ab`` as a PairKernel: neither commutative nor associative, so the fused
+    tree must pair exactly the rows (and in the order) that the promised tree pairs."""
+
+    def saved_width(self, channels):
+        return 0
+
+    def reference(self, a, b, p):
+        return 2 * a + 3 * b + p * a * b
+
+    def pack(self, p):
+        return (p,)
+
+    def unpack_grads(self, packed_grads):
+        return packed_grads
+
+    def forward(self, a, b, packed, saved):
+        return self.reference(a, b, packed[0])
+
+    def backward(self, grad, a, b, saved, packed, packed_grads, grad_a, grad_b):
+        (p,) = packed
+        torch.mul(grad, 2 + p * b, out=grad_a)
+        torch.mul(grad, 3 + p * a, out=grad_b)
+        packed_grads[0].add_((grad * a * b).sum(0))
+
+
+def _ptr(degrees):
+    return torch.cat([torch.zeros(1, dtype=torch.long), degrees.cumsum(0)])
+
+
+@given(
+    degrees=st.lists(st.integers(0, 40), min_size=0, max_size=12),
+    heads=st.sampled_from([(), (2,)]),
+    chunk_bytes=st.sampled_from([1, 64, 1 << 18]),
+    seed=st.integers(0, 99),
+)
+def test_fused_tree_matches_autograd_tree(degrees, heads, chunk_bytes, seed):
+    degrees = torch.tensor(degrees, dtype=torch.long)
+    plan = SegmentPlan.from_ptr(_ptr(degrees))
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(int(degrees.sum()), *heads, 3, generator=generator, dtype=torch.float64)
+    x.requires_grad_(True)
+    p = torch.rand(3, generator=generator, dtype=torch.float64).requires_grad_(True)
+    identity = torch.full((degrees.numel(), *heads, 3), -1.0, dtype=torch.float64)
+    identity.requires_grad_(True)
+    kernel = NonAssociativeKernel()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tree, "CPU_CHUNK_BYTES", chunk_bytes)
+        out = fused_tree_reduce(x, plan, kernel, (p,), identity)
+        expected = tree_reduce(x, plan, lambda a, b: kernel.reference(a, b, p), identity)
+        torch.testing.assert_close(out, expected, rtol=1e-13, atol=1e-13)
+        grad = torch.randn(out.shape, generator=generator, dtype=torch.float64)
+        inputs = [x, p, identity]
+        got = torch.autograd.grad(out, inputs, grad, allow_unused=True, materialize_grads=True)
+        want = torch.autograd.grad(
+            expected, inputs, grad, allow_unused=True, materialize_grads=True
+        )
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_tree_gradcheck_and_second_derivatives():
+    degrees = torch.tensor([0, 1, 2, 3, 5, 8])
+    plan = SegmentPlan.from_ptr(_ptr(degrees))
+    x = torch.rand(int(degrees.sum()), 2, dtype=torch.float64, requires_grad=True)
+    p = torch.rand(2, dtype=torch.float64, requires_grad=True)
+    identity = torch.zeros(6, 2, dtype=torch.float64)
+
+    def reduce(x, p):
+        return fused_tree_reduce(x, plan, NonAssociativeKernel(), (p,), identity)
+
+    assert torch.autograd.gradcheck(reduce, (x, p))
+    assert torch.autograd.gradgradcheck(reduce, (x, p))
+
+
+def test_fused_tree_without_grad_and_without_rows():
+    plan = SegmentPlan.from_ptr(torch.tensor([0, 3, 3, 7]))
+    x = torch.rand(7, 2, dtype=torch.float64)
+    p = torch.rand(2, dtype=torch.float64)
+    identity = torch.zeros(3, 2, dtype=torch.float64)
+    kernel = NonAssociativeKernel()
+    with torch.no_grad():
+        out = fused_tree_reduce(x, plan, kernel, (p,), identity)
+    expected = tree_reduce(x, plan, lambda a, b: kernel.reference(a, b, p), identity)
+    torch.testing.assert_close(out, expected)
+    empty = SegmentPlan.from_ptr(torch.zeros(4, dtype=torch.long))
+    identity = torch.ones(3, 2, dtype=torch.float64)
+    assert fused_tree_reduce(x[:0], empty, kernel, (p,), identity) is identity
+
+
+def test_gru_monoid_fused_tree_matches_reference_cell():
+    from gnnagg.monoids import GRUMonoid, symmetric_gru_reference
+
+    torch.manual_seed(0)
+    monoid = GRUMonoid(4).double()
+    degrees = torch.tensor([3, 0, 1, 17, 6])
+    plan = SegmentPlan.from_ptr(_ptr(degrees))
+    x = torch.randn(int(degrees.sum()), 4, dtype=torch.float64, requires_grad=True)
+    identity = monoid.identity(x, 5)
+    out = fused_tree_reduce(x, plan, *monoid.pair_kernel(), identity)
+    expected = tree_reduce(
+        x, plan, lambda a, b: symmetric_gru_reference(monoid.cell, a, b), identity
+    )
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    params = [x, *monoid.parameters()]
+    for g, w in zip(
+        torch.autograd.grad(out.sum(), params), torch.autograd.grad(expected.sum(), params)
+    ):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
