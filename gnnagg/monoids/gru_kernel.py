@@ -2,15 +2,15 @@
 
 Autograd through two ``nn.GRUCell`` calls records about twenty nodes per tree level; their
 bookkeeping, not the arithmetic, dominates small and medium reductions (and on a GPU it is what
-the launch-bound tree waits for). Here both orderings share one projection per operand: operand
-``x`` is multiplied once by ``[W_ih; W_hh]``, giving the input gates it contributes to one
-ordering and the hidden gates it contributes to the other, and the backward produces the
-gradient of each operand's projection in one buffer, so each operand costs one GEMM forward and
-two backward (input and weight gradient), whatever the tree level.
+the launch-bound tree waits for). Here the two orderings are computed together: operands come as
+one ``[m, 2, C]`` pair (ordering ``k`` takes operand ``k`` as the hidden state and the other as
+the input), the four projections are written by four GEMMs into one buffer laid out so that the
+input gates and the hidden gates of both orderings are each a single strided view, and every
+gate formula then runs once over both orderings. The backward is the same in reverse, so a tree
+level costs about a dozen kernels forward and twenty backward, and no autograd bookkeeping.
 
-Commutativity stays exact: each operand is projected by its own GEMM of the same shape, and the
-two orderings are summed with IEEE addition, so swapping ``a`` and ``b`` swaps bit-identical
-terms.
+Commutativity stays exact: every projection is its own GEMM of one shape, and the two orderings
+are summed with IEEE addition, so swapping ``a`` and ``b`` swaps bit-identical terms.
 
 :func:`symmetric_gru_reference` is the same operator written with ``nn.GRUCell``; the tests
 compare the two.
@@ -35,13 +35,15 @@ def symmetric_gru_reference(cell: nn.GRUCell, a: Tensor, b: Tensor) -> Tensor:
 
 
 class GRUPairKernel:
-    """Forward and backward of the symmetrised GRU cell on 2-D operands ``[m, C]``.
+    """Forward and backward of the symmetrised GRU cell on operand pairs ``[m, 2, C]``.
 
-    Parameters are packed once per reduction (:meth:`pack`): ``weight = [W_ih; W_hh]``
-    (``[6C, C]``) and ``bias = [b_ih; b_hh]`` (``[6C]``), gate order r, z, n as in
-    ``nn.GRUCell``. Ordering ``k`` takes operand ``k`` as the hidden state and the other operand
-    as the input. What the backward needs besides the operands is ``saved`` ``[m, 8C]``: r, z,
-    n and W_hn·h + b_hn of ordering 0, then of ordering 1.
+    Gate order r, z, n as in ``nn.GRUCell``. The projection buffer ``[m, 4, 3C]`` holds, per
+    row, the input gates of ordering 0 (from operand 1), the hidden gates of ordering 0 (from
+    operand 0), the input gates of ordering 1 (from operand 0) and the hidden gates of
+    ordering 1 (from operand 1): positions 0 and 2 are the input gates of both orderings,
+    1 and 3 the hidden gates, and 1-2 the whole projection of operand 0. What the backward
+    needs besides the operands is ``saved`` ``[m, 8C]``: r, z, n and W_hn·h + b_hn of
+    ordering 0, then of ordering 1.
     """
 
     def saved_width(self, channels: int) -> int:
@@ -64,70 +66,104 @@ class GRUPairKernel:
         return (0.5 * out).view(a.shape)
 
     def pack(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor):
-        return torch.cat([weight_ih, weight_hh]), torch.cat([bias_ih, bias_hh])
+        # [W_hh; W_ih] multiplies operand 0's whole projection (positions 1-2) in the backward.
+        return weight_ih, weight_hh, bias_ih, bias_hh, torch.cat([weight_hh, weight_ih])
+
+    def packed_grad_buffers(self, packed) -> tuple[Tensor, Tensor]:
+        """Zeroed accumulators: ``[W_hh; W_ih]``'s gradient and the bias gradient per
+        projection position ``[4, 3C]``."""
+        weight_ih, _, bias_ih, _, stacked = packed
+        return torch.zeros_like(stacked), bias_ih.new_zeros((4, bias_ih.shape[0]))
 
     def unpack_grads(self, packed_grads) -> tuple[Tensor, ...]:
-        grad_weight, grad_bias = packed_grads
-        return (*grad_weight.chunk(2), *grad_bias.chunk(2))
+        grad_stacked, grad_bias = packed_grads
+        grad_weight_hh, grad_weight_ih = grad_stacked.chunk(2)
+        return (
+            grad_weight_ih,
+            grad_weight_hh,
+            grad_bias[0] + grad_bias[2],
+            grad_bias[1] + grad_bias[3],
+        )
 
-    def forward(self, a: Tensor, b: Tensor, packed, saved: Tensor) -> Tensor:
-        """``a ⊕ b``, writing what the backward needs into ``saved``."""
-        weight, bias = packed
+    def forward(self, pair: Tensor, packed, saved: Tensor) -> Tensor:
+        """``pair[:, 0] ⊕ pair[:, 1]``, writing what the backward needs into ``saved``."""
+        weight_ih, weight_hh, bias_ih, bias_hh, _ = packed
+        m, _, c = pair.shape
+        a, b = pair[:, 0], pair[:, 1]
+        projections = pair.new_empty((m, 4, 3 * c))
+        torch.addmm(bias_ih, b, weight_ih.t(), out=projections[:, 0])
+        torch.addmm(bias_hh, a, weight_hh.t(), out=projections[:, 1])
+        torch.addmm(bias_ih, a, weight_ih.t(), out=projections[:, 2])
+        torch.addmm(bias_hh, b, weight_hh.t(), out=projections[:, 3])
+        return self.finish(projections, pair, saved)
+
+    def project_separately(self, a: Tensor, b: Tensor, packed) -> Tensor:
+        """The projection buffer, each operand projected from its own fresh copy into its own
+        fresh buffer: a GEMM's rounding may depend on where its operands sit (alignment, or
+        a matrix-vector path for one row), so this is what makes ``a ⊕ b`` and ``b ⊕ a``
+        bit-identical wherever ``a`` and ``b`` come from."""
+        weight_ih, weight_hh, bias_ih, bias_hh, _ = packed
+        weight, bias = torch.cat([weight_ih, weight_hh]), torch.cat([bias_ih, bias_hh])
         c = a.shape[1]
-        # projections[x] = [input gates from x | hidden gates from x]
-        projections = (torch.addmm(bias, a, weight.t()), torch.addmm(bias, b, weight.t()))
-        halves = []
-        for k, hidden in enumerate((a, b)):
-            gates = saved[:, 4 * k * c : 4 * (k + 1) * c]
-            rz, n, hidden_n = gates[:, : 2 * c], gates[:, 2 * c : 3 * c], gates[:, 3 * c :]
-            into_input, into_hidden = projections[1 - k][:, : 3 * c], projections[k][:, 3 * c :]
-            torch.add(into_input[:, : 2 * c], into_hidden[:, : 2 * c], out=rz).sigmoid_()
-            hidden_n.copy_(into_hidden[:, 2 * c :])
-            torch.addcmul(into_input[:, 2 * c :], rz[:, :c], hidden_n, out=n).tanh_()
-            halves.append(torch.lerp(n, hidden, rz[:, c:]))
-        return halves[0].add_(halves[1]).mul_(0.5)
+        of_a = torch.addmm(bias, a.clone(), weight.t())
+        of_b = torch.addmm(bias, b.clone(), weight.t())
+        return torch.stack(
+            [of_b[:, : 3 * c], of_a[:, 3 * c :], of_a[:, : 3 * c], of_b[:, 3 * c :]], 1
+        )
+
+    def finish(self, projections: Tensor, pair: Tensor, saved: Tensor) -> Tensor:
+        """The gates and the result from the projection buffer."""
+        m, _, c = pair.shape
+        into_input, into_hidden = projections[:, 0::2], projections[:, 1::2]
+        gates = saved.view(m, 2, 4 * c)
+        rz, n, hidden_n = gates[..., : 2 * c], gates[..., 2 * c : 3 * c], gates[..., 3 * c :]
+        torch.add(into_input[..., : 2 * c], into_hidden[..., : 2 * c], out=rz).sigmoid_()
+        hidden_n.copy_(into_hidden[..., 2 * c :])
+        torch.addcmul(into_input[..., 2 * c :], rz[..., :c], hidden_n, out=n).tanh_()
+        new = torch.lerp(n, pair, rz[..., c:])
+        return torch.add(new[:, 0], new[:, 1]).mul_(0.5)
 
     def backward(
         self,
         grad: Tensor,
-        a: Tensor,
-        b: Tensor,
+        pair: Tensor,
         saved: Tensor,
         packed,
         packed_grads,
-        grad_a: Tensor,
-        grad_b: Tensor,
+        grad_pair: Tensor,
     ) -> None:
-        """Write the gradients of ``a`` and ``b`` into ``grad_a`` and ``grad_b``; accumulate
-        those of the packed weight and bias into ``packed_grads``."""
-        weight, _ = packed
-        grad_weight, grad_bias = packed_grads
-        c = a.shape[1]
-        half = grad * 0.5
-        # projection_grads[x]: gradient of operand x's projection [input part | hidden part].
-        projection_grads = a.new_empty((2, a.shape[0], 6 * c))
-        direct = a.new_empty((2, a.shape[0], c))
-        grad_rz = a.new_empty((a.shape[0], 2 * c))
-        for k, hidden in enumerate((a, b)):
-            gates = saved[:, 4 * k * c : 4 * (k + 1) * c]
-            rz, n, hidden_n = gates[:, : 2 * c], gates[:, 2 * c : 3 * c], gates[:, 3 * c :]
-            into_input = projection_grads[1 - k, :, : 3 * c]
-            into_hidden = projection_grads[k, :, 3 * c :]
-            torch.mul(half, rz[:, c:], out=direct[k])
-            grad_pre_n = into_input[:, 2 * c :]
-            torch.sub(half, direct[k], out=grad_pre_n)
-            torch.ops.aten.tanh_backward.grad_input(grad_pre_n, n, grad_input=grad_pre_n)
-            torch.mul(grad_pre_n, hidden_n, out=grad_rz[:, :c])
-            torch.sub(hidden, n, out=grad_rz[:, c:]).mul_(half)
-            torch.ops.aten.sigmoid_backward.grad_input(
-                grad_rz, rz, grad_input=into_input[:, : 2 * c]
-            )
-            into_hidden[:, : 2 * c].copy_(into_input[:, : 2 * c])
-            torch.mul(grad_pre_n, rz[:, :c], out=into_hidden[:, 2 * c :])
-        for k, (operand, out) in enumerate(((a, grad_a), (b, grad_b))):
-            torch.addmm(direct[k], projection_grads[k], weight, out=out)
-            grad_weight.addmm_(projection_grads[k].t(), operand)
-        grad_bias.add_(projection_grads.sum((0, 1)))
+        """Write the gradient of ``pair`` into ``grad_pair``; accumulate those of the packed
+        parameters into ``packed_grads``."""
+        weight_ih, weight_hh, _, _, stacked = packed
+        grad_stacked, grad_bias = packed_grads
+        m, _, c = pair.shape
+        a, b = pair[:, 0], pair[:, 1]
+        gates = saved.view(m, 2, 4 * c)
+        rz, n, hidden_n = gates[..., : 2 * c], gates[..., 2 * c : 3 * c], gates[..., 3 * c :]
+        half = (grad * 0.5).unsqueeze(1)
+        projection_grads = pair.new_empty((m, 4, 3 * c))
+        into_input, into_hidden = projection_grads[:, 0::2], projection_grads[:, 1::2]
+        # The hidden state's direct path, z ⊙ dh; the GEMMs below add the gate paths to it.
+        torch.mul(half, rz[..., c:], out=grad_pair)
+        grad_pre_n = into_input[..., 2 * c :]
+        torch.sub(half, grad_pair, out=grad_pre_n)
+        torch.ops.aten.tanh_backward.grad_input(grad_pre_n, n, grad_input=grad_pre_n)
+        grad_rz = pair.new_empty((m, 2, 2 * c))
+        torch.mul(grad_pre_n, hidden_n, out=grad_rz[..., :c])
+        torch.sub(pair, n, out=grad_rz[..., c:]).mul_(half)
+        torch.ops.aten.sigmoid_backward.grad_input(grad_rz, rz, grad_input=into_input[..., : 2 * c])
+        into_hidden[..., : 2 * c].copy_(into_input[..., : 2 * c])
+        torch.mul(grad_pre_n, rz[..., :c], out=into_hidden[..., 2 * c :])
+        of_a = projection_grads[:, 1:3].reshape(m, 6 * c)
+        grad_pair[:, 0].addmm_(of_a, stacked)
+        grad_pair[:, 1].addmm_(projection_grads[:, 3], weight_hh).addmm_(
+            projection_grads[:, 0], weight_ih
+        )
+        grad_stacked.addmm_(of_a.t(), a)
+        grad_weight_hh, grad_weight_ih = grad_stacked.chunk(2)
+        grad_weight_hh.addmm_(projection_grads[:, 3].t(), b)
+        grad_weight_ih.addmm_(projection_grads[:, 0].t(), b)
+        grad_bias.add_(projection_grads.sum(0))
 
 
 class _SymmetricGRU(torch.autograd.Function):
@@ -135,28 +171,31 @@ class _SymmetricGRU(torch.autograd.Function):
     def forward(ctx, a, b, weight_ih, weight_hh, bias_ih, bias_hh):
         kernel = GRUPairKernel()
         packed = kernel.pack(weight_ih, weight_hh, bias_ih, bias_hh)
+        pair = torch.stack([a, b], 1)
         saved = a.new_empty((a.shape[0], kernel.saved_width(a.shape[1])))
-        out = kernel.forward(a, b, packed, saved)
-        ctx.save_for_backward(a, b, weight_ih, weight_hh, bias_ih, bias_hh, saved)
+        out = kernel.finish(kernel.project_separately(a, b, packed), pair, saved)
+        ctx.save_for_backward(a, b, weight_ih, weight_hh, bias_ih, bias_hh, pair, saved)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        *inputs, saved = ctx.saved_tensors
+        *inputs, pair, saved = ctx.saved_tensors
         kernel = GRUPairKernel()
         if torch.is_grad_enabled():
             # A second derivative was asked for: differentiate the plain formulation instead.
             with torch.enable_grad():
                 out = kernel.reference(*inputs)
             return torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True)
-        a, b, *params = inputs
-        packed = kernel.pack(*params)
-        packed_grads = tuple(torch.zeros_like(p) for p in packed)
-        grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
-        kernel.backward(grad.contiguous(), a, b, saved, packed, packed_grads, grad_a, grad_b)
-        return grad_a, grad_b, *kernel.unpack_grads(packed_grads)
+        packed = kernel.pack(*inputs[2:])
+        packed_grads = kernel.packed_grad_buffers(packed)
+        grad_pair = torch.empty_like(pair)
+        kernel.backward(grad.contiguous(), pair, saved, packed, packed_grads, grad_pair)
+        return grad_pair[:, 0], grad_pair[:, 1], *kernel.unpack_grads(packed_grads)
 
 
+# Run eagerly under torch.compile: the kernel writes into strided views, which its
+# functionalization does not take.
+@torch.compiler.disable
 def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
     """½(GRUCell(a, b) + GRUCell(b, a)) for ``a``, ``b`` ``[..., C]`` with ``cell``'s weights.
 

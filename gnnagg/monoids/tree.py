@@ -220,36 +220,33 @@ def _tree_roots(
 class PairKernel(Protocol):
     """A binary operator with a hand-derived backward, for :func:`fused_tree_reduce`.
 
-    Operands are 2-D ``[m, C]``. ``pack`` turns the parameters into the tensors the kernel
-    works with (once per reduction); ``reference`` is the same operator in differentiable torch
-    ops on ``[..., C]`` operands; ``forward`` writes what its backward needs into a
-    ``[m, saved_width(C)]`` buffer; ``backward`` writes the operands' gradients into the given
-    buffers and accumulates the gradients of the packed tensors in place; ``unpack_grads`` maps
-    those back to the parameters.
+    Operands come in pairs ``[m, 2, C]`` (``pair[:, 0] ⊕ pair[:, 1]``; the two operands may
+    sit far apart in memory). ``pack`` turns the parameters into the tensors the kernel works
+    with, once per reduction; ``reference`` is the same operator in differentiable torch ops on
+    ``[..., C]`` operands; ``forward`` writes what its backward needs into a
+    ``[m, saved_width(C)]`` buffer; ``backward`` writes the pair's gradient into ``grad_pair``
+    and accumulates the parameters' gradients into the buffers made by
+    ``packed_grad_buffers``, which ``unpack_grads`` maps back to the parameters.
     """
 
     def saved_width(self, channels: int) -> int: ...
 
-    def reference(self, a: Tensor, b: Tensor, *params: Tensor) -> Tensor:
-        """The operator in differentiable torch ops, for second derivatives."""
-        ...
+    def reference(self, a: Tensor, b: Tensor, *params: Tensor) -> Tensor: ...
 
     def pack(self, *params: Tensor) -> tuple[Tensor, ...]: ...
 
-    def forward(
-        self, a: Tensor, b: Tensor, packed: tuple[Tensor, ...], saved: Tensor
-    ) -> Tensor: ...
+    def packed_grad_buffers(self, packed: tuple[Tensor, ...]) -> tuple[Tensor, ...]: ...
+
+    def forward(self, pair: Tensor, packed: tuple[Tensor, ...], saved: Tensor) -> Tensor: ...
 
     def backward(
         self,
         grad: Tensor,
-        a: Tensor,
-        b: Tensor,
+        pair: Tensor,
         saved: Tensor,
         packed: tuple[Tensor, ...],
         packed_grads: tuple[Tensor, ...],
-        grad_a: Tensor,
-        grad_b: Tensor,
+        grad_pair: Tensor,
     ) -> None: ...
 
     def unpack_grads(self, packed_grads: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]: ...
@@ -262,10 +259,19 @@ class PairKernel(Protocol):
 CPU_CHUNK_BYTES = 1 << 18
 
 
-def _chunk_rows(pairs: int, row_bytes: int, device: torch.device) -> int:
-    if device.type != "cpu":
-        return max(pairs, 1)
-    return max(1, CPU_CHUNK_BYTES // row_bytes)
+def _chunks(pairs: int, like: Tensor) -> range:
+    """Starts of the chunks (in tree rows) a level of ``pairs`` pairs is processed in."""
+    if like.device.type != "cpu":
+        return range(0, pairs, max(pairs, 1))
+    return range(0, pairs, max(1, CPU_CHUNK_BYTES // (like[:1].numel() * like.element_size())))
+
+
+def _pair_view(level: Tensor, pairs: int, start: int, stop: int) -> Tensor:
+    """Left and right operands of pairs ``start:stop`` of a level as one ``[n, 2, C]`` view."""
+    channels = level.shape[-1]
+    both = level[: 2 * pairs].view(2, -1, channels)
+    per_row = both.shape[1] // pairs
+    return both[:, start * per_row : stop * per_row].transpose(0, 1)
 
 
 class _FusedTree(torch.autograd.Function):
@@ -277,9 +283,8 @@ class _FusedTree(torch.autograd.Function):
     def forward(ctx, kernel: PairKernel, schedule: TreeSchedule, states: Tensor, *params: Tensor):
         packed = kernel.pack(*params)
         rest, channels = states.shape[1:], states.shape[-1]
-        per_row = states[:1].numel()  # operand rows of the 2-D kernel view per tree row
+        per_row = states[:1].numel() // channels  # kernel rows per tree row (heads)
         width = kernel.saved_width(channels)
-        step = _chunk_rows(1, per_row * states.element_size(), states.device)
         keep = any(ctx.needs_input_grad)
         roots = states.new_empty((schedule.root_groups.numel(), *rest))
         current = states.index_select(0, schedule.initial_order)
@@ -290,17 +295,16 @@ class _FusedTree(torch.autograd.Function):
             finished += d
             if m == 0:
                 break
-            chunk = min(m, step) if states.device.type == "cpu" else m
-            aux = states.new_empty(((m if keep else chunk) * per_row // channels, width))
+            chunks = _chunks(m, states)
+            aux = states.new_empty(((m if keep else min(m, chunks.step)) * per_row, width))
             following = states.new_empty((m + c, *rest))
-            for start in range(0, m, chunk):
-                stop = min(m, start + chunk)
-                rows = slice(start * per_row // channels, stop * per_row // channels)
+            for start in chunks:
+                stop = min(m, start + chunks.step)
+                offset = start * per_row if keep else 0
                 combined = kernel.forward(
-                    current[start:stop].view(-1, channels),
-                    current[m + start : m + stop].view(-1, channels),
+                    _pair_view(current, m, start, stop),
                     packed,
-                    aux[rows] if keep else aux[: rows.stop - rows.start],
+                    aux[offset : offset + (stop - start) * per_row],
                 )
                 following.index_copy_(0, level.inverse[start:stop], combined.view(-1, *rest))
             if c:
@@ -330,11 +334,10 @@ class _FusedTree(torch.autograd.Function):
             )
             return None, None, *grads
         packed, saved = tensors[: ctx.num_packed], tensors[ctx.num_packed :]
-        packed_grads = tuple(torch.zeros_like(p) for p in packed)
+        packed_grads = kernel.packed_grad_buffers(packed)
         grad_roots = grad_roots.contiguous()
         channels = grad_roots.shape[-1]
-        per_row = grad_roots[:1].numel()
-        step = _chunk_rows(1, per_row * grad_roots.element_size(), grad_roots.device)
+        per_row = grad_roots[:1].numel() // channels
         offsets = [0]
         for level in schedule.levels:
             offsets.append(offsets[-1] + level.num_done)
@@ -350,19 +353,16 @@ class _FusedTree(torch.autograd.Function):
                 torch.index_select(
                     grad_next, 0, level.inverse[m:], out=grad_current[2 * m : 2 * m + c]
                 )
-            chunk = min(m, step) if grad_roots.device.type == "cpu" else m
-            for start in range(0, m, chunk):
-                stop = min(m, start + chunk)
-                rows = slice(start * per_row // channels, stop * per_row // channels)
+            chunks = _chunks(m, grad_roots)
+            for start in chunks:
+                stop = min(m, start + chunks.step)
                 kernel.backward(
                     grad_next.index_select(0, level.inverse[start:stop]).view(-1, channels),
-                    current[start:stop].view(-1, channels),
-                    current[m + start : m + stop].view(-1, channels),
-                    aux[rows],
+                    _pair_view(current, m, start, stop),
+                    aux[start * per_row : stop * per_row],
                     packed,
                     packed_grads,
-                    grad_current[start:stop].view(-1, channels),
-                    grad_current[m + start : m + stop].view(-1, channels),
+                    _pair_view(grad_current, m, start, stop),
                 )
             grad_next = grad_current
         grad_states = grad_next.index_select(0, schedule.initial_inverse)
@@ -384,5 +384,12 @@ def fused_tree_reduce(
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
         return identity
-    roots = _FusedTree.apply(kernel, schedule, states.contiguous(), *params)
+    roots = _apply_fused_tree(kernel, schedule, states.contiguous(), *params)
     return identity.index_copy(0, schedule.root_groups, roots)
+
+
+# torch.compile runs the tree eagerly: the kernels write into strided views, which its
+# functionalization does not take, and the tree is one node already, so there is nothing to fuse.
+@torch.compiler.disable
+def _apply_fused_tree(kernel, schedule, states, *params):
+    return _FusedTree.apply(kernel, schedule, states, *params)

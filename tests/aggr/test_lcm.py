@@ -300,3 +300,17 @@ def test_low_precision_messages_are_reduced_in_the_modules_precision(dtype):
     torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
     with pytest.raises(TypeError, match="parameters are torch.float32"):
         aggr(x, index)  # float64 messages into a float32 module
+
+
+def test_torch_compile_trains_with_the_regulariser():
+    aggr = make("gru").float()
+    x, index = random_messages(8)
+    x = x.float().requires_grad_(True)
+
+    def loss(x):
+        return aggr(x, index, dim_size=12).square().sum() + aggr.associativity_loss(64, seed=0)
+
+    compiled = torch.compile(loss, backend="aot_eager")
+    (got,) = torch.autograd.grad(compiled(x), x)
+    (want,) = torch.autograd.grad(loss(x), x)
+    torch.testing.assert_close(got, want)

@@ -76,13 +76,17 @@ class NonAssociativeKernel:
     def unpack_grads(self, packed_grads):
         return packed_grads
 
-    def forward(self, a, b, packed, saved):
-        return self.reference(a, b, packed[0])
+    def packed_grad_buffers(self, packed):
+        return (torch.zeros_like(packed[0]),)
 
-    def backward(self, grad, a, b, saved, packed, packed_grads, grad_a, grad_b):
+    def forward(self, pair, packed, saved):
+        return self.reference(pair[:, 0], pair[:, 1], packed[0])
+
+    def backward(self, grad, pair, saved, packed, packed_grads, grad_pair):
         (p,) = packed
-        torch.mul(grad, 2 + p * b, out=grad_a)
-        torch.mul(grad, 3 + p * a, out=grad_b)
+        a, b = pair[:, 0], pair[:, 1]
+        torch.mul(grad, 2 + p * b, out=grad_pair[:, 0])
+        torch.mul(grad, 3 + p * a, out=grad_pair[:, 1])
         packed_grads[0].add_((grad * a * b).sum(0))
 
 
