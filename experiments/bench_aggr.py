@@ -44,6 +44,20 @@ CASES = ("uniform", "random", "hub200", "hub5000")
 CHANNELS = 64
 
 
+class _WithBackend(torch.nn.Module):
+    """Runs ``module``'s forward with segment backend ``backend`` selected."""
+
+    def __init__(self, module: torch.nn.Module, backend: str) -> None:
+        super().__init__()
+        self.module, self.backend = module, backend
+
+    def forward(self, *args, **kwargs):
+        from gnnagg.segment import use_backend
+
+        with use_backend(self.backend):
+            return self.module(*args, **kwargs)
+
+
 def _methods() -> dict:
     from torch_geometric.nn import aggr as pyg
 
@@ -60,6 +74,11 @@ def _methods() -> dict:
         ),
         "gnnagg LCM[softmax]": lambda: ours.LCMAggregation(CHANNELS, CHANNELS, monoid="softmax"),
     }
+    if torch.cuda.is_available():
+        # The GRU monoid's tree with the Triton gate kernels (the triton backend picks them).
+        methods["gnnagg LCM[gru] triton"] = lambda: _WithBackend(
+            ours.LCMAggregation(CHANNELS, CHANNELS), "triton"
+        )
     if hasattr(ours, "GRUAggregation"):
         methods["gnnagg GRU"] = lambda: ours.GRUAggregation(CHANNELS, CHANNELS)
         methods["gnnagg LSTM"] = lambda: ours.LSTMAggregation(CHANNELS, CHANNELS)

@@ -12,6 +12,7 @@ CPU. Exits non-zero when any check fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 import gnnagg.aggr as ours
-from gnnagg.segment import REDUCTIONS, SegmentPlan, available_backends, segment
+from gnnagg.segment import REDUCTIONS, SegmentPlan, available_backends, segment, use_backend
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
 
@@ -96,8 +97,11 @@ def check_aggregators(device: str, scale: int = 1) -> list[dict]:
     for name in ("GRUAggregation", "LSTMAggregation"):
         if hasattr(ours, name):
             factories[name] = lambda name=name: getattr(ours, name)(channels, channels)
+    # The GRU monoid's tree with the Triton gate kernels (picked by the triton backend).
+    factories["LCM[gru] triton"] = factories["LCM[gru]"]
     rows = []
     for name, factory in factories.items():
+        backend = use_backend("triton") if name.endswith("triton") else contextlib.nullcontext()
         torch.manual_seed(0)
         reference = factory().double().eval()
         leaf = x64.clone().requires_grad_()
@@ -107,7 +111,8 @@ def check_aggregators(device: str, scale: int = 1) -> list[dict]:
         module.load_state_dict({k: v.float() for k, v in reference.state_dict().items()})
         x = x64.float().to(device).requires_grad_()
         try:
-            out = module(x, index.to(device), dim_size=num_nodes + 2)
+            with backend:
+                out = module(x, index.to(device), dim_size=num_nodes + 2)
             out.sum().backward()
             err = (out.double().cpu() - expected).abs().max().item()
             grad_err = (x.grad.double().cpu() - leaf.grad).abs().max().item()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..segment.backends import get_backend
 from .base import Monoid
 from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
 
@@ -34,7 +35,16 @@ class GRUMonoid(Monoid):
         return symmetric_gru(a, b, self.cell)
 
     def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]]:
-        return GRUPairKernel(), gru_cell_parameters(self.cell)
+        """The torch kernel, or with the ``triton`` segment backend selected, the Triton one
+        (float32/float16/bfloat16 on CUDA, or anywhere under ``TRITON_INTERPRET=1``)."""
+        params = gru_cell_parameters(self.cell)
+        backend = get_backend()
+        if backend.name == "triton" and backend.supports(params[0]):
+            if params[0].dtype in (torch.float32, torch.float16, torch.bfloat16):
+                from .gru_triton import TritonGRUPairKernel
+
+                return TritonGRUPairKernel(), params
+        return GRUPairKernel(), params
 
     def identity(self, like: Tensor, num: int) -> Tensor:
         element = self.identity_element.to(like.dtype)
