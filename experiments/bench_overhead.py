@@ -15,17 +15,29 @@ gnnagg's tree runs in chunks on the CPU (to stay in cache); here it runs one chu
 as it does on a GPU. Cases: ``uniform`` (16 nodes of degree 10 ± 2: 4 tree levels) and
 ``hub5000`` (one node of degree 5,000 among 600: 13 levels).
 
+``gnnagg LCM[gru] triton`` is the GRU tree with the Triton gate kernels (``use_backend("triton")``).
+Without a GPU those kernels would run on Triton's interpreter, which calls ATen itself, so for
+this row the two kernels are replaced by counters: ``ops`` is ATen calls plus Triton launches,
+and no time is reported.
+
     python experiments/bench_overhead.py [--repeats 51] [--out results/bench_overhead.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 
-import torch
+# The triton backend is only available on a GPU or on Triton's interpreter; this benchmark never
+# runs a Triton kernel (see above), it only needs the backend to be selectable.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -53,7 +65,7 @@ def _methods() -> dict:
 
     import gnnagg.aggr as ours
 
-    return {
+    methods = {
         "pyg Sum": lambda: pyg.SumAggregation(),
         "pyg LCM": lambda: pyg.LCMAggregation(CHANNELS, CHANNELS),
         "gnnagg LCM[gru]": lambda: ours.LCMAggregation(CHANNELS, CHANNELS),
@@ -62,6 +74,42 @@ def _methods() -> dict:
         ),
         "gnnagg LCM[softmax]": lambda: ours.LCMAggregation(CHANNELS, CHANNELS, monoid="softmax"),
     }
+    if importlib.util.find_spec("triton") is not None:
+        methods[TRITON_METHOD] = methods["gnnagg LCM[gru]"]
+    return methods
+
+
+TRITON_METHOD = "gnnagg LCM[gru] triton"
+
+
+class _CountingKernel:
+    """Stands in for a Triton kernel: counts launches instead of running them."""
+
+    def __init__(self, counter: Counter, name: str) -> None:
+        self.counter, self.name = counter, name
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs) -> None:
+            self.counter[self.name] += 1
+
+        return launch
+
+
+@contextlib.contextmanager
+def _triton_counted(counter: Counter):
+    from gnnagg.monoids import gru_triton
+    from gnnagg.segment import use_backend
+
+    names = ("_pair_forward_kernel", "_pair_backward_kernel")
+    kernels = {name: getattr(gru_triton, name) for name in names}
+    try:
+        for name in names:
+            setattr(gru_triton, name, _CountingKernel(counter, "triton::" + name.strip("_")))
+        with use_backend("triton"):
+            yield
+    finally:
+        for name, kernel in kernels.items():
+            setattr(gru_triton, name, kernel)
 
 
 def count_launching_ops(fn) -> Counter:
@@ -85,13 +133,22 @@ def measure(case: str, method: str, repeats: int) -> dict:
     x.requires_grad_(True)
     module = _methods()[method]()
 
+    triton_launches = Counter()
+    triton = method == TRITON_METHOD
+
+    def counted():
+        return _triton_counted(triton_launches) if triton else contextlib.nullcontext()
+
     def step() -> None:
         x.grad = None
-        module(x, index, dim_size=dim_size).sum().backward()
+        with counted():
+            out = module(x, index, dim_size=dim_size)
+            out.sum().backward()
 
     for _ in range(3):
         step()
-    ops = count_launching_ops(step)
+    triton_launches.clear()
+    ops = count_launching_ops(step) + triton_launches
     return dict(
         case=case,
         method=method,
@@ -99,7 +156,8 @@ def measure(case: str, method: str, repeats: int) -> dict:
         max_degree=int(torch.bincount(index).max()),
         ops=sum(ops.values()),
         top_ops=dict(ops.most_common(8)),
-        ms=round(median_time_ms(step, "cpu", repeats, warmup=0), 3),
+        triton_launches=dict(triton_launches),
+        ms=None if triton else round(median_time_ms(step, "cpu", repeats, warmup=0), 3),
     )
 
 
@@ -115,7 +173,10 @@ def format_table(rows: list[dict]) -> str:
         cells = []
         for case in cases:
             r = by_key.get((case, method))
-            cells += [str(r["ops"]), f"{r['ms']:.2f}"] if r else ["-", "-"]
+            if r is None:
+                cells += ["-", "-"]
+            else:
+                cells += [str(r["ops"]), "-" if r["ms"] is None else f"{r['ms']:.2f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -120,8 +120,8 @@ class GRUPairKernel:
         torch.add(into_input[..., : 2 * c], into_hidden[..., : 2 * c], out=rz).sigmoid_()
         hidden_n.copy_(into_hidden[..., 2 * c :])
         torch.addcmul(into_input[..., 2 * c :], rz[..., :c], hidden_n, out=n).tanh_()
-        new = torch.lerp(n, pair, rz[..., c:])
-        return torch.add(new[:, 0], new[:, 1]).mul_(0.5)
+        # The mean of the two orderings: a sum of two terms, so swapping them changes no bit.
+        return torch.lerp(n, pair, rz[..., c:]).mean(1)
 
     def backward(
         self,

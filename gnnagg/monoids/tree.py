@@ -286,12 +286,17 @@ class _FusedTree(torch.autograd.Function):
         per_row = states[:1].numel() // channels  # kernel rows per tree row (heads)
         width = kernel.saved_width(channels)
         keep = any(ctx.needs_input_grad)
-        roots = states.new_empty((schedule.root_groups.numel(), *rest))
+        # Roots are gathered once at the end from the saved levels, or, when nothing is saved,
+        # copied out level by level so that each level can be freed.
+        roots = None if keep else states.new_empty((schedule.root_groups.numel(), *rest))
         current = states.index_select(0, schedule.initial_order)
-        finished, saved = 0, []
+        finished, saved, done_blocks = 0, [], []
         for level in schedule.levels:
             m, c, d = level.num_pairs, level.num_carry, level.num_done
-            roots[finished : finished + d].copy_(current[2 * m + c :])
+            if keep:
+                done_blocks.append(current[2 * m + c :])
+            elif d:
+                roots[finished : finished + d].copy_(current[2 * m + c :])
             finished += d
             if m == 0:
                 break
@@ -314,6 +319,7 @@ class _FusedTree(torch.autograd.Function):
             current = following
         ctx.kernel, ctx.schedule, ctx.num_levels = kernel, schedule, len(saved) // 2
         if keep:
+            roots = torch.cat(done_blocks)
             ctx.save_for_backward(states, *params, *packed, *saved)
             ctx.num_params, ctx.num_packed = len(params), len(packed)
         return roots
@@ -348,7 +354,8 @@ class _FusedTree(torch.autograd.Function):
             current, aux = saved[2 * i], saved[2 * i + 1]
             m, c = level.num_pairs, level.num_carry
             grad_current = torch.empty_like(current)
-            grad_current[2 * m + c :].copy_(grad_roots[offsets[i] : offsets[i + 1]])
+            if offsets[i + 1] > offsets[i]:
+                grad_current[2 * m + c :].copy_(grad_roots[offsets[i] : offsets[i + 1]])
             if c:
                 torch.index_select(
                     grad_next, 0, level.inverse[m:], out=grad_current[2 * m : 2 * m + c]

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 _PATH = Path(__file__).resolve().parents[2] / "experiments" / "bench_overhead.py"
@@ -27,3 +28,14 @@ def test_measures_a_row_per_method():
     assert row["max_degree"] <= 12 and row["ops"] > 0 and row["ms"] > 0
     table = bench_overhead.format_table([row])
     assert "gnnagg LCM[gru]" in table and str(row["ops"]) in table
+
+
+def test_triton_row_counts_launches_without_running_kernels():
+    pytest.importorskip("triton")
+    row = bench_overhead.measure("uniform", bench_overhead.TRITON_METHOD, repeats=1)
+    levels = 4  # degrees 10 ± 2
+    assert row["triton_launches"] == {
+        "triton::pair_forward_kernel": levels,
+        "triton::pair_backward_kernel": levels,
+    }
+    assert row["ms"] is None
