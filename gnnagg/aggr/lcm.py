@@ -60,6 +60,10 @@ class LCMAggregation(NeighbourhoodAggregation):
     Messages may carry extra dimensions (GATConv's ``[E, heads, C]``): each is reduced
     separately. float16/bfloat16 messages into a float32 module are reduced in float32 and the
     output is cast back to their dtype.
+
+    The GRU monoid's tree runs as one autograd node with a hand-derived backward (see
+    :func:`~gnnagg.monoids.fused_tree_reduce`); inside ``gnnagg.segment.use_backend("triton")``
+    on CUDA its gate arithmetic runs in Triton kernels. Second derivatives are supported.
     """
 
     def __init__(

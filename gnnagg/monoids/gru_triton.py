@@ -143,6 +143,11 @@ def _pair_backward_kernel(
     )
 
 
+def _unit_channel_stride(x: Tensor) -> Tensor:
+    # The kernels address rows by stride and channels as consecutive elements.
+    return x if x.stride(1) == 1 else x.contiguous()
+
+
 def _grid(num_elements: int) -> tuple[int]:
     return (triton.cdiv(num_elements, BLOCK),)
 
@@ -167,7 +172,7 @@ class TritonGRUPairKernel(GRUPairKernel):
     def forward(self, pair: Tensor, packed, saved: Tensor) -> Tensor:
         weight, bias = packed
         m, _, c = pair.shape
-        a, b = pair[:, 0], pair[:, 1]
+        a, b = _unit_channel_stride(pair[:, 0]), _unit_channel_stride(pair[:, 1])
         proj_a = torch.addmm(bias, a, weight.t())
         proj_b = torch.addmm(bias, b, weight.t())
         out = pair.new_empty((m, c))
@@ -189,8 +194,10 @@ class TritonGRUPairKernel(GRUPairKernel):
         weight, _ = packed
         grad_weight, grad_bias = packed_grads
         m, _, c = pair.shape
-        a, b = pair[:, 0], pair[:, 1]
+        a, b = _unit_channel_stride(pair[:, 0]), _unit_channel_stride(pair[:, 1])
         grad_a, grad_b = grad_pair[:, 0], grad_pair[:, 1]
+        if grad_a.stride(1) != 1 or grad_b.stride(1) != 1 or not saved.is_contiguous():
+            raise ValueError("grad_pair needs unit channel stride and saved must be contiguous")
         proj_grads = pair.new_empty((2, m, 6 * c))
         if m * c:
             _pair_backward_kernel[_grid(m * c)](
