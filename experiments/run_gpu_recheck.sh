@@ -5,8 +5,8 @@ set -u
 out=${OUT:-experiments/results/gpu}
 mkdir -p "$out"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-timeout 60 python3 experiments/gpu_check.py --scale 4 --out "$out/gpu_check_recheck.json"
-timeout 100 python3 experiments/bench_aggr.py --device cuda --timeout 30 \
+timeout 90 python3 experiments/gpu_check.py --scale 4 --out "$out/gpu_check_recheck.json"
+timeout 160 python3 experiments/bench_aggr.py --device cuda --timeout 30 \
   --methods "pyg LCM" "gnnagg LCM[gru]" "gnnagg LCM[gru] triton" "gnnagg GRU" \
   --cases uniform random hub5000 \
   --out "$out/bench_aggr_recheck.json"
