@@ -9,8 +9,9 @@ input gates and the hidden gates of both orderings are each a single strided vie
 gate formula then runs once over both orderings. The backward is the same in reverse, so a tree
 level costs about a dozen kernels forward and twenty backward, and no autograd bookkeeping.
 
-Commutativity stays exact: every projection is its own GEMM of one shape, and the two orderings
-are summed with IEEE addition, so swapping ``a`` and ``b`` swaps bit-identical terms.
+Commutativity stays exact: in :func:`symmetric_gru` each operand is projected from its own fresh
+copy by its own GEMM of one shape, and the two orderings are averaged (a sum of two terms), so
+swapping ``a`` and ``b`` swaps bit-identical terms.
 
 :func:`symmetric_gru_reference` is the same operator written with ``nn.GRUCell``; the tests
 compare the two.
@@ -207,8 +208,17 @@ def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
         raise ValueError(
             f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
-    shape = a.shape
     c = cell.hidden_size
+    if a.dim() == 0 or a.shape[-1] != c:
+        raise ValueError(
+            f"a and b must end in {c} channels (the cell's size), got {tuple(a.shape)}"
+        )
+    if a.dtype != b.dtype or a.dtype != cell.weight_ih.dtype:
+        raise TypeError(
+            f"a, b and the cell must share a dtype, got {a.dtype}, {b.dtype} and "
+            f"{cell.weight_ih.dtype}"
+        )
+    shape = a.shape
     a2, b2 = a.reshape(-1, c).contiguous(), b.reshape(-1, c).contiguous()
     out = _SymmetricGRU.apply(a2, b2, *gru_cell_parameters(cell))
     return out.view(shape)

@@ -104,3 +104,8 @@ def test_bad_arguments():
         symmetric_gru(a, b[:2], cell)
     with pytest.raises(ValueError, match="input_size"):
         symmetric_gru(a, b, nn.GRUCell(2, 3).double())
+    with pytest.raises(ValueError, match="end in 2 channels"):
+        # 4 x 3 would reshape to 6 x 2 without complaint.
+        symmetric_gru(a, b, nn.GRUCell(2, 2).double())
+    with pytest.raises(TypeError, match="share a dtype"):
+        symmetric_gru(a.float(), b.float(), cell)
