@@ -71,3 +71,20 @@ def test_lcm_aggregation_same_with_either_kernel(dtype):
     torch.testing.assert_close(results[1][0], results[0][0], **tol)
     for g, w in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(g, w, **{k: 10 * v for k, v in tol.items()})
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
+def test_triton_kernel_saturates_like_torch():
+    """Pre-activations far beyond exp's range give 0/1 gates and finite gradients."""
+    monoid = GRUMonoid(8)
+    params = [30 * p.detach() for p in gru_cell_parameters(monoid.cell)]
+    generator = torch.Generator().manual_seed(0)
+    pair = 50 * torch.randn(33, 2, 8, generator=generator)
+    grad = torch.randn(33, 8, generator=generator)
+    want = _run(GRUPairKernel(), pair, params, grad)
+    got = _run(TritonGRUPairKernel(), pair, params, grad)
+    assert all(torch.isfinite(t).all() for t in (got[0], got[1], *got[2]))
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-4)
+    for g, w in zip(got[2], want[2]):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6 * w.abs().max().item())
