@@ -26,11 +26,12 @@ class Neighbourhoods:
     """Messages regrouped by target node.
 
     ``messages[ptr[v]:ptr[v + 1]]`` are node ``v``'s messages in reading order; ``rows[p]`` is the
-    original row of ``messages[p]``; ``messages`` has the aggregated dimension first.
+    original row of ``messages[p]``, or ``rows`` is ``None`` when the input was grouped already
+    (``messages`` is then the input itself); ``messages`` has the aggregated dimension first.
     """
 
     messages: Tensor
-    rows: Tensor
+    rows: Tensor | None
     plan: SegmentPlan
 
     @property
@@ -46,12 +47,14 @@ class Neighbourhoods:
         return self.plan.dim_size
 
 
-def within_group_order(plan: SegmentPlan, shuffle: bool, generator: torch.Generator | None = None):
-    """Original rows in grouped order: by group, ties in edge order or uniformly shuffled."""
-    index = plan.index
+def within_group_order(
+    plan: SegmentPlan, shuffle: bool, generator: torch.Generator | None = None
+) -> Tensor | None:
+    """Original rows in grouped order: by group, ties in edge order or uniformly shuffled;
+    ``None`` when the rows are in that order already."""
     if not shuffle:
-        perm = plan.perm
-        return torch.arange(plan.num_rows, device=index.device) if perm is None else perm
+        return plan.perm
+    index = plan.index
     keys = torch.rand(plan.num_rows, device=index.device, generator=generator)
     shuffled = keys.argsort()
     return shuffled[torch.sort(index[shuffled], stable=True).indices]
@@ -82,7 +85,9 @@ def group_neighbourhoods(
     if plan.device != x.device:
         raise ValueError(f"index/ptr is on {plan.device} but x is on {x.device}")
     rows = within_group_order(plan, shuffle, generator)
-    return Neighbourhoods(x0.index_select(0, rows), rows, plan)
+    # Sorted input needs no gather (whose backward would be a scatter over all messages).
+    messages = x0 if rows is None else x0.index_select(0, rows)
+    return Neighbourhoods(messages, rows, plan)
 
 
 class NeighbourhoodAggregation(Aggregation):
