@@ -67,13 +67,21 @@ class GRUPairKernel:
         return (0.5 * out).view(a.shape)
 
     def pack(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor):
-        # [W_hh; W_ih] multiplies operand 0's whole projection (positions 1-2) in the backward.
-        return weight_ih, weight_hh, bias_ih, bias_hh, torch.cat([weight_hh, weight_ih])
+        # [W_hh; W_ih] maps operand 0 to its whole projection (positions 1-2) in one GEMM.
+        stacked_bias = torch.cat([bias_hh, bias_ih])
+        return (
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+            torch.cat([weight_hh, weight_ih]),
+            stacked_bias,
+        )
 
     def packed_grad_buffers(self, packed) -> tuple[Tensor, Tensor]:
         """Zeroed accumulators: ``[W_hh; W_ih]``'s gradient and the bias gradient per
         projection position ``[4, 3C]``."""
-        weight_ih, _, bias_ih, _, stacked = packed
+        bias_ih, stacked = packed[2], packed[4]
         return torch.zeros_like(stacked), bias_ih.new_zeros((4, bias_ih.shape[0]))
 
     def unpack_grads(self, packed_grads) -> tuple[Tensor, ...]:
@@ -88,13 +96,13 @@ class GRUPairKernel:
 
     def forward(self, pair: Tensor, packed, saved: Tensor) -> Tensor:
         """``pair[:, 0] ⊕ pair[:, 1]``, writing what the backward needs into ``saved``."""
-        weight_ih, weight_hh, bias_ih, bias_hh, _ = packed
+        weight_ih, weight_hh, bias_ih, bias_hh, stacked, stacked_bias = packed
         m, _, c = pair.shape
         a, b = pair[:, 0], pair[:, 1]
         projections = pair.new_empty((m, 4, 3 * c))
+        of_a = projections[:, 1:3].view(m, 6 * c)
+        torch.addmm(stacked_bias, a, stacked.t(), out=of_a)
         torch.addmm(bias_ih, b, weight_ih.t(), out=projections[:, 0])
-        torch.addmm(bias_hh, a, weight_hh.t(), out=projections[:, 1])
-        torch.addmm(bias_ih, a, weight_ih.t(), out=projections[:, 2])
         torch.addmm(bias_hh, b, weight_hh.t(), out=projections[:, 3])
         return self.finish(projections, pair, saved)
 
@@ -103,7 +111,7 @@ class GRUPairKernel:
         fresh buffer: a GEMM's rounding may depend on where its operands sit (alignment, or
         a matrix-vector path for one row), so this is what makes ``a ⊕ b`` and ``b ⊕ a``
         bit-identical wherever ``a`` and ``b`` come from."""
-        weight_ih, weight_hh, bias_ih, bias_hh, _ = packed
+        weight_ih, weight_hh, bias_ih, bias_hh = packed[:4]
         weight, bias = torch.cat([weight_ih, weight_hh]), torch.cat([bias_ih, bias_hh])
         c = a.shape[1]
         of_a = torch.addmm(bias, a.clone(), weight.t())
@@ -135,36 +143,38 @@ class GRUPairKernel:
     ) -> None:
         """Write the gradient of ``pair`` into ``grad_pair``; accumulate those of the packed
         parameters into ``packed_grads``."""
-        weight_ih, weight_hh, _, _, stacked = packed
+        weight_ih, weight_hh, stacked = packed[0], packed[1], packed[4]
         grad_stacked, grad_bias = packed_grads
         m, _, c = pair.shape
         a, b = pair[:, 0], pair[:, 1]
         gates = saved.view(m, 2, 4 * c)
         rz, n, hidden_n = gates[..., : 2 * c], gates[..., 2 * c : 3 * c], gates[..., 3 * c :]
-        half = (grad * 0.5).unsqueeze(1)
+        # Each ordering receives half of ``grad``; the halving is left to the GEMMs' alpha and
+        # beta, so everything up to them is twice its true value (exactly: a power of two).
+        twice = grad.unsqueeze(1)
         projection_grads = pair.new_empty((m, 4, 3 * c))
         into_input, into_hidden = projection_grads[:, 0::2], projection_grads[:, 1::2]
         # The hidden state's direct path, z ⊙ dh; the GEMMs below add the gate paths to it.
-        torch.mul(half, rz[..., c:], out=grad_pair)
+        torch.mul(twice, rz[..., c:], out=grad_pair)
         grad_pre_n = into_input[..., 2 * c :]
-        torch.sub(half, grad_pair, out=grad_pre_n)
+        torch.sub(twice, grad_pair, out=grad_pre_n)
         torch.ops.aten.tanh_backward.grad_input(grad_pre_n, n, grad_input=grad_pre_n)
         grad_rz = pair.new_empty((m, 2, 2 * c))
         torch.mul(grad_pre_n, hidden_n, out=grad_rz[..., :c])
-        torch.sub(pair, n, out=grad_rz[..., c:]).mul_(half)
+        torch.sub(pair, n, out=grad_rz[..., c:]).mul_(twice)
         torch.ops.aten.sigmoid_backward.grad_input(grad_rz, rz, grad_input=into_input[..., : 2 * c])
         into_hidden[..., : 2 * c].copy_(into_input[..., : 2 * c])
         torch.mul(grad_pre_n, rz[..., :c], out=into_hidden[..., 2 * c :])
         of_a = projection_grads[:, 1:3].reshape(m, 6 * c)
-        grad_pair[:, 0].addmm_(of_a, stacked)
-        grad_pair[:, 1].addmm_(projection_grads[:, 3], weight_hh).addmm_(
-            projection_grads[:, 0], weight_ih
+        grad_pair[:, 0].addmm_(of_a, stacked, beta=0.5, alpha=0.5)
+        grad_pair[:, 1].addmm_(projection_grads[:, 3], weight_hh, beta=0.5, alpha=0.5).addmm_(
+            projection_grads[:, 0], weight_ih, alpha=0.5
         )
-        grad_stacked.addmm_(of_a.t(), a)
+        grad_stacked.addmm_(of_a.t(), a, alpha=0.5)
         grad_weight_hh, grad_weight_ih = grad_stacked.chunk(2)
-        grad_weight_hh.addmm_(projection_grads[:, 3].t(), b)
-        grad_weight_ih.addmm_(projection_grads[:, 0].t(), b)
-        grad_bias.add_(projection_grads.sum(0))
+        grad_weight_hh.addmm_(projection_grads[:, 3].t(), b, alpha=0.5)
+        grad_weight_ih.addmm_(projection_grads[:, 0].t(), b, alpha=0.5)
+        grad_bias.add_(projection_grads.sum(0), alpha=0.5)
 
 
 class _SymmetricGRU(torch.autograd.Function):
