@@ -67,7 +67,9 @@ class GRUPairKernel:
         return (0.5 * out).view(a.shape)
 
     def pack(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor):
-        # [W_hh; W_ih] maps operand 0 to its whole projection (positions 1-2) in one GEMM.
+        """``(W_ih, W_hh, b_ih, b_hh, [W_hh; W_ih], [b_hh; b_ih])``."""
+        # [W_hh; W_ih] maps an operand to [hidden gates | input gates] in one GEMM: for
+        # operand 0 that is positions 1-2 of the projection buffer as they stand.
         stacked_bias = torch.cat([bias_hh, bias_ih])
         return (
             weight_ih,
@@ -111,13 +113,14 @@ class GRUPairKernel:
         fresh buffer: a GEMM's rounding may depend on where its operands sit (alignment, or
         a matrix-vector path for one row), so this is what makes ``a ⊕ b`` and ``b ⊕ a``
         bit-identical wherever ``a`` and ``b`` come from."""
-        weight_ih, weight_hh, bias_ih, bias_hh = packed[:4]
-        weight, bias = torch.cat([weight_ih, weight_hh]), torch.cat([bias_ih, bias_hh])
+        stacked, stacked_bias = packed[4], packed[5]
         c = a.shape[1]
-        of_a = torch.addmm(bias, a.clone(), weight.t())
-        of_b = torch.addmm(bias, b.clone(), weight.t())
+        fresh = torch.contiguous_format
+        # Each is [hidden gates | input gates] of its operand, as positions 1-2 hold for a.
+        of_a = torch.addmm(stacked_bias, a.clone(memory_format=fresh), stacked.t())
+        of_b = torch.addmm(stacked_bias, b.clone(memory_format=fresh), stacked.t())
         return torch.stack(
-            [of_b[:, : 3 * c], of_a[:, 3 * c :], of_a[:, : 3 * c], of_b[:, 3 * c :]], 1
+            [of_b[:, 3 * c :], of_a[:, : 3 * c], of_a[:, 3 * c :], of_b[:, : 3 * c]], 1
         )
 
     def finish(self, projections: Tensor, pair: Tensor, saved: Tensor) -> Tensor:
@@ -229,7 +232,7 @@ def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
             f"{cell.weight_ih.dtype}"
         )
     shape = a.shape
-    a2, b2 = a.reshape(-1, c).contiguous(), b.reshape(-1, c).contiguous()
+    a2, b2 = a.reshape(-1, c), b.reshape(-1, c)
     out = _SymmetricGRU.apply(a2, b2, *gru_cell_parameters(cell))
     return out.view(shape)
 
