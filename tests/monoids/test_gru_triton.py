@@ -88,3 +88,19 @@ def test_triton_kernel_saturates_like_torch():
     torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-4)
     for g, w in zip(got[2], want[2]):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6 * w.abs().max().item())
+
+
+def test_kernels_compile_for_cuda_targets(tmp_path):
+    """The interpreter above checks the arithmetic; this checks that both kernels compile for
+    sm_80 and sm_90 in every dtype the monoid hands them (no GPU needed)."""
+    from cuda_compile import compile_in_subprocess
+
+    compiled = compile_in_subprocess("gru_pair", cache_dir=tmp_path)
+    seen = {(r["kernel"], r["signature"]["a_ptr"], r["target"]) for r in compiled}
+    assert seen == {
+        (kernel, dtype, target)
+        for kernel in ("_pair_forward_kernel", "_pair_backward_kernel")
+        for dtype in ("*fp32", "*fp16", "*bf16")
+        for target in ("sm_80", "sm_90")
+    }
+    assert all(r["cubin_bytes"] > 0 for r in compiled)
