@@ -12,8 +12,11 @@ time whether a kernel is interpreted), so the tests call it as::
 
     python tests/cuda_compile.py gru_pair segment_csr
 
-and read the JSON list it prints: one entry per (kernel, signature, target), with the cubin size.
-It exits non-zero when a kernel does not compile.
+and read the JSON list it prints: one entry per (kernel, launch signature, target), with the
+cubin's size, registers per thread and spill memory (``cuobjdump -res-usage``). It exits
+non-zero when a kernel does not compile. Integer arguments are compiled without the alignment
+specialisation Triton adds on a GPU (divisible by 16), so the code generated there can differ
+in its vector widths, not in what has to compile.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -66,12 +71,12 @@ def recording(module, *names: str):
             setattr(module, name, recorder.kernel)
 
 
-def launch_signature(kernel, args: tuple, kwargs: dict) -> tuple[dict, dict]:
-    """Triton's ``(signature, constexprs)`` for one recorded launch of ``kernel``."""
+def launch_signature(kernel, args: tuple, kwargs: dict) -> tuple[dict, dict, dict]:
+    """Triton's ``(signature, constexprs, options)`` for one recorded launch of ``kernel``."""
     values = dict(zip(kernel.arg_names, args), **kwargs)
     signature, constexprs = {}, {}
     for param in kernel.params:
-        value = values[param.name]
+        value = values.pop(param.name)
         if param.is_constexpr:
             signature[param.name] = "constexpr"
             constexprs[param.name] = value
@@ -81,11 +86,30 @@ def launch_signature(kernel, args: tuple, kwargs: dict) -> tuple[dict, dict]:
             signature[param.name] = "i32" if -(2**31) <= value < 2**31 else "i64"
         else:
             raise TypeError(f"unexpected argument {param.name}={value!r}")
-    return signature, constexprs
+    return signature, constexprs, values  # what is left are launch options (num_warps, ...)
+
+
+def resource_usage(cubin: bytes) -> dict[str, int]:
+    """Registers per thread and spill memory of a cubin, from ``cuobjdump -res-usage``."""
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
+        file.write(cubin)
+        file.flush()
+        report = subprocess.run(
+            [str(tool), "-res-usage", file.name], capture_output=True, text=True, check=True
+        ).stdout
+    fields = dict(re.findall(r"(REG|STACK|LOCAL):(\d+)", report))
+    return {
+        "registers": int(fields["REG"]),
+        "stack": int(fields["STACK"]),
+        "local": int(fields["LOCAL"]),
+    }
 
 
 def compile_recorded(recorders, targets=TARGETS) -> list[dict]:
-    """Compile every distinct recorded launch signature for each target."""
+    """Compile every distinct recorded launch for each target."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -94,21 +118,29 @@ def compile_recorded(recorders, targets=TARGETS) -> list[dict]:
     for recorder in recorders:
         kernel = recorder.kernel
         for args, kwargs in recorder.launches:
-            signature, constexprs = launch_signature(kernel, args, kwargs)
-            key = (kernel.__name__, repr(sorted(signature.items())), repr(constexprs))
+            signature, constexprs, options = launch_signature(kernel, args, kwargs)
+            key = (
+                kernel.__name__,
+                repr(sorted(signature.items())),
+                repr(constexprs),
+                repr(options),
+            )
             if key in seen:
                 continue
             seen.add(key)
             for arch in targets:
                 source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
-                compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32))
+                target = GPUTarget("cuda", arch, 32)
+                compiled = triton.compile(source, target=target, options=options)
                 results.append(
                     dict(
                         kernel=kernel.__name__,
                         signature={k: v for k, v in signature.items() if v != "constexpr"},
                         constexprs={k: str(v) for k, v in constexprs.items()},
+                        num_warps=compiled.metadata.num_warps,
                         target=f"sm_{arch}",
                         cubin_bytes=len(compiled.asm["cubin"]),
+                        **resource_usage(compiled.asm["cubin"]),
                     )
                 )
     return results

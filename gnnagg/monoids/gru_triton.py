@@ -23,7 +23,13 @@ from .gru_kernel import GRUPairKernel
 
 __all__ = ["TritonGRUPairKernel"]
 
-BLOCK = 1024
+# Elements per program, and warps per program. Each element streams about twenty values, and
+# at 1,024 elements on 4 warps (8 per thread) the sm_90 cubins of both kernels need 180-200
+# registers per thread, which fits two programs (8 warps) on an SM; 256 on 4 warps needs 48
+# (``cuobjdump -res-usage``; tests/cuda_compile.py builds them). experiments/bench_gru_kernel.py
+# times the choices on a GPU.
+BLOCK = 256
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -148,16 +154,24 @@ def _unit_channel_stride(x: Tensor) -> Tensor:
     return x if x.stride(1) == 1 else x.contiguous()
 
 
-def _grid(num_elements: int) -> tuple[int]:
-    return (triton.cdiv(num_elements, BLOCK),)
-
-
 class TritonGRUPairKernel(GRUPairKernel):
     """:class:`GRUPairKernel` with the gate arithmetic in one Triton kernel per direction.
 
     Packs ``[W_ih; W_hh]`` (``[6C, C]``) and ``[b_ih; b_hh]``; each operand's projection is
     ``[input gates | hidden gates]``. ``saved`` has the same layout as the torch kernel's.
+    ``block`` (elements per program) and ``num_warps`` set the launch shape; both are powers
+    of two.
     """
+
+    def __init__(self, block: int = BLOCK, num_warps: int = NUM_WARPS) -> None:
+        for name, value in (("block", block), ("num_warps", num_warps)):
+            if not isinstance(value, int) or value < 1 or value & (value - 1):
+                raise ValueError(f"{name} must be a positive power of two, got {value!r}")
+        self.block, self.num_warps = block, num_warps
+
+    def _launch(self, kernel, num_elements: int, *args) -> None:
+        grid = (triton.cdiv(num_elements, self.block),)
+        kernel[grid](*args, BLOCK=self.block, num_warps=self.num_warps)
 
     def pack(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor):
         return torch.cat([weight_ih, weight_hh]), torch.cat([bias_ih, bias_hh])
@@ -177,9 +191,8 @@ class TritonGRUPairKernel(GRUPairKernel):
         proj_b = torch.addmm(bias, b, weight.t())
         out = pair.new_empty((m, c))
         if m * c:
-            _pair_forward_kernel[_grid(m * c)](
-                proj_a, proj_b, a, b, out, saved, m * c, c, a.stride(0), b.stride(0), BLOCK=BLOCK
-            )
+            args = (proj_a, proj_b, a, b, out, saved, m * c, c, a.stride(0), b.stride(0))
+            self._launch(_pair_forward_kernel, m * c, *args)
         return out
 
     def backward(
@@ -200,7 +213,9 @@ class TritonGRUPairKernel(GRUPairKernel):
             raise ValueError("grad_pair needs unit channel stride and saved must be contiguous")
         proj_grads = pair.new_empty((2, m, 6 * c))
         if m * c:
-            _pair_backward_kernel[_grid(m * c)](
+            self._launch(
+                _pair_backward_kernel,
+                m * c,
                 grad.contiguous(),
                 a,
                 b,
@@ -215,7 +230,6 @@ class TritonGRUPairKernel(GRUPairKernel):
                 b.stride(0),
                 grad_a.stride(0),
                 grad_b.stride(0),
-                BLOCK=BLOCK,
             )
         grad_a.addmm_(proj_grads[0], weight)
         grad_b.addmm_(proj_grads[1], weight)

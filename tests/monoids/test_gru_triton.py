@@ -104,3 +104,11 @@ def test_kernels_compile_for_cuda_targets(tmp_path):
         for target in ("sm_80", "sm_90")
     }
     assert all(r["cubin_bytes"] > 0 for r in compiled)
+    # No spills to local memory (the launch shape is chosen to keep registers low).
+    assert all(r["stack"] == 0 and r["local"] == 0 for r in compiled), compiled
+
+
+@pytest.mark.parametrize("bad", [dict(block=300), dict(num_warps=0), dict(block=2.0)])
+def test_launch_shape_must_be_powers_of_two(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TritonGRUPairKernel(**bad)
