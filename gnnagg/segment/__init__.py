@@ -8,7 +8,14 @@
 
 from .backends import SegmentBackend, available_backends, get_backend, register_backend, use_backend
 from .ops import REDUCTIONS, broadcast_to_rows, resolve_plan, segment, segment_softmax
-from .plan import SegmentPlan, check_index, check_ptr, clear_plan_cache, plan_for_index
+from .plan import (
+    SegmentPlan,
+    check_dim_size,
+    check_index,
+    check_ptr,
+    clear_plan_cache,
+    plan_for_index,
+)
 
 __all__ = [
     "REDUCTIONS",
@@ -16,6 +23,7 @@ __all__ = [
     "SegmentPlan",
     "available_backends",
     "broadcast_to_rows",
+    "check_dim_size",
     "check_index",
     "check_ptr",
     "clear_plan_cache",

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .backends import BASIC_REDUCTIONS, get_backend
-from .plan import SegmentPlan, check_index, check_ptr
+from .plan import SegmentPlan, check_dim_size, check_ptr, resolve_index_plan
 
 __all__ = ["REDUCTIONS", "broadcast_to_rows", "resolve_plan", "segment", "segment_softmax"]
 
@@ -50,6 +50,7 @@ def resolve_plan(
     Exactly one of the three must be given. A plan built here from ``index`` is lazy: it sorts
     nothing unless a backend asks for it.
     """
+    dim_size = check_dim_size(dim_size)
     given = [name for name, v in (("index", index), ("ptr", ptr), ("plan", plan)) if v is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of index, ptr or plan (got {given or 'none'})")
@@ -65,11 +66,7 @@ def resolve_plan(
         if validate:
             check_ptr(ptr, num_rows)
         return SegmentPlan.from_ptr(ptr, dim_size, validate=False)
-    if validate or dim_size is None:
-        dim_size = check_index(index, num_rows, dim_size)
-    elif index.dim() != 1 or index.numel() != num_rows:
-        raise ValueError(f"index must be 1-D with {num_rows} entries, got {tuple(index.shape)}")
-    return SegmentPlan(dim_size, num_rows, index=index.long())
+    return resolve_index_plan(index, dim_size, num_rows, validate)
 
 
 def broadcast_to_rows(values: Tensor, plan: SegmentPlan, dim: int = 0) -> Tensor:

@@ -8,6 +8,7 @@ and cached, so a plan built for one scatter costs nothing beyond what that scatt
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections import OrderedDict
 from functools import cached_property
@@ -15,9 +16,38 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["SegmentPlan", "check_index", "check_ptr", "clear_plan_cache", "plan_for_index"]
+__all__ = [
+    "SegmentPlan",
+    "check_dim_size",
+    "check_index",
+    "check_ptr",
+    "clear_plan_cache",
+    "plan_for_index",
+]
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
+
+
+def check_dim_size(dim_size: object) -> int | None:
+    """``dim_size`` as a non-negative Python int (``None`` stays ``None``).
+
+    Accepts anything integral (Python and NumPy ints, 0-d integer tensors); a float such as
+    ``2.5`` is a ``TypeError`` rather than silently truncated, and a negative size a
+    ``ValueError``.
+    """
+    if dim_size is None:
+        return None
+    if isinstance(dim_size, bool):
+        raise TypeError("dim_size must be an integer, got a bool")
+    try:
+        value = operator.index(dim_size)
+    except TypeError:
+        raise TypeError(
+            f"dim_size must be an integer, got {dim_size!r} ({type(dim_size).__name__})"
+        ) from None
+    if value < 0:
+        raise ValueError(f"dim_size must be non-negative, got {value}")
+    return value
 
 
 def check_index(
@@ -38,8 +68,7 @@ def check_index(
         raise ValueError(
             f"{name} has {index.numel()} entries but src has {num_rows} rows along the reduced dim"
         )
-    if dim_size is not None and dim_size < 0:
-        raise ValueError(f"dim_size must be non-negative, got {dim_size}")
+    dim_size = check_dim_size(dim_size)
     if index.numel() == 0:
         return 0 if dim_size is None else dim_size
     lo, hi = torch.aminmax(index)
@@ -134,6 +163,7 @@ class SegmentPlan:
         ``len(ptr) - 1``: the extra groups are empty."""
         if validate:
             check_ptr(ptr, None)
+        dim_size = check_dim_size(dim_size)
         ptr = ptr.long()
         groups = ptr.numel() - 1
         if dim_size is not None:
@@ -222,8 +252,10 @@ class SegmentPlan:
 
 # Plans of recently seen index tensors. A model calls its aggregators with the same edge index in
 # every layer and every epoch; the plan (sort, offsets, and what aggregators derive from them,
-# such as tree schedules) is then computed once. Entries hold the index alive, so a hit is safe:
-# the same live tensor with an unchanged version counter has unchanged contents.
+# such as tree schedules) is then computed once. Entries hold the index alive, so the same live
+# tensor with an unchanged version counter has unchanged contents -- unless it was written
+# behind the counter's back (through ``.data`` or a NumPy array sharing its memory), which
+# autograd does not notice either. Inference tensors have no version counter: never cached.
 _PLAN_CACHE: OrderedDict[tuple, tuple[weakref.ref, int, SegmentPlan]] = OrderedDict()
 PLAN_CACHE_SIZE = 4
 
@@ -239,13 +271,20 @@ def plan_for_index(
     """A lazy :class:`SegmentPlan` for ``index``, shared by calls with the same index tensor.
 
     Views of one tensor (``edge_index[1]``, taken anew by every PyG layer) share their plan; an
-    in-place change of the index bumps its version and invalidates the entry. ``num_rows``, when
-    given, is checked against the index's length on every call (it needs no sync).
+    in-place change of the index bumps its version and invalidates the entry. A change that
+    bypasses the version counter (writing through ``index.data`` or through a NumPy array that
+    shares the index's memory) is not seen: call :func:`clear_plan_cache` after one, or set
+    ``gnnagg.segment.plan.PLAN_CACHE_SIZE = 0`` to turn the cache off. Indices created under
+    ``torch.inference_mode`` are never cached (they carry no version counter). ``num_rows``,
+    when given, is checked against the index's length on every call (it needs no sync).
     """
     if num_rows is not None and isinstance(index, Tensor) and index.numel() != num_rows:
         raise ValueError(
             f"index has {index.numel()} entries but src has {num_rows} rows along the reduced dim"
         )
+    dim_size = check_dim_size(dim_size)
+    if not isinstance(index, Tensor) or index.is_inference() or PLAN_CACHE_SIZE <= 0:
+        return resolve_index_plan(index, dim_size, num_rows, validate)
     base = index._base if index._base is not None else index
     key = (
         id(base),
@@ -262,10 +301,20 @@ def plan_for_index(
         if ref() is base and base._version == version:
             _PLAN_CACHE.move_to_end(key)
             return plan
-    if validate or dim_size is None:
-        dim_size = check_index(index, num_rows, dim_size)
-    plan = SegmentPlan(dim_size, index.numel(), index=index.long())
+    plan = resolve_index_plan(index, dim_size, num_rows, validate)
     _PLAN_CACHE[key] = (weakref.ref(base), base._version, plan)
     while len(_PLAN_CACHE) > PLAN_CACHE_SIZE:
         _PLAN_CACHE.popitem(last=False)
     return plan
+
+
+def resolve_index_plan(
+    index: Tensor, dim_size: int | None, num_rows: int | None = None, validate: bool = True
+) -> SegmentPlan:
+    """A lazy, uncached :class:`SegmentPlan` for a COO ``index`` (validated unless asked not
+    to; ``dim_size`` defaults to ``index.max() + 1``)."""
+    if validate or dim_size is None:
+        dim_size = check_index(index, num_rows, dim_size)
+    elif index.dim() != 1 or (num_rows is not None and index.numel() != num_rows):
+        raise ValueError(f"index must be 1-D with {num_rows} entries, got {tuple(index.shape)}")
+    return SegmentPlan(dim_size, index.numel(), index=index.long())

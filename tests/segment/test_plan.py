@@ -1,5 +1,6 @@
 """SegmentPlan derives the same grouping however it was built, and is reused correctly."""
 
+import pytest
 import torch
 
 from gnnagg.segment import SegmentPlan, segment, use_backend
@@ -61,3 +62,46 @@ def test_plan_cache_hits_for_the_same_index_and_misses_after_a_change():
     assert fresh.degrees.tolist() == [1, 2, 1]
     clear_plan_cache()
     assert plan_for_index(edge_index[1], 3) is not fresh
+
+
+@pytest.mark.parametrize("bad", [2.5, float("nan"), "3", True])
+def test_dim_size_must_be_an_integer(bad):
+    from gnnagg.segment import segment
+
+    index = torch.tensor([0, 1, 1])
+    with pytest.raises(TypeError, match="dim_size must be an integer"):
+        segment(torch.randn(3, 2), index, dim_size=bad)
+    with pytest.raises(TypeError, match="dim_size must be an integer"):
+        SegmentPlan.from_index(index, bad)
+
+
+def test_dim_size_accepts_numpy_and_tensor_integers():
+    import numpy as np
+
+    from gnnagg.segment import segment
+
+    index, src = torch.tensor([0, 1, 1]), torch.randn(3, 2)
+    for size in (np.int64(4), torch.tensor(4)):
+        assert segment(src, index, dim_size=size).shape == (4, 2)
+    with pytest.raises(ValueError, match="dim_size must be non-negative"):
+        segment(src, index, dim_size=-1)
+
+
+def test_inference_tensors_are_planned_but_not_cached():
+    from gnnagg.segment import clear_plan_cache, plan_for_index
+    from gnnagg.segment.plan import _PLAN_CACHE
+
+    clear_plan_cache()
+    with torch.inference_mode():
+        index = torch.tensor([2, 0, 2])
+        plan = plan_for_index(index, 3)
+    assert plan.degrees.tolist() == [1, 0, 2] and len(_PLAN_CACHE) == 0
+
+
+def test_plan_cache_can_be_turned_off(monkeypatch):
+    from gnnagg.segment import clear_plan_cache, plan, plan_for_index
+
+    clear_plan_cache()
+    monkeypatch.setattr(plan, "PLAN_CACHE_SIZE", 0)
+    index = torch.tensor([0, 1, 1])
+    assert plan_for_index(index, 2) is not plan_for_index(index, 2)

@@ -18,6 +18,45 @@ def zero_empty_groups(out: Tensor, degrees: Tensor) -> Tensor:
     return torch.where(mask, out, out.new_zeros(()))
 
 
+def _rows(values: Tensor, plan: SegmentPlan) -> Tensor:
+    return values.index_select(0, plan.index)
+
+
+def _native_sorted(src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
+    out = torch.segment_reduce(src, _SEGMENT_NAME[reduce], offsets=plan.ptr, axis=0)
+    return out if reduce == "sum" else zero_empty_groups(out, plan.degrees)
+
+
+class SortedSegment(torch.autograd.Function):
+    """A reduction of sorted rows by ``kernel(src, plan, reduce)`` (sum, mean, max or min) with
+    a backward written in differentiable ops (gathers and products), so that second
+    derivatives work: the backward of ``torch.segment_reduce`` has no derivative, and that of
+    ``torch_scatter.segment_csr`` silently has a zero one. Tied maxima/minima share the
+    gradient evenly."""
+
+    @staticmethod
+    def forward(ctx, src: Tensor, plan: SegmentPlan, reduce: str, kernel) -> Tensor:
+        out = kernel(src, plan, reduce)
+        ctx.plan, ctx.reduce = plan, reduce
+        if reduce in ("max", "min"):
+            ctx.save_for_backward(src, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        plan, reduce = ctx.plan, ctx.reduce
+        trailing = [1] * (grad.dim() - 1)
+        if reduce == "mean":
+            grad = grad / plan.degrees.clamp(min=1).to(grad.dtype).view(-1, *trailing)
+        grad_src = _rows(grad, plan)
+        if reduce in ("max", "min"):
+            src, out = ctx.saved_tensors
+            hit = (src == _rows(out, plan)).to(grad.dtype)
+            ties = torch.segment_reduce(hit, "sum", offsets=plan.ptr, axis=0).clamp(min=1)
+            grad_src = grad_src * hit / _rows(ties, plan)
+        return grad_src, None, None, None
+
+
 class TorchBackend(SegmentBackend):
     """Sorted rows with known offsets go through ``torch.segment_reduce`` (no atomics, the
     fastest native path); anything else through ``scatter_reduce``, which needs no sort."""
@@ -26,8 +65,10 @@ class TorchBackend(SegmentBackend):
 
     def reduce(self, src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
         if plan.known_sorted_csr:
-            out = torch.segment_reduce(src, _SEGMENT_NAME[reduce], offsets=plan.ptr, axis=0)
-            return out if reduce == "sum" else zero_empty_groups(out, plan.degrees)
+            if reduce == "mul":
+                out = torch.segment_reduce(src, "prod", offsets=plan.ptr, axis=0)
+                return zero_empty_groups(out, plan.degrees)
+            return SortedSegment.apply(src, plan, reduce, _native_sorted)
         index = plan.index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
         out = src.new_zeros((plan.dim_size, *src.shape[1:]))
         if reduce in ("sum", "mean"):

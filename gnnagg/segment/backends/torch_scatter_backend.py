@@ -8,7 +8,13 @@ from torch import Tensor
 
 from ..plan import SegmentPlan
 from .base import SegmentBackend
-from .torch_native import TorchBackend
+from .torch_native import SortedSegment, TorchBackend
+
+
+def _segment_csr(src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
+    import torch_scatter
+
+    return torch_scatter.segment_csr(src, plan.ptr, reduce=reduce)
 
 
 class TorchScatterBackend(SegmentBackend):
@@ -33,5 +39,8 @@ class TorchScatterBackend(SegmentBackend):
             # has no CSR product: torch's own product is used instead.
             return TorchBackend().reduce(src, plan, reduce)
         if plan.known_sorted_csr:
+            if reduce in ("sum", "mean"):
+                # torch_scatter's own backward here has a silently zero second derivative.
+                return SortedSegment.apply(src, plan, reduce, _segment_csr)
             return torch_scatter.segment_csr(src, plan.ptr, reduce=reduce)
         return torch_scatter.scatter(src, plan.index, dim=0, dim_size=plan.dim_size, reduce=reduce)
