@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
-from ..segment import SegmentPlan, plan_for_index, resolve_plan
+from ..segment import SegmentPlan, check_dim_size, plan_for_index, resolve_plan
 
 __all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
 
@@ -71,12 +71,19 @@ def group_neighbourhoods(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
 ) -> Neighbourhoods:
-    """Validate the inputs of an aggregation and regroup ``x``'s rows by target node."""
+    """Validate the inputs of an aggregation and regroup ``x``'s rows by target node.
+
+    Give ``index`` (any order), ``ptr`` (rows grouped already; it takes precedence when both
+    are given, as in PyG) or ``plan``."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
     if not -x.dim() <= dim < x.dim():
         raise ValueError(f"dim={dim} is out of range for x with {x.dim()} dimensions")
     x0 = x.movedim(dim, 0)
+    if index is not None and ptr is not None and plan is None:
+        # PyG passes both for input grouped already (EdgeIndex, sparse adjacency); as in its
+        # own aggregations, ptr is the grouping then.
+        index = None
     if index is not None and ptr is None and plan is None and isinstance(index, Tensor):
         # Layers and epochs over one graph share the sort and the schedules derived from it.
         plan = plan_for_index(index, dim_size, num_rows=x0.shape[0])
@@ -147,6 +154,28 @@ class NeighbourhoodAggregation(Aggregation):
                 state[key] = None
         return state
 
+    def __call__(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        **kwargs,
+    ) -> Tensor:
+        # PyG's __call__ reads index.max() and invents a zero index when neither index nor ptr
+        # is given; check the types first (so bad ones get errors that name them) and keep a
+        # plan from being mixed with that invented index.
+        for name, value in (("index", index), ("ptr", ptr)):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"dim must be an int, got {dim!r}")
+        dim_size = check_dim_size(dim_size)
+        if kwargs.get("plan") is not None:
+            return nn.Module.__call__(self, x, index, ptr, dim_size, dim, **kwargs)
+        return super().__call__(x, index, ptr, dim_size, dim, **kwargs)
+
     def forward(
         self,
         x: Tensor,
@@ -161,9 +190,6 @@ class NeighbourhoodAggregation(Aggregation):
 
         ``max_num_elements`` is accepted for PyG compatibility and ignored: nothing is padded.
         """
-        if plan is not None:
-            # A plan replaces the index and dim_size PyG's __call__ fills in when none is given.
-            index = ptr = dim_size = None
         groups = self.group(x, index, ptr, dim_size, dim, plan, self.shuffle and self.training)
         return self.aggregate_groups(groups).movedim(0, dim)
 

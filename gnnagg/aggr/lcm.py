@@ -78,7 +78,7 @@ class LCMAggregation(NeighbourhoodAggregation):
     ) -> None:
         super().__init__(shuffle=shuffle)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not project and in_channels != out_channels:
             raise ValueError(
@@ -105,9 +105,7 @@ class LCMAggregation(NeighbourhoodAggregation):
     def reset_parameters(self) -> None:
         if self.lin is not None:
             self.lin.reset_parameters()
-        for module in self.monoid.modules():
-            if module is not self.monoid and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        self.monoid.reset_parameters()
 
     # -- the reduction --------------------------------------------------------------------------
     def _lift(self, groups: Neighbourhoods) -> Tensor:
@@ -145,6 +143,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         dim_size: int | None = None,
         dim: int = -2,
         plan: SegmentPlan | None = None,
+        allow_inexact: bool = False,
     ) -> Tensor:
         """Monoid states of each node's messages in ``x``, before lowering.
 
@@ -152,7 +151,16 @@ class LCMAggregation(NeighbourhoodAggregation):
         :meth:`combine_partial` and lowered with :meth:`finalize` equal the aggregation of the
         whole neighbourhood, so huge neighbourhoods can be reduced in chunks, across
         mini-batches or across devices. ``dim_size`` should be the same for every chunk.
+
+        A monoid that is only approximately associative (the GRU monoid) gives a merged result
+        that differs from one pass, so it is refused unless ``allow_inexact=True``.
         """
+        if not self.monoid.exact and not allow_inexact:
+            raise ValueError(
+                f"{type(self.monoid).__name__} is not exactly associative, so merged partial "
+                "results differ from one pass; use an exact monoid (conjugated_sum, softmax) "
+                "or pass allow_inexact=True to accept the difference"
+            )
         groups = self.group(x, index, ptr, dim_size, dim, plan)
         return self._reduce(self._lift(groups), groups).movedim(0, dim)
 
@@ -162,10 +170,20 @@ class LCMAggregation(NeighbourhoodAggregation):
             raise ValueError(
                 f"partial states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
             )
+        self._check_states(a)
         return self.monoid.combine(a, b)
+
+    def _check_states(self, states: Tensor) -> None:
+        width = self.monoid.state_channels
+        if states.dim() == 0 or states.shape[-1] != width:
+            raise ValueError(
+                f"partial states must end in the monoid's {width} state channels (what "
+                f"reduce_partial returns), got shape {tuple(states.shape)}"
+            )
 
     def finalize(self, states: Tensor) -> Tensor:
         """Lower merged states to the aggregation's output."""
+        self._check_states(states)
         return self.monoid.lower(states)
 
     # -- regularisers ---------------------------------------------------------------------------
@@ -180,7 +198,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         sampled (with replacement) from the messages of the last forward pass.
 
         Differentiable with respect to the monoid's parameters and the messages. Near zero for
-        exact monoids.
+        exact monoids. It reuses the last forward's autograd graph, so add it to the loss
+        before calling ``backward()`` on that loss.
         """
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         a, b, c = sample_rows(self._remembered_states(), num_triples, 3, generator)

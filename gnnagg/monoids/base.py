@@ -36,10 +36,18 @@ class Monoid(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        if not isinstance(channels, int) or channels <= 0:
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
         self.channels = channels
         self.state_channels = channels
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the learnable parameters as at construction (by default: every child
+        module that has ``reset_parameters``; subclasses with parameters of their own extend
+        it)."""
+        for child in self.children():
+            if hasattr(child, "reset_parameters"):
+                child.reset_parameters()
 
     def lift(self, x: Tensor) -> Tensor:
         """Messages ``[..., channels]`` to states ``[..., state_channels]``."""

@@ -35,9 +35,19 @@ class AffineCoupling(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(conditioning, hidden), nn.Tanh(), nn.Linear(hidden, 2 * transformed)
         )
-        # Start at the identity map, so g begins as plain addition.
+        self._start_at_identity()
+
+    def _start_at_identity(self) -> None:
+        # Zero scale and shift: the layer starts as the identity map, so g begins as plain
+        # addition.
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+
+    def reset_parameters(self) -> None:
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        self._start_at_identity()
 
     def _halves(self, x: Tensor) -> tuple[Tensor, Tensor]:
         first, second = x[..., : self.split], x[..., self.split :]
@@ -75,6 +85,13 @@ class InvertibleMap(nn.Module):
             AffineCoupling(channels, hidden, flip=i % 2 == 1) for i in range(num_layers)
         )
 
+    def reset_parameters(self) -> None:
+        """Back to the identity map with fresh conditioning networks."""
+        nn.init.zeros_(self.log_scale)
+        nn.init.zeros_(self.shift)
+        for layer in self.layers:
+            layer.reset_parameters()
+
     def forward(self, x: Tensor) -> Tensor:
         x = x * self.log_scale.exp() + self.shift
         for layer in self.layers:
@@ -96,7 +113,11 @@ class ConjugatedSumMonoid(Monoid):
         super().__init__(channels)
         if num_layers < 0:
             raise ValueError(f"num_layers must be non-negative, got {num_layers}")
-        self.g = InvertibleMap(channels, hidden or channels, num_layers)
+        if hidden is not None and (
+            isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1
+        ):
+            raise ValueError(f"hidden must be a positive int or None, got {hidden!r}")
+        self.g = InvertibleMap(channels, hidden if hidden is not None else channels, num_layers)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
         return self.g.inverse(self.g(a) + self.g(b))

@@ -18,6 +18,8 @@ def sample_rows(
     states: Tensor, num: int, count: int, generator: torch.Generator | None = None
 ) -> list[Tensor]:
     """``count`` tensors of ``num`` rows each, drawn with replacement from ``states``."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"the number of samples must be a positive int, got {num!r}")
     if states.shape[0] == 0:
         raise ValueError("cannot sample elements from an empty set of states")
     picks = torch.randint(0, states.shape[0], (count, num), generator=generator)
@@ -58,6 +60,12 @@ def check_laws(
     if x.dim() < 2 or x.shape[-1] != monoid.channels:
         raise ValueError(
             f"x must be [num, ..., {monoid.channels}] messages, got shape {tuple(x.shape)}"
+        )
+    param = next(monoid.parameters(), None)
+    if param is not None and x.dtype != param.dtype:
+        raise TypeError(
+            f"x has dtype {x.dtype} but the monoid's parameters are {param.dtype}; convert one "
+            "of them"
         )
     generator = torch.Generator().manual_seed(seed)
     a, b, c = sample_rows(monoid.lift(x), num_samples, 3, generator)

@@ -30,7 +30,11 @@ class SoftmaxMonoid(Monoid):
     def __init__(self, channels: int, beta: float = 1.0, learn: bool = True) -> None:
         super().__init__(channels)
         self.state_channels = 3 * channels
-        self.beta = nn.Parameter(torch.full((channels,), float(beta)), requires_grad=learn)
+        self.initial_beta = float(beta)
+        self.beta = nn.Parameter(torch.full((channels,), self.initial_beta), requires_grad=learn)
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.beta, self.initial_beta)
 
     def _split(self, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return state.split(self.channels, dim=-1)
@@ -40,8 +44,10 @@ class SoftmaxMonoid(Monoid):
 
     def lower(self, state: Tensor) -> Tensor:
         _, normaliser, acc = self._split(state)
-        nonempty = normaliser > 0
-        return torch.where(nonempty, acc / torch.where(nonempty, normaliser, 1.0), 0.0)
+        # Only the identity has normaliser exactly 0; a NaN one (from a NaN or infinite
+        # message) must propagate, not read as an empty neighbourhood.
+        empty = normaliser == 0
+        return torch.where(empty, 0.0, acc / torch.where(empty, 1.0, normaliser))
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
         m1, l1, acc1 = self._split(a)

@@ -194,7 +194,8 @@ def tree_reduce(
     """
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
-        return identity
+        # A fresh tensor: ``identity`` may be an expanded view of a parameter.
+        return identity.clone(memory_format=torch.contiguous_format)
     roots = _tree_roots(states, schedule, combine)
     return identity.index_copy(0, schedule.root_groups, roots)
 
@@ -390,7 +391,8 @@ def fused_tree_reduce(
     """
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
-        return identity
+        # A fresh tensor: ``identity`` may be an expanded view of a parameter.
+        return identity.clone(memory_format=torch.contiguous_format)
     roots = _apply_fused_tree(kernel, schedule, states.contiguous(), *params)
     return identity.index_copy(0, schedule.root_groups, roots)
 

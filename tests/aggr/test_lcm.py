@@ -116,6 +116,25 @@ def test_partial_reduction_rejects_bad_arguments():
         aggr.reduce_partial(torch.randn(3, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="partial states differ"):
         aggr.combine_partial(torch.zeros(3, 24), torch.zeros(4, 24))
+    # Features where states are expected (the softmax monoid's states are 3x wider).
+    with pytest.raises(ValueError, match="24 state channels"):
+        aggr.combine_partial(torch.zeros(3, 8), torch.zeros(3, 8))
+    with pytest.raises(ValueError, match="24 state channels"):
+        aggr.finalize(torch.zeros(3, 8))
+
+
+def test_partial_reduction_of_an_inexact_monoid_is_opt_in():
+    """Merged GRU chunks differ from one pass, so reduce_partial refuses unless told."""
+    aggr = make("gru")
+    x, index = random_messages(5, num_rows=120)
+    with pytest.raises(ValueError, match="not exactly associative"):
+        aggr.reduce_partial(x, index, dim_size=12)
+    halves = [
+        aggr.reduce_partial(x[i : i + 60], index[i : i + 60], dim_size=12, allow_inexact=True)
+        for i in (0, 60)
+    ]
+    merged = aggr.finalize(aggr.combine_partial(*halves))
+    assert merged.shape == (12, 8) and not torch.allclose(merged, aggr(x, index, dim_size=12))
 
 
 def test_ptr_dim_and_heads():
@@ -144,6 +163,12 @@ def test_plan_argument_reuses_grouping():
     x, index = random_messages(2)
     plan = SegmentPlan.from_index(index, 12)
     torch.testing.assert_close(aggr(x, plan=plan), aggr(x, index, dim_size=12))
+    # A plan is the whole grouping: an index or a different dim_size beside it is an error.
+    with pytest.raises(ValueError, match="exactly one of index, ptr or plan"):
+        aggr(x, index, plan=plan)
+    with pytest.raises(ValueError, match="dim_size=13 disagrees"):
+        aggr(x, plan=plan, dim_size=13)
+    torch.testing.assert_close(aggr(x, plan=plan, dim_size=12), aggr(x, plan=plan))
 
 
 def test_shuffle_only_in_training():
@@ -179,6 +204,40 @@ def test_gradcheck(monoid):
     assert torch.autograd.gradcheck(lambda t: aggr(t, index, dim_size=4), (x,))
 
 
+@pytest.mark.parametrize("fold", [True, False])
+@pytest.mark.parametrize("monoid", sorted(MONOIDS))
+def test_gradgradcheck(monoid, fold):
+    aggr = make(monoid, channels=3, fold=fold)
+    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([2, 0, 2, 2, 1, 2, 0, 2, 2])
+    assert torch.autograd.gradgradcheck(lambda t: aggr(t, index, dim_size=4), (x,))
+
+
+@pytest.mark.parametrize("monoid", sorted(MONOIDS))
+def test_reset_parameters_restores_the_initial_state(monoid):
+    fresh = LCMAggregation(8, 8, monoid=monoid)
+    trained = make(monoid).float()  # every parameter moved away from its initialisation
+    trained.reset_parameters()
+    # Parameters initialised to constants come back exactly; random ones are redrawn.
+    for (name, p), q in zip(trained.named_parameters(), fresh.parameters()):
+        if (q == q.flatten()[0]).all():
+            torch.testing.assert_close(p, q, msg=name)
+    if monoid == "conjugated_sum":
+        # g restarts as the identity map, so the monoid is plain addition again.
+        a, b = torch.randn(2, 5, 8)
+        torch.testing.assert_close(trained.monoid.combine(a, b), a + b)
+        conv = SAGEConv(8, 8, aggr=LCMAggregation(8, 8, monoid=monoid))
+        torch.testing.assert_close(conv.aggr_module.monoid.combine(a, b), a + b)
+
+
+def test_zero_edge_output_is_not_a_view_of_the_identity_parameter():
+    aggr = LCMAggregation(4, 4, project=False).eval()
+    with torch.no_grad():
+        out = aggr(torch.empty(0, 4), torch.empty(0, dtype=torch.long), dim_size=2)
+        out.fill_(7.0)
+    assert aggr.monoid.identity_element.abs().sum() == 0
+
+
 def test_state_dict_round_trip():
     aggr = make("conjugated_sum")
     clone = LCMAggregation(8, 8, monoid="conjugated_sum").double().eval()
@@ -207,6 +266,17 @@ def test_bad_arguments():
         aggr(torch.randn(3, 4), torch.tensor([0, 1]))
     with pytest.raises(TypeError, match="x must be a floating-point"):
         aggr(torch.ones(3, 4, dtype=torch.long), torch.tensor([0, 1, 1]))
+    with pytest.raises(TypeError, match="index must be a torch.Tensor"):
+        aggr(torch.randn(3, 4), [0, 1, 1])
+    with pytest.raises(TypeError, match="dim_size must be an integer"):
+        aggr(torch.randn(3, 4), torch.tensor([0, 1, 1]), dim_size=2.5)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        aggr(torch.randn(3, 4), torch.tensor([0, 1, 1]), dim=0.0)
+    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+        LCMAggregation(True, True)
+    aggr(torch.randn(3, 4), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="number of samples must be a positive int"):
+        aggr.associativity_loss(num_triples=0)
 
 
 # -- drop-in with PyG convolutions -------------------------------------------------------------
@@ -247,6 +317,38 @@ def test_drop_in_convolutions(make_conv):
     # nothing, even for the GRU monoid, which is not exactly associative.
     perm = torch.argsort(edge_index[1], stable=True)
     torch.testing.assert_close(conv(x, edge_index[:, perm]), out, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_mode():
+    """PyG layers that add self-loops build their index inside inference mode."""
+    torch.manual_seed(0)
+    x, edge_index = graph()
+    for conv in (
+        GCNConv(8, 16, aggr=LCMAggregation(16, 16)),
+        GATConv(8, 16, heads=2, aggr=LCMAggregation(16, 16)),
+    ):
+        conv.eval()
+        with torch.no_grad():
+            expected = conv(x, edge_index)
+        with torch.inference_mode():
+            torch.testing.assert_close(conv(x, edge_index), expected)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse:UserWarning")
+def test_edge_index_and_sparse_adjacency_input():
+    """PyG passes both index and ptr for CSR-sorted input; ptr is the grouping then."""
+    from torch_geometric import EdgeIndex
+    from torch_geometric.utils import coalesce, to_torch_csr_tensor
+
+    torch.manual_seed(0)
+    x, edge_index = graph()
+    edge_index = coalesce(edge_index)  # a sparse adjacency merges duplicate edges
+    conv = SAGEConv(8, 16, aggr=LCMAggregation(8, 8, monoid="softmax")).eval()
+    expected = conv(x, edge_index)
+    by_edge_index = EdgeIndex(edge_index, sparse_size=(10, 10)).sort_by("col")[0]
+    torch.testing.assert_close(conv(x, by_edge_index), expected)
+    adjacency = to_torch_csr_tensor(edge_index.flip(0), size=(10, 10))
+    torch.testing.assert_close(conv(x, adjacency), expected)
 
 
 def test_to_hetero():

@@ -67,9 +67,11 @@ def test_gru_monoid_is_not_associative_and_check_laws_says_so():
         assert gaps["associativity"] < 1e-9 and gaps["identity"] < 1e-9
 
 
-def test_check_laws_rejects_wrong_width():
+def test_check_laws_rejects_wrong_width_and_dtype():
     with pytest.raises(ValueError, match="x must be"):
         check_laws(GRUMonoid(4), torch.randn(10, 5))
+    with pytest.raises(TypeError, match="x has dtype torch.float64"):
+        check_laws(ConjugatedSumMonoid(4), torch.randn(10, 4, dtype=torch.float64))
 
 
 def test_associativity_gap_is_differentiable():
@@ -101,3 +103,22 @@ def test_softmax_monoid_lowers_to_softmax_weighted_mean():
 def test_bad_channels(cls):
     with pytest.raises(ValueError, match="channels must be"):
         cls(0)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_softmax_monoid_propagates_nan_to_its_own_node(fold):
+    """A NaN message is not mistaken for an empty neighbourhood (which would give 0)."""
+    from gnnagg import LCMAggregation
+
+    aggr = LCMAggregation(4, 4, monoid="softmax", project=False, fold=fold).eval()
+    x = torch.randn(6, 4)
+    x[1, 2] = float("nan")
+    out = aggr(x, torch.tensor([0, 0, 0, 1, 1, 2]), dim_size=4)
+    assert out[0, 2].isnan() and not out[0, [0, 1, 3]].isnan().any()
+    assert out[1:3].isfinite().all() and (out[3] == 0).all()
+
+
+@pytest.mark.parametrize("cls", [GRUMonoid, ConjugatedSumMonoid, SoftmaxMonoid])
+def test_bool_channels_are_rejected(cls):
+    with pytest.raises(ValueError, match="channels must be"):
+        cls(True)

@@ -151,7 +151,9 @@ def test_fused_tree_without_grad_and_without_rows():
     torch.testing.assert_close(out, expected)
     empty = SegmentPlan.from_ptr(torch.zeros(4, dtype=torch.long))
     identity = torch.ones(3, 2, dtype=torch.float64)
-    assert fused_tree_reduce(x[:0], empty, kernel, (p,), identity) is identity
+    # No rows: the identity, as a fresh tensor (it may be a view of a parameter).
+    out = fused_tree_reduce(x[:0], empty, kernel, (p,), identity)
+    assert torch.equal(out, identity) and out.data_ptr() != identity.data_ptr()
 
 
 def test_gru_monoid_fused_tree_matches_reference_cell():
