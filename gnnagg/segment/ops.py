@@ -32,6 +32,8 @@ def _check_src(src: Tensor, dim: int) -> int:
         raise TypeError(f"src must be a floating-point tensor, got dtype {src.dtype}")
     if src.dim() == 0:
         raise ValueError("src must have at least one dimension")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {dim!r}")
     if not -src.dim() <= dim < src.dim():
         raise ValueError(f"dim={dim} is out of range for src with {src.dim()} dimensions")
     return dim % src.dim()
@@ -69,6 +71,13 @@ def resolve_plan(
     return resolve_index_plan(index, dim_size, num_rows, validate)
 
 
+def _plan_on_device(src, dim, index, ptr, dim_size, plan, validate) -> SegmentPlan:
+    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate)
+    if plan.device != src.device:
+        raise ValueError(f"index/ptr/plan is on {plan.device} but src is on {src.device}")
+    return plan
+
+
 def broadcast_to_rows(values: Tensor, plan: SegmentPlan, dim: int = 0) -> Tensor:
     """Send each group's value back to every row of the group (the inverse of a reduction)."""
     return values.index_select(dim, plan.index)
@@ -92,8 +101,9 @@ def _variance(src0: Tensor, plan: SegmentPlan, backend: str | None) -> Tensor:
 
 def _sqrt_zero_safe(x: Tensor) -> Tensor:
     # sqrt'(0) is infinite; groups with zero variance get std 0 and gradient 0 instead of NaN.
-    positive = x > 0
-    return torch.where(positive, torch.where(positive, x, 1.0).sqrt(), 0.0)
+    # Only exact zeros are special: a NaN variance (NaN or inf in the group) stays NaN.
+    zero = x == 0
+    return torch.where(zero, 0.0, torch.where(zero, 1.0, x).sqrt())
 
 
 def _logsumexp(src0: Tensor, plan: SegmentPlan, backend: str | None) -> Tensor:
@@ -140,9 +150,7 @@ def segment(
     dim = _check_src(src, dim)
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate)
-    if plan.device != src.device:
-        raise ValueError(f"index/ptr/plan is on {plan.device} but src is on {src.device}")
+    plan = _plan_on_device(src, dim, index, ptr, dim_size, plan, validate)
     src0 = src.movedim(dim, 0)
     if reduce in BASIC_REDUCTIONS:
         out = _basic(src0, plan, reduce, backend)
@@ -171,7 +179,7 @@ def segment_softmax(
     Returns a tensor shaped like ``src`` whose rows in each group sum to 1.
     """
     dim = _check_src(src, dim)
-    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate)
+    plan = _plan_on_device(src, dim, index, ptr, dim_size, plan, validate)
     src0 = src.movedim(dim, 0)
     work = src0.float() if src0.dtype in _LOW_PRECISION else src0
     shift = _basic(work.detach(), plan, "max", backend)

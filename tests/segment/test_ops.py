@@ -1,5 +1,7 @@
 """segment / segment_softmax against the float64 reference, across backends, dtypes and dims."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -99,9 +101,13 @@ def test_softmax_gradcheck(backend):
 
 
 @pytest.mark.parametrize("reduce", ["max", "min"])
-def test_tied_rows_share_the_gradient(reduce):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eager", [True, False], ids=["csr", "scatter"])
+def test_tied_rows_share_the_gradient(reduce, backend, eager):
     src = torch.tensor([[2.0], [2.0], [1.0] if reduce == "max" else [3.0]], requires_grad=True)
-    segment(src, torch.zeros(3, dtype=torch.long), reduce=reduce).sum().backward()
+    # An eager plan knows its offsets (the CSR path); a lazy one is reduced by scatter.
+    plan = SegmentPlan.from_index(torch.zeros(3, dtype=torch.long), eager=eager)
+    segment(src, plan=plan, reduce=reduce, backend=backend).sum().backward()
     assert src.grad.flatten().tolist() == [0.5, 0.5, 0.0]
 
 
@@ -151,3 +157,44 @@ def test_second_derivatives(backend, reduce, sort):
     assert torch.autograd.gradgradcheck(
         lambda x: segment(x, plan=plan, reduce=reduce, backend=backend).square(), (src,)
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sort", [True, False])
+def test_max_and_min_keep_extreme_values_and_nan(backend, sort):
+    """The true extreme of a group is returned even where it equals the dtype's limit or
+    ±inf (torch_scatter's empty-group marker), and NaN propagates as in torch.amax."""
+    lo, hi = torch.finfo(torch.float32).min, torch.finfo(torch.float32).max
+    groups = [[-math.inf], [lo], [math.nan, 1.0], [math.inf, 2.0], [hi, 0.0], [math.nan]]
+    index = torch.tensor([g for g, rows in enumerate(groups) for _ in rows])
+    src = torch.tensor([v for rows in groups for v in rows]).unsqueeze(1)
+    if not sort:
+        order = torch.randperm(len(index), generator=torch.Generator().manual_seed(0))
+        index, src = index[order], src[order]
+    for reduce, expected in (
+        ("max", [-math.inf, lo, math.nan, math.inf, hi, math.nan]),
+        ("min", [-math.inf, lo, math.nan, 2.0, 0.0, math.nan]),
+    ):
+        out = segment(src, index, reduce=reduce, backend=backend).squeeze(1)
+        torch.testing.assert_close(out, torch.tensor(expected), equal_nan=True, msg=reduce)
+
+
+def test_std_of_a_group_with_nan_or_inf_is_nan():
+    src = torch.tensor([[math.nan], [1.0], [math.inf], [2.0], [3.0], [3.0]])
+    std = segment(src, torch.tensor([0, 0, 1, 1, 2, 2]), reduce="std").squeeze(1)
+    assert std[:2].isnan().all() and std[2] == 0
+
+
+@pytest.mark.parametrize("bad", [0.0, "0", True])
+def test_dim_must_be_an_int(bad):
+    index = torch.tensor([0, 1, 1])
+    with pytest.raises(TypeError, match="dim must be an int"):
+        segment(torch.randn(3, 2), index, dim=bad)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        segment_softmax(torch.randn(3, 2), index, dim=bad)
+
+
+def test_softmax_checks_the_plan_device():
+    plan = SegmentPlan.from_index(torch.tensor([0, 1, 1])).to("meta")
+    with pytest.raises(ValueError, match="plan is on meta"):
+        segment_softmax(torch.randn(3, 2), plan=plan)

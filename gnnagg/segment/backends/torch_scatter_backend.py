@@ -18,10 +18,12 @@ def _segment_csr(src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
 
 
 class TorchScatterBackend(SegmentBackend):
-    """``segment_csr`` for sorted rows, ``scatter`` otherwise; products use torch's kernel.
+    """Sums and means through ``segment_csr`` for sorted rows and ``scatter`` otherwise; the
+    other reductions use the torch backend.
 
-    torch_scatter sends the gradient of a tied max/min to one row; the torch backend splits it
-    evenly between the tied rows."""
+    torch_scatter marks empty groups of a max/min with the dtype's extreme value and then
+    writes 0 there, so a group whose true maximum is -inf or ``finfo.min`` came out as 0; it
+    also skips NaN. Its products divide by the input in the backward (wrong at 0)."""
 
     name = "torch_scatter"
 
@@ -34,13 +36,9 @@ class TorchScatterBackend(SegmentBackend):
     def reduce(self, src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
         import torch_scatter
 
-        if reduce == "mul":
-            # torch_scatter's product gradient divides by the input (wrong where it is 0) and it
-            # has no CSR product: torch's own product is used instead.
+        if reduce not in ("sum", "mean"):
             return TorchBackend().reduce(src, plan, reduce)
         if plan.known_sorted_csr:
-            if reduce in ("sum", "mean"):
-                # torch_scatter's own backward here has a silently zero second derivative.
-                return SortedSegment.apply(src, plan, reduce, _segment_csr)
-            return torch_scatter.segment_csr(src, plan.ptr, reduce=reduce)
+            # torch_scatter's own backward here has a silently zero second derivative.
+            return SortedSegment.apply(src, plan, reduce, _segment_csr)
         return torch_scatter.scatter(src, plan.index, dim=0, dim_size=plan.dim_size, reduce=reduce)

@@ -43,6 +43,9 @@ def _segment_csr_kernel(
     else:
         neutral = 0.0
     acc = tl.full((BLOCK_ROWS, BLOCK_FEATURES), neutral, dtype=ACC_DTYPE)
+    # Hardware max/min return the non-NaN operand; NaN is counted separately so that it
+    # propagates, as in torch.amax/amin.
+    nans = tl.zeros((BLOCK_ROWS, BLOCK_FEATURES), dtype=tl.int32)
     for row0 in range(start, end, BLOCK_ROWS):
         rows = row0 + tl.arange(0, BLOCK_ROWS)
         row_mask = rows < end
@@ -56,8 +59,10 @@ def _segment_csr_kernel(
         x = tl.load(src_ptr + offsets, mask=mask, other=neutral).to(ACC_DTYPE)
         if REDUCE == 2:
             acc = tl.maximum(acc, x)
+            nans += (x != x).to(tl.int32)
         elif REDUCE == 3:
             acc = tl.minimum(acc, x)
+            nans += (x != x).to(tl.int32)
         else:
             acc += x
 
@@ -71,6 +76,7 @@ def _segment_csr_kernel(
     if REDUCE == 1:
         result = result / tl.maximum(count, 1).to(ACC_DTYPE)
     if REDUCE >= 2:
+        result = tl.where(tl.sum(nans, axis=0) > 0, float("nan"), result)
         result = tl.where(count > 0, result, 0.0)
     out_offsets = group.to(tl.int64) * num_features + cols
     tl.store(out_ptr + out_offsets, result.to(out_ptr.dtype.element_ty), mask=col_mask)
