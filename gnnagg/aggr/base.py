@@ -154,6 +154,14 @@ class NeighbourhoodAggregation(Aggregation):
                 state[key] = None
         return state
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .double(), .cuda(), ...: what the last forward remembered is in the old dtype
+        # and on the old device, so it is forgotten, as for a copy.
+        for key in self.__dict__:
+            if key.startswith("_last_"):
+                self.__dict__[key] = None
+        return super()._apply(fn, *args, **kwargs)
+
     def __call__(
         self,
         x: Tensor,
@@ -166,6 +174,8 @@ class NeighbourhoodAggregation(Aggregation):
         # PyG's __call__ reads index.max() and invents a zero index when neither index nor ptr
         # is given; check the types first (so bad ones get errors that name them) and keep a
         # plan from being mixed with that invented index.
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         for name, value in (("index", index), ("ptr", ptr)):
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")

@@ -152,11 +152,13 @@ class _Recorded:
 class RecurrentAggregation(NeighbourhoodAggregation):
     """Shared machinery of :class:`GRUAggregation` and :class:`LSTMAggregation`.
 
-    Subclasses set ``rnn_class`` (``nn.GRU`` or ``nn.LSTM``) and implement :meth:`transition` and,
-    for states not recoverable from the packed output, :meth:`states_before`.
+    Subclasses set ``rnn_class`` (``nn.GRU`` or ``nn.LSTM``) and the name PyG gives it
+    (``pyg_rnn_name``, so that PyG checkpoints load), and implement :meth:`transition` and, for
+    states not recoverable from the packed output, :meth:`states_before`.
     """
 
     rnn_class: ClassVar[type[nn.RNNBase]]
+    pyg_rnn_name: ClassVar[str]
     num_state_parts: ClassVar[int] = 1
 
     def __init__(
@@ -187,7 +189,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             self.initial_state = nn.ParameterList(
                 nn.Parameter(torch.zeros(out_channels)) for _ in range(self.num_state_parts)
             )
-        self._recorded: _Recorded | None = None
+        self._last_recorded: _Recorded | None = None
         self._last_forward_without_grad = False
         self.reset_parameters()
 
@@ -240,6 +242,15 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             record,
         )
         return out.to(messages.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # PyG's GRUAggregation/LSTMAggregation hold the same nn.GRU/nn.LSTM under ``gru.`` /
+        # ``lstm.``: their checkpoints load here (the weights mean the same; only PyG's padding
+        # differs).
+        theirs = f"{prefix}{self.pyg_rnn_name}."
+        for key in [k for k in state_dict if k.startswith(theirs)]:
+            state_dict[f"{prefix}rnn.{key[len(theirs) :]}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _runs_packed(self, device: torch.device) -> bool:
         if self.implementation == "auto":
@@ -323,10 +334,10 @@ class RecurrentAggregation(NeighbourhoodAggregation):
 
     def _store(self, recorded: _Recorded | None, record: bool) -> None:
         # Replacing (not appending) keeps only the last forward's tensors alive.
-        self._recorded = recorded if record else None
+        self._last_recorded = recorded if record else None
         self._last_forward_without_grad = not record
         if record and recorded is None:
-            self._recorded = _Recorded(
+            self._last_recorded = _Recorded(
                 inputs=torch.empty(0, self.in_channels),
                 outputs=torch.empty(0, self.out_channels),
                 lengths=torch.empty(0, dtype=torch.long),
@@ -416,7 +427,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         return commutator_loss(self.transition, state, x_i, x_j)
 
     def _require_recorded(self) -> _Recorded:
-        if self._recorded is None:
+        if self._last_recorded is None:
             if self._last_forward_without_grad:
                 raise RuntimeError(
                     f"{type(self).__name__}.permutation_loss(): the last forward ran without "
@@ -427,7 +438,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 f"{type(self).__name__}.permutation_loss() samples states from the last forward "
                 "pass; call the aggregation (or the model) first"
             )
-        return self._recorded
+        return self._last_recorded
 
     def __repr__(self) -> str:
         return (
@@ -460,6 +471,7 @@ class GRUAggregation(RecurrentAggregation):
     """
 
     rnn_class = nn.GRU
+    pyg_rnn_name = "gru"
 
     def transition(self, state: State, x: Tensor) -> State:
         rnn = self.rnn
@@ -484,6 +496,7 @@ class LSTMAggregation(RecurrentAggregation):
     """
 
     rnn_class = nn.LSTM
+    pyg_rnn_name = "lstm"
     num_state_parts = 2
 
     def transition(self, state: State, x: Tensor) -> State:
@@ -567,7 +580,7 @@ def total_permutation_loss(
     """
     losses: list[Tensor] = []
     for child in module.modules():
-        if isinstance(child, RecurrentAggregation) and child._recorded is not None:
+        if isinstance(child, RecurrentAggregation) and child._last_recorded is not None:
             losses.append(child.permutation_loss(num_samples, generator))
     if not losses:
         raise RuntimeError(

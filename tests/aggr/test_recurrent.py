@@ -420,6 +420,21 @@ def test_bad_forward_arguments(cls):
         aggr(x.long(), index)
     with pytest.raises(ValueError, match="index has 19 entries"):
         aggr(x, index[:-1])
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        aggr(x.tolist(), index)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs", [(GRUAggregation, PyGGRUAggregation), (LSTMAggregation, PyGLSTMAggregation)]
+)
+def test_loads_a_pyg_checkpoint(ours, theirs):
+    torch.manual_seed(0)
+    pyg = theirs(F_IN, F_OUT)
+    aggr = ours(F_IN, F_OUT)
+    aggr.load_state_dict(pyg.state_dict())
+    # Equal degrees: PyG pads nothing, so the two compute the same function.
+    x, index = torch.randn(12, F_IN), torch.arange(4).repeat_interleave(3)
+    torch.testing.assert_close(aggr(x, index), pyg(x, index))
 
 
 # -- the regulariser ------------------------------------------------------------------------------
@@ -532,13 +547,35 @@ def test_permutation_loss_is_zero_without_pairs(cls):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
+def test_copies_and_conversions_forget_the_last_forward(cls):
+    import copy
+    import io
+
+    aggr = make(cls)
+    x, index = random_graph(6, 40)
+    aggr(x, index)
+    assert aggr._last_recorded is not None
+    buffer = io.BytesIO()
+    torch.save(aggr, buffer)
+    for other in (
+        copy.deepcopy(aggr),
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=False),
+    ):
+        with pytest.raises(RuntimeError, match="call the aggregation"):
+            other.permutation_loss()
+    aggr.float()  # the recorded states are float64: gone rather than mismatched
+    with pytest.raises(RuntimeError, match="call the aggregation"):
+        aggr.permutation_loss()
+
+
+@pytest.mark.parametrize("cls", CLASSES)
 def test_only_the_last_forward_is_kept(cls):
     aggr = make(cls, shuffle=True)
     x, index = random_graph(6, 40)
     x.requires_grad_(True)
     out = aggr(x, index)
-    first = weakref.ref(aggr._recorded.outputs)
-    assert aggr._recorded.outputs.grad_fn is None
+    first = weakref.ref(aggr._last_recorded.outputs)
+    assert aggr._last_recorded.outputs.grad_fn is None
     del out
     aggr(x, index)
     gc.collect()
