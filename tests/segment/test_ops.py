@@ -76,18 +76,21 @@ def test_ptr_input_equals_index_input(backend, reduce):
     assert wider.shape == (6, 4) and wider[4:].abs().sum() == 0
 
 
+def _gradcheck_problem(sort: bool, seed: int) -> tuple[SegmentPlan, torch.Tensor]:
+    index = torch.tensor([3, 0, 3, 1, 0, 3, 3, 1])
+    if sort:
+        index = index.sort().values
+    generator = torch.Generator().manual_seed(seed)
+    # Distinct values keep max/min away from ties, where the gradient is a choice, not a limit.
+    src = (torch.randperm(16, generator=generator).double() / 8 - 1).view(8, 2)
+    return SegmentPlan.from_index(index, 5), src.requires_grad_()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduce", REDUCTIONS)
 @pytest.mark.parametrize("sort", [True, False])
 def test_gradcheck(backend, reduce, sort):
-    generator = torch.Generator().manual_seed(1)
-    index = torch.tensor([3, 0, 3, 1, 0, 3, 3, 1])
-    if sort:
-        index = index.sort().values
-    plan = SegmentPlan.from_index(index, 5)
-    # Distinct values keep max/min away from ties, where the gradient is a choice, not a limit.
-    src = (torch.randperm(16, generator=generator).double() / 8 - 1).view(8, 2)
-    src.requires_grad_()
+    plan, src = _gradcheck_problem(sort, seed=1)
     assert torch.autograd.gradcheck(
         lambda x: segment(x, plan=plan, reduce=reduce, backend=backend), (src,)
     )
@@ -146,13 +149,7 @@ def test_plan_on_wrong_device_or_size_is_rejected():
 @pytest.mark.parametrize("sort", [True, False])
 def test_second_derivatives(backend, reduce, sort):
     """Double backward works on every path (torch's own segment_reduce backward has none)."""
-    generator = torch.Generator().manual_seed(2)
-    index = torch.tensor([3, 0, 3, 1, 0, 3, 3, 1])
-    if sort:
-        index = index.sort().values
-    plan = SegmentPlan.from_index(index, 5)
-    src = (torch.randperm(16, generator=generator).double() / 8 - 1).view(8, 2)
-    src.requires_grad_()
+    plan, src = _gradcheck_problem(sort, seed=2)
     # Squared, so that the second derivative is not zero everywhere.
     assert torch.autograd.gradgradcheck(
         lambda x: segment(x, plan=plan, reduce=reduce, backend=backend).square(), (src,)
