@@ -58,7 +58,8 @@ class Polynomial:
         order: number of outputs (0 invariant, 1 node-level, 2 edge-level).
         degree: number of edges, counted with multiplicity.
         edges: the edges as ``(u, v)`` pairs with ``u <= v``, repeated by multiplicity, sorted.
-        einsum: einsum string over ``degree`` copies of A, e.g. ``"ia,ij,ja->ij"``.
+        einsum: einsum string over ``degree`` copies of A, e.g. ``"ia,ij,ja->ij"`` (patterns
+            without isolated nodes).
         name: readable, unique name, e.g. ``"K4[i,j] 01 02 03 12 13 23"``.
     """
 
@@ -137,12 +138,30 @@ class Polynomial:
         self.edges = tuple(edges)
         self._certificate = certificate
         self._family = _family_name(graph)
-        letters = _letters(num_nodes, order)
-        operands = ",".join(letters[u] + letters[v] for u, v in edges)
-        self.einsum = f"{operands}->{''.join(letters[o] for o in self.outputs)}"
         out = "" if order == 0 else "[" + ",".join(_OUTPUT_LETTERS[:order]) + "]"
         edge_text = " ".join(f"{u}{v}" if num_nodes <= 10 else f"{u}-{v}" for u, v in edges)
         self.name = f"{self._family}{out} {edge_text}".rstrip()
+
+    @functools.cached_property
+    def einsum(self) -> str:
+        """The polynomial as an einsum string over ``degree`` copies of A, e.g.
+        ``"ia,ij,ja->ij"`` (a description; :func:`~gnnagg.poly.evaluate` plans its own
+        contractions).
+
+        Raises ``ValueError`` for a pattern with an isolated node (K1, or a disconnected pattern
+        with one): summing over such a node multiplies by the node count, which no copy of A
+        expresses, so a string would silently give a wrong value. Also for patterns with more
+        inner nodes than einsum has letters.
+        """
+        isolated = [v for v in self.graph.nodes if self.graph.degree(v) == 0]
+        if isolated:
+            raise ValueError(
+                f"{self.name!r} has isolated node(s) {isolated}: no einsum over copies of A "
+                "expresses it (use gnnagg.poly.evaluate)"
+            )
+        letters = _letters(self.num_nodes, self.order)
+        operands = ",".join(letters[u] + letters[v] for u, v in self.edges)
+        return f"{operands}->{''.join(letters[o] for o in self.outputs)}"
 
     @property
     def H(self) -> nx.MultiGraph:

@@ -17,6 +17,7 @@ Semantics of the input (the issue leaves these open):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -53,8 +54,14 @@ class GraphBatch:
             raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
         if edge_index.dtype != torch.long:
             raise TypeError(f"edge_index must be torch.long, got {edge_index.dtype}")
-        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
-            raise ValueError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+        num_nodes = _check_count(num_nodes, "num_nodes")
+        if num_graphs is not None:
+            num_graphs = _check_count(num_graphs, "num_graphs")
+            if batch is None and num_graphs != 1:
+                raise ValueError(
+                    f"num_graphs={num_graphs} needs a batch vector; without one the input is "
+                    "a single graph"
+                )
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype}")
         num_edges = edge_index.shape[1]
@@ -88,6 +95,8 @@ class GraphBatch:
         else:
             if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.shape[0] != num_nodes:
                 raise ValueError(f"batch must be a 1-D tensor with num_nodes={num_nodes} entries")
+            if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+                raise TypeError(f"batch must hold integer graph ids, got dtype {batch.dtype}")
             batch = batch.long()
             if num_graphs is None:
                 num_graphs = int(batch.max()) + 1 if num_nodes else 0
@@ -161,6 +170,19 @@ class GraphBatch:
             start = stop
 
 
+def _check_count(value: object, name: str) -> int:
+    """``value`` as a non-negative Python int (NumPy and 0-d tensor integers accepted)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got a bool")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if count < 0:
+        raise ValueError(f"{name} must be non-negative, got {count}")
+    return count
+
+
 def _check_polynomials(polynomials: Sequence[Polynomial]) -> int:
     polynomials = list(polynomials)
     for poly in polynomials:
@@ -209,6 +231,7 @@ def evaluate(
         ``edge_index`` (in its order), or with ``dense_pairs`` ``[N, N, C]`` for a single graph
         (``batch is None``) and ``[B, n_max, n_max, C]`` zero-padded for a batch.
     """
+    polynomials = list(polynomials)  # any iterable, read once
     order = _check_polynomials(polynomials)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -219,7 +242,7 @@ def evaluate(
     graphs = GraphBatch(edge_index, num_nodes, edge_weight, batch, num_graphs, dtype)
     single = batch is None
     return evaluate_on(
-        list(polynomials),
+        polynomials,
         graphs,
         order,
         method=method,
@@ -276,25 +299,49 @@ def _evaluate_dense(
     edge_graph = graphs.batch[graphs.edge_index[0]]
     for graph_ids, adjacency, node_mask in graphs.dense_chunks(width, budget):
         evaluator = DenseEvaluator(adjacency, node_mask)
-        values = torch.stack([evaluator.evaluate(plan) for plan in plans], dim=-1)
-        n = adjacency.shape[1]
-        if order == 0:
-            out[graph_ids] = values
-        elif order == 1:
-            slots, local = node_mask.nonzero(as_tuple=True)
-            out[graphs.ptr[graph_ids[slots]] + local] = values[slots, local]
-        elif dense_pairs:
-            out[graph_ids, :n, :n] = values
-        else:
-            slot = torch.full((graphs.num_graphs,), -1, dtype=torch.long, device=device)
-            slot[graph_ids] = torch.arange(graph_ids.numel(), device=device)
-            chosen = (slot[edge_graph] >= 0).nonzero(as_tuple=True)[0]
-            offset = graphs.ptr[edge_graph[chosen]]
-            out[chosen] = values[
-                slot[edge_graph[chosen]],
-                graphs.edge_index[0][chosen] - offset,
-                graphs.edge_index[1][chosen] - offset,
-            ]
+        place = _column_placer(out, graphs, graph_ids, node_mask, order, dense_pairs, edge_graph)
+        # One column at a time: a chunk never holds more than one polynomial's [b, n, n]
+        # result (stacking all C of them would exceed dense_budget C-fold).
+        for column, plan in enumerate(plans):
+            place(column, evaluator.evaluate(plan))
     if dense_pairs and single:
         return out[0] if graphs.num_graphs else out.new_zeros(0, 0, channels)
     return out
+
+
+def _column_placer(out, graphs, graph_ids, node_mask, order, dense_pairs, edge_graph):
+    """``place(column, values)``: write one polynomial's chunk result (``[b]``, ``[b, n]`` or
+    ``[b, n, n]``) into its column of ``out``; the row indices are computed once per chunk."""
+    if order == 0:
+
+        def place(column: int, values: Tensor) -> None:
+            out[graph_ids, column] = values
+
+    elif order == 1:
+        slots, local = node_mask.nonzero(as_tuple=True)
+        rows = graphs.ptr[graph_ids[slots]] + local
+
+        def place(column: int, values: Tensor) -> None:
+            out[rows, column] = values[slots, local]
+
+    elif dense_pairs:
+        n = node_mask.shape[1]
+
+        def place(column: int, values: Tensor) -> None:
+            out[graph_ids, :n, :n, column] = values
+
+    else:
+        slot = torch.full((graphs.num_graphs,), -1, dtype=torch.long, device=out.device)
+        slot[graph_ids] = torch.arange(graph_ids.numel(), device=out.device)
+        chosen = (slot[edge_graph] >= 0).nonzero(as_tuple=True)[0]
+        offset = graphs.ptr[edge_graph[chosen]]
+        where = (
+            slot[edge_graph[chosen]],
+            graphs.edge_index[0][chosen] - offset,
+            graphs.edge_index[1][chosen] - offset,
+        )
+
+        def place(column: int, values: Tensor) -> None:
+            out[chosen, column] = values[where]
+
+    return place

@@ -13,6 +13,7 @@ bookkeeping is extended so that ``to_data_list()`` carries the new attributes to
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -75,6 +76,7 @@ class AddEquivariantPolynomials(BaseTransform):
         self._setup(basis, edge_weight, method, normalize, dtype)
         self.max_degree = max_degree
         self.subset = subset
+        self.connected, self.simple = connected, simple
 
     @classmethod
     def from_polynomials(
@@ -109,6 +111,7 @@ class AddEquivariantPolynomials(BaseTransform):
         transform._setup(basis, edge_weight, method, normalize, dtype)
         transform.max_degree = max((p.degree for p in polynomials), default=0)
         transform.subset = None
+        transform.connected = transform.simple = None
         return transform
 
     def _setup(
@@ -151,8 +154,13 @@ class AddEquivariantPolynomials(BaseTransform):
             raise TypeError(
                 f"data must be a torch_geometric Data or Batch, got {type(data).__name__}"
             )
-        if data.edge_index is None:
-            raise ValueError("data has no edge_index")
+        edge_index = data.edge_index
+        if edge_index is None:
+            # A graph stored without edges (PyG omits the attribute).
+            device = data.x.device if isinstance(data.get("x"), Tensor) else None
+            edge_index = torch.zeros(2, 0, dtype=torch.long, device=device)
+        if data.num_nodes is None:
+            raise ValueError("data has neither nodes it can count (x, num_nodes) nor edges")
         weight = None
         if self.edge_weight is not None:
             weight = getattr(data, self.edge_weight, None)
@@ -160,9 +168,7 @@ class AddEquivariantPolynomials(BaseTransform):
                 raise ValueError(f"data has no attribute {self.edge_weight!r} (edge_weight)")
         batch = getattr(data, "batch", None)
         num_graphs = data.num_graphs if isinstance(data, Batch) else None
-        graphs = GraphBatch(
-            data.edge_index, int(data.num_nodes), weight, batch, num_graphs, self.dtype
-        )
+        graphs = GraphBatch(edge_index, int(data.num_nodes), weight, batch, num_graphs, self.dtype)
         return graphs, batch is None
 
     def forward(self, data: Data) -> Data:
@@ -222,10 +228,18 @@ class AddEquivariantPolynomials(BaseTransform):
         return values
 
     def __repr__(self) -> str:
+        # PyG compares repr(pre_transform) with the one saved beside processed data to decide
+        # whether that data is stale, so everything that changes the output is in it, down to a
+        # fingerprint of the polynomials themselves (``from_polynomials`` lists of one size).
         channels = ", ".join(f"{o}: {len(self.basis[o])}" for o in self.orders)
+        names = "|".join(p.name for o in self.orders for p in self.basis[o])
+        fingerprint = hashlib.sha1(names.encode()).hexdigest()[:12]
         return (
             f"{self.__class__.__name__}(max_degree={self.max_degree}, orders={self.orders}, "
-            f"subset={self.subset!r}, method={self.method!r}, channels={{{channels}}})"
+            f"subset={self.subset!r}, connected={self.connected}, simple={self.simple}, "
+            f"edge_weight={self.edge_weight!r}, method={self.method!r}, "
+            f"normalize={self.normalize!r}, dtype={self.dtype}, channels={{{channels}}}, "
+            f"basis={fingerprint})"
         )
 
 

@@ -10,10 +10,10 @@ import weakref
 
 import pytest
 import torch
+from allocations import AllocationLog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv, to_hetero
 from torch_geometric.nn.aggr import GRUAggregation as PyGGRUAggregation
 from torch_geometric.nn.aggr import LSTMAggregation as PyGLSTMAggregation
@@ -583,25 +583,6 @@ def test_only_the_last_forward_is_kept(cls):
 
 
 # -- memory and work ------------------------------------------------------------------------------
-class _AllocationLog(TorchDispatchMode):
-    """Bytes of every tensor an op writes (views excluded), forward and backward."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-        self.total = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view:
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor):
-                    size = t.numel() * t.element_size()
-                    self.largest = max(self.largest, size)
-                    self.total += size
-        return out
-
-
 @pytest.mark.parametrize("cls", CLASSES)
 @pytest.mark.parametrize("implementation", ["segments", "packed"])
 def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation):
@@ -612,7 +593,7 @@ def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation
         aggr = cls(channels, channels, implementation=implementation)
         index = torch.cat([torch.arange(1, hub + 1), torch.zeros(hub, dtype=torch.long)])
         x = torch.randn(2 * hub, channels, requires_grad=True)
-        logs[hub] = log = _AllocationLog()
+        logs[hub] = log = AllocationLog()
         with log:
             aggr(x, index).sum().backward()
             aggr.permutation_loss().backward()

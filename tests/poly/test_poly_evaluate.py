@@ -231,6 +231,11 @@ def test_empty_inputs():
         ({"dtype": torch.float16}, ValueError, "dtype"),
         ({"dtype": torch.int64, "edge_weight": torch.tensor([0.5, 1.0])}, ValueError, "integral"),
         ({"dense_budget": 0}, ValueError, "dense_budget"),
+        ({"num_nodes": 3.0}, TypeError, "num_nodes"),
+        ({"num_graphs": 0}, ValueError, "num_graphs"),
+        ({"num_graphs": -1, "batch": torch.tensor([0, 0, 0])}, ValueError, "num_graphs"),
+        ({"num_graphs": 1.5, "batch": torch.tensor([0, 0, 0])}, TypeError, "num_graphs"),
+        ({"batch": torch.tensor([0.0, 0.0, 0.0])}, TypeError, "batch"),
     ],
 )
 def test_evaluate_rejects_bad_input(kwargs, error, match):
@@ -260,3 +265,33 @@ def test_evaluate_rejects_bad_polynomial_lists():
         evaluate(["K3"], edge_index, 2)
     with pytest.raises(ValueError, match="dense_pairs"):
         evaluate(list(_basis(1, 1)), edge_index, 2, dense_pairs=True)
+
+
+def test_integer_like_counts_and_any_iterable_of_polynomials():
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    basis = _basis(3, 0)
+    expected = evaluate(list(basis), edge_index, 3)
+    for num_nodes in (np.int64(3), torch.tensor(3)):
+        torch.testing.assert_close(evaluate(list(basis), edge_index, num_nodes), expected)
+    torch.testing.assert_close(evaluate((p for p in basis), edge_index, 3), expected)
+
+
+def test_dense_method_stays_within_its_budget():
+    """A chunk holds one polynomial's [b, n, n] result at a time, not all C of them."""
+    from allocations import AllocationLog
+
+    # One chunk of all ten graphs: its [b, n, n] results are 5x the output's edge rows.
+    n, graphs, budget = 10, 10, 1 << 14
+    ring = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
+    ring = torch.cat([ring, ring.flip(0)], 1)
+    edge_index = torch.cat([ring + k * n for k in range(graphs)], 1)
+    batch = torch.arange(graphs).repeat_interleave(n)
+    polys = list(enumerate_basis(4, 2, subset="within-2fwl"))
+    with AllocationLog() as log:
+        out = evaluate(
+            polys, edge_index, n * graphs, batch=batch, method="dense", dense_budget=budget
+        )
+    output_bytes = out.numel() * out.element_size()
+    # Nothing beyond the output and budget-sized float64 intermediates (the per-chunk stack of
+    # all channels, [b, n, n, C], was 392 kB here: 5x the output, 3x the budget).
+    assert log.largest <= max(output_bytes, 8 * budget)

@@ -257,3 +257,33 @@ def test_transform_rejects_bad_data():
         AddEquivariantPolynomials(max_degree=2, orders=(0,)).dense(_data(nx.path_graph(3)))
     with pytest.raises(ValueError, match="orders"):
         AddEquivariantPolynomials(max_degree=2, orders=(0,)).names(1)
+
+
+def test_repr_changes_with_every_setting_that_changes_the_output():
+    """PyG compares repr(pre_transform) to tell whether processed data is stale."""
+    base = dict(max_degree=3, orders=(0, 1))
+    variants = [
+        {},
+        {"max_degree": 2},
+        {"orders": (0,)},
+        {"subset": "beyond-2fwl"},
+        {"connected": False},
+        {"simple": False},
+        {"edge_weight": "w"},
+        {"normalize": "density"},
+        {"dtype": torch.float32},
+    ]
+    reprs = [repr(AddEquivariantPolynomials(**{**base, **v})) for v in variants]
+    assert len(set(reprs)) == len(reprs)
+    basis = enumerate_basis(3, 0)
+    first = AddEquivariantPolynomials.from_polynomials(basis[:3] + basis[-1:])
+    second = AddEquivariantPolynomials.from_polynomials(basis[:2] + basis[-2:])
+    assert repr(first) != repr(second)
+
+
+def test_data_without_edge_index_is_an_edgeless_graph():
+    transform = AddEquivariantPolynomials(max_degree=2)
+    with_edges = transform(Data(x=torch.ones(4, 1), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+    without = transform(Data(x=torch.ones(4, 1)))
+    for name in ("poly_graph", "poly_x", "poly_edge_attr"):
+        torch.testing.assert_close(without[name], with_edges[name])
