@@ -127,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--suite",
-        default="quick",
+        default=None,
         choices=list(SUITES),
-        help="quick: < 15 min on a 2-core CPU, no network; full: every task and data set",
+        help="quick (default): < 15 min on a 2-core CPU, no network; full: every task and data set",
     )
     run.add_argument(
         "--config",
@@ -271,15 +271,35 @@ def _config_from_file(path: Path) -> SuiteConfig:
         raise SystemExit(f"gnnagg-bench: error: --config {path}: {error}") from None
 
 
+def _with_seeds(config: SuiteConfig, num_seeds: int) -> SuiteConfig:
+    """``config`` with every section that trains over seeds using seeds ``0..num_seeds-1``."""
+    changes = {}
+    for name in SECTIONS:
+        section = getattr(config, name)
+        if section is not None and hasattr(section, "seeds"):
+            changes[name] = replace(section, seeds=tuple(range(num_seeds)))
+    return replace(config, **changes)
+
+
 def _suite(args: argparse.Namespace) -> SuiteConfig:
     device = _device(args.device)
     if args.command == "run":
         if args.config is not None:
+            if args.suite is not None:
+                raise ValueError("--suite and --config: give one (a config is a whole suite)")
             config = _config_from_file(args.config)
             config = replace(config, device=device if args.device != "auto" else config.device)
+            if args.seeds is not None:
+                config = _with_seeds(config, args.seeds)
         else:
-            config = suite_config(args.suite, args.seeds, device)
+            config = suite_config(args.suite or "quick", args.seeds, device)
         if args.only:
+            missing = [s for s in args.only if getattr(config, s) is None]
+            if missing:
+                raise ValueError(
+                    f"--only: the {config.name} suite has no {', '.join(missing)} section "
+                    f"(sections: {', '.join(s for s in SECTIONS if getattr(config, s))})"
+                )
             config = replace(config, **{s: None for s in SECTIONS if s not in args.only})
         return config if args.threads is None else replace(config, threads=_threads(args))
     if args.command == "sizegen":
@@ -382,8 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _list(args.json)
         return 0
     if args.command == "train":
-        from .train import run_training
+        from .train import run_training, training_config
 
+        try:
+            training_config(args)  # option errors as usage errors, before any work
+        except ValueError as error:
+            parser.error(str(error))
         results = run_training(args)
         if results is not None:
             print(f"wrote {args.out / 'results.json'}")

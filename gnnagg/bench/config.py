@@ -128,6 +128,12 @@ class SizeGenConfig:
         _check_positive(self, ("reg_samples",))
         if not self.train_sizes or not self.test_sizes:
             raise ValueError("train_sizes, test_sizes: need at least one size each")
+        for arg in ("train_sizes", "test_sizes"):
+            sizes = getattr(self, arg)
+            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+                raise ValueError(f"{arg}: expected positive ints, got {sizes!r}")
+        # Ascending and distinct: reports and plots read the last size as the largest.
+        self.test_sizes = tuple(sorted(set(self.test_sizes)))
         _check_lr(self.lr)
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight: expected a float >= 0, got {self.reg_weight!r}")

@@ -61,7 +61,7 @@ def sizegen_table(summary: list[dict[str, Any]], task: str) -> str:
     rows = [r for r in summary if r["task"] == task]
     if not rows:
         return ""
-    sizes = list(rows[0]["test"])
+    sizes = sorted(rows[0]["test"], key=int)
     columns = ["val"] + sizes
     best = {}
     for col in columns:
@@ -95,7 +95,7 @@ def lcm_paper_comparison(summary: list[dict[str, Any]], task: str) -> list[str]:
     rows = [r for r in summary if r["task"] == task]
     if not rows:
         return []
-    largest = list(rows[0]["test"])[-1]
+    largest = max(rows[0]["test"], key=int)
     out = []
 
     def best_of(names: tuple[str, ...]) -> dict[str, Any] | None:
@@ -153,9 +153,10 @@ def plot_sizegen(summary: list[dict[str, Any]], task: str, path: Path) -> Path:
     # Up to 13 aggregators share one plot: tab20 keeps their colours apart.
     colours = plt.get_cmap("tab20").colors
     for i, r in enumerate(rows):
-        sizes = [int(s) for s in r["test"]]
-        means = [100 * r["test"][s]["mean"] for s in r["test"]]
-        stds = [100 * r["test"][s]["std"] for s in r["test"]]
+        keys = sorted(r["test"], key=int)  # results of older runs may list sizes unsorted
+        sizes = [int(s) for s in keys]
+        means = [100 * r["test"][s]["mean"] for s in keys]
+        stds = [100 * r["test"][s]["std"] for s in keys]
         spec = AGGREGATORS.get(r["aggregator"])
         # Dashed: PyG's aggregators; solid: gnnagg's.
         style = "--" if spec is not None and spec.library == "pyg" else "-"

@@ -342,13 +342,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
-def run_training(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Run the training entry point from parsed arguments; rank 0 returns the results."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"threads: expected a positive int, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    config = SizeGenConfig(
+def training_config(args: argparse.Namespace) -> SizeGenConfig:
+    """The configuration the ``train`` entry point runs; ``ValueError`` names a bad option."""
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"threads: expected a positive int, got {args.threads}")
+    if args.seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, got {args.seed}")
+    return SizeGenConfig(
         tasks=(args.task,),
         aggregators=tuple(args.aggregators),
         seeds=(args.seed,),
@@ -363,6 +363,13 @@ def run_training(args: argparse.Namespace) -> dict[str, Any] | None:
         lr=args.lr,
         regularise=args.regularise,
     )
+
+
+def run_training(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Run the training entry point from parsed arguments; rank 0 returns the results."""
+    config = training_config(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     ctx = init_distributed(args.device)
     try:
         splits = build_splits(args.task, args.seed, config)

@@ -188,7 +188,9 @@ def build_zinc_plogp(
     require_ogb()
     require_rdkit()
     for arg, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{arg}: expected a positive int, got {value!r}")
+        if value < 1:
             raise ValueError(f"{arg}: expected a positive int, got {value!r}")
     (path,) = raw.values()
     smiles_all = _read_csv(path, usecols=["SMILES"])["SMILES"].astype(str).tolist()

@@ -483,6 +483,8 @@ def make_splits(
     ``max(2 * its largest size, 32)``.
     """
     train_sizes, test_sizes = list(train_sizes), list(test_sizes)
+    for arg, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+        _check_positive_int(value, arg)  # named here: the datasets only know num_graphs
     counts = {"train": num_train, "val": num_val}
     out = {}
     for split in split_names(test_sizes):

@@ -1,13 +1,14 @@
 """gnnagg-bench end to end: --help, clear errors, a tiny run with results.json and PNGs,
 reruns from a results.json, speed parts that are fake, missing or broken."""
 
+import dataclasses
 import json
 import os
 import textwrap
 
 import pytest
 
-from gnnagg.bench.cli import build_parser, main
+from gnnagg.bench.cli import _suite, build_parser, main
 from gnnagg.bench.config import RealConfig, SizeGenConfig, SpeedConfig, SuiteConfig
 from gnnagg.bench.runner import SCHEMA, run_suite
 
@@ -78,6 +79,31 @@ def test_config_errors_name_the_argument(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["sizegen", "--lr", "-1", "--out", str(tmp_path), "--quiet"])
     assert "lr" in capsys.readouterr().err
+
+
+def test_run_options_are_applied_or_refused(tmp_path, capsys):
+    config_file = tmp_path / "config.json"
+    quick = _suite(build_parser().parse_args(["run"]))
+    config_file.write_text(json.dumps(dataclasses.asdict(quick)))
+    args = build_parser().parse_args(["run", "--config", str(config_file), "--seeds", "1"])
+    config = _suite(args)
+    assert config.sizegen.seeds == (0,) and config.real.seeds == (0,)
+    for argv, match in (
+        (["run", "--config", str(config_file), "--suite", "full"], "--suite and --config"),
+        (["run", "--only", "poly"], "has no poly section"),
+        (["train", "--out", str(tmp_path), "--epochs", "0"], "epochs"),
+        (["train", "--out", str(tmp_path), "--seed", "-1"], "seed"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert match in capsys.readouterr().err
+
+
+def test_unsorted_test_sizes_are_sorted():
+    config = SizeGenConfig(test_sizes=(64, 20, 64))
+    assert config.test_sizes == (20, 64)
+    with pytest.raises(ValueError, match="test_sizes"):
+        SizeGenConfig(test_sizes=(0, 20))
 
 
 def test_list_names_everything(capsys):
@@ -271,4 +297,26 @@ def test_real_data_on_fixtures(tmp_path):
 
 def test_parser_defaults_are_the_quick_suite():
     args = build_parser().parse_args(["run"])
-    assert args.suite == "quick" and args.device == "auto" and not args.quiet
+    assert args.suite is None and args.device == "auto" and not args.quiet
+    assert _suite(args).name == "quick"
+
+
+def test_report_reads_the_largest_test_size_whatever_the_key_order():
+    """Results written before test sizes were sorted may list them in command-line order."""
+    from gnnagg.bench.report import lcm_paper_comparison, sizegen_table
+
+    def row(aggregator, at_20, at_64):
+        stats = {"20": {"mean": at_20, "std": 0.0}, "64": {"mean": at_64, "std": 0.0}}
+        test = {"64": stats["64"], "20": stats["20"]}  # unsorted on purpose
+        return {
+            "task": "t",
+            "aggregator": aggregator,
+            "val": {"mean": 0.9, "std": 0.0},
+            "test": test,
+            "train_time_s": 1.0,
+        }
+
+    summary = [row("sum", 0.9, 0.1), row("lcm_softmax", 0.5, 0.6)]
+    assert lcm_paper_comparison(summary, "t")[0].startswith("Best at size 64")
+    header = sizegen_table(summary, "t").splitlines()[0]
+    assert header.index("size 20") < header.index("size 64")

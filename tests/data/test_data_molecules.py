@@ -130,6 +130,8 @@ def test_zinc_split_sizes_are_options(cache):
         fetch("zinc-plogp", root=cache, fixture=True, num_train=0)
     with pytest.raises(ValueError, match="requested"):
         fetch("zinc-plogp", root=cache, fixture=True, num_train=1000)
+    with pytest.raises(TypeError, match="num_train"):
+        fetch("zinc-plogp", root=cache, fixture=True, num_train="5")
 
 
 def test_sa_score_and_logp_match_graphium_reference():

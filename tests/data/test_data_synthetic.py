@@ -135,6 +135,12 @@ def test_splits_use_independent_streams_and_disjoint_sizes():
         assert not test_sizes & train_sizes
 
 
+def test_split_counts_are_checked_under_their_own_names():
+    for name, value in (("num_train", 0), ("num_val", -1), ("num_test", 0)):
+        with pytest.raises(ValueError, match=name):
+            make_splits("range", **{name: value})
+
+
 def test_configurable_sizes_and_split_names():
     ds = DistinctCount("test_5", train_sizes=[1, 2, 3], test_sizes=[5, 9], num_graphs=10)
     assert set(ds._data.set_size.tolist()) == {5}
