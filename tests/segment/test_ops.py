@@ -145,7 +145,7 @@ def test_plan_on_wrong_device_or_size_is_rejected():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "mul"])
 @pytest.mark.parametrize("sort", [True, False])
 def test_second_derivatives(backend, reduce, sort):
     """Double backward works on every path (torch's own segment_reduce backward has none)."""

@@ -28,11 +28,12 @@ def _native_sorted(src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
 
 
 class SortedSegment(torch.autograd.Function):
-    """A reduction of sorted rows by ``kernel(src, plan, reduce)`` (sum, mean, max or min) with
-    a backward written in differentiable ops (gathers and products), so that second
-    derivatives work: the backward of ``torch.segment_reduce`` has no derivative, and that of
-    ``torch_scatter.segment_csr`` silently has a zero one. Tied maxima/minima share the
-    gradient evenly."""
+    """A reduction of sorted rows by ``kernel(src, plan, reduce)`` (sum, mean, max or min) whose
+    backward is differentiable, so that second derivatives work: the backward of
+    ``torch.segment_reduce`` has no derivative, and that of ``torch_scatter.segment_csr``
+    silently has a zero one. Sums and means scatter back by a gather; max/min use torch's own
+    backward kernel for first derivatives and, when a second is asked for, the same rule in
+    differentiable ops. Tied maxima/minima share the gradient evenly."""
 
     @staticmethod
     def forward(ctx, src: Tensor, plan: SegmentPlan, reduce: str, kernel) -> Tensor:
@@ -70,10 +71,9 @@ class TorchBackend(SegmentBackend):
     name = "torch"
 
     def reduce(self, src: Tensor, plan: SegmentPlan, reduce: str) -> Tensor:
-        if plan.known_sorted_csr:
-            if reduce == "mul":
-                out = torch.segment_reduce(src, "prod", offsets=plan.ptr, axis=0)
-                return zero_empty_groups(out, plan.degrees)
+        # Products take scatter_reduce even for sorted rows: segment_reduce's product backward
+        # has no derivative, scatter_reduce's has (and handles zeros).
+        if plan.known_sorted_csr and reduce != "mul":
             return SortedSegment.apply(src, plan, reduce, _native_sorted)
         index = plan.index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
         out = src.new_zeros((plan.dim_size, *src.shape[1:]))
