@@ -8,6 +8,8 @@ Layers, from the bottom up (nothing imports from a layer above it):
 * :mod:`gnnagg.poly` -- equivariant polynomial features (PyG transforms), beside the above.
 * :mod:`gnnagg.data` -- synthetic tasks and real data sets, beside the above.
 * :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
+
+``gnnagg._checks`` holds argument checks shared by every layer and imports nothing.
 """
 
 from .aggr import GRUAggregation, LCMAggregation, LSTMAggregation, total_permutation_loss

@@ -17,12 +17,12 @@ Semantics of the input (the issue leaves these open):
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
 
+from .._checks import check_count
 from .basis import Polynomial
 from .dense import DenseEvaluator
 from .plan import plan_contraction
@@ -54,9 +54,9 @@ class GraphBatch:
             raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
         if edge_index.dtype != torch.long:
             raise TypeError(f"edge_index must be torch.long, got {edge_index.dtype}")
-        num_nodes = _check_count(num_nodes, "num_nodes")
+        num_nodes = check_count(num_nodes, "num_nodes")
         if num_graphs is not None:
-            num_graphs = _check_count(num_graphs, "num_graphs")
+            num_graphs = check_count(num_graphs, "num_graphs")
             if batch is None and num_graphs != 1:
                 raise ValueError(
                     f"num_graphs={num_graphs} needs a batch vector; without one the input is "
@@ -168,19 +168,6 @@ class GraphBatch:
             node_mask = positions[None, :] < self.sizes[graph_ids][:, None]
             yield graph_ids, adjacency, node_mask
             start = stop
-
-
-def _check_count(value: object, name: str) -> int:
-    """``value`` as a non-negative Python int (NumPy and 0-d tensor integers accepted)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got a bool")
-    try:
-        count = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if count < 0:
-        raise ValueError(f"{name} must be non-negative, got {count}")
-    return count
 
 
 def _check_polynomials(polynomials: Sequence[Polynomial]) -> int:

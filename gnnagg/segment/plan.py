@@ -8,13 +8,14 @@ and cached, so a plan built for one scatter costs nothing beyond what that scatt
 
 from __future__ import annotations
 
-import operator
 import weakref
 from collections import OrderedDict
 from functools import cached_property
 
 import torch
 from torch import Tensor
+
+from .._checks import check_count
 
 __all__ = [
     "SegmentPlan",
@@ -29,25 +30,9 @@ _INDEX_DTYPES = (torch.int64, torch.int32)
 
 
 def check_dim_size(dim_size: object) -> int | None:
-    """``dim_size`` as a non-negative Python int (``None`` stays ``None``).
-
-    Accepts anything integral (Python and NumPy ints, 0-d integer tensors); a float such as
-    ``2.5`` is a ``TypeError`` rather than silently truncated, and a negative size a
-    ``ValueError``.
-    """
-    if dim_size is None:
-        return None
-    if isinstance(dim_size, bool):
-        raise TypeError("dim_size must be an integer, got a bool")
-    try:
-        value = operator.index(dim_size)
-    except TypeError:
-        raise TypeError(
-            f"dim_size must be an integer, got {dim_size!r} ({type(dim_size).__name__})"
-        ) from None
-    if value < 0:
-        raise ValueError(f"dim_size must be non-negative, got {value}")
-    return value
+    """``dim_size`` as a non-negative Python int (``None`` stays ``None``); a float such as
+    ``2.5`` is a ``TypeError`` rather than silently truncated."""
+    return None if dim_size is None else check_count(dim_size, "dim_size")
 
 
 def check_index(
