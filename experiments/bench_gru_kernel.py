@@ -134,8 +134,6 @@ def _bench_size(m: int, c: int, args, seed: int) -> list[dict]:
 
 
 def _gate_kernels_alone(kernel, level: _Level, packed, saved, args) -> dict:
-    from gnnagg.monoids import gru_triton
-
     m, _, c = level.pair.shape
     a, b = level.pair[:, 0], level.pair[:, 1]
     weight, bias = packed
@@ -144,25 +142,28 @@ def _gate_kernels_alone(kernel, level: _Level, packed, saved, args) -> dict:
     out = a.new_empty((m, c))
     grad_pair = torch.empty_like(level.pair)
     proj_grads = a.new_empty((2, m, 6 * c))
-    n = m * c
-    forward_args = (proj_a, proj_b, a, b, out, saved, n, c, a.stride(0), b.stride(0))
-    backward_args = (
-        *(level.grad, a, b, saved, grad_pair[:, 0], grad_pair[:, 1], proj_grads[0], proj_grads[1]),
-        *(n, c, a.stride(0), b.stride(0), grad_pair.stride(0), grad_pair.stride(0)),
-    )
+    grads = (grad_pair[:, 0], grad_pair[:, 1], proj_grads)
     result = {}
-    for label, kernel_fn, kernel_args, values in (
-        ("gates_fwd", gru_triton._pair_forward_kernel, forward_args, FORWARD_VALUES),
-        ("gates_bwd", gru_triton._pair_backward_kernel, backward_args, BACKWARD_VALUES),
+    for label, launch, values in (
+        (
+            "gates_fwd",
+            lambda: kernel.forward_gates(proj_a, proj_b, a, b, out, saved),
+            FORWARD_VALUES,
+        ),
+        (
+            "gates_bwd",
+            lambda: kernel.backward_gates(level.grad, a, b, saved, *grads),
+            BACKWARD_VALUES,
+        ),
     ):
 
-        def launches(kernel_fn=kernel_fn, kernel_args=kernel_args) -> None:
+        def launches(launch=launch) -> None:
             for _ in range(args.launches):
-                kernel._launch(kernel_fn, n, *kernel_args)
+                launch()
 
         ms = median_time_ms(launches, args.device, args.repeats) / args.launches
         result[f"{label}_ms"] = round(ms, 5)
-        result[f"{label}_gb_per_s"] = round(values * n * a.element_size() / ms / 1e6, 1)
+        result[f"{label}_gb_per_s"] = round(values * m * c * a.element_size() / ms / 1e6, 1)
     return result
 
 

@@ -84,7 +84,7 @@ def group_neighbourhoods(
         # PyG passes both for input grouped already (EdgeIndex, sparse adjacency); as in its
         # own aggregations, ptr is the grouping then.
         index = None
-    if index is not None and ptr is None and plan is None and isinstance(index, Tensor):
+    elif index is not None and plan is None and isinstance(index, Tensor):
         # Layers and epochs over one graph share the sort and the schedules derived from it.
         plan = plan_for_index(index, dim_size, num_rows=x0.shape[0])
         index = dim_size = None

@@ -170,8 +170,36 @@ class TritonGRUPairKernel(GRUPairKernel):
         self.block, self.num_warps = block, num_warps
 
     def _launch(self, kernel, num_elements: int, *args) -> None:
-        grid = (triton.cdiv(num_elements, self.block),)
-        kernel[grid](*args, BLOCK=self.block, num_warps=self.num_warps)
+        if num_elements:
+            grid = (triton.cdiv(num_elements, self.block),)
+            kernel[grid](*args, BLOCK=self.block, num_warps=self.num_warps)
+
+    def forward_gates(
+        self, proj_a: Tensor, proj_b: Tensor, a: Tensor, b: Tensor, out: Tensor, saved: Tensor
+    ) -> None:
+        """The forward kernel alone: ``out`` and ``saved`` from the operands ``[m, C]`` (unit
+        channel stride) and their projections ``[m, 6C]``."""
+        n, c = out.numel(), out.shape[1]
+        args = (proj_a, proj_b, a, b, out, saved, n, c, a.stride(0), b.stride(0))
+        self._launch(_pair_forward_kernel, n, *args)
+
+    def backward_gates(
+        self,
+        grad: Tensor,
+        a: Tensor,
+        b: Tensor,
+        saved: Tensor,
+        grad_a: Tensor,
+        grad_b: Tensor,
+        proj_grads: Tensor,
+    ) -> None:
+        """The backward kernel alone: the operands' direct gradients into ``grad_a``/``grad_b``
+        and the projections' gradients into ``proj_grads`` ``[2, m, 6C]``; ``grad``
+        contiguous."""
+        n, c = grad.numel(), grad.shape[1]
+        args = (grad, a, b, saved, grad_a, grad_b, proj_grads[0], proj_grads[1], n, c)
+        strides = (a.stride(0), b.stride(0), grad_a.stride(0), grad_b.stride(0))
+        self._launch(_pair_backward_kernel, n, *args, *strides)
 
     def pack(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor):
         return torch.cat([weight_ih, weight_hh]), torch.cat([bias_ih, bias_hh])
@@ -190,9 +218,7 @@ class TritonGRUPairKernel(GRUPairKernel):
         proj_a = torch.addmm(bias, a, weight.t())
         proj_b = torch.addmm(bias, b, weight.t())
         out = pair.new_empty((m, c))
-        if m * c:
-            args = (proj_a, proj_b, a, b, out, saved, m * c, c, a.stride(0), b.stride(0))
-            self._launch(_pair_forward_kernel, m * c, *args)
+        self.forward_gates(proj_a, proj_b, a, b, out, saved)
         return out
 
     def backward(
@@ -212,25 +238,7 @@ class TritonGRUPairKernel(GRUPairKernel):
         if grad_a.stride(1) != 1 or grad_b.stride(1) != 1 or not saved.is_contiguous():
             raise ValueError("grad_pair needs unit channel stride and saved must be contiguous")
         proj_grads = pair.new_empty((2, m, 6 * c))
-        if m * c:
-            self._launch(
-                _pair_backward_kernel,
-                m * c,
-                grad.contiguous(),
-                a,
-                b,
-                saved,
-                grad_a,
-                grad_b,
-                proj_grads[0],
-                proj_grads[1],
-                m * c,
-                c,
-                a.stride(0),
-                b.stride(0),
-                grad_a.stride(0),
-                grad_b.stride(0),
-            )
+        self.backward_gates(grad.contiguous(), a, b, saved, grad_a, grad_b, proj_grads)
         grad_a.addmm_(proj_grads[0], weight)
         grad_b.addmm_(proj_grads[1], weight)
         grad_weight.addmm_(proj_grads[0].t(), a).addmm_(proj_grads[1].t(), b)

@@ -170,8 +170,7 @@ class GraphBatch:
             start = stop
 
 
-def _check_polynomials(polynomials: Sequence[Polynomial]) -> int:
-    polynomials = list(polynomials)
+def _check_polynomials(polynomials: list[Polynomial]) -> int:
     for poly in polynomials:
         if not isinstance(poly, Polynomial):
             raise TypeError(f"polynomials must hold Polynomial objects, got {type(poly).__name__}")
