@@ -124,6 +124,47 @@ def pack_neighbourhoods(groups: Neighbourhoods) -> PackedNeighbourhoods:
     )
 
 
+def _check_rnn_kwargs(rnn_class: type[nn.RNNBase], kwargs: dict) -> None:
+    """Refuse the ``nn.GRU``/``nn.LSTM`` arguments that the aggregation sets itself, and check
+    the rest with errors that name them (``nn.RNNBase`` lets ``bidirectional="yes"`` through
+    and reports ``num_layers=2.5`` without naming it)."""
+    for own, instead in (("input_size", "in_channels"), ("hidden_size", "out_channels")):
+        if own in kwargs:
+            raise TypeError(f"{own} is given by {instead}; do not pass it as a keyword")
+    if "batch_first" in kwargs:
+        raise TypeError(
+            "batch_first cannot be set: the aggregation lays out each neighbourhood as a "
+            "sequence itself (PyG's aggregation refuses it too)"
+        )
+    for name in ("num_layers", "proj_size"):
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    if kwargs.get("num_layers", 1) < 1:
+        raise ValueError(f"num_layers must be at least 1, got {kwargs['num_layers']}")
+    if not isinstance(kwargs.get("bidirectional", False), bool):
+        raise TypeError(f"bidirectional must be a bool, got {kwargs['bidirectional']!r}")
+    dropout = kwargs.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+
+
+def _last_rows(packed: PackedNeighbourhoods) -> Tensor:
+    """The packed row of every sequence's last step, in sequence order."""
+    sequences = torch.arange(packed.lengths.numel(), device=packed.lengths.device)
+    return packed.offsets[packed.lengths - 1] + sequences
+
+
+def _reversed_rows(packed: PackedNeighbourhoods, sizes: list[int]) -> Tensor:
+    """The permutation of packed rows that reads every sequence backwards (an involution):
+    row ``(t, q)`` takes row ``(L_q - 1 - t, q)``."""
+    device = packed.lengths.device
+    batch_sizes = torch.tensor(sizes, device=device)
+    step = torch.repeat_interleave(torch.arange(len(sizes), device=device), batch_sizes)
+    sequence = torch.arange(step.numel(), device=device) - packed.offsets[step]
+    return packed.offsets[packed.lengths[sequence] - 1 - step] + sequence
+
+
 def commutator_loss(transition: Transition, state: State, x_i: Tensor, x_j: Tensor) -> Tensor:
     """Mean squared commutator of a state transition over a batch of samples.
 
@@ -169,6 +210,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         learn_initial_state: bool = False,
         bias: bool = True,
         implementation: str = "auto",
+        **rnn_kwargs,
     ) -> None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(
@@ -179,15 +221,26 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        _check_rnn_kwargs(self.rnn_class, rnn_kwargs)
         super().__init__(shuffle=shuffle)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.learn_initial_state = bool(learn_initial_state)
         self.implementation = implementation
-        self.rnn = self.rnn_class(in_channels, out_channels, bias=bool(bias))
+        self.rnn = self.rnn_class(in_channels, out_channels, bias=bool(bias), **rnn_kwargs)
+        rnn = self.rnn
+        self.num_directions = 2 if rnn.bidirectional else 1
+        hidden_width = getattr(rnn, "proj_size", 0) or out_channels
+        #: Width of the output: the top layer's ``h`` of every direction.
+        self.output_size = self.num_directions * hidden_width
         if self.learn_initial_state:
+            widths = (hidden_width, out_channels)[: self.num_state_parts]
+            stacks = rnn.num_layers * self.num_directions
+            # One vector per state part as for a single-layer cell; one row per layer and
+            # direction otherwise (nn.GRU's h_0 layout).
+            shapes = [(w,) if stacks == 1 else (stacks, w) for w in widths]
             self.initial_state = nn.ParameterList(
-                nn.Parameter(torch.zeros(out_channels)) for _ in range(self.num_state_parts)
+                nn.Parameter(torch.zeros(shape, device=rnn.weight_ih_l0.device)) for shape in shapes
             )
         self._last_recorded: _Recorded | None = None
         self._last_forward_without_grad = False
@@ -203,31 +256,38 @@ class RecurrentAggregation(NeighbourhoodAggregation):
 
     # -- forward ------------------------------------------------------------------------------
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
-        """``[num_nodes, *rest, out_channels]``: each node's state after its last message."""
+        """``[num_nodes, *rest, output_size]``: each node's top-layer output at its last
+        message (as PyG's ``rnn(x)[0][:, -1]`` where PyG pads nothing)."""
         messages = groups.messages
         work = self.work_dtype(messages.dtype)
         rest = messages.shape[1:-1]
-        fold = math.prod(rest)
+        entries = math.prod(rest)
         num_nodes = groups.num_nodes
         initial = self._initial_state(work, messages.device)
+        # What a node without messages outputs: the top layer's initial h, every direction.
+        idle_output = initial[0][-self.num_directions :].reshape(-1)
         record = torch.is_grad_enabled()
-        if messages.shape[0] == 0 or fold == 0:
+        if messages.shape[0] == 0 or entries == 0:
             self._store(None, record)
-            out = initial[0].expand(num_nodes, *rest, self.out_channels).clone()
+            out = idle_output.expand(num_nodes, *rest, self.output_size).clone()
             # messages is empty, so its sum is an exact 0 that keeps the output in the graph:
             # a backward through a batch without edges works as it does for a sum aggregation.
             return (out + messages.sum().to(work)).to(messages.dtype)
 
         packed = pack_neighbourhoods(groups)
         sequence = PackedSequence(packed.sequence.data.to(work), packed.sequence.batch_sizes)
-        batch = packed.num_active * fold
-        hx = tuple(part.expand(batch, self.out_channels) for part in initial)
+        batch = packed.num_active * entries
+        hx = tuple(part.unsqueeze(1).expand(-1, batch, -1).contiguous() for part in initial)
         if self._runs_packed(messages.device):
-            output, last_h = self._run_packed(sequence, hx, self.learn_initial_state)
+            output, last_h = self._run_packed(sequence, hx, packed)
+        elif self.num_directions == 1:
+            output, last_h = self._run_segments(
+                sequence.data, sequence.batch_sizes.tolist(), hx, self._weights(), record
+            )
         else:
-            output, last_h = self._run_segments(sequence, hx, record)
-        last_h = last_h.view(packed.num_active, *rest, self.out_channels)
-        idle = initial[0].expand(num_nodes - packed.num_active, *rest, self.out_channels)
+            output, last_h = self._run_layer_by_layer(sequence, hx, packed)
+        last_h = last_h.reshape(packed.num_active, *rest, self.output_size)
+        idle = idle_output.expand(num_nodes - packed.num_active, *rest, self.output_size)
         # Ranks put the nodes that ran first, so one gather restores node order.
         out = torch.cat([last_h, idle]).index_select(0, packed.rank)
 
@@ -237,7 +297,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 outputs=output.detach(),
                 lengths=packed.lengths,
                 offsets=packed.offsets,
-                initial=tuple(part.detach() for part in initial),
+                initial=tuple(part[0].detach() for part in initial),
             ),
             record,
         )
@@ -257,80 +317,167 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             return device.type == "cuda" and torch.backends.cudnn.enabled
         return self.implementation == "packed"
 
-    def _call_rnn(self, *args):
-        # cuDNN refuses the backward of an RNN run in eval mode. With one layer and no dropout
-        # the training flag changes nothing else, so the RNN runs in training mode whenever a
-        # gradient may flow (an eval-mode model can still be differentiated, e.g. for saliency).
-        if self.rnn.training or not torch.is_grad_enabled():
-            return self.rnn(*args)
-        self.rnn.training = True
-        try:
-            return self.rnn(*args)
-        finally:
-            self.rnn.training = False
+    def _weights(self, layer: int | None = None, direction: int = 0) -> list[Tensor]:
+        """The RNN's weights in ATen's order: all of them, or one layer's in one direction."""
+        names = self.rnn._flat_weights_names
+        if layer is not None:
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            names = [name for name in names if name.endswith(suffix)]
+        return [getattr(self.rnn, name) for name in names]
+
+    def _call_rnn(
+        self,
+        data: Tensor,
+        hx: State,
+        weights: list[Tensor],
+        num_layers: int,
+        bidirectional: bool = False,
+        batch_sizes: Tensor | None = None,
+    ) -> tuple[Tensor, State]:
+        """ATen's ``gru``/``lstm`` on a dense ``[steps, batch, F]`` input, or on packed rows
+        with ``batch_sizes``: ``(output, final state parts [layers·directions, batch, H])``."""
+        rnn = self.rnn
+        dropout = rnn.dropout if rnn.training else 0.0
+        # cuDNN refuses the backward of an RNN run in eval mode; with dropout off the training
+        # flag changes nothing else, so it is on whenever a gradient may flow (an eval-mode
+        # model can still be differentiated, e.g. for saliency).
+        train = rnn.training or torch.is_grad_enabled()
+        state = hx[0] if self.num_state_parts == 1 else hx
+        function = torch._VF.gru if self.num_state_parts == 1 else torch._VF.lstm
+        if batch_sizes is None:
+            args = (
+                data,
+                state,
+                weights,
+                rnn.bias,
+                num_layers,
+                dropout,
+                train,
+                bidirectional,
+                False,
+            )
+        else:
+            args = (
+                data,
+                batch_sizes,
+                state,
+                weights,
+                rnn.bias,
+                num_layers,
+                dropout,
+                train,
+                bidirectional,
+            )
+        output, *final = function(*args)
+        return output, tuple(final)
+
+    def _runs_packed(self, device: torch.device) -> bool:
+        if self.implementation == "auto":
+            return device.type == "cuda" and torch.backends.cudnn.enabled
+        return self.implementation == "packed"
 
     def _run_packed(
-        self, sequence: PackedSequence, hx: State, pass_hx: bool
+        self, sequence: PackedSequence, hx: State, packed: PackedNeighbourhoods
     ) -> tuple[Tensor, Tensor]:
-        """One ``nn.GRU``/``nn.LSTM`` call on the packed batch: ``(outputs, last h)``.
+        """One ATen ``gru``/``lstm`` call on the packed batch: ``(outputs, last outputs)``.
 
         On CUDA this is one cuDNN call. On the CPU, ATen slices one ``[E, gates·H]`` input
         projection per step and the backward of each slice materialises a zero tensor of the
         full size: ``O(D_max·E)`` work (20 s for a hub of degree 200 among 100k edges), hence
         :meth:`_run_segments` there.
         """
-        state = None
-        if pass_hx:
-            state = tuple(part.unsqueeze(0).contiguous() for part in hx)
-            state = state[0] if self.num_state_parts == 1 else state
-        output, final = self._call_rnn(sequence, state)
-        last_h = final if self.num_state_parts == 1 else final[0]
-        return output.data, last_h[0]
+        rnn = self.rnn
+        output, final = self._call_rnn(
+            sequence.data,
+            hx,
+            self._weights(),
+            rnn.num_layers,
+            rnn.bidirectional,
+            sequence.batch_sizes,
+        )
+        if self.num_directions == 1:
+            return output, final[0][-1]
+        return output, output.index_select(0, _last_rows(packed))
 
     def _run_segments(
-        self, sequence: PackedSequence, hx: State, keep_outputs: bool
+        self,
+        data: Tensor,
+        sizes: list[int],
+        hx: State,
+        weights: list[Tensor],
+        keep_outputs: bool,
     ) -> tuple[Tensor, Tensor]:
-        """One dense ``nn.GRU``/``nn.LSTM`` call per run of steps with the same batch size.
+        """One dense unidirectional ATen call per run of steps with the same batch size.
 
-        Within such a run every sequence in the batch reads a message at every step, so its
-        rows of the packed batch are a dense ``[steps, batch, F]`` tensor with no padding. There
-        are as many runs as distinct degrees, at most ``sqrt(2E)``, so the Python overhead is
-        small even for one hub of degree 5,000, whose run is a single C++ call. The packed data
-        and states are cut with ``split``, whose backward is one concatenation.
+        ``data`` holds packed rows with batch sizes ``sizes``; ``hx`` parts are
+        ``[layers, batch, H]``. Within a run every sequence in the batch reads a message at every
+        step, so its rows are a dense ``[steps, batch, F]`` tensor with no padding. There are as
+        many runs as distinct degrees, at most ``sqrt(2E)``, so the Python overhead is small even
+        for one hub of degree 5,000, whose run is a single C++ call. The packed data and states
+        are cut with ``split``, whose backward is one concatenation. Returns the top layer's
+        outputs at every packed row (empty unless ``keep_outputs``) and its last ``h`` per
+        sequence, in rank order.
         """
-        sizes = sequence.batch_sizes.tolist()
+        num_layers = hx[0].shape[0]
         runs: list[tuple[int, int]] = []
         for size in sizes:
             if runs and runs[-1][1] == size:
                 runs[-1] = (runs[-1][0] + 1, size)
             else:
                 runs.append((1, size))
-        chunks = sequence.data.split([steps * size for steps, size in runs])
-        state = tuple(part.contiguous() for part in hx)
+        chunks = data.split([steps * size for steps, size in runs])
+        state = hx
         outputs: list[Tensor] = []
         finished: list[Tensor] = []
         for k, ((steps, size), chunk) in enumerate(zip(runs, chunks)):
             after = runs[k + 1][1] if k + 1 < len(runs) else 0
-            hidden = tuple(part.unsqueeze(0) for part in state)
-            output, final = self._call_rnn(
-                chunk.view(steps, size, -1), hidden[0] if len(hidden) == 1 else hidden
-            )
+            output, final = self._call_rnn(chunk.view(steps, size, -1), state, weights, num_layers)
             if keep_outputs:
-                outputs.append(output.detach().reshape(steps * size, -1))
-            final = (final,) if self.num_state_parts == 1 else final
-            pieces = [part[0].split([after, size - after]) for part in final]
-            finished.append(pieces[0][1])
+                outputs.append(output.reshape(steps * size, -1))
+            pieces = [part.split([after, size - after], dim=1) for part in final]
+            finished.append(pieces[0][1][-1])
             state = tuple(piece[0] for piece in pieces)
         # Later runs finish lower ranks: reversing restores rank order.
         last_h = torch.cat(finished[::-1])
         output = torch.cat(outputs) if keep_outputs else last_h.new_empty(0, last_h.shape[-1])
         return output, last_h
 
+    def _run_layer_by_layer(
+        self, sequence: PackedSequence, hx: State, packed: PackedNeighbourhoods
+    ) -> tuple[Tensor, Tensor]:
+        """A bidirectional RNN as :meth:`_run_segments` calls, one per layer and direction.
+
+        Read backwards, the sequences still form a packed batch with the same batch sizes
+        (step ``t`` of a reversed sequence of length ``L`` is its step ``L - 1 - t``), so the
+        reverse direction is the forward machinery on permuted rows. Between layers, dropout as
+        ``nn.GRU``/``nn.LSTM`` apply it."""
+        rnn = self.rnn
+        sizes = sequence.batch_sizes.tolist()
+        reverse = _reversed_rows(packed, sizes)
+        layer_input = sequence.data
+        for layer in range(rnn.num_layers):
+            directions = []
+            for direction in range(2):
+                row = 2 * layer + direction
+                h0 = tuple(part[row : row + 1] for part in hx)
+                rows = layer_input if direction == 0 else layer_input.index_select(0, reverse)
+                out, _ = self._run_segments(rows, sizes, h0, self._weights(layer, direction), True)
+                directions.append(out if direction == 0 else out.index_select(0, reverse))
+            layer_input = torch.cat(directions, dim=-1)
+            if layer + 1 < rnn.num_layers and rnn.dropout > 0 and rnn.training:
+                layer_input = nn.functional.dropout(layer_input, rnn.dropout, training=True)
+        return layer_input, layer_input.index_select(0, _last_rows(packed))
+
     def _initial_state(self, dtype: torch.dtype, device: torch.device) -> State:
+        """Parts ``[layers·directions, H]`` (``h``, and ``c`` for the LSTM)."""
+        stacks = self.rnn.num_layers * self.num_directions
         if self.learn_initial_state:
-            return tuple(part.to(dtype) for part in self.initial_state)
-        zero = torch.zeros(self.out_channels, dtype=dtype, device=device)
-        return (zero,) * self.num_state_parts
+            return tuple(part.to(dtype).reshape(stacks, -1) for part in self.initial_state)
+        widths = (self.output_size // self.num_directions, self.out_channels)
+        return tuple(
+            torch.zeros(stacks, width, dtype=dtype, device=device)
+            for width in widths[: self.num_state_parts]
+        )
 
     def _store(self, recorded: _Recorded | None, record: bool) -> None:
         # Replacing (not appending) keeps only the last forward's tensors alive.
@@ -373,6 +520,12 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             raise TypeError(f"num_samples must be an int, got {type(num_samples).__name__}")
         if num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
+        if self.rnn.num_layers != 1 or self.num_directions != 1:
+            raise ValueError(
+                f"{type(self).__name__}: the permutation regulariser is defined for the state "
+                "transition of one unidirectional cell; this aggregation has "
+                f"num_layers={self.rnn.num_layers}, bidirectional={self.rnn.bidirectional}"
+            )
         recorded = self._require_recorded()
         lengths = recorded.lengths
         if lengths.numel() == 0:
@@ -463,6 +616,14 @@ class GRUAggregation(RecurrentAggregation):
         learn_initial_state: learn the initial hidden state (what nodes without messages get);
             otherwise it is zero.
         bias: use biases in the GRU (``nn.GRU``'s ``bias``).
+        **rnn_kwargs: further ``nn.GRU`` arguments, as PyG forwards them: ``num_layers``,
+            ``dropout`` (between layers, in training mode), ``bidirectional``, ``device``,
+            ``dtype``. ``input_size``, ``hidden_size`` and ``batch_first`` are set by the
+            aggregation and refused. The output has ``output_size`` channels:
+            ``out_channels``, doubled when bidirectional. As in PyG it is the top layer's
+            output at the node's last message, so with ``bidirectional=True`` its second half
+            is the backward direction after reading the last message only.
+            :meth:`permutation_loss` needs ``num_layers=1`` and ``bidirectional=False``.
         implementation: ``"packed"``: one ``nn.GRU`` call on the packed batch (cuDNN on CUDA;
             its CPU backward is ``O(D_max·E)``); ``"segments"``: one dense ``nn.GRU`` call per
             run of steps with the same number of running nodes (at most ``sqrt(2E)`` calls,
@@ -472,6 +633,11 @@ class GRUAggregation(RecurrentAggregation):
 
     rnn_class = nn.GRU
     pyg_rnn_name = "gru"
+
+    @property
+    def gru(self) -> nn.GRU:
+        """The ``nn.GRU`` under the name PyG's ``GRUAggregation`` gives it."""
+        return self.rnn
 
     def transition(self, state: State, x: Tensor) -> State:
         rnn = self.rnn
@@ -492,16 +658,23 @@ class LSTMAggregation(RecurrentAggregation):
     A drop-in replacement for PyG's ``LSTMAggregation`` without padding; the output is the hidden
     state ``h`` after the node's last message. The state of the recurrence is ``(h, c)``; the
     regulariser penalises the commutator of both (see :meth:`permutation_loss`). Arguments as
-    :class:`GRUAggregation`; ``learn_initial_state`` learns both ``h_0`` and ``c_0``.
+    :class:`GRUAggregation`; ``learn_initial_state`` learns both ``h_0`` and ``c_0``, and
+    ``nn.LSTM``'s ``proj_size`` is accepted too (``h`` and the output are then ``proj_size``
+    wide per direction).
     """
 
     rnn_class = nn.LSTM
     pyg_rnn_name = "lstm"
     num_state_parts = 2
 
+    @property
+    def lstm(self) -> nn.LSTM:
+        """The ``nn.LSTM`` under the name PyG's ``LSTMAggregation`` gives it."""
+        return self.rnn
+
     def transition(self, state: State, x: Tensor) -> State:
         rnn = self.rnn
-        return tuple(
+        h, c = (
             torch.lstm_cell(
                 x,
                 list(state),
@@ -510,7 +683,20 @@ class LSTMAggregation(RecurrentAggregation):
                 getattr(rnn, "bias_ih_l0", None),
                 getattr(rnn, "bias_hh_l0", None),
             )
+            if not rnn.proj_size
+            else self._projected_cell(x, *state)
         )
+        return h, c
+
+    def _projected_cell(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        # torch.lstm_cell has no projection: the LSTM step written out, then h = W_hr · h.
+        rnn = self.rnn
+        gates = x @ rnn.weight_ih_l0.t() + h @ rnn.weight_hh_l0.t()
+        if rnn.bias:
+            gates = gates + rnn.bias_ih_l0 + rnn.bias_hh_l0
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return (torch.sigmoid(o) * torch.tanh(c)) @ rnn.weight_hr_l0.t(), c
 
     def states_before(self, recorded: _Recorded, seq: Tensor, step: Tensor) -> State:
         """``(h, c)`` before step ``step`` of sequence ``seq``.

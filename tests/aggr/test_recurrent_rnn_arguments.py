@@ -1,0 +1,165 @@
+"""The nn.GRU/nn.LSTM arguments PyG forwards (num_layers, dropout, bidirectional, proj_size, ...).
+
+The reference is PyG's own aggregation run on one node's messages at a time: with a single node
+PyG pads nothing, so its output is the recurrence over exactly that node's messages.
+"""
+
+import pytest
+import torch
+from torch_geometric.nn.aggr import GRUAggregation as PyGGRUAggregation
+from torch_geometric.nn.aggr import LSTMAggregation as PyGLSTMAggregation
+
+from gnnagg.aggr import GRUAggregation, LSTMAggregation
+
+PAIRS = [(GRUAggregation, PyGGRUAggregation), (LSTMAggregation, PyGLSTMAggregation)]
+CONFIGS = [
+    {"num_layers": 2},
+    {"num_layers": 2, "bias": False},
+    {"bidirectional": True},
+    {"num_layers": 3, "bidirectional": True},
+    {"num_layers": 2, "dropout": 0.5},
+]
+LSTM_CONFIGS = [{"proj_size": 2}, {"proj_size": 2, "num_layers": 2, "bidirectional": True}]
+CASES = [(ours, theirs, kw) for ours, theirs in PAIRS for kw in CONFIGS] + [
+    (LSTMAggregation, PyGLSTMAggregation, kw) for kw in LSTM_CONFIGS
+]
+
+
+def pair(ours, theirs, kwargs, implementation="auto"):
+    pyg = theirs(3, 4, **kwargs).double()
+    aggr = ours(3, 4, implementation=implementation, **kwargs).double()
+    aggr.load_state_dict(pyg.state_dict())
+    return aggr, pyg
+
+
+def per_node(pyg, x, index, num_nodes):
+    """PyG's output node by node (one node: no padding), zeros for nodes without messages."""
+    rows = []
+    for v in range(num_nodes):
+        mine = x[index == v]
+        if mine.shape[0] == 0:
+            rows.append(None)
+            continue
+        if mine.dim() == 2:
+            rows.append(pyg(mine, torch.zeros(mine.shape[0], dtype=torch.long), dim_size=1)[0])
+        else:  # one sequence per head
+            heads = [
+                pyg(mine[:, h], torch.zeros(mine.shape[0], dtype=torch.long), dim_size=1)[0]
+                for h in range(mine.shape[1])
+            ]
+            rows.append(torch.stack(heads))
+    width = next(r for r in rows if r is not None)
+    return torch.stack([torch.zeros_like(width) if r is None else r for r in rows])
+
+
+@pytest.mark.parametrize("implementation", ["segments", "packed"])
+@pytest.mark.parametrize("ours, theirs, kwargs", CASES)
+def test_matches_pyg_node_by_node(ours, theirs, kwargs, implementation):
+    torch.manual_seed(0)
+    aggr, pyg = pair(ours, theirs, kwargs, implementation)
+    aggr.eval(), pyg.eval()
+    gen = torch.Generator().manual_seed(1)
+    index = torch.tensor([0, 2, 2, 0, 3, 2, 0, 2, 3, 2, 5, 2])  # degrees 3, 0, 6, 2, 0, 1
+    x = torch.randn(index.numel(), 3, dtype=torch.float64, generator=gen)
+    out = aggr(x, index, dim_size=6)
+    assert out.shape == (6, aggr.output_size)
+    torch.testing.assert_close(out, per_node(pyg, x, index, 6))
+    heads = torch.randn(index.numel(), 2, 3, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(
+        aggr(heads, index, dim_size=6, dim=0), per_node(pyg, heads, index, 6)
+    )
+
+
+@pytest.mark.parametrize("ours, theirs, kwargs", CASES)
+def test_implementations_agree_with_gradients(ours, theirs, kwargs):
+    kwargs = {k: v for k, v in kwargs.items() if k != "dropout"}
+    segments, _ = pair(ours, theirs, kwargs, "segments")
+    packed, _ = pair(ours, theirs, kwargs, "packed")
+    packed.load_state_dict(segments.state_dict())
+    gen = torch.Generator().manual_seed(2)
+    index = torch.randint(0, 7, (40,), generator=gen)
+    x = torch.randn(40, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    outs = [m(x, index, dim_size=8) for m in (segments, packed)]
+    torch.testing.assert_close(*outs)
+    grads = [
+        torch.autograd.grad(o.square().sum(), [x, *m.parameters()])
+        for o, m in zip(outs, (segments, packed))
+    ]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cls", [GRUAggregation, LSTMAggregation])
+def test_dropout_between_layers_only_in_training(cls):
+    aggr = cls(3, 4, num_layers=2, dropout=0.5).double()
+    gen = torch.Generator().manual_seed(3)
+    index = torch.randint(0, 4, (20,), generator=gen)
+    x = torch.randn(20, 3, dtype=torch.float64, generator=gen)
+    torch.manual_seed(0)
+    first, second = aggr(x, index), aggr(x, index)
+    assert not torch.equal(first, second)
+    aggr.eval()
+    torch.testing.assert_close(aggr(x, index), aggr(x, index), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [GRUAggregation, LSTMAggregation])
+def test_learnt_initial_state_per_layer_and_direction(cls):
+    aggr = cls(3, 4, num_layers=2, bidirectional=True, learn_initial_state=True).double()
+    assert all(p.shape == (4, 4) for p in aggr.initial_state)
+    with torch.no_grad():
+        for part in aggr.initial_state:
+            part.normal_()
+    x, index = torch.randn(3, 3, dtype=torch.float64), torch.tensor([0, 0, 2])
+    out = aggr(x, index, dim_size=3)
+    # A node without messages gets the top layer's initial h in both directions.
+    torch.testing.assert_close(out[1], aggr.initial_state[0][2:].reshape(-1))
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in aggr.initial_state)
+
+
+def test_pyg_attribute_names():
+    gru, lstm = GRUAggregation(3, 4), LSTMAggregation(3, 4)
+    assert gru.gru is gru.rnn and lstm.lstm is lstm.rnn
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_first": True}, TypeError, "batch_first cannot be set"),
+        ({"input_size": 3}, TypeError, "input_size is given by in_channels"),
+        ({"hidden_size": 4}, TypeError, "hidden_size is given by out_channels"),
+        ({"num_layers": 2.5}, TypeError, "num_layers must be an int"),
+        ({"num_layers": 0}, ValueError, "num_layers must be at least 1"),
+        ({"bidirectional": "yes"}, TypeError, "bidirectional must be a bool"),
+        ({"dropout": float("nan")}, ValueError, "dropout must be a probability"),
+        ({"dropout": 2}, ValueError, "dropout must be a probability"),
+        ({"proj_size": 2}, ValueError, "proj_size"),
+        ({"not_an_argument": 1}, TypeError, "not_an_argument"),
+    ],
+)
+def test_refused_rnn_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        GRUAggregation(3, 4, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"num_layers": 2}, {"bidirectional": True}])
+@pytest.mark.parametrize("cls", [GRUAggregation, LSTMAggregation])
+def test_permutation_loss_refuses_stacked_or_bidirectional(cls, kwargs):
+    aggr = cls(3, 4, **kwargs)
+    aggr(torch.randn(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match="one unidirectional cell"):
+        aggr.permutation_loss()
+
+
+def test_lstm_projection_transition_is_one_lstm_step():
+    aggr = LSTMAggregation(3, 4, proj_size=2).double()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=gen)
+    h = torch.randn(5, 2, dtype=torch.float64, generator=gen)
+    c = torch.randn(5, 4, dtype=torch.float64, generator=gen)
+    _, (h_ref, c_ref) = aggr.rnn(x.unsqueeze(0), (h.unsqueeze(0), c.unsqueeze(0)))
+    h_new, c_new = aggr.transition((h, c), x)
+    torch.testing.assert_close(h_new, h_ref[0])
+    torch.testing.assert_close(c_new, c_ref[0])
+    aggr(x, torch.tensor([0, 0, 1, 1, 1]))
+    assert aggr.permutation_loss(16, torch.Generator().manual_seed(0)) > 0
