@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..monoids import (
     MONOIDS,
+    GRUMonoid,
     Monoid,
     associativity_gap,
     fused_tree_reduce,
@@ -101,6 +102,30 @@ class LCMAggregation(NeighbourhoodAggregation):
         self.monoid = monoid
         self.fold = fold
         self._last_states: Tensor | None = None
+
+    @property
+    def gru_cell(self) -> nn.GRUCell:
+        """The GRU monoid's cell under the name PyG's ``LCMAggregation`` gives it."""
+        if not isinstance(self.monoid, GRUMonoid):
+            raise AttributeError(
+                f"gru_cell exists for the GRU monoid only; this aggregation's monoid is "
+                f"{type(self.monoid).__name__}"
+            )
+        return self.monoid.cell
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # PyG's LCMAggregation holds the same GRUCell under ``gru_cell.``: its checkpoints load
+        # into the GRU monoid (the operator is the same; only PyG's padding differs). PyG has no
+        # learned identity element, so ours keeps its value (zeros after construction).
+        theirs = f"{prefix}gru_cell."
+        keys = [key for key in state_dict if key.startswith(theirs)]
+        if keys and isinstance(self.monoid, GRUMonoid):
+            for key in keys:
+                state_dict[f"{prefix}monoid.cell.{key[len(theirs) :]}"] = state_dict.pop(key)
+            state_dict.setdefault(
+                f"{prefix}monoid.identity_element", self.monoid.identity_element.detach().clone()
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         if self.lin is not None:

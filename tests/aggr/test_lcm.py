@@ -434,3 +434,36 @@ def test_locality_in_float32_within_the_promised_tolerance(monoid, monkeypatch):
     index2 = torch.cat([index, torch.full((1000,), 45)])
     out2 = aggr(x2, index2, dim_size=50)
     torch.testing.assert_close(out2[:20], out[:20], rtol=1e-5, atol=1e-5 * out.abs().max().item())
+
+
+# -- PyG checkpoints and attribute names ----------------------------------------------------------
+@pytest.mark.parametrize("degree", [1, 4, 6, 8])
+@pytest.mark.parametrize("project", [True, False])
+def test_loads_a_pyg_checkpoint(degree, project):
+    from torch_geometric.nn.aggr import LCMAggregation as PyGLCMAggregation
+
+    torch.manual_seed(0)
+
+    class Model(torch.nn.Module):
+        def __init__(self, aggr):
+            super().__init__()
+            self.aggr = aggr
+
+    pyg = Model(PyGLCMAggregation(4, 4, project=project)).double()
+    ours = Model(LCMAggregation(4, 4, project=project)).double()
+    ours.load_state_dict(pyg.state_dict())  # strict: every key is matched
+    assert ours.aggr.gru_cell is ours.aggr.monoid.cell
+    # Equal degrees: PyG pads nothing, so the two compute the same function.
+    generator = torch.Generator().manual_seed(degree)
+    x = torch.randn(3 * degree, 4, dtype=torch.float64, generator=generator)
+    index = torch.arange(3).repeat_interleave(degree)
+    torch.testing.assert_close(ours.aggr(x, index), pyg.aggr(x, index))
+
+
+def test_pyg_checkpoint_needs_the_gru_monoid():
+    from torch_geometric.nn.aggr import LCMAggregation as PyGLCMAggregation
+
+    with pytest.raises(RuntimeError, match="gru_cell"):
+        LCMAggregation(4, 4, monoid="softmax").load_state_dict(PyGLCMAggregation(4, 4).state_dict())
+    with pytest.raises(AttributeError, match="gru_cell"):
+        _ = LCMAggregation(4, 4, monoid="softmax").gru_cell
