@@ -7,10 +7,12 @@ tree level per step, so there are ceil(log2 max degree) sequential steps and O(E
 messages receives the monoid's identity element (lowered to features).
 
 Exactly associative monoids (``exact = True``) may reduce each group without a tree
-(``fold=True``, the default), which gives the same result up to rounding.
+(``allow_direct_reduce=True``, the default), which gives the same result up to rounding.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +57,9 @@ class LCMAggregation(NeighbourhoodAggregation):
             :class:`~gnnagg.monoids.Monoid` instance with ``channels == out_channels``.
         shuffle: randomly reorder each neighbourhood at every forward in training mode (it
             changes the tree's leaves; off in eval mode).
-        fold: let exactly associative monoids skip the tree (same result up to rounding).
+        allow_direct_reduce: let exactly associative monoids reduce each group in one step
+            (:meth:`~gnnagg.monoids.Monoid.direct_reduce`) instead of a tree (same result up to
+            rounding). ``fold=`` is its deprecated name.
         **monoid_kwargs: passed to the monoid's constructor when ``monoid`` is a name.
 
     Messages may carry extra dimensions (GATConv's ``[E, heads, C]``): each is reduced
@@ -63,8 +67,9 @@ class LCMAggregation(NeighbourhoodAggregation):
     output is cast back to their dtype.
 
     The GRU monoid's tree runs as one autograd node with a hand-derived backward (see
-    :func:`~gnnagg.monoids.fused_tree_reduce`); inside ``gnnagg.segment.use_backend("triton")``
-    on CUDA its gate arithmetic runs in Triton kernels. Second derivatives are supported.
+    :func:`~gnnagg.monoids.fused_tree_reduce`); ``kernel="triton"`` (passed on to
+    :class:`~gnnagg.monoids.GRUMonoid`) runs its gate arithmetic in Triton kernels on CUDA.
+    Second derivatives are supported.
     """
 
     def __init__(
@@ -74,10 +79,17 @@ class LCMAggregation(NeighbourhoodAggregation):
         project: bool = True,
         monoid: str | Monoid = "gru",
         shuffle: bool = False,
-        fold: bool = True,
+        allow_direct_reduce: bool = True,
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
+        if "fold" in monoid_kwargs:
+            warnings.warn(
+                "LCMAggregation(fold=...) is deprecated: use allow_direct_reduce=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            allow_direct_reduce = monoid_kwargs.pop("fold")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -100,7 +112,7 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"monoid has {monoid.channels} channels but out_channels is {out_channels}"
             )
         self.monoid = monoid
-        self.fold = fold
+        self.allow_direct_reduce = allow_direct_reduce
         self._last_states: Tensor | None = None
 
     @property
@@ -127,6 +139,21 @@ class LCMAggregation(NeighbourhoodAggregation):
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @property
+    def fold(self) -> bool:
+        """Deprecated name of :attr:`allow_direct_reduce`."""
+        warnings.warn(
+            "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
+        )
+        return self.allow_direct_reduce
+
+    @fold.setter
+    def fold(self, value: bool) -> None:
+        warnings.warn(
+            "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
+        )
+        self.allow_direct_reduce = value
+
     def reset_parameters(self) -> None:
         if self.lin is not None:
             self.lin.reset_parameters()
@@ -145,10 +172,10 @@ class LCMAggregation(NeighbourhoodAggregation):
 
     def _reduce(self, states: Tensor, groups: Neighbourhoods) -> Tensor:
         plan = _grouped_plan(groups)
-        if self.fold and self.monoid.exact:
-            folded = self.monoid.fold(states, plan)
-            if folded is not None:
-                return folded
+        if self.allow_direct_reduce and self.monoid.exact:
+            reduced = self.monoid.direct_reduce(states, plan)
+            if reduced is not None:
+                return reduced
         identity = self.monoid.identity(states, plan.dim_size)
         fused = self.monoid.pair_kernel()
         if fused is not None:

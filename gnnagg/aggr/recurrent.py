@@ -89,7 +89,7 @@ def pack_neighbourhoods(groups: Neighbourhoods) -> PackedNeighbourhoods:
     plan = groups.plan
     messages = groups.messages
     num_nodes, num_rows = plan.dim_size, plan.num_rows
-    fold = math.prod(messages.shape[1:-1])
+    sequences_per_node = math.prod(messages.shape[1:-1])
     device = messages.device
     degrees = plan.degrees
     order = torch.sort(degrees, descending=True, stable=True).indices
@@ -111,16 +111,18 @@ def pack_neighbourhoods(groups: Neighbourhoods) -> PackedNeighbourhoods:
     # Gather (rather than scatter) so that the backward is a gather too.
     source = torch.empty_like(packed_row)
     source[packed_row] = torch.arange(num_rows, device=device)
-    data = messages.index_select(0, source).reshape(num_rows * fold, messages.shape[-1])
+    data = messages.index_select(0, source).reshape(
+        num_rows * sequences_per_node, messages.shape[-1]
+    )
 
-    lengths = degrees[order[:num_active]].repeat_interleave(fold)
+    lengths = degrees[order[:num_active]].repeat_interleave(sequences_per_node)
     return PackedNeighbourhoods(
-        sequence=PackedSequence(data, batch_sizes * fold),
+        sequence=PackedSequence(data, batch_sizes * sequences_per_node),
         order=order,
         rank=rank,
         num_active=num_active,
         lengths=lengths,
-        offsets=offsets * fold,
+        offsets=offsets * sequences_per_node,
     )
 
 

@@ -4,7 +4,7 @@ Why this monoid: conjugating vector addition by a bijection gives an operator th
 commutative and associative (it *is* addition, seen through g), with identity g⁻¹(0), while g
 lets the model learn which "coordinates" to add in -- sums of squares, of log-magnitudes, of
 saturated activations, ... Because it is exactly associative, reducing a whole neighbourhood
-needs no tree: g⁻¹(Σ g(xᵢ)) is one segment sum (:meth:`ConjugatedSumMonoid.fold`).
+needs no tree: g⁻¹(Σ g(xᵢ)) is one segment sum (:meth:`ConjugatedSumMonoid.direct_reduce`).
 
 g is a stack of affine coupling layers (RealNVP-style): half of the channels are scaled and
 shifted by functions of the other half, with the halves swapping between layers. Every layer
@@ -126,6 +126,6 @@ class ConjugatedSumMonoid(Monoid):
         zero = like.new_zeros((1, *like.shape[1:]))
         return self.g.inverse(zero).expand(num, *like.shape[1:])
 
-    def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor:
+    def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor:
         summed = segment(self.g(states), plan=plan, reduce="sum")
         return self.g.inverse(summed)

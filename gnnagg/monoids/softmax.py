@@ -63,7 +63,7 @@ class SoftmaxMonoid(Monoid):
         element[..., : self.channels] = float("-inf")
         return element.expand(num, *like.shape[1:])
 
-    def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor:
+    def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor:
         logits, _, x = self._split(states)
         peak = segment(logits, plan=plan, reduce="max")
         weights = (logits - broadcast_to_rows(peak, plan)).exp()
