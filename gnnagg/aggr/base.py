@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
+from ..monoids._checks import check_flag
 from ..segment import SegmentPlan, check_dim_size, plan_for_index, resolve_plan
 
 __all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
@@ -108,7 +109,7 @@ class NeighbourhoodAggregation(Aggregation):
 
     def __init__(self, shuffle: bool = False) -> None:
         super().__init__()
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_flag(shuffle, "shuffle")
 
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         raise NotImplementedError

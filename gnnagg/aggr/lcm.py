@@ -28,6 +28,7 @@ from ..monoids import (
     sample_rows,
     tree_reduce,
 )
+from ..monoids._checks import check_flag, check_positive, check_seed, check_tensor
 from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
@@ -93,6 +94,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        project = check_flag(project, "project")
         if not project and in_channels != out_channels:
             raise ValueError(
                 f"in_channels ({in_channels}) must equal out_channels ({out_channels}) "
@@ -107,12 +109,17 @@ class LCMAggregation(NeighbourhoodAggregation):
             monoid = MONOIDS[monoid](out_channels, **monoid_kwargs)
         elif not isinstance(monoid, Monoid):
             raise TypeError(f"monoid must be a name or a Monoid, got {type(monoid).__name__}")
+        elif monoid_kwargs:
+            raise TypeError(
+                f"{sorted(monoid_kwargs)} configure a monoid built by name; pass them to the "
+                f"{type(monoid).__name__} given as monoid instead"
+            )
         elif monoid.channels != out_channels:
             raise ValueError(
                 f"monoid has {monoid.channels} channels but out_channels is {out_channels}"
             )
         self.monoid = monoid
-        self.allow_direct_reduce = allow_direct_reduce
+        self.allow_direct_reduce = check_flag(allow_direct_reduce, "allow_direct_reduce")
         self._last_states: Tensor | None = None
 
     @property
@@ -152,7 +159,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         warnings.warn(
             "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
         )
-        self.allow_direct_reduce = value
+        self.allow_direct_reduce = check_flag(value, "fold")
 
     def reset_parameters(self) -> None:
         if self.lin is not None:
@@ -207,7 +214,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         A monoid that is only approximately associative (the GRU monoid) gives a merged result
         that differs from one pass, so it is refused unless ``allow_inexact=True``.
         """
-        if not self.monoid.exact and not allow_inexact:
+        if not self.monoid.exact and not check_flag(allow_inexact, "allow_inexact"):
             raise ValueError(
                 f"{type(self.monoid).__name__} is not exactly associative, so merged partial "
                 "results differ from one pass; use an exact monoid (conjugated_sum, softmax) "
@@ -218,6 +225,8 @@ class LCMAggregation(NeighbourhoodAggregation):
 
     def combine_partial(self, a: Tensor, b: Tensor) -> Tensor:
         """Merge two results of :meth:`reduce_partial` (element-wise ⊕)."""
+        check_tensor(a, "a")
+        check_tensor(b, "b")
         if a.shape != b.shape:
             raise ValueError(
                 f"partial states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
@@ -226,6 +235,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         return self.monoid.combine(a, b)
 
     def _check_states(self, states: Tensor) -> None:
+        check_tensor(states, "states")
         width = self.monoid.state_channels
         if states.dim() == 0 or states.shape[-1] != width:
             raise ValueError(
@@ -253,12 +263,14 @@ class LCMAggregation(NeighbourhoodAggregation):
         exact monoids. It reuses the last forward's autograd graph, so add it to the loss
         before calling ``backward()`` on that loss.
         """
+        num_triples, seed = check_positive(num_triples, "num_triples"), check_seed(seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         a, b, c = sample_rows(self._remembered_states(), num_triples, 3, generator)
         return associativity_gap(self.monoid, a, b, c)
 
     def identity_loss(self, num_samples: int = 1024, seed: int | None = None) -> Tensor:
         """Mean ‖e⊕a − a‖² over messages of the last forward (keeps a learned identity honest)."""
+        num_samples, seed = check_positive(num_samples, "num_samples"), check_seed(seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         (a,) = sample_rows(self._remembered_states(), num_samples, 1, generator)
         return identity_gap(self.monoid, a)

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from ..monoids._checks import check_flag
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = [
@@ -227,9 +228,10 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         super().__init__(shuffle=shuffle)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.learn_initial_state = bool(learn_initial_state)
+        self.learn_initial_state = check_flag(learn_initial_state, "learn_initial_state")
         self.implementation = implementation
-        self.rnn = self.rnn_class(in_channels, out_channels, bias=bool(bias), **rnn_kwargs)
+        bias = check_flag(bias, "bias")
+        self.rnn = self.rnn_class(in_channels, out_channels, bias=bias, **rnn_kwargs)
         rnn = self.rnn
         self.num_directions = 2 if rnn.bidirectional else 1
         hidden_width = getattr(rnn, "proj_size", 0) or out_channels
@@ -522,6 +524,8 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             raise TypeError(f"num_samples must be an int, got {type(num_samples).__name__}")
         if num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if self.rnn.num_layers != 1 or self.num_directions != 1:
             raise ValueError(
                 f"{type(self).__name__}: the permutation regulariser is defined for the state "
@@ -766,6 +770,8 @@ def total_permutation_loss(
     the one that runs; this collects the copies. Raises ``RuntimeError`` when ``module`` holds no
     recurrent aggregator that recorded a forward.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     losses: list[Tensor] = []
     for child in module.modules():
         if isinstance(child, RecurrentAggregation) and child._last_recorded is not None:

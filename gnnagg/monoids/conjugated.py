@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..segment import SegmentPlan, segment
+from ._checks import check_count, check_flag, check_positive
 from .base import Monoid
 
 __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
@@ -28,6 +29,10 @@ class AffineCoupling(nn.Module):
 
     def __init__(self, channels: int, hidden: int, flip: bool) -> None:
         super().__init__()
+        channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
+        if channels < 2:
+            raise ValueError(f"channels must be at least 2 for a coupling layer, got {channels}")
+        flip = check_flag(flip, "flip")
         self.split = channels // 2
         self.flip = flip
         conditioning = channels - self.split if flip else self.split
@@ -77,6 +82,8 @@ class InvertibleMap(nn.Module):
 
     def __init__(self, channels: int, hidden: int, num_layers: int) -> None:
         super().__init__()
+        channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
+        num_layers = check_count(num_layers, "num_layers")
         if channels < 2:
             raise ValueError(f"channels must be at least 2 for coupling layers, got {channels}")
         self.log_scale = nn.Parameter(torch.zeros(channels))
@@ -111,12 +118,9 @@ class ConjugatedSumMonoid(Monoid):
 
     def __init__(self, channels: int, hidden: int | None = None, num_layers: int = 2) -> None:
         super().__init__(channels)
-        if num_layers < 0:
-            raise ValueError(f"num_layers must be non-negative, got {num_layers}")
-        if hidden is not None and (
-            isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1
-        ):
-            raise ValueError(f"hidden must be a positive int or None, got {hidden!r}")
+        num_layers = check_count(num_layers, "num_layers")
+        if hidden is not None:
+            hidden = check_positive(hidden, "hidden")
         self.g = InvertibleMap(channels, hidden if hidden is not None else channels, num_layers)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..segment import SegmentPlan
+from ._checks import check_tensor
 
 __all__ = [
     "PairKernel",
@@ -107,6 +108,14 @@ def tree_schedule(degrees: Tensor) -> TreeSchedule:
     torch's CPU ops, more dispatch overhead than work). The finished index arrays travel to
     ``degrees``' device in one copy.
     """
+    check_tensor(degrees, "degrees")
+    if degrees.dim() != 1 or degrees.is_floating_point() or degrees.is_complex():
+        raise ValueError(
+            f"degrees must be a 1-D integer tensor, got {degrees.dtype} of shape "
+            f"{tuple(degrees.shape)}"
+        )
+    if degrees.numel() and int(degrees.min()) < 0:
+        raise ValueError("degrees must be non-negative")
     all_degrees = degrees.detach().cpu().numpy().astype(np.int64)
     lengths = all_degrees[all_degrees > 0]
     groups = np.flatnonzero(all_degrees > 0)
@@ -179,6 +188,23 @@ def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:
     return schedule
 
 
+def _check_tree_inputs(states: object, plan: object, identity: object) -> None:
+    check_tensor(states, "states")
+    check_tensor(identity, "identity")
+    if not isinstance(plan, SegmentPlan):
+        raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")
+    if states.dim() == 0 or states.shape[0] != plan.num_rows:
+        raise ValueError(
+            f"states must have the plan's {plan.num_rows} rows first, got shape "
+            f"{tuple(states.shape)}"
+        )
+    if identity.shape != (plan.dim_size, *states.shape[1:]):
+        raise ValueError(
+            f"identity must be [{plan.dim_size}, *states.shape[1:]] (one row per group), got "
+            f"shape {tuple(identity.shape)}"
+        )
+
+
 def tree_reduce(
     states: Tensor,
     plan: SegmentPlan,
@@ -192,6 +218,9 @@ def tree_reduce(
     ``[num_groups, ...]``. Each level costs one split, one ``combine`` on the left and right
     blocks, one concatenation and one gather; no device-to-host sync happens here.
     """
+    _check_tree_inputs(states, plan, identity)
+    if not callable(combine):
+        raise TypeError(f"combine must be callable, got {type(combine).__name__}")
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
         # A fresh tensor: ``identity`` may be an expanded view of a parameter.
@@ -389,6 +418,9 @@ def fused_tree_reduce(
     Same tree, same result up to rounding, one autograd node for the whole reduction. Second
     derivatives (``create_graph=True``) recompute the tree with ``kernel.reference``.
     """
+    _check_tree_inputs(states, plan, identity)
+    if not isinstance(params, tuple) or not all(isinstance(p, Tensor) for p in params):
+        raise TypeError("params must be a tuple of tensors (the kernel's parameters)")
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
         # A fresh tensor: ``identity`` may be an expanded view of a parameter.

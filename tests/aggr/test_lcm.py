@@ -275,7 +275,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="in_channels must be a positive int"):
         LCMAggregation(True, True)
     aggr(torch.randn(3, 4), torch.tensor([0, 1, 1]))
-    with pytest.raises(ValueError, match="number of samples must be a positive int"):
+    with pytest.raises(ValueError, match="num_triples must be positive"):
         aggr.associativity_loss(num_triples=0)
 
 
