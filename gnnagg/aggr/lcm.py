@@ -120,7 +120,6 @@ class LCMAggregation(NeighbourhoodAggregation):
             )
         self.monoid = monoid
         self.allow_direct_reduce = check_flag(allow_direct_reduce, "allow_direct_reduce")
-        self._last_states: Tensor | None = None
 
     @property
     def gru_cell(self) -> nn.GRUCell:
@@ -174,7 +173,7 @@ class LCMAggregation(NeighbourhoodAggregation):
             x = F.relu(self.lin(x))
         states = self.monoid.lift(x)
         # Kept (with its graph) for the regularisers; replaced at the next forward.
-        self._last_states = states
+        self._last_forward.set(states)
         return states
 
     def _reduce(self, states: Tensor, groups: Neighbourhoods) -> Tensor:
@@ -250,9 +249,12 @@ class LCMAggregation(NeighbourhoodAggregation):
 
     # -- regularisers ---------------------------------------------------------------------------
     def _remembered_states(self) -> Tensor:
-        if self._last_states is None or self._last_states.shape[0] == 0:
-            raise RuntimeError("associativity_loss needs a forward pass with at least one message")
-        states = self._last_states
+        states = self._last_forward.get()
+        if states is None or states.shape[0] == 0:
+            raise RuntimeError(
+                "associativity_loss needs a forward pass with at least one message (in this "
+                "thread: each thread's regulariser samples its own last forward)"
+            )
         return states.reshape(-1, states.shape[-1])
 
     def associativity_loss(self, num_triples: int = 1024, seed: int | None = None) -> Tensor:

@@ -246,8 +246,6 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             self.initial_state = nn.ParameterList(
                 nn.Parameter(torch.zeros(shape, device=rnn.weight_ih_l0.device)) for shape in shapes
             )
-        self._last_recorded: _Recorded | None = None
-        self._last_forward_without_grad = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -484,17 +482,22 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         )
 
     def _store(self, recorded: _Recorded | None, record: bool) -> None:
-        # Replacing (not appending) keeps only the last forward's tensors alive.
-        self._last_recorded = recorded if record else None
-        self._last_forward_without_grad = not record
+        # (what was recorded, whether the forward ran without gradients), per thread.
         if record and recorded is None:
-            self._last_recorded = _Recorded(
+            recorded = _Recorded(
                 inputs=torch.empty(0, self.in_channels),
                 outputs=torch.empty(0, self.out_channels),
                 lengths=torch.empty(0, dtype=torch.long),
                 offsets=torch.empty(0, dtype=torch.long),
                 initial=(),
             )
+        self._last_forward.set((recorded if record else None, not record))
+
+    @property
+    def _last_recorded(self) -> _Recorded | None:
+        """What this thread's last forward with gradients recorded, or ``None``."""
+        last = self._last_forward.get()
+        return None if last is None else last[0]
 
     # -- regulariser --------------------------------------------------------------------------
     def transition(self, state: State, x: Tensor) -> State:
@@ -586,8 +589,9 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         return commutator_loss(self.transition, state, x_i, x_j)
 
     def _require_recorded(self) -> _Recorded:
-        if self._last_recorded is None:
-            if self._last_forward_without_grad:
+        last = self._last_forward.get()
+        if last is None or last[0] is None:
+            if last is not None and last[1]:
                 raise RuntimeError(
                     f"{type(self).__name__}.permutation_loss(): the last forward ran without "
                     "gradients (torch.no_grad), which records no states; run it with gradients "
@@ -595,9 +599,9 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 )
             raise RuntimeError(
                 f"{type(self).__name__}.permutation_loss() samples states from the last forward "
-                "pass; call the aggregation (or the model) first"
+                "pass in this thread; call the aggregation (or the model) first"
             )
-        return self._last_recorded
+        return last[0]
 
     def __repr__(self) -> str:
         return (
