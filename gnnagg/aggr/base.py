@@ -198,6 +198,12 @@ class NeighbourhoodAggregation(Aggregation):
                 value.clear()
         return super()._apply(fn, *args, **kwargs)
 
+    # torch.compile runs the aggregation eagerly, as one graph break at the call: everything in
+    # it depends on the data (grouping by node, degree-dependent tree levels and runs of equal
+    # batch sizes, cached plans), so tracing it breaks the graph at every step (about twenty
+    # breaks per call) and specialises on every graph, while its arithmetic already runs in a
+    # few large kernels (a fused tree, one RNN call per run). The layers around it compile.
+    @torch.compiler.disable
     def __call__(
         self,
         x: Tensor,
