@@ -282,16 +282,20 @@ class PairKernel(Protocol):
     def unpack_grads(self, packed_grads: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]: ...
 
 
-#: On the CPU a level is processed in chunks whose operands take about this many bytes, so the
-#: kernel's temporaries stay in the L2 cache and come from the allocator's free lists; large
-#: fresh buffers cost a page fault per 4 KiB on first touch, which here costs more than the
-#: arithmetic. On a GPU a level is one chunk: there, every extra launch costs more.
+#: With one CPU thread a level is processed in chunks whose operands take about this many bytes,
+#: so the kernel's temporaries stay in the L2 cache and come from the allocator's free lists;
+#: large fresh buffers cost a page fault per 4 KiB on first touch, which there costs more than
+#: the arithmetic. With several threads every op large enough to be split opens an OpenMP
+#: parallel region whose end waits for every thread; on a busy machine a descheduled thread
+#: makes each such wait last a scheduler time slice (libgomp's default wait policy), so there a
+#: level is one chunk: fewer, larger ops (2.6x fewer for an LCM layer with a 200-hub). On a GPU
+#: a level is one chunk too: there, every extra launch costs more.
 CPU_CHUNK_BYTES = 1 << 18
 
 
 def _chunks(pairs: int, like: Tensor) -> range:
     """Starts of the chunks (in tree rows) a level of ``pairs`` pairs is processed in."""
-    if like.device.type != "cpu":
+    if like.device.type != "cpu" or torch.get_num_threads() > 1:
         return range(0, pairs, max(pairs, 1))
     return range(0, pairs, max(1, CPU_CHUNK_BYTES // (like[:1].numel() * like.element_size())))
 
