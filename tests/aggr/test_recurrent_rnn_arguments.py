@@ -163,3 +163,34 @@ def test_lstm_projection_transition_is_one_lstm_step():
     torch.testing.assert_close(c_new, c_ref[0])
     aggr(x, torch.tensor([0, 0, 1, 1, 1]))
     assert aggr.permutation_loss(16, torch.Generator().manual_seed(0)) > 0
+
+
+# -- CUDA (runs only where a GPU is present; CI has none) -----------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("ours, theirs, kwargs", CASES)
+def test_cuda_packed_matches_cpu_segments(ours, theirs, kwargs, train, monkeypatch):
+    # cuDNN's RNNs use TF32 by default on Ampere and later.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    cpu, _ = pair(ours, theirs, kwargs, "segments")
+    gpu = ours(3, 4, **kwargs).double().cuda()  # "auto": one cuDNN call on the packed batch
+    gpu.load_state_dict(cpu.state_dict())
+    # In training mode dropout draws differ between devices: compare without it there; in eval
+    # mode with gradients cuDNN runs in training mode with dropout off.
+    if train and kwargs.get("dropout"):
+        for module in (cpu, gpu):
+            module.rnn.dropout = 0.0
+    cpu.train(train), gpu.train(train)
+    gen = torch.Generator().manual_seed(5)
+    index = torch.cat([torch.randint(1, 30, (150,), generator=gen), torch.zeros(400).long()])
+    index = index[torch.randperm(index.numel(), generator=gen)]
+    x = torch.randn(index.numel(), 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    x_gpu = x.detach().cuda().requires_grad_(True)
+    out_cpu, out_gpu = cpu(x, index, dim_size=32), gpu(x_gpu, index.cuda(), dim_size=32)
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu)
+    out_cpu.square().sum().backward()
+    out_gpu.square().sum().backward()
+    torch.testing.assert_close(x_gpu.grad.cpu(), x.grad)
+    for p_cpu, p_gpu in zip(cpu.parameters(), gpu.parameters()):
+        torch.testing.assert_close(p_gpu.grad.cpu(), p_cpu.grad)

@@ -2,6 +2,8 @@
 Triton's CPU interpreter in CI); the GRU monoid runs them with ``kernel="triton"``, and under
 ``kernel="auto"`` inside ``use_backend("triton")``."""
 
+import os
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -148,3 +150,24 @@ def test_kernels_compile_for_cuda_targets(tmp_path):
 def test_launch_shape_must_be_powers_of_two(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         TritonGRUPairKernel(**bad)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+    reason="needs CUDA with compiled Triton kernels (GNNAGG_TRITON_ON_GPU=1)",
+)
+def test_kernel_argument_on_cuda():
+    torch.manual_seed(0)
+    x = torch.randn(500, 16, device="cuda", requires_grad=True)
+    index = torch.randint(0, 40, (500,), device="cuda")
+    results = []
+    for kernel in ("torch", "triton"):
+        torch.manual_seed(1)
+        aggr = LCMAggregation(16, 16, kernel=kernel).cuda()
+        out = aggr(x, index, dim_size=45)
+        results.append((out, torch.autograd.grad(out.square().sum(), [x, *aggr.parameters()])))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    for got, want in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(16, 16, kernel="triton")(x.detach().cpu(), index.cpu())
