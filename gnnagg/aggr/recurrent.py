@@ -19,12 +19,18 @@ Conventions:
   i.e. the order of its messages along ``dim``; with ``shuffle=True`` a fresh uniformly random
   order is drawn for every forward in training mode.
 * Messages ``[E, *rest, in_channels]`` with extra dimensions (GATConv's heads) run one sequence per
-  node and per entry of ``rest``, with shared weights; the output is ``[N, *rest, out_channels]``.
-* Nodes with no messages get the initial state: zeros, or learnt vectors with
+  node and per entry of ``rest``, with shared weights; the output is ``[N, *rest, output_size]``
+  (``out_channels``, or ``proj_size``, times the number of directions).
+* ``nn.GRU``/``nn.LSTM`` arguments (``num_layers``, ``dropout``, ``bidirectional``, ``proj_size``)
+  are accepted as PyG forwards them; the output is the top layer's output at the node's last
+  message, as PyG's ``rnn(x)[0][:, -1]``.
+* Nodes with no messages get the top layer's initial state: zeros, or learnt vectors with
   ``learn_initial_state=True``.
-* Execution: on CUDA, one ``nn.GRU``/``nn.LSTM`` (cuDNN) call runs the packed batch; on the
+* Execution: on CUDA, one ATen ``gru``/``lstm`` (cuDNN) call runs the packed batch; on the
   CPU, where ATen's backward of a packed RNN is ``O(D_max·E)``, one dense call per run of steps
-  with the same number of running nodes does (``implementation=`` overrides the choice). cuDNN
+  with the same number of running nodes does, carrying every layer's state across runs; a
+  bidirectional RNN runs there layer by layer, its reverse direction on rows permuted so that
+  each sequence reads backwards (``implementation=`` overrides the choice). cuDNN
   computes in TF32 on Ampere and later unless ``torch.backends.cudnn.allow_tf32`` is off
   (PyTorch's default is on): about 1e-4 from float32.
 * Dtypes: the recurrence runs in the dtype of the module's parameters. Lower-precision messages
