@@ -250,7 +250,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             # direction otherwise (nn.GRU's h_0 layout).
             shapes = [(w,) if stacks == 1 else (stacks, w) for w in widths]
             self.initial_state = nn.ParameterList(
-                nn.Parameter(torch.zeros(shape, device=rnn.weight_ih_l0.device)) for shape in shapes
+                nn.Parameter(rnn.weight_ih_l0.new_zeros(shape)) for shape in shapes
             )
         self.reset_parameters()
 

@@ -117,6 +117,14 @@ def test_learnt_initial_state_per_layer_and_direction(cls):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in aggr.initial_state)
 
 
+@pytest.mark.parametrize("cls", [GRUAggregation, LSTMAggregation])
+def test_device_and_dtype_arguments(cls):
+    aggr = cls(3, 4, learn_initial_state=True, device="cpu", dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in aggr.parameters())
+    out = aggr(torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 0, 1, 1, 1]))
+    assert out.dtype == torch.float64
+
+
 def test_pyg_attribute_names():
     gru, lstm = GRUAggregation(3, 4), LSTMAggregation(3, 4)
     assert gru.gru is gru.rnn and lstm.lstm is lstm.rnn
