@@ -8,7 +8,7 @@ A basis element is a multigraph H with 0, 1 or 2 designated output nodes. Its po
 which for a 0/1 adjacency counts homomorphisms of H with the outputs pinned. The degree of P_H is
 the number of edges of H (with multiplicity; a self-loop counts once).
 
-Conventions chosen here (the issue leaves them open):
+Conventions chosen here (the definition of P_H leaves them open):
 
 * Nodes of ``Polynomial.graph`` are ``0..k-1`` in canonical order; outputs are nodes 0 (and 1).
 * Each edge is read as ``A[phi(u), phi(v)]`` with ``u <= v`` in that labelling, which is the

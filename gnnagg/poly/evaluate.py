@@ -1,6 +1,7 @@
 """Evaluate basis polynomials on a graph or a batch of graphs given as edge lists.
 
-Semantics of the input (the issue leaves these open):
+Semantics of the input (choices made here: the definition of a basis polynomial leaves them
+open):
 
 * A is built PyG-style: edge ``e`` contributes ``edge_weight[e]`` (1 when no weights are given) to
   ``A[edge_index[0, e], edge_index[1, e]]``. Duplicate edges add up, as in ``to_dense_adj``.
