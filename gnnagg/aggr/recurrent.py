@@ -610,9 +610,21 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         return last[0]
 
     def __repr__(self) -> str:
+        rnn = self.rnn
+        # The nn.GRU/nn.LSTM arguments that differ from their defaults.
+        extra = "".join(
+            f", {name}={value}"
+            for name, value, default in (
+                ("num_layers", rnn.num_layers, 1),
+                ("dropout", rnn.dropout, 0.0),
+                ("bidirectional", rnn.bidirectional, False),
+                ("proj_size", getattr(rnn, "proj_size", 0), 0),
+            )
+            if value != default
+        )
         return (
             f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
-            f"shuffle={self.shuffle}, learn_initial_state={self.learn_initial_state})"
+            f"shuffle={self.shuffle}, learn_initial_state={self.learn_initial_state}{extra})"
         )
 
 

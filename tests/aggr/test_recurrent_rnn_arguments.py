@@ -125,6 +125,12 @@ def test_device_and_dtype_arguments(cls):
     assert out.dtype == torch.float64
 
 
+def test_repr_names_the_rnn_arguments():
+    text = repr(LSTMAggregation(3, 4, num_layers=2, bidirectional=True, proj_size=2))
+    assert "num_layers=2" in text and "bidirectional=True" in text and "proj_size=2" in text
+    assert "num_layers" not in repr(GRUAggregation(3, 4))
+
+
 def test_pyg_attribute_names():
     gru, lstm = GRUAggregation(3, 4), LSTMAggregation(3, 4)
     assert gru.gru is gru.rnn and lstm.lstm is lstm.rnn
