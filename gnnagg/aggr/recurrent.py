@@ -197,6 +197,8 @@ class _Recorded:
     lengths: Tensor
     offsets: Tensor
     initial: State
+    #: Every layer's ``h`` at every packed row (the last one is ``outputs``).
+    layer_outputs: tuple[Tensor, ...] = ()
 
 
 class RecurrentAggregation(NeighbourhoodAggregation):
@@ -286,14 +288,18 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         sequence = PackedSequence(packed.sequence.data.to(work), packed.sequence.batch_sizes)
         batch = packed.num_active * entries
         hx = tuple(part.unsqueeze(1).expand(-1, batch, -1).contiguous() for part in initial)
-        if self._runs_packed(messages.device):
+        layer_outputs: tuple[Tensor, ...] = ()
+        stacked = self.rnn.num_layers > 1
+        if self.num_directions == 2 or (record and stacked):
+            # The regulariser of a stacked RNN needs every layer's states, which one call on
+            # all layers does not return.
+            output, last_h, layer_outputs = self._run_layer_by_layer(sequence, hx, packed)
+        elif self._runs_packed(messages.device):
             output, last_h = self._run_packed(sequence, hx, packed)
-        elif self.num_directions == 1:
+        else:
             output, last_h = self._run_segments(
                 sequence.data, sequence.batch_sizes.tolist(), hx, self._weights(), record
             )
-        else:
-            output, last_h = self._run_layer_by_layer(sequence, hx, packed)
         last_h = last_h.reshape(packed.num_active, *rest, self.output_size)
         idle = idle_output.expand(num_nodes - packed.num_active, *rest, self.output_size)
         # Ranks put the nodes that ran first, so one gather restores node order.
@@ -305,7 +311,8 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 outputs=output.detach(),
                 lengths=packed.lengths,
                 offsets=packed.offsets,
-                initial=tuple(part[0].detach() for part in initial),
+                initial=tuple(part.detach() for part in initial),
+                layer_outputs=tuple(part.detach() for part in layer_outputs) or (output.detach(),),
             ),
             record,
         )
@@ -452,8 +459,10 @@ class RecurrentAggregation(NeighbourhoodAggregation):
 
     def _run_layer_by_layer(
         self, sequence: PackedSequence, hx: State, packed: PackedNeighbourhoods
-    ) -> tuple[Tensor, Tensor]:
-        """A bidirectional RNN as :meth:`_run_segments` calls, one per layer and direction.
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """The RNN as one single-layer call per layer and direction (:meth:`_run_segments`, or
+        one packed call where :meth:`_runs_packed`): ``(outputs, last outputs, every layer's
+        outputs before dropout)``.
 
         Read backwards, the sequences still form a packed batch with the same batch sizes
         (step ``t`` of a reversed sequence of length ``L`` is its step ``L - 1 - t``), so the
@@ -461,20 +470,28 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         ``nn.GRU``/``nn.LSTM`` apply it."""
         rnn = self.rnn
         sizes = sequence.batch_sizes.tolist()
-        reverse = _reversed_rows(packed, sizes)
-        layer_input = sequence.data
+        packed_call = self._runs_packed(sequence.data.device)
+        reverse = _reversed_rows(packed, sizes) if self.num_directions == 2 else None
+        layer_input, layer_outputs = sequence.data, []
         for layer in range(rnn.num_layers):
             directions = []
-            for direction in range(2):
-                row = 2 * layer + direction
+            for direction in range(self.num_directions):
+                row = self.num_directions * layer + direction
                 h0 = tuple(part[row : row + 1] for part in hx)
                 rows = layer_input if direction == 0 else layer_input.index_select(0, reverse)
-                out, _ = self._run_segments(rows, sizes, h0, self._weights(layer, direction), True)
+                weights = self._weights(layer, direction)
+                if packed_call:
+                    out, _ = self._call_rnn(rows, h0, weights, 1, False, sequence.batch_sizes)
+                else:
+                    out, _ = self._run_segments(rows, sizes, h0, weights, True)
                 directions.append(out if direction == 0 else out.index_select(0, reverse))
-            layer_input = torch.cat(directions, dim=-1)
+            layer_output = torch.cat(directions, dim=-1) if len(directions) > 1 else directions[0]
+            layer_outputs.append(layer_output)
+            layer_input = layer_output
             if layer + 1 < rnn.num_layers and rnn.dropout > 0 and rnn.training:
-                layer_input = nn.functional.dropout(layer_input, rnn.dropout, training=True)
-        return layer_input, layer_input.index_select(0, _last_rows(packed))
+                layer_input = nn.functional.dropout(layer_output, rnn.dropout, training=True)
+        last = layer_output.index_select(0, _last_rows(packed))
+        return layer_output, last, tuple(layer_outputs)
 
     def _initial_state(self, dtype: torch.dtype, device: torch.device) -> State:
         """Parts ``[layers·directions, H]`` (``h``, and ``c`` for the LSTM)."""
@@ -496,6 +513,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 lengths=torch.empty(0, dtype=torch.long),
                 offsets=torch.empty(0, dtype=torch.long),
                 initial=(),
+                layer_outputs=(),
             )
         self._last_forward.set((recorded if record else None, not record))
 
@@ -511,13 +529,17 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         raise NotImplementedError
 
     def states_before(self, recorded: _Recorded, seq: Tensor, step: Tensor) -> State:
-        """The state of packed sequence ``seq`` before it reads its message ``step``."""
-        return (self._hidden_before(recorded, seq, step),)
+        """The state of packed sequence ``seq`` before it reads its message ``step``: every
+        layer's ``h``, first layer first."""
+        return tuple(
+            self._hidden_before(recorded, seq, step, layer) for layer in range(self.rnn.num_layers)
+        )
 
     @staticmethod
-    def _hidden_before(recorded: _Recorded, seq: Tensor, step: Tensor) -> Tensor:
-        previous = recorded.outputs[recorded.offsets[(step - 1).clamp_min(0)] + seq]
-        return torch.where((step == 0).unsqueeze(-1), recorded.initial[0], previous)
+    def _hidden_before(recorded: _Recorded, seq: Tensor, step: Tensor, layer: int = 0) -> Tensor:
+        outputs = recorded.layer_outputs[layer]
+        previous = outputs[recorded.offsets[(step - 1).clamp_min(0)] + seq]
+        return torch.where((step == 0).unsqueeze(-1), recorded.initial[0][layer], previous)
 
     def sample_commutator_pairs(
         self, num_samples: int = 256, generator: torch.Generator | None = None
@@ -535,11 +557,11 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if self.rnn.num_layers != 1 or self.num_directions != 1:
+        if self.num_directions != 1:
             raise ValueError(
                 f"{type(self).__name__}: the permutation regulariser is defined for the state "
-                "transition of one unidirectional cell; this aggregation has "
-                f"num_layers={self.rnn.num_layers}, bidirectional={self.rnn.bidirectional}"
+                "transition of a recurrence read in one direction; this aggregation has "
+                "bidirectional=True"
             )
         recorded = self._require_recorded()
         lengths = recorded.lengths
@@ -651,7 +673,8 @@ class GRUAggregation(RecurrentAggregation):
             ``out_channels``, doubled when bidirectional. As in PyG it is the top layer's
             output at the node's last message, so with ``bidirectional=True`` its second half
             is the backward direction after reading the last message only.
-            :meth:`permutation_loss` needs ``num_layers=1`` and ``bidirectional=False``.
+            :meth:`permutation_loss` needs ``bidirectional=False``; with stacked layers the
+            state it regularises is every layer's (``h``, and ``c`` for the LSTM).
         implementation: ``"packed"``: one ``nn.GRU`` call on the packed batch (cuDNN on CUDA;
             its CPU backward is ``O(D_max·E)``); ``"segments"``: one dense ``nn.GRU`` call per
             run of steps with the same number of running nodes (at most ``sqrt(2E)`` calls,
@@ -668,16 +691,12 @@ class GRUAggregation(RecurrentAggregation):
         return self.rnn
 
     def transition(self, state: State, x: Tensor) -> State:
-        rnn = self.rnn
-        h = torch.gru_cell(
-            x,
-            state[0],
-            rnn.weight_ih_l0,
-            rnn.weight_hh_l0,
-            getattr(rnn, "bias_ih_l0", None),
-            getattr(rnn, "bias_hh_l0", None),
-        )
-        return (h,)
+        """One step of every layer: layer ``l`` reads the new ``h`` of layer ``l - 1``."""
+        hidden = []
+        for layer, h in enumerate(state):
+            x = torch.gru_cell(x, h, *self._weights(layer))
+            hidden.append(x)
+        return tuple(hidden)
 
 
 class LSTMAggregation(RecurrentAggregation):
@@ -701,41 +720,47 @@ class LSTMAggregation(RecurrentAggregation):
         return self.rnn
 
     def transition(self, state: State, x: Tensor) -> State:
-        rnn = self.rnn
-        h, c = (
-            torch.lstm_cell(
-                x,
-                list(state),
-                rnn.weight_ih_l0,
-                rnn.weight_hh_l0,
-                getattr(rnn, "bias_ih_l0", None),
-                getattr(rnn, "bias_hh_l0", None),
-            )
-            if not rnn.proj_size
-            else self._projected_cell(x, *state)
-        )
-        return h, c
+        """One step of every layer; ``state`` is ``(h_1, ..., h_L, c_1, ..., c_L)``."""
+        layers = self.rnn.num_layers
+        hidden, cells = [], []
+        for layer in range(layers):
+            h, c = self._cell(layer, x, state[layer], state[layers + layer])
+            hidden.append(h)
+            cells.append(c)
+            x = h
+        return (*hidden, *cells)
 
-    def _projected_cell(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        # torch.lstm_cell has no projection: the LSTM step written out, then h = W_hr · h.
+    def _cell(self, layer: int, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         rnn = self.rnn
-        gates = x @ rnn.weight_ih_l0.t() + h @ rnn.weight_hh_l0.t()
-        if rnn.bias:
-            gates = gates + rnn.bias_ih_l0 + rnn.bias_hh_l0
+        if not rnn.proj_size:
+            h, c = torch.lstm_cell(x, [h, c], *self._weights(layer))
+            return h, c
+        # torch.lstm_cell has no projection: the LSTM step written out, then h = W_hr · h.
+        gates = self._gates(layer, x, h)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return (torch.sigmoid(o) * torch.tanh(c)) @ rnn.weight_hr_l0.t(), c
+        return (torch.sigmoid(o) * torch.tanh(c)) @ getattr(rnn, f"weight_hr_l{layer}").t(), c
+
+    def _gates(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
+        rnn = self.rnn
+        gates = x @ getattr(rnn, f"weight_ih_l{layer}").t()
+        gates = gates + h @ getattr(rnn, f"weight_hh_l{layer}").t()
+        if rnn.bias:
+            gates = gates + getattr(rnn, f"bias_ih_l{layer}") + getattr(rnn, f"bias_hh_l{layer}")
+        return gates
 
     def states_before(self, recorded: _Recorded, seq: Tensor, step: Tensor) -> State:
-        """``(h, c)`` before step ``step`` of sequence ``seq``.
+        """``(h_1, ..., h_L, c_1, ..., c_L)`` before step ``step`` of sequence ``seq``.
 
-        The packed output holds ``h`` at every step but ``nn.LSTM`` returns ``c`` only at the
-        end. The gates of step ``t`` depend only on ``x_t`` and ``h_{t-1}``, both recorded, so
-        ``c`` follows from the linear recurrence ``c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t``, run only
-        for the sampled sequences and only up to their largest sampled step: at most
-        ``min(E·R, K·D_max)`` gate rows and ``D_max`` short element-wise steps.
+        The recorded outputs hold every layer's ``h`` at every step but ``nn.LSTM`` returns
+        ``c`` only at the end. The gates of step ``t`` depend only on the layer's input at
+        ``t`` and its ``h_{t-1}``, both recorded, so ``c`` follows from the linear recurrence
+        ``c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t``, run only for the sampled sequences and only up to
+        their largest sampled step: per layer at most ``min(E·R, K·D_max)`` gate rows and
+        ``D_max`` short element-wise steps.
         """
-        h = self._hidden_before(recorded, seq, step)
+        layers = self.rnn.num_layers
+        hidden = [self._hidden_before(recorded, seq, step, layer) for layer in range(layers)]
         unique, inverse = torch.unique(seq, return_inverse=True)
         need = torch.zeros_like(unique).scatter_reduce(0, inverse, step, "amax")
         need, by_need = torch.sort(need, descending=True, stable=True)
@@ -744,7 +769,8 @@ class LSTMAggregation(RecurrentAggregation):
         slot[by_need] = torch.arange(by_need.numel(), device=seq.device)
         longest = int(need[0])
         if longest == 0:
-            return h, recorded.initial[1].expand_as(h)
+            cells = [recorded.initial[1][layer].expand(seq.numel(), -1) for layer in range(layers)]
+            return (*hidden, *cells)
 
         # The sub-problem is laid out like a packed batch: step tau of slot j at row
         # sub_offsets[tau] + j, with sub_sizes[tau] = #slots that need more than tau steps.
@@ -760,26 +786,27 @@ class LSTMAggregation(RecurrentAggregation):
         row[sub_offsets[tau] + slots] = torch.arange(slots.numel(), device=seq.device)
         slots, tau = slots[row], tau[row]
         source = unique[slots]
-
-        x = recorded.inputs[recorded.offsets[tau] + source]
-        h_prev = self._hidden_before(recorded, source, tau)
-        rnn = self.rnn
-        gates = x @ rnn.weight_ih_l0.t() + h_prev @ rnn.weight_hh_l0.t()
-        if rnn.bias:
-            gates = gates + rnn.bias_ih_l0 + rnn.bias_hh_l0
-        i, f, g, _ = gates.chunk(4, dim=-1)
-        increment = torch.sigmoid(i) * torch.tanh(g)
-        forget = torch.sigmoid(f)
-        cells = torch.empty_like(increment)
-        c = recorded.initial[1].expand(int(sub_sizes[0]), -1)
-        for start, size in zip(sub_offsets.tolist(), sub_sizes.tolist()):
-            block = slice(start, start + size)
-            c = forget[block] * c[:size] + increment[block]
-            cells[block] = c
+        rows = recorded.offsets[tau] + source
         slot_k = slot[inverse]
-        before = cells[sub_offsets[(step - 1).clamp_min(0)] + slot_k]
-        c = torch.where((step == 0).unsqueeze(-1), recorded.initial[1], before)
-        return h, c
+
+        cells = []
+        for layer in range(layers):
+            inputs = recorded.inputs if layer == 0 else recorded.layer_outputs[layer - 1]
+            h_prev = self._hidden_before(recorded, source, tau, layer)
+            gates = self._gates(layer, inputs[rows], h_prev)
+            i, f, g, _ = gates.chunk(4, dim=-1)
+            increment = torch.sigmoid(i) * torch.tanh(g)
+            forget = torch.sigmoid(f)
+            trajectory = torch.empty_like(increment)
+            initial = recorded.initial[1][layer]
+            c = initial.expand(int(sub_sizes[0]), -1)
+            for start, size in zip(sub_offsets.tolist(), sub_sizes.tolist()):
+                block = slice(start, start + size)
+                c = forget[block] * c[:size] + increment[block]
+                trajectory[block] = c
+            before = trajectory[sub_offsets[(step - 1).clamp_min(0)] + slot_k]
+            cells.append(torch.where((step == 0).unsqueeze(-1), initial, before))
+        return (*hidden, *cells)
 
 
 def total_permutation_loss(

@@ -156,13 +156,73 @@ def test_refused_rnn_arguments_are_named(kwargs, error, match):
         GRUAggregation(3, 4, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"num_layers": 2}, {"bidirectional": True}])
 @pytest.mark.parametrize("cls", [GRUAggregation, LSTMAggregation])
-def test_permutation_loss_refuses_stacked_or_bidirectional(cls, kwargs):
-    aggr = cls(3, 4, **kwargs)
+def test_permutation_loss_refuses_bidirectional(cls):
+    aggr = cls(3, 4, bidirectional=True)
     aggr(torch.randn(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
-    with pytest.raises(ValueError, match="one unidirectional cell"):
+    with pytest.raises(ValueError, match="bidirectional=True"):
         aggr.permutation_loss()
+
+
+STACKED = [
+    (GRUAggregation, {"num_layers": 3}),
+    (LSTMAggregation, {"num_layers": 2}),
+    (LSTMAggregation, {"num_layers": 2, "proj_size": 2}),
+]
+
+
+@pytest.mark.parametrize("implementation", ["segments", "packed"])
+@pytest.mark.parametrize("cls, kwargs", STACKED)
+def test_stacked_states_before_are_the_states_reached(cls, kwargs, implementation):
+    torch.manual_seed(0)
+    aggr = cls(3, 4, learn_initial_state=True, implementation=implementation, **kwargs).double()
+    with torch.no_grad():
+        for part in aggr.initial_state:
+            part.normal_()
+    gen = torch.Generator().manual_seed(3)
+    index = torch.cat([torch.randint(0, 6, (30,), generator=gen), torch.full((12,), 7)])
+    x = torch.randn(index.numel(), 3, dtype=torch.float64, generator=gen)
+    aggr(x, index)
+    state, x_i, x_j, seq, step, _ = aggr.sample_commutator_pairs(120, gen)
+    layers = aggr.rnn.num_layers
+    assert len(state) == aggr.num_state_parts * layers
+    degrees = torch.bincount(index, minlength=8)
+    order = torch.sort(degrees, descending=True, stable=True).indices
+    initial = [p.detach().reshape(layers, -1) for p in aggr.initial_state]
+    for k in range(0, 120, 5):
+        rows = (index == int(order[int(seq[k])])).nonzero().flatten()
+        prefix = x[rows[: int(step[k])]]
+        with torch.no_grad():
+            if int(step[k]) == 0:
+                expected = initial
+            else:
+                hx = tuple(part.unsqueeze(1) for part in initial)
+                _, final = aggr.rnn(prefix.unsqueeze(1), hx[0] if len(hx) == 1 else hx)
+                expected = [final] if len(hx) == 1 else list(final)
+        want = [part[layer].reshape(-1) for part in expected for layer in range(layers)]
+        for got, ref in zip(state, want):
+            torch.testing.assert_close(got[k], ref)
+        torch.testing.assert_close(x_i[k], x[rows[int(step[k])]])
+    # The transition is one step of the stacked RNN.
+    hx = tuple(torch.stack(state[p * layers : (p + 1) * layers]) for p in range(len(initial)))
+    with torch.no_grad():
+        _, final = aggr.rnn(x_i.unsqueeze(0), hx[0] if len(hx) == 1 else hx)
+    final = (final,) if len(hx) == 1 else final
+    after = aggr.transition(state, x_i)
+    for p, part in enumerate(final):
+        for layer in range(layers):
+            torch.testing.assert_close(after[p * layers + layer], part[layer])
+
+
+@pytest.mark.parametrize("cls, kwargs", STACKED)
+def test_stacked_permutation_loss_reaches_every_layer(cls, kwargs):
+    torch.manual_seed(0)
+    aggr = cls(3, 4, **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    aggr(torch.randn(30, 3, generator=gen), torch.randint(0, 5, (30,), generator=gen))
+    aggr.permutation_loss(64, torch.Generator().manual_seed(0)).backward()
+    for layer in range(aggr.rnn.num_layers):
+        assert getattr(aggr.rnn, f"weight_hh_l{layer}").grad.abs().sum() > 0
 
 
 def test_lstm_projection_transition_is_one_lstm_step():
