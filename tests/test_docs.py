@@ -1,6 +1,9 @@
 """The documentation builds without warnings, the code on its pages runs as written, and every
 gnnagg name it spells resolves."""
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,14 +62,13 @@ def test_documented_names_resolve(name):
     resolve(name)
 
 
-# Sphinx's own deprecation notices about its extensions' internals are not ours to fix.
-@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 def test_docs_build_without_warnings(tmp_path):
-    sphinx_build = pytest.importorskip("sphinx.cmd.build", reason="sphinx not installed")
+    if importlib.util.find_spec("sphinx") is None:
+        pytest.skip("sphinx not installed (the docs extra; make test installs it)")
     out = tmp_path / "html"
-    doctrees = tmp_path / "doctrees"
-    status = sphinx_build.build_main(
-        ["-b", "html", "-W", "--keep-going", "-q", "-d", str(doctrees), str(DOCS), str(out)]
-    )
-    assert status == 0, "sphinx reported warnings or errors (see the captured output above)"
+    # A separate process: Sphinx configures logging, warnings and sys.path for itself.
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q"]
+    command += ["-d", str(tmp_path / "doctrees"), str(DOCS), str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"sphinx failed:\n{result.stdout}\n{result.stderr}"
     assert (out / "index.html").exists()
