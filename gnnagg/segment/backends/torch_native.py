@@ -13,7 +13,8 @@ _SEGMENT_NAME = {"sum": "sum", "mean": "mean", "max": "max", "min": "min", "mul"
 
 
 def zero_empty_groups(out: Tensor, degrees: Tensor) -> Tensor:
-    """Set groups with no rows to 0 (the library-wide convention) without touching gradients."""
+    """Set groups with no rows to 0 (the convention for every reduction but ``mul``) without
+    touching gradients."""
     mask = (degrees > 0).view(-1, *([1] * (out.dim() - 1)))
     return torch.where(mask, out, out.new_zeros(()))
 
@@ -85,4 +86,7 @@ class TorchBackend(SegmentBackend):
                 count = plan.degrees.clamp(min=1).to(out.dtype)
                 out = out / count.view(-1, *([1] * (src.dim() - 1)))
             return out
+        if reduce == "mul":
+            # Groups without rows keep the initial value: the empty product, 1.
+            out = src.new_ones(out.shape)
         return out.scatter_reduce(0, index, src, _NATIVE_NAME[reduce], include_self=False)
