@@ -378,6 +378,8 @@ def _plan_from_ptr(
     rows = int(ptr[-1])
     if num_rows is not None and rows != num_rows:
         raise ValueError(f"ptr must end at the number of rows of src ({num_rows}), got {rows}")
+    # The plan derives a group id per row from the offsets when asked (plan.index).
+    check_allocation(rows * 8, f"ptr ends at {rows} rows, whose group ids", ptr.device)
     with _outside_inference_mode():
         owned = _own_copy(ptr)
         if dim_size > groups:

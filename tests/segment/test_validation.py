@@ -138,6 +138,8 @@ def test_huge_sizes_are_refused_before_allocating():
         SegmentPlan.from_ptr(torch.tensor([0, 3]), dim_size=2**45)
     with pytest.raises(ValueError, match=r"index contains 1099511627776"):
         SegmentPlan.from_index(torch.tensor([0, 1, 2**40]))
+    with pytest.raises(ValueError, match=r"ptr ends at 1099511627776 rows.*would need 8.00 TiB"):
+        SegmentPlan.from_ptr(torch.tensor([0, 2**40]))
 
 
 def test_size_rule_is_bytes_against_available_memory(monkeypatch):
