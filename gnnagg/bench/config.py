@@ -5,7 +5,8 @@ polynomial features).
 The whole config is written into ``results.json`` (``dataclasses.asdict``), and a run is
 reproduced by feeding the same config and seeds back in (:func:`suite_from_dict`).
 
-Two suites are predefined:
+The predefined suites are :data:`gnnagg.bench.sections.SUITES`; each section gives its own
+config for each of them (``Section.suite_config``):
 
 * ``quick`` (the default, ``make bench``): budgeted to finish in under 15 minutes on a 2-core CPU
   with no network: the 11 core aggregators on ``second_minimum`` with 2 seeds, the speed
@@ -14,16 +15,19 @@ Two suites are predefined:
   benchmarks, the real data sets (downloaded when possible, else their fixtures), and the
   polynomial-feature experiment on the molecule regression sets (GINE with and without
   :class:`gnnagg.poly.AddEquivariantPolynomials` features).
+* ``smoke``: every section at toy sizes, in seconds (CI runs it from an installed wheel).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..data import TASKS, TRAIN_SIZES
-from .registry import AGGREGATORS, check_aggregators
+from .registry import check_aggregators
 
 __all__ = [
     "POLY_DATASETS",
@@ -32,12 +36,12 @@ __all__ = [
     "QUICK_AGGREGATORS",
     "REAL_DATASETS",
     "SPEED_PARTS",
-    "SUITES",
     "PolyConfig",
     "RealConfig",
     "SizeGenConfig",
     "SpeedConfig",
     "SuiteConfig",
+    "check_run_name",
     "suite_config",
     "suite_from_dict",
 ]
@@ -64,7 +68,6 @@ POLY_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv")
 POLY_NORMALIZATIONS: tuple[str, ...] = ("log1p", "density")
 POLY_SUBSETS: tuple[str, ...] = ("beyond-2fwl", "within-2fwl", "all")
 SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
-SUITES: tuple[str, ...] = ("quick", "full")
 
 
 def _check_subset(values: tuple[str, ...], valid: tuple[str, ...] | list[str], arg: str) -> None:
@@ -153,6 +156,8 @@ class SpeedConfig:
 
     parts: tuple[str, ...] = ("aggr", "segment", "poly")
     quick: bool = True
+    # Toy sizes for the smoke suite: every part runs in seconds; the numbers mean nothing.
+    smoke: bool = False
     aggr_methods: tuple[str, ...] | None = (
         "pyg Sum",
         "pyg LCM",
@@ -253,9 +258,16 @@ class PolyConfig:
             )
 
 
-@dataclass
 class SuiteConfig:
-    """One benchmark run: its sections (``None`` skips one), device and thread count.
+    """One benchmark run: a config per section it runs, the device and the thread count.
+
+    ``SuiteConfig(name, sizegen=..., speed=None, ...)``: keyword arguments named after the
+    registered sections (:data:`gnnagg.bench.sections.SECTIONS`) give their configs; a section
+    that is left out or ``None`` does not run. A section's config is read as an attribute
+    (``config.sizegen``: ``None`` when the run has none) or from :attr:`sections`.
+
+    ``name`` names the run and its output folder (``<name>-<timestamp>``), so it is a plain
+    file name: letters, digits, ``.``, ``_`` and ``-``, not starting with ``.``.
 
     ``threads`` is the number of torch threads for everything: training in this process and
     the speed benchmarks, in this process and in their worker processes (``OMP_NUM_THREADS``);
@@ -266,26 +278,100 @@ class SuiteConfig:
     sizes. The full suite uses every core; ``--threads`` overrides either.
     """
 
-    name: str = "quick"
-    sizegen: SizeGenConfig | None = field(default_factory=SizeGenConfig)
-    speed: SpeedConfig | None = field(default_factory=SpeedConfig)
-    real: RealConfig | None = field(default_factory=RealConfig)
-    # Off by default: the quick suite's 15-minute budget is spent on the other sections.
-    poly: PolyConfig | None = None
-    device: str = "cpu"
-    threads: int | None = 1
+    def __init__(
+        self,
+        name: str = "custom",
+        *,
+        device: str = "cpu",
+        threads: int | None = 1,
+        **sections: Any,
+    ) -> None:
+        from .sections import SECTIONS
 
-    def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        check_run_name(name, "name")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
-            raise ValueError(f"threads: expected a positive int or None, got {self.threads!r}")
+            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"sections: unknown {unknown}; sections are {list(SECTIONS)}")
+        self.name, self.device, self.threads = name, device, threads
+        # Registry order: the order in which sections run and are reported.
+        self.sections: dict[str, Any] = {}
+        for key, section in SECTIONS.items():
+            config = sections.get(key)
+            if config is None:
+                continue
+            if not isinstance(config, section.config_type):
+                raise TypeError(
+                    f"{key}: expected a {section.config_type.__name__}, got {type(config).__name__}"
+                )
+            self.sections[key] = config
+
+    def __getattr__(self, key: str) -> Any:
+        from .sections import SECTIONS
+
+        if key in SECTIONS:
+            return self.__dict__.get("sections", {}).get(key)
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {key!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SuiteConfig):
+            return NotImplemented
+        return (self.name, self.device, self.threads, self.sections) == (
+            other.name,
+            other.device,
+            other.threads,
+            other.sections,
+        )
+
+    def __repr__(self) -> str:
+        sections = ", ".join(f"{k}={v!r}" for k, v in self.sections.items())
+        return f"SuiteConfig({self.name!r}, device={self.device!r}, threads={self.threads!r}" + (
+            f", {sections})" if sections else ")"
+        )
+
+    def replace(self, **changes: Any) -> SuiteConfig:
+        """A copy with ``changes`` (``name``, ``device``, ``threads`` or section configs;
+        a section set to ``None`` is dropped)."""
+        kwargs: dict[str, Any] = {
+            "name": self.name,
+            "device": self.device,
+            "threads": self.threads,
+            **self.sections,
+        }
+        kwargs.update(changes)
+        return SuiteConfig(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-ready data (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """The config as plain JSON-ready data (tuples become lists): ``name``, ``device``,
+        ``threads`` and one key per registered section (``None`` for those it does not run)."""
+        from .sections import SECTIONS
+
+        data: dict[str, Any] = {"name": self.name}
+        for key in SECTIONS:
+            config = self.sections.get(key)
+            data[key] = None if config is None else dataclasses.asdict(config)
+        data["device"], data["threads"] = self.device, self.threads
+        return json.loads(json.dumps(data))
+
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+def check_run_name(name: Any, arg: str = "name") -> str:
+    """``name`` if it is a plain file name (letters, digits, ``.``, ``_``, ``-``; at most 64
+    characters; not starting with ``.``), else a ``ValueError`` naming ``arg``: run names become
+    folder names, and ``../x`` or ``/tmp/x`` would put results outside the results folder."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise ValueError(
+            f"{arg}: expected a plain name (letters, digits, '.', '_', '-'; at most 64 "
+            f"characters; not starting with '.'), got {name!r}"
+        )
+    return name
 
 
 def _check_seeds(seeds: tuple[int, ...]) -> None:
@@ -297,80 +383,41 @@ def _check_seeds(seeds: tuple[int, ...]) -> None:
 
 
 def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> SuiteConfig:
-    """The predefined suite ``name`` (``"quick"`` or ``"full"``), optionally with ``seeds``
-    seeds (``0 .. seeds-1``) instead of the suite's own number."""
+    """The predefined suite ``name`` (see :data:`gnnagg.bench.sections.SUITES`), optionally
+    with ``seeds`` seeds (``0 .. seeds-1``) instead of the suite's own number: every
+    registered section contributes its config for that suite."""
+    from .sections import SECTIONS, SUITES
+
     if name not in SUITES:
         raise ValueError(f"suite: unknown suite {name!r}; valid suites are {list(SUITES)}")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
-    if name == "quick":
-        seed_list = tuple(range(seeds or 2))
-        return SuiteConfig(
-            name="quick",
-            sizegen=SizeGenConfig(seeds=seed_list),
-            speed=SpeedConfig(),
-            real=RealConfig(seeds=seed_list),
-            device=device,
-        )
-    seed_list = tuple(range(seeds or 3))
-    return SuiteConfig(
-        name="full",
-        sizegen=SizeGenConfig(
-            tasks=tuple(sorted(TASKS)),
-            aggregators=tuple(AGGREGATORS),
-            seeds=seed_list,
-            hidden=128,
-            num_train=16384,
-            num_val=512,
-            num_test=512,
-            test_sizes=(16, 32, 64, 128, 256),
-            epochs=100,
-            batch_size=512,
-            lr=5e-3,
-        ),
-        speed=SpeedConfig(
-            parts=SPEED_PARTS,
-            quick=False,
-            aggr_methods=None,
-            aggr_cases=("uniform", "hub200", "hub5000"),
-            aggr_unpadded_cases=(),
-            timeout_s=900.0,
-            cap_gb=16.0,
-        ),
-        real=RealConfig(
-            datasets=REAL_DATASETS,
-            aggregators=("sum", "mean", "max", "pna", "lcm_gru", "lcm_conjugated_sum", "gru"),
-            seeds=seed_list,
-            hidden=128,
-            layers=4,
-            epochs=100,
-            fixture=False,
-        ),
-        poly=PolyConfig(
-            datasets=POLY_DATASETS,
-            seeds=seed_list,
-            hidden=128,
-            layers=4,
-            epochs=100,
-            fixture=False,
-        ),
-        device=device,
-        threads=None,
-    )
+    suite = SUITES[name]
+    seed_list = tuple(range(seeds or suite.seeds))
+    configs = {key: section.suite_config(name, seed_list) for key, section in SECTIONS.items()}
+    return SuiteConfig(name, device=device, threads=suite.threads, **configs)
 
 
 def suite_from_dict(data: dict[str, Any]) -> SuiteConfig:
-    """Rebuild a :class:`SuiteConfig` from :meth:`SuiteConfig.to_dict` (e.g. ``results.json``)."""
+    """Rebuild a :class:`SuiteConfig` from :meth:`SuiteConfig.to_dict` (e.g. ``results.json``).
+
+    ``TypeError`` when ``data`` is not a dict; ``ValueError`` naming the key for anything
+    else that is not a valid config (unknown keys, wrong types, out-of-range values).
+    """
+    from .sections import SECTIONS
+
     if not isinstance(data, dict):
         raise TypeError(f"data: expected a dict, got {type(data).__name__}")
-    sections = {
-        "sizegen": SizeGenConfig,
-        "speed": SpeedConfig,
-        "real": RealConfig,
-        "poly": PolyConfig,
-    }
-    kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in sections}
-    for key, cls in sections.items():
+    known = {"name", "device", "threads", *SECTIONS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"config: unknown keys {unknown}; keys are {sorted(known)}")
+    kwargs: dict[str, Any] = {k: data[k] for k in ("name", "device", "threads") if k in data}
+    for key, section in SECTIONS.items():
         value = data.get(key)
-        kwargs[key] = None if value is None else cls(**value)
-    return SuiteConfig(**kwargs)
+        if value is not None:
+            kwargs[key] = section.config_from_dict(value)
+    try:
+        return SuiteConfig(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"config: {error}") from None

@@ -1,7 +1,6 @@
 """gnnagg-bench end to end: --help, clear errors, a tiny run with results.json and PNGs,
 reruns from a results.json, speed parts that are fake, missing or broken."""
 
-import dataclasses
 import json
 import os
 import textwrap
@@ -20,9 +19,8 @@ TOP_KEYS = {
     "config",
     "machine",
     "wall_time_s",
+    "conditions",
     "sizegen",
-    "speed",
-    "real",
     "plots",
     "notes",
 }
@@ -84,7 +82,7 @@ def test_config_errors_name_the_argument(capsys, tmp_path):
 def test_run_options_are_applied_or_refused(tmp_path, capsys):
     config_file = tmp_path / "config.json"
     quick = _suite(build_parser().parse_args(["run"]))
-    config_file.write_text(json.dumps(dataclasses.asdict(quick)))
+    config_file.write_text(json.dumps(quick.to_dict()))
     args = build_parser().parse_args(["run", "--config", str(config_file), "--seeds", "1"])
     config = _suite(args)
     assert config.sizegen.seeds == (0,) and config.real.seeds == (0,)
@@ -111,7 +109,8 @@ def test_list_names_everything(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert "lcm_conjugated_sum" in listing["aggregators"]
     assert "second_minimum" in listing["tasks"]
-    assert listing["suites"] == ["quick", "full"]
+    assert listing["suites"] == ["quick", "full", "smoke"]
+    assert listing["sections"] == ["sizegen", "speed", "real", "poly"]
 
 
 def test_tiny_run_writes_results_report_and_plots_and_reruns(tmp_path, capsys):
@@ -303,7 +302,7 @@ def test_parser_defaults_are_the_quick_suite():
 
 def test_report_reads_the_largest_test_size_whatever_the_key_order():
     """Results written before test sizes were sorted may list them in command-line order."""
-    from gnnagg.bench.report import lcm_paper_comparison, sizegen_table
+    from gnnagg.bench.sections.sizegen import lcm_paper_comparison, sizegen_table
 
     def row(aggregator, at_20, at_64):
         stats = {"20": {"mean": at_20, "std": 0.0}, "64": {"mean": at_64, "std": 0.0}}

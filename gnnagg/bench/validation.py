@@ -1,0 +1,129 @@
+"""Checks shared by the section configs and the readers of ``results.json``.
+
+Every check raises a ``ValueError`` whose message starts with the name of the bad field, so
+that ``gnnagg-bench`` can print it as one line (exit code 2) instead of running with poison
+(an ``Infinity`` learning rate trains to 0 % and exits 0) or crashing in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "check_bool",
+    "check_finite",
+    "check_int",
+    "check_names",
+    "read_json",
+]
+
+# results.json of the full suite is a few MB; anything far larger is not one.
+MAX_JSON_BYTES = 256 * 2**20
+# Deeper than any results.json the harness writes (about 8 levels); a nesting bomb is refused
+# before the recursive decoder gets near Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}, got {value!r}")
+    return value
+
+
+def check_finite(
+    value: Any, name: str, positive: bool = False, maximum: float | None = None
+) -> float:
+    """``value`` as a float if it is a finite real number, ``> 0`` with ``positive`` (else
+    ``>= 0``), and at most ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+    if not positive and value < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected a number <= {maximum}, got {value!r}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (JSON ``true``/``false``; not ``"no"`` or ``0``)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def check_names(values: Any, valid: tuple[str, ...] | list[str], name: str) -> tuple[str, ...]:
+    """``values`` as a non-empty tuple of strings from ``valid``."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name}: expected a list of names, got {values!r}")
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name}: needs at least one entry; valid entries are {list(valid)}")
+    unknown = [v for v in values if not isinstance(v, str) or v not in valid]
+    if unknown:
+        raise ValueError(f"{name}: unknown {unknown}; valid entries are {list(valid)}")
+    return values
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constants(token: str) -> None:
+    raise ValueError(f"{token} is not a number JSON allows")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse the JSON file ``path``; ``ValueError`` (one line) when it cannot be read, is
+    larger than :data:`MAX_JSON_BYTES`, nested deeper than :data:`MAX_JSON_DEPTH`, holds
+    ``NaN``/``Infinity`` or is not JSON."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ValueError(f"{size} bytes, more than the {MAX_JSON_BYTES} a results file has")
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"cannot read it: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels: not a gnnagg-bench file")
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply: not a gnnagg-bench file") from None
