@@ -9,13 +9,24 @@ matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .machine import describe_machine
 from .registry import AGGREGATORS
 
-__all__ = ["aggregator_label", "describe_conditions", "percent", "write_report"]
+__all__ = ["aggregator_label", "describe_conditions", "mean_std", "percent", "write_report"]
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float | int]:
+    """``{"mean", "std", "n"}``: the sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("values: needs at least one value")
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
 
 
 def percent(stats: dict[str, float]) -> str:

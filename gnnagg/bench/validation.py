@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_SEEDS",
     "check_bool",
     "check_finite",
     "check_int",
+    "check_memory",
     "check_names",
+    "check_optional_path",
+    "check_seeds",
+    "format_bytes",
+    "memory_limit",
     "read_json",
 ]
 
@@ -77,6 +84,66 @@ def check_names(values: Any, valid: tuple[str, ...] | list[str], name: str) -> t
     if unknown:
         raise ValueError(f"{name}: unknown {unknown}; valid entries are {list(valid)}")
     return values
+
+
+MAX_SEEDS = 1000
+_FALLBACK_MEMORY = 64 * 2**30
+
+
+def check_seeds(seeds: Any, name: str = "seeds") -> tuple[int, ...]:
+    """``seeds`` as a tuple of 1 to :data:`MAX_SEEDS` distinct ints in ``[0, 2**32)``."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise ValueError(f"{name}: expected a list of ints, got {seeds!r}")
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError(f"{name}: needs at least one seed")
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"{name}: at most {MAX_SEEDS} seeds, got {len(seeds)}")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"{name}: expected non-negative ints below 2**32, got {seed!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name}: seeds repeat: {list(seeds)}")
+    return seeds
+
+
+def check_optional_path(value: Any, name: str) -> str | None:
+    """``value`` if it is ``None`` or a non-empty string without NUL characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValueError(f"{name}: expected a folder path or null, got {value!r}")
+    return value
+
+
+def memory_limit() -> int:
+    """Bytes of physical memory of this machine (64 GiB when it cannot be read): the most a
+    benchmark config may ask to hold."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return _FALLBACK_MEMORY
+
+
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` as ``"1.5 GB"`` (powers of 1000, as the reports print memory)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(nbytes) < 1000 or unit == "PB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_memory(nbytes: float, name: str, what: str) -> None:
+    """Refuse a config whose data would need ``nbytes`` (estimated) when that exceeds
+    :func:`memory_limit`, before anything is allocated; the message names the field and the
+    memory."""
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ValueError(
+            f"{name}: {what} would need about {format_bytes(nbytes)} of memory, more than "
+            f"this machine's {format_bytes(limit)}"
+        )
 
 
 def _depth(text: str) -> int:
