@@ -41,7 +41,7 @@ from ..real import (
 )
 from ..report import mean_std
 from ..train import seed_everything
-from ..validation import check_int, check_names
+from ..validation import NUMBER, STATS, check_int, check_names, check_shape
 from .base import ReportBlock, RunContext, Section
 
 __all__ = [
@@ -67,6 +67,30 @@ POLY_SUBSETS: tuple[str, ...] = ("beyond-2fwl", "within-2fwl", "all")
 # The basis grows about 7 times per degree (degree 6: hundreds of elements, minutes to plan);
 # the papers this reproduces stop at 6.
 MAX_POLY_DEGREE = 8
+_WIDTHS = {"graph": int, "node": int, "edge": int}
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "summary": [
+        {
+            "dataset": str,
+            "variant": str,
+            "input_widths": _WIDTHS,
+            "test": {"mae": STATS, "rmse": STATS},
+            "train_time_s": NUMBER,
+        }
+    ],
+    "features?": [
+        {
+            "dataset": str,
+            "channels": _WIDTHS,
+            "nonzero_channels": _WIDTHS,
+            "graphs": int,
+            "time_s": NUMBER,
+        }
+    ],
+    "baselines?": [{"dataset": str, "baseline": str, "test": {"mae": NUMBER, "rmse": NUMBER}}],
+    "notes?": [str],
+}
 
 
 @dataclass
@@ -419,6 +443,9 @@ class PolynomialFeaturesSection(Section):
 
     def run(self, config: PolyConfig, context: RunContext) -> dict[str, Any]:
         return run_poly(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, _RESULT_SHAPE, self.name)
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines = [

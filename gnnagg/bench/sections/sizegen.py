@@ -25,7 +25,17 @@ from ..registry import AGGREGATORS, check_aggregators
 from ..report import aggregator_label as _label
 from ..report import mean_std
 from ..report import percent as _pct
-from ..validation import check_bool, check_finite, check_int, check_memory, check_names, check_seeds
+from ..validation import (
+    NUMBER,
+    STATS,
+    check_bool,
+    check_finite,
+    check_int,
+    check_memory,
+    check_names,
+    check_seeds,
+    check_shape,
+)
 from .base import ReportBlock, RunContext, Section
 
 __all__ = [
@@ -59,6 +69,19 @@ QUICK_AGGREGATORS: tuple[str, ...] = (
 _BYTES_PER_MULTISET = 1536
 _BYTES_PER_ELEMENT = 100
 _MAX_SIZE = 1 << 20
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "runs": list,
+    "summary": [
+        {
+            "task": str,
+            "aggregator": str,
+            "val": STATS,
+            "test": {str: STATS},
+            "train_time_s": NUMBER,
+        }
+    ],
+}
 
 
 @dataclass
@@ -269,6 +292,12 @@ class SizeGenSection(Section):
 
     def run(self, config: SizeGenConfig, context: RunContext) -> dict[str, Any]:
         return run_sizegen(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, _RESULT_SHAPE, self.name)
+        for i, row in enumerate(result["summary"]):
+            if not row["test"] or not all(key.isdigit() for key in row["test"]):
+                raise ValueError(f"{self.name}.summary[{i}].test: expected sizes as keys")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines: list[str] = []

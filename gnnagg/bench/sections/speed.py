@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..validation import check_bool, check_finite, check_names
+from ..validation import NUMBER, check_bool, check_finite, check_names, check_shape
 from .base import ReportBlock, RunContext, Section
 
 __all__ = ["SPEED_PARTS", "SpeedConfig", "SpeedSection", "plot_speed", "run_speed"]
@@ -41,6 +41,13 @@ _RECURRENT_METHODS = (
     "gnnagg LSTM+reg",
     "pyg LSTM",
 )
+
+
+# What report() reads of a part's entry (and of the aggr part's rows, for the plot).
+_ENTRY_SHAPE = {"status": str, "reason?": (str, None)}
+_OK_ENTRY_SHAPE = {"table?": (str, None), "notes?": [str], "result": dict}
+_AGGR_ROW_SHAPE = {"case": str, "method": str, "status": str}
+_MEASURED_ROW_SHAPE = {"ms": NUMBER, "extra_mb": NUMBER}
 
 
 def _check_cases(cases: Any, name: str) -> tuple[str, ...]:
@@ -217,6 +224,19 @@ class SpeedSection(Section):
 
     def run(self, config: SpeedConfig, context: RunContext) -> dict[str, Any]:
         return run_speed(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, {str: _ENTRY_SHAPE}, self.name)
+        for part, entry in result.items():
+            if entry["status"] != "ok":
+                continue
+            check_shape(entry, _OK_ENTRY_SHAPE, f"{self.name}.{part}")
+            if part == "aggr":
+                rows = entry["result"].get("rows")
+                check_shape(rows, [_AGGR_ROW_SHAPE], f"{self.name}.aggr.result.rows")
+                for i, row in enumerate(rows):
+                    if row["status"] == "ok":
+                        check_shape(row, _MEASURED_ROW_SHAPE, f"{self.name}.aggr.result.rows[{i}]")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         block = ReportBlock()
