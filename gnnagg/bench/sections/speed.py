@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..speed.recurrent import CASES as _RECURRENT_CASES
+from ..speed.recurrent import METHODS as _RECURRENT_METHODS
 from ..validation import NUMBER, check_bool, check_finite, check_names, check_shape
 from .base import ReportBlock, RunContext, Section
 
@@ -32,15 +34,6 @@ SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
 # The message sets of the aggr part (gnnagg.bench.speed.messages): E = 100k messages.
 _AGGR_CASE = re.compile(r"uniform|random|hub([1-9][0-9]{0,4})")
 _MAX_HUB = 10_000 * 10 - (10_000 - 1)
-_RECURRENT_CASES = ("uniform", "hub200", "hub5000")
-_RECURRENT_METHODS = (
-    "gnnagg GRU",
-    "gnnagg GRU+reg",
-    "pyg GRU",
-    "gnnagg LSTM",
-    "gnnagg LSTM+reg",
-    "pyg LSTM",
-)
 
 
 # What report() reads of a part's entry (and of the aggr part's rows, for the plot).
@@ -145,7 +138,9 @@ def run_speed(config: SpeedConfig, device: str = "cpu", progress: bool = True) -
         start = time.perf_counter()
         try:
             module = load_part(part)
-            total = module.expected_rows(config)
+            # Parts whose row count is only known after the run have no expected_rows.
+            expected_rows = getattr(module, "expected_rows", None)
+            total = expected_rows(config) if expected_rows is not None else None
             with tqdm(total=total, desc=f"speed: {part}", unit="row", disable=not progress) as bar:
 
                 def tick(row: dict[str, Any]) -> None:
