@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ..sections.speed import SpeedConfig
 
 __all__ = [
+    "TITLE",
     "format_table",
     "molecule_batch",
     "naive_dense",
@@ -52,6 +53,9 @@ __all__ = [
     "run_part",
     "sparse_random_graph",
 ]
+
+# The heading of this part in report.md.
+TITLE = "Equivariant polynomial features"
 
 DEFAULT_OUT = Path("bench_poly.json")
 MAX_DEGREE = 6
