@@ -1,7 +1,7 @@
 """Training on the synthetic multiset tasks: one process, or many under ``torchrun`` with DDP.
 
-The size-generalisation benchmark (:mod:`gnnagg.bench.sizegen`) calls :func:`fit_multiset` in
-one process. The same function is the DDP-capable training entry point::
+The size-generalisation benchmark (:mod:`gnnagg.bench.sections.sizegen`) calls
+:func:`fit_multiset` in one process. The same function is the DDP-capable training entry point::
 
     gnnagg-bench train --task second_minimum --aggregators lcm_gru gru --out DIR
     torchrun --nproc_per_node=2 -m gnnagg.bench.train --task second_minimum --out DIR
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,9 +48,11 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from ..data import TASKS, TRAIN_SIZES, MultisetTaskDataset, make_splits
-from .config import SizeGenConfig
 from .models import SetClassifier
-from .registry import AGGREGATORS, AggregatorSpec
+from .registry import AGGREGATORS, AggregatorSpec, degree_histogram
+
+if TYPE_CHECKING:
+    from .sections.sizegen import SizeGenConfig
 
 __all__ = [
     "DistContext",
@@ -162,8 +164,10 @@ class MultisetTensors:
         return self.x[rows], index, self.y[ids], int(ids.numel())
 
     def size_histogram(self) -> Tensor:
-        """``hist[d]``: number of multisets with ``d`` elements (PNA's degree histogram)."""
-        return torch.bincount(self.sizes)
+        """``hist[d]``: number of multisets with ``d`` elements: the in-degree histogram of
+        their readout nodes (PNA's ``deg``)."""
+        index = torch.repeat_interleave(torch.arange(self.sizes.numel()), self.sizes)
+        return degree_histogram(index, self.sizes.numel())
 
 
 def _evaluate(model: nn.Module, data: MultisetTensors, batch_size: int, ctx: DistContext) -> float:
@@ -310,6 +314,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the training entry point (shared with ``gnnagg-bench train``)."""
+    from .sections.sizegen import SizeGenConfig, add_multiset_training_options
+
     defaults = SizeGenConfig()
     parser.add_argument("--task", default="second_minimum", choices=sorted(TASKS))
     parser.add_argument(
@@ -323,20 +329,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
-    parser.add_argument("--num-train", type=int, default=defaults.num_train)
-    parser.add_argument("--num-val", type=int, default=defaults.num_val)
-    parser.add_argument("--num-test", type=int, default=defaults.num_test)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument(
-        "--test-sizes", nargs="+", type=int, default=list(defaults.test_sizes), metavar="N"
-    )
-    parser.add_argument(
-        "--no-regularise",
-        dest="regularise",
-        action="store_false",
-        help="train gnnagg's LCM[gru]/GRU/LSTM without their invariance regularisers",
-    )
+    add_multiset_training_options(parser)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -344,6 +337,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def training_config(args: argparse.Namespace) -> SizeGenConfig:
     """The configuration the ``train`` entry point runs; ``ValueError`` names a bad option."""
+    from .sections.sizegen import SizeGenConfig
+
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"threads: expected a positive int, got {args.threads}")
     if args.seed < 0:
