@@ -14,14 +14,17 @@ Implements "Training Transformers for Mesh-Based Simulations" (Garnier et al. 20
 
 from .graph_mask import GraphMask
 from .masks import Mask, adjacency, dilated_window, global_tokens, khop, random_jumps
+from .ops import PATHS, graph_attention
 from .ordering import morton_codes, reverse_cuthill_mckee
 
 __all__ = [
+    "PATHS",
     "GraphMask",
     "Mask",
     "adjacency",
     "dilated_window",
     "global_tokens",
+    "graph_attention",
     "khop",
     "morton_codes",
     "random_jumps",
