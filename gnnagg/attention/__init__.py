@@ -14,18 +14,23 @@ Implements "Training Transformers for Mesh-Based Simulations" (Garnier et al. 20
 
 from .graph_mask import GraphMask
 from .masks import Mask, adjacency, dilated_window, global_tokens, khop, random_jumps
+from .models import GraphAttention, GraphTransformer, MeshGraphNet, mesh_edge_features
 from .ops import PATHS, graph_attention
 from .ordering import morton_codes, reverse_cuthill_mckee
 
 __all__ = [
     "PATHS",
+    "GraphAttention",
     "GraphMask",
+    "GraphTransformer",
+    "MeshGraphNet",
     "Mask",
     "adjacency",
     "dilated_window",
     "global_tokens",
     "graph_attention",
     "khop",
+    "mesh_edge_features",
     "morton_codes",
     "random_jumps",
     "reverse_cuthill_mckee",

@@ -196,7 +196,7 @@ class GraphMask:
             return self._cache["locality"]
         node_rows = self.node_rows
         if self.pos is not None:
-            key = morton_codes(self.pos)
+            key = morton_codes(self.pos, self.row_graph[node_rows])
         else:
             node_of_row = torch.full((self.num_rows,), -1, dtype=torch.int64, device=self.device)
             node_of_row[node_rows] = torch.arange(self.num_nodes, device=self.device)

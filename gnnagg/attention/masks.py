@@ -253,7 +253,7 @@ class DilatedWindow(Mask):
         elif self.order == "index":
             order = torch.arange(ctx.num_nodes, device=ctx.device)
         elif self.order == "morton":
-            order = torch.sort(morton_codes(ctx.pos), stable=True).indices
+            order = torch.sort(morton_codes(ctx.pos, ctx.batch), stable=True).indices
         else:
             order = reverse_cuthill_mckee(ctx.edge_index, ctx.num_nodes)
         return rank_within_graphs(order, ctx.batch, ctx.counts)

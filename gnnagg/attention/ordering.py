@@ -13,10 +13,12 @@ from torch import Tensor
 __all__ = ["morton_codes", "rank_within_graphs", "reverse_cuthill_mckee"]
 
 
-def morton_codes(pos: Tensor) -> Tensor:
+def morton_codes(pos: Tensor, batch: Tensor | None = None) -> Tensor:
     """Z-order (Morton) code of each row of ``pos`` ``[N, d]`` as int64.
 
-    Coordinates are scaled into the bounding box of all points and quantised to
+    Coordinates are scaled into the bounding box of their graph (``batch``; all points form one
+    graph without it), so a graph's order does not depend on what it is batched with, and
+    quantised to
     ``min(63 // d, 31)`` bits per dimension; the code interleaves those bits (dimension 0 most
     significant within each bit level), so points close in space are mostly close in code.
     """
@@ -31,8 +33,14 @@ def morton_codes(pos: Tensor) -> Tensor:
     work = pos.detach().to(torch.float64)
     if n == 0:
         return torch.zeros(0, dtype=torch.int64, device=pos.device)
-    low = work.min(dim=0).values
-    span = (work.max(dim=0).values - low).clamp_min(torch.finfo(torch.float64).tiny)
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.int64, device=pos.device)
+    graphs = int(batch.max()) + 1
+    index = batch.view(-1, 1).expand(-1, dims)
+    low = work.new_full((graphs, dims), float("inf")).scatter_reduce(0, index, work, "amin")
+    high = work.new_full((graphs, dims), float("-inf")).scatter_reduce(0, index, work, "amax")
+    span = (high - low).clamp_min(torch.finfo(torch.float64).tiny)[batch]
+    low = low[batch]
     levels = (1 << bits) - 1
     grid = ((work - low) / span * levels).round().to(torch.int64).clamp_(0, levels)
     code = torch.zeros(n, dtype=torch.int64, device=pos.device)

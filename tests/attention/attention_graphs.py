@@ -94,8 +94,15 @@ def positions_from_order(order, batch):
     return positions
 
 
-def morton_reference(pos):
-    """Bit-interleaved Z-order codes in plain Python (same quantisation as morton_codes)."""
+def morton_reference(pos, batch=None):
+    """Bit-interleaved Z-order codes in plain Python, each graph in its own bounding box."""
+    if batch is not None:
+        codes = [0] * pos.size(0)
+        for graph in batch.unique().tolist():
+            members = torch.nonzero(batch == graph).view(-1)
+            for node, code in zip(members.tolist(), morton_reference(pos[members])):
+                codes[node] = code
+        return codes
     n, dims = pos.shape
     bits = min(63 // dims, 31)
     low = pos.min(0).values

@@ -94,7 +94,7 @@ def test_dilated_window_matches_formula(graph, size, dilation, order):
     if order == "index":
         global_order = torch.arange(n)
     elif order == "morton":
-        codes = morton_reference(pos)
+        codes = morton_reference(pos, batch)
         global_order = torch.tensor(sorted(range(n), key=lambda i: (codes[i], i)))
     elif order == "perm":
         global_order = torch.randperm(n, generator=torch.Generator().manual_seed(n))
@@ -113,6 +113,8 @@ def test_morton_codes_interleave_bits():
     assert morton_codes(pos).tolist() == morton_reference(pos)
     pos2 = pos[:, :2]
     assert morton_codes(pos2).tolist() == morton_reference(pos2)
+    batch = torch.arange(50) % 3
+    assert morton_codes(pos, batch).tolist() == morton_reference(pos, batch)
 
 
 def test_rcm_is_a_permutation_with_small_bandwidth():
