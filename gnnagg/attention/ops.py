@@ -8,8 +8,9 @@ r"""Masked multi-head attention over a :class:`GraphMask`: one op, three paths.
 
 over the keys :math:`\mathcal{N}(i)` the mask allows. Rows without keys give 0.
 
-* ``"sparse"`` -- scores only on allowed pairs, chunked over the CSR with scores recomputed in
-  backward (:class:`SparseAttention`); any device, any dtype, dropout.
+* ``"sparse"`` -- scores only on allowed pairs through sparse CSR kernels (SDDMM, row softmax,
+  SpMM), all heads in one block-diagonal product, scores recomputed in backward
+  (:class:`SparseAttention`); any device, float16/bfloat16/float32/float64, dropout.
 * ``"flex"`` -- ``torch.nn.attention.flex_attention`` with the mask's ``BlockMask``, rows in a
   locality order (tokens first, then Morton or reverse Cuthill--McKee); training on CUDA, forward
   only on CPU (torch's CPU backward is not implemented).
@@ -27,116 +28,145 @@ from torch.autograd.function import once_differentiable
 
 from .graph_mask import DEFAULT_DENSE_LIMIT, GraphMask
 
-__all__ = ["PATHS", "SparseAttention", "graph_attention", "sparse_chunk_elements"]
+__all__ = ["PATHS", "HeadCSR", "SparseAttention", "graph_attention", "head_csr"]
 
 PATHS = ("auto", "sparse", "flex", "dense")
 
 #: ``"auto"`` uses the dense path up to this many rows.
 AUTO_DENSE_ROWS = 512
-#: Gathered elements (pairs × heads × dim) per chunk of the sparse path: a few MB on CPU so the
-#: gathers stay in cache, large on GPUs where each chunk costs kernel launches.
-CPU_CHUNK_ELEMENTS = 1 << 18
-GPU_CHUNK_ELEMENTS = 1 << 26
 #: Eager FlexAttention materialises every score: beyond this many ``heads × R × R`` entries the
 #: flex path compiles the kernel instead.
 EAGER_FLEX_LIMIT = 1 << 24
 
 
-def sparse_chunk_elements(device: torch.device) -> int:
-    """Elements (pairs × heads × dim) one chunk of the sparse path gathers on ``device``."""
-    return CPU_CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
+class HeadCSR:
+    """The mask's CSR repeated block-diagonally once per head, and its transpose.
+
+    Head ``h`` of row ``r`` is row ``h * R + r`` of an ``[H·R, H·R]`` sparse matrix, so one
+    sampled dense-dense product (SDDMM) computes every head's scores on the allowed pairs and one
+    sparse-dense product (SpMM) every head's weighted sum. Index memory O(H·nnz); built once per
+    (mask, heads) and cached on the :class:`GraphMask`.
+    """
+
+    def __init__(self, gmask: GraphMask, heads: int) -> None:
+        rows, nnz, device = gmask.num_rows, gmask.nnz, gmask.device
+        head = torch.arange(heads, device=device)
+        self.size = heads * rows
+        self.nnz = heads * nnz
+        self.rowptr = torch.cat(
+            [(gmask.rowptr[:-1].unsqueeze(0) + (head * nnz).unsqueeze(1)).reshape(-1),
+             torch.tensor([heads * nnz], device=device)]
+        )
+        self.col = (gmask.col.unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
+        self.row = (gmask.row().unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
+        # The transpose: pairs sorted by key row; values are permuted with transpose_perm.
+        self.transpose_perm = torch.sort(self.col, stable=True).indices
+        self.transpose_col = self.row[self.transpose_perm]
+        counts = torch.bincount(self.col, minlength=self.size)
+        self.transpose_rowptr = torch.zeros(self.size + 1, dtype=torch.int64, device=device)
+        torch.cumsum(counts, 0, out=self.transpose_rowptr[1:])
+
+    def matrix(self, values: Tensor) -> Tensor:
+        return _csr(self.rowptr, self.col, values, self.size)
+
+    def transposed(self, values: Tensor) -> Tensor:
+        return _csr(self.transpose_rowptr, self.transpose_col,
+                    values.index_select(0, self.transpose_perm), self.size)
+
+    def sddmm(self, left: Tensor, right: Tensor, scale: float = 1.0) -> Tensor:
+        """``scale * <left[i], right[j]>`` on every stored pair, as a ``[H·nnz]`` vector."""
+        pattern = self.matrix(torch.zeros(self.nnz, dtype=left.dtype, device=left.device))
+        return torch.sparse.sampled_addmm(pattern, left, right.t(), beta=0.0,
+                                          alpha=scale).values()
 
 
-def _chunks(nnz: int, width: int, device: torch.device) -> list[tuple[int, int]]:
-    step = max(1, sparse_chunk_elements(device) // max(width, 1))
-    return [(start, min(start + step, nnz)) for start in range(0, nnz, step)]
+def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        return torch.sparse_csr_tensor(rowptr, col, values, (size, size),
+                                       check_invariants=False)
 
 
-def _dropout_keep(
-    seed: int, chunk: int, shape: tuple[int, ...], p: float, device: torch.device
-) -> Tensor:
-    """The same keep-mask in forward and in backward: one generator seeded per chunk."""
-    generator = torch.Generator(device=device).manual_seed(seed + 1_000_003 * chunk)
-    return torch.rand(shape, generator=generator, device=device) >= p
+def head_csr(gmask: GraphMask, heads: int) -> HeadCSR:
+    """The cached :class:`HeadCSR` of ``gmask`` for ``heads`` heads."""
+    key = ("head_csr", heads)
+    if key not in gmask._cache:
+        gmask._cache[key] = HeadCSR(gmask, heads)
+    return gmask._cache[key]
+
+
+def _dropout_keep(seed: int, size: int, p: float, device: torch.device) -> Tensor:
+    """The same keep-mask in forward and in backward, from a generator seeded per call."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.rand(size, generator=generator, device=device) >= p
+
+
+def _heads_first(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[R, H, D]`` to a contiguous ``[H·R, D]`` in ``dtype``."""
+    return x.transpose(0, 1).reshape(-1, x.size(-1)).to(dtype)
+
+
+def _rows_first(x: Tensor, heads: int) -> Tensor:
+    return x.view(heads, -1, x.size(-1)).transpose(0, 1)
 
 
 class SparseAttention(torch.autograd.Function):
-    """Attention on the CSR pairs only, chunked; saves ``[R, H]`` log-sum-exps, not the
-    ``[nnz, H]`` weights, and recomputes the scores of each chunk in backward.
+    """Attention computed on the stored pairs only, through sparse CSR kernels.
 
-    Memory O(nnz·H + R·H·D): the only whole-graph per-pair tensor is the ``[nnz, H]`` score
-    buffer of the forward; gathers of q/k/v rows exist one chunk at a time.
+    Forward: scores by SDDMM, softmax over each CSR row, output by SpMM. It saves the
+    ``[H·R]`` log-sum-exps, not the ``[H·nnz]`` weights; backward recomputes the scores (one
+    SDDMM) and uses two more SDDMM/SpMM pairs. No ``[nnz, heads, dim]`` tensor and no dense
+    score matrix ever exist: memory O(nnz·H + R·H·D). Half-precision inputs are computed in
+    float32.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, row, col, scale, dropout, seed):  # noqa: D401
+    def forward(ctx, q, k, v, plan, scale, dropout, seed):
         rows, heads, _ = q.shape
-        nnz = col.numel()
         acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-        scores = torch.empty(nnz, heads, dtype=acc, device=q.device)
-        chunks = _chunks(nnz, heads * max(q.size(-1), v.size(-1)), q.device)
-        for lo, hi in chunks:
-            qg = q.index_select(0, row[lo:hi])
-            kg = k.index_select(0, col[lo:hi])
-            torch.sum(qg * kg, dim=-1, dtype=acc, out=scores[lo:hi])
-        scores.mul_(scale)
-        row_max = torch.zeros(rows, heads, dtype=acc, device=q.device)
-        row_max.scatter_reduce_(0, row.unsqueeze(1).expand(-1, heads), scores, "amax",
-                                include_self=False)
-        scores.sub_(row_max.index_select(0, row)).exp_()
-        total = torch.zeros(rows, heads, dtype=acc, device=q.device)
-        total.index_add_(0, row, scores)
+        qh, kh, vh = (_heads_first(t, acc) for t in (q, k, v))
+        scores = plan.sddmm(qh, kh, scale)
+        row_max = torch.zeros(plan.size, dtype=acc, device=q.device)
+        row_max.scatter_reduce_(0, plan.row, scores, "amax", include_self=False)
+        weights = (scores - row_max.index_select(0, plan.row)).exp_()
+        total = torch.zeros(plan.size, dtype=acc, device=q.device).index_add_(0, plan.row, weights)
         lse = row_max + total.log()
-        scores.div_(total.index_select(0, row))
-        out = torch.zeros(rows, heads, v.size(-1), dtype=acc, device=q.device)
-        for index, (lo, hi) in enumerate(chunks):
-            weights = scores[lo:hi]
-            if dropout > 0:
-                keep = _dropout_keep(seed, index, tuple(weights.shape), dropout, q.device)
-                weights = weights * keep / (1 - dropout)
-            vg = v.index_select(0, col[lo:hi]).to(acc)
-            out.index_add_(0, row[lo:hi], weights.unsqueeze(-1) * vg)
-        out = out.to(v.dtype)
-        ctx.save_for_backward(q, k, v, row, col, out, lse)
-        ctx.scale, ctx.dropout, ctx.seed = scale, dropout, seed
-        return out
+        weights.div_(total.index_select(0, plan.row))
+        if dropout > 0:
+            weights = weights * _dropout_keep(seed, plan.nnz, dropout, q.device) / (1 - dropout)
+        out = plan.matrix(weights) @ vh
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.plan, ctx.scale, ctx.dropout, ctx.seed = plan, scale, dropout, seed
+        return _rows_first(out, heads).to(v.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        q, k, v, row, col, out, lse = ctx.saved_tensors
-        scale, dropout, seed = ctx.scale, ctx.dropout, ctx.seed
+        q, k, v, out, lse = ctx.saved_tensors
+        plan, scale, dropout, seed = ctx.plan, ctx.scale, ctx.dropout, ctx.seed
+        heads = q.size(1)
         acc = lse.dtype
-        grad_out = grad_out.contiguous()
+        qh, kh, vh = (_heads_first(t, acc) for t in (q, k, v))
+        grad_h = _heads_first(grad_out, acc)
+        weights = (plan.sddmm(qh, kh, scale) - lse.index_select(0, plan.row)).exp_()
+        grad_weights = plan.sddmm(grad_h, vh)
+        if dropout > 0:
+            kept = _dropout_keep(seed, plan.nnz, dropout, q.device).to(acc) / (1 - dropout)
+            grad_weights = grad_weights * kept
+            used = weights * kept
+        else:
+            used = weights
+        grad_v = plan.transposed(used) @ grad_h
         # delta_i = sum_j p_ij dP_ij = <dout_i, out_i>: the softmax backward without weights.
-        delta = torch.sum(grad_out.to(acc) * out.to(acc), dim=-1)
-        grad_q = torch.zeros(q.shape, dtype=acc, device=q.device)
-        grad_k = torch.zeros(k.shape, dtype=acc, device=q.device)
-        grad_v = torch.zeros(v.shape, dtype=acc, device=q.device)
-        chunks = _chunks(col.numel(), q.size(1) * max(q.size(-1), v.size(-1)), q.device)
-        for index, (lo, hi) in enumerate(chunks):
-            rows, cols = row[lo:hi], col[lo:hi]
-            qg = q.index_select(0, rows).to(acc)
-            kg = k.index_select(0, cols).to(acc)
-            weights = torch.exp(torch.sum(qg * kg, dim=-1) * scale - lse.index_select(0, rows))
-            dout = grad_out.index_select(0, rows).to(acc)
-            vg = v.index_select(0, cols).to(acc)
-            grad_weights = torch.sum(dout * vg, dim=-1)
-            if dropout > 0:
-                keep = _dropout_keep(seed, index, tuple(weights.shape), dropout, q.device)
-                kept = keep / (1 - dropout)
-                grad_weights = grad_weights * kept
-                grad_v.index_add_(0, cols, (weights * kept).unsqueeze(-1) * dout)
-            else:
-                grad_v.index_add_(0, cols, weights.unsqueeze(-1) * dout)
-            grad_scores = weights * (grad_weights - delta.index_select(0, rows)) * scale
-            grad_q.index_add_(0, rows, grad_scores.unsqueeze(-1) * kg)
-            grad_k.index_add_(0, cols, grad_scores.unsqueeze(-1) * qg)
+        delta = torch.sum(grad_h * out, dim=-1)
+        grad_scores = weights.mul_(grad_weights - delta.index_select(0, plan.row)).mul_(scale)
+        grad_q = plan.matrix(grad_scores) @ kh
+        grad_k = plan.transposed(grad_scores) @ qh
         return (
-            grad_q.to(q.dtype),
-            grad_k.to(k.dtype),
-            grad_v.to(v.dtype),
-            None,
+            _rows_first(grad_q, heads).to(q.dtype),
+            _rows_first(grad_k, heads).to(k.dtype),
+            _rows_first(grad_v, heads).to(v.dtype),
             None,
             None,
             None,
@@ -198,9 +228,12 @@ def graph_attention(
                 "torch.no_grad() / on detached inputs for inference"
             )
         return _flex_attention(q, k, v, gmask, float(scale))
+    if gmask.nnz == 0 or q.numel() == 0 or v.numel() == 0:
+        # Nothing is attended: every row is 0 (a constant; its gradients are zero).
+        return torch.zeros_like(v)
     seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
-    return SparseAttention.apply(q, k, v, gmask.row(), gmask.col, float(scale), float(dropout),
-                                 seed)
+    return SparseAttention.apply(q, k, v, head_csr(gmask, q.size(1)), float(scale),
+                                 float(dropout), seed)
 
 
 def _choose_path(q: Tensor, gmask: GraphMask, dropout: float, needs_grad: bool) -> str:
