@@ -736,20 +736,45 @@ def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> s
     return digest
 
 
+_ARRAYS = ("config", "recipe", "pos", "cells", "node_type", "spacing", "u", "kappa", "drift", "ell")
+
+
 def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None) -> MeshSimulation:
     """Load a file written by :func:`save_mesh_simulation` (``allow_pickle=False``); with
-    ``sha256``, the file's hash must match or a ``ValueError`` is raised."""
+    ``sha256``, the file's hash must match. A file that is not such a data set, or whose arrays
+    disagree with its configuration, raises ``ValueError`` naming the file."""
     path = Path(path)
     if sha256 is not None and sha256_file(path) != sha256:
         raise ValueError(f"{path}: sha256 does not match the expected {sha256}")
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    config_dict = json.loads(str(arrays["config"]))
-    config_dict["splits"] = tuple(config_dict["splits"])
-    config = MeshSimulationConfig(**config_dict)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        missing = [k for k in _ARRAYS if k not in arrays]
+        if missing:
+            raise ValueError(f"arrays {missing} are missing")
+        config_dict = json.loads(str(arrays["config"]))
+        config_dict["splits"] = tuple(config_dict["splits"])
+        config = MeshSimulationConfig(**config_dict)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: not a mesh simulation file ({err})") from err
+    n, dim, num = config.num_nodes, config.dim, config.num_trajectories
+    expected = {
+        "pos": (n, dim),
+        "node_type": (n,),
+        "u": (num, config.num_steps + 1, n),
+        "kappa": (num,),
+        "drift": (num, dim),
+        "ell": (num,),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
+    cells = arrays["cells"]
+    if cells.ndim != 2 or cells.shape[1] != dim + 1 or cells.min() < 0 or cells.max() >= n:
+        raise ValueError(f"{path}: cells do not index the {n} nodes with {dim + 1} corners")
     mesh = ChannelMesh(
         pos=arrays["pos"],
-        cells=arrays["cells"],
+        cells=cells,
         node_type=arrays["node_type"],
         spacing=float(arrays["spacing"]),
         obstacle=config.obstacle,
@@ -791,7 +816,15 @@ def _cached(config: MeshSimulationConfig, root: Path) -> MeshSimulation | None:
             f"{data}: missing or its sha256 does not match {stamp}; rebuilding", stacklevel=3
         )
         return None
-    return load_mesh_simulation(data)
+    try:
+        loaded = load_mesh_simulation(data)
+    except ValueError as err:
+        warnings.warn(f"{err}; rebuilding", stacklevel=3)
+        return None
+    if loaded.config != config:
+        warnings.warn(f"{data}: holds another configuration than {stamp}; rebuilding", stacklevel=3)
+        return None
+    return loaded
 
 
 def mesh_simulation(

@@ -1,5 +1,6 @@
 """The advection–diffusion generator: meshes, conservation, convergence, determinism, cache."""
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -382,3 +383,30 @@ def test_fixture_write_goes_where_asked(tmp_path):
     path, digest = ms.write_fixture(tmp_path)
     assert path.is_relative_to(tmp_path) and digest == ms.sha256_file(path)
     assert load_mesh_simulation(path, sha256=digest).config.num_nodes == 300
+
+
+def test_files_that_are_not_simulations_are_refused(tmp_path):
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a mesh simulation"):
+        load_mesh_simulation(tmp_path / "other.npz")
+    sim = _small(num_steps=2)
+    save_mesh_simulation(sim, tmp_path / "sim.npz")
+    with np.load(tmp_path / "sim.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["u"] = arrays["u"][:, :2]
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(ValueError, match="u has shape"):
+        load_mesh_simulation(tmp_path / "cut.npz")
+
+
+def test_cache_rebuilds_when_the_stamp_matches_but_the_file_is_foreign(tmp_path, monkeypatch):
+    first = mesh_simulation(**CACHED, root=tmp_path)
+    folder = tmp_path / "mesh_simulation"
+    data, stamp = folder / f"{first.config.key()}.npz", folder / f"{first.config.key()}.json"
+    np.savez(data, x=np.zeros(3))
+    payload = json.loads(stamp.read_text())
+    payload["sha256"] = ms.sha256_file(data)
+    stamp.write_text(json.dumps(payload))
+    with pytest.warns(UserWarning, match="not a mesh simulation"):
+        again = mesh_simulation(**CACHED, root=tmp_path)
+    assert torch.equal(again.u, first.u)
