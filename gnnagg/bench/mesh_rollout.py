@@ -211,6 +211,9 @@ class _BatchedMesh:
     edge_attr: Tensor
     batch: Tensor
     obstacle: Tensor
+    # The data set's own edge_index: held so that a cache key reusing a freed object's id
+    # cannot match (a new data set has a new tensor).
+    source: Tensor
 
 
 class NextStepPredictor(Protocol):
@@ -263,7 +266,8 @@ class MeshSimulator(nn.Module):
         """``num_graphs`` copies of the mesh as one graph (cached per size, device, dtype)."""
         device, dtype = self._device(), self._dtype()
         key = (id(sim), num_graphs, str(device), dtype)
-        if key not in self._meshes:
+        cached = self._meshes.get(key)
+        if cached is None or cached.source is not sim.edge_index:
             if len(self._meshes) > 8:
                 self._meshes.clear()
             n = sim.num_nodes
@@ -281,6 +285,7 @@ class MeshSimulator(nn.Module):
                 edge_attr=edge_attr.repeat(num_graphs, 1).to(device),
                 batch=torch.arange(num_graphs).repeat_interleave(n).to(device),
                 obstacle=(sim.node_type == _OBSTACLE).to(device),
+                source=sim.edge_index,
             )
         return self._meshes[key]
 
@@ -330,16 +335,17 @@ class SolverOracle:
     data's storage precision."""
 
     def __init__(self) -> None:
-        self._solvers: dict[tuple[int, int], Any] = {}
+        self._solvers: dict[tuple[int, int], tuple[MeshSimulation, Any]] = {}
 
     def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
         out = torch.empty_like(u)
         for row, trajectory in enumerate(trajectories.tolist()):
             key = (id(sim), trajectory)
-            if key not in self._solvers:
-                self._solvers[key] = sim.solver(trajectory)
+            # The entry holds the data set, so its id cannot be reused while cached.
+            if key not in self._solvers or self._solvers[key][0] is not sim:
+                self._solvers[key] = (sim, sim.solver(trajectory))
             state = u[row].detach().cpu().to(torch.float64).numpy()
-            out[row] = torch.from_numpy(self._solvers[key].step(state)).to(u)
+            out[row] = torch.from_numpy(self._solvers[key][1].step(state)).to(u)
         return out
 
 

@@ -335,3 +335,15 @@ def test_dimension_mismatch_is_refused(sim32):
     simulator = MeshSimulator(EdgeFeatureModel(TinyMessagePassing(8, 4)), 3)
     with pytest.raises(ValueError, match="dim"):
         fit_mesh_model(simulator, sim32, MeshTrainingConfig(epochs=1))
+
+
+def test_mesh_cache_never_serves_another_data_set(sim32, sim64):
+    simulator = MeshSimulator(Recorder(), 2)
+    first = simulator.batched_mesh(sim32, 1)
+    assert first.source is sim32.edge_index
+    # Pretend sim64 got a freed data set's id: the stale entry must not be used.
+    (key,) = simulator._meshes
+    simulator._meshes[(id(sim64),) + key[1:]] = first
+    second = simulator.batched_mesh(sim64, 1)
+    assert second.source is sim64.edge_index
+    assert torch.equal(second.edge_index, sim64.edge_index)
