@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -56,6 +57,7 @@ __all__ = [
     "node_input_channels",
     "one_step_rmse",
     "peak_memory_bytes",
+    "plot_field",
     "rollout",
     "rollout_rmse",
     "summarise_mesh_runs",
@@ -716,3 +718,61 @@ def summarise_mesh_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def plot_field(
+    sim: MeshSimulation,
+    predicted: Tensor,
+    trajectory: int,
+    step: int,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Save a PNG of one 2-D field: the prediction, the truth and their difference side by side
+    (matplotlib ``tripcolor`` on the mesh's triangles, Gouraud shading, a shared colour scale
+    for the two fields and a symmetric one for the error).
+
+    ``predicted``: ``[N]`` (the state at ``step`` of ``trajectory``, e.g. a row of
+    :func:`rollout`'s output).
+    """
+    if sim.config.dim != 2:
+        raise ValueError(f"sim: plot_field draws 2-D meshes, this one is {sim.config.dim}-D")
+    if not 0 <= step <= sim.num_steps:
+        raise ValueError(f"step: expected 0..{sim.num_steps}, got {step}")
+    if not 0 <= trajectory < sim.num_trajectories:
+        raise ValueError(f"trajectory: expected 0..{sim.num_trajectories - 1}, got {trajectory}")
+    predicted = torch.as_tensor(predicted).detach().cpu().to(torch.float64).reshape(-1)
+    if predicted.numel() != sim.num_nodes:
+        raise ValueError(f"predicted: expected {sim.num_nodes} values, got {predicted.numel()}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.tri import Triangulation
+
+    pos, cells = sim.mesh.pos, sim.mesh.cells
+    mesh = Triangulation(pos[:, 0], pos[:, 1], cells)
+    truth = sim.u[trajectory, step].to(torch.float64).numpy()
+    guess = predicted.numpy()
+    error = guess - truth
+    low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+    bound = float(abs(error).max()) or 1.0
+    fig, axes = plt.subplots(3, 1, figsize=(9, 6.5), dpi=110, sharex=True)
+    panels = [
+        ("predicted", guess, "viridis", low, high),
+        ("true", truth, "viridis", low, high),
+        ("predicted - true", error, "RdBu_r", -bound, bound),
+    ]
+    for ax, (label, values, cmap, vmin, vmax) in zip(axes, panels):
+        image = ax.tripcolor(mesh, values, shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_aspect("equal")
+        ax.set_ylabel(label)
+        fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+    heading = f"trajectory {trajectory}, step {step}" + (f": {title}" if title else "")
+    axes[0].set_title(heading)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

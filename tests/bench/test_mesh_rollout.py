@@ -20,6 +20,7 @@ from gnnagg.bench.mesh_rollout import (
     node_input_channels,
     one_step_rmse,
     peak_memory_bytes,
+    plot_field,
     rollout,
     rollout_rmse,
     summarise_mesh_runs,
@@ -347,3 +348,17 @@ def test_mesh_cache_never_serves_another_data_set(sim32, sim64):
     second = simulator.batched_mesh(sim64, 1)
     assert second.source is sim64.edge_index
     assert torch.equal(second.edge_index, sim64.edge_index)
+
+
+def test_plot_field_writes_a_png_and_checks_its_inputs(sim32, tmp_path):
+    class Persistence:
+        def predict_next(self, u, trajectories, sim):
+            return u.clone()
+
+    predicted, _ = rollout(Persistence(), sim32, [1])
+    path = plot_field(sim32, predicted[0, -1], 1, sim32.num_steps, tmp_path / "f.png", "test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="predicted"):
+        plot_field(sim32, predicted[0, -1, :10], 1, 2, tmp_path / "g.png")
+    with pytest.raises(ValueError, match="step"):
+        plot_field(sim32, predicted[0, -1], 1, 99, tmp_path / "g.png")
