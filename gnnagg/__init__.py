@@ -6,6 +6,7 @@ Layers, from the bottom up (nothing imports from a layer above it):
 * :mod:`gnnagg.monoids` -- learnable commutative monoids, tree reduction, law checks.
 * :mod:`gnnagg.aggr` -- PyG ``Aggregation`` modules built on the two above.
 * :mod:`gnnagg.poly` -- equivariant polynomial features (PyG transforms), beside the above.
+* :mod:`gnnagg.attention` -- masked graph attention, graph transformers, MeshGraphNet, beside.
 * :mod:`gnnagg.data` -- synthetic tasks and real data sets, beside the above.
 * :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
 

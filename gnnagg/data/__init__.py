@@ -8,6 +8,7 @@ no network. Optional dependencies (ogb, rdkit, pandas, scipy: the ``gnnagg[data]
 imported only by the functions that need them.
 """
 
+from .advection_diffusion import MeshSimulation, channel_mesh, mesh_simulation
 from .catalog import DATASETS, OGB_ALIASES, fetch, manifest_entry
 from .download import FetchError, cache_root, load_manifest, sha256_file
 from .meshes import delaunay_mesh, lattice_mesh
@@ -43,6 +44,7 @@ __all__ = [
     "CountParity",
     "DistinctCount",
     "FetchError",
+    "MeshSimulation",
     "MultisetRange",
     "MultisetTask",
     "MultisetTaskDataset",
@@ -50,6 +52,7 @@ __all__ = [
     "SecondMinimum",
     "bits_to_int",
     "cache_root",
+    "channel_mesh",
     "delaunay_mesh",
     "fetch",
     "int_to_bits",
@@ -59,6 +62,7 @@ __all__ = [
     "make_splits",
     "make_task",
     "manifest_entry",
+    "mesh_simulation",
     "penalized_logp",
     "sa_score",
     "scaffold_split",

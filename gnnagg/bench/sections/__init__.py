@@ -7,6 +7,7 @@ How to write a section: :mod:`gnnagg.bench.sections.base`.
 
 from __future__ import annotations
 
+from .attention import AttentionSection
 from .base import ReportBlock, RunContext, Section, Suite
 from .polynomial_features import PolynomialFeaturesSection
 from .real import RealSection
@@ -22,6 +23,7 @@ SECTIONS: dict[str, Section] = {
         SpeedSection(),
         RealSection(),
         PolynomialFeaturesSection(),
+        AttentionSection(),
     )
 }
 
