@@ -46,7 +46,7 @@ from .meshes import build_airfoil, load_airfoil
 from .molecules import build_freesolv, build_zinc_plogp, load_freesolv, load_zinc_plogp
 from .ogb_layout import load_ogb
 from .qm9 import build_qm9, load_qm9
-from .tu import build_mutag, load_mutag
+from .tu_format import build_mutag, load_mutag
 
 __all__ = ["DATASETS", "OGB_ALIASES", "fetch", "manifest_entry"]
 

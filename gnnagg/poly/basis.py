@@ -8,7 +8,7 @@ A basis element is a multigraph H with 0, 1 or 2 designated output nodes. Its po
 which for a 0/1 adjacency counts homomorphisms of H with the outputs pinned. The degree of P_H is
 the number of edges of H (with multiplicity; a self-loop counts once).
 
-Conventions chosen here (the issue leaves them open):
+Conventions (the paper leaves them open; these are the ones gnnagg fixes):
 
 * Nodes of ``Polynomial.graph`` are ``0..k-1`` in canonical order; outputs are nodes 0 (and 1).
 * Each edge is read as ``A[phi(u), phi(v)]`` with ``u <= v`` in that labelling, which is the
@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 import networkx as nx
 
 from .canonical import Certificate, canonical_form
-from .reduce import elimination_width, reduces_to_outputs
+from .fwl2 import elimination_width, reduces_to_outputs
 
 SUBSETS = ("all", "beyond-2fwl", "within-2fwl")
 _OUTPUT_LETTERS = "ij"

@@ -1,6 +1,6 @@
 """Evaluate basis polynomials on a graph or a batch of graphs given as edge lists.
 
-Semantics of the input (the issue leaves these open):
+Semantics of the input (PyG's conventions where PyG has one; the paper fixes none):
 
 * A is built PyG-style: edge ``e`` contributes ``edge_weight[e]`` (1 when no weights are given) to
   ``A[edge_index[0, e], edge_index[1, e]]``. Duplicate edges add up, as in ``to_dense_adj``.
