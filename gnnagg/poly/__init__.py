@@ -16,13 +16,14 @@ Modules: ``canonical`` (isomorphism-invariant labelling), ``basis`` (elements, e
 (evaluators), ``evaluate`` (input handling), ``transform`` (the transform).
 """
 
-from .basis import SUBSETS, Polynomial, enumerate_basis
+from .basis import ENUMERATION_LIMITS, SUBSETS, Polynomial, enumerate_basis
 from .evaluate import evaluate
 from .fwl2 import reduces_to_outputs
 from .plan import ContractionPlan, plan_contraction
 from .transform import AddEquivariantPolynomials
 
 __all__ = [
+    "ENUMERATION_LIMITS",
     "SUBSETS",
     "AddEquivariantPolynomials",
     "ContractionPlan",

@@ -1,6 +1,7 @@
 """The built-data cache: no pickled code runs, built files are hash-checked, names stay inside
 their folders, and concurrent fetches of one stale build both succeed."""
 
+import ast
 import json
 import multiprocessing
 import os
@@ -357,3 +358,35 @@ def test_discarding_a_build_that_another_process_removed_is_not_an_error(tmp_pat
     (folder / "f").write_text("x")
     catalog._discard(folder)
     assert list(tmp_path.iterdir()) == []
+
+
+def _unsafe_calls(tree):
+    """Calls that can unpickle arbitrary objects: torch.load without weights_only=True, PyG's
+    fs.torch_load / InMemoryDataset.load (retry with weights_only=False), pickle, np.load with
+    allow_pickle."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+        if name == "torch.load" and keywords.get("weights_only") != "True":
+            yield node.lineno, name
+        elif name.endswith("torch_load") or name in ("self.load", "InMemoryDataset.load"):
+            yield node.lineno, name
+        elif name.split(".")[0] in ("pickle", "dill", "joblib", "shelve", "marshal"):
+            yield node.lineno, name
+        elif name in ("np.load", "numpy.load") and keywords.get("allow_pickle") == "True":
+            yield node.lineno, name
+
+
+def test_no_module_of_gnnagg_unpickles_arbitrary_objects():
+    package = Path(catalog.__file__).parents[1]
+    offenders = [
+        f"{path.relative_to(package)}:{line}: {name}"
+        for path in sorted(package.rglob("*.py"))
+        for line, name in _unsafe_calls(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert offenders == []
+    # The guard itself finds what it is meant to.
+    bad = "torch.load(p)\nfs.torch_load(p)\npickle.loads(b)\nnp.load(p, allow_pickle=True)"
+    assert len(list(_unsafe_calls(ast.parse(bad)))) == 4
