@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .download import FetchError
+from .download import FetchError, check_file_name
 from .safe_load import safe_graph_prop_pred_dataset
 
 __all__ = [
@@ -93,6 +93,9 @@ def scaffold_split(
     Returns sorted index arrays ``{"train", "valid", "test"}``.
     """
     require_rdkit()
+    for arg, value in (("frac_train", frac_train), ("frac_valid", frac_valid)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{arg}: expected a number, got {value!r}")
     if not 0 < frac_train < 1 or not 0 <= frac_valid < 1 or frac_train + frac_valid > 1:
         raise ValueError(
             f"frac_train, frac_valid: need 0 < frac_train < 1 and frac_train + frac_valid <= 1, "
@@ -160,6 +163,12 @@ def write_ogb_layout(
         raise ValueError(f"label_names: expected {labels.shape[1]} names, got {len(label_names)}")
     if set(split) != {"train", "valid", "test"}:
         raise ValueError(f"split: needs keys train, valid, test, got {sorted(split)}")
+    check_file_name(split_name, "split_name")
+    # Both end up as fields of comma-separated files: a separator would shift every column.
+    for arg, values in (("label_names", label_names), ("smiles", smiles)):
+        for value in values:
+            if not isinstance(value, str) or any(c in value for c in ",\r\n\"") or not value:
+                raise ValueError(f"{arg}: {value!r} is empty or holds a comma, quote or newline")
 
     folder = Path(folder)
     for sub in ("raw", "mapping", f"split/{split_name}"):
@@ -237,6 +246,7 @@ def load_ogb_layout(
     folder is ``<root>/<name>``.
     """
     require_ogb()
+    check_file_name(name, "name")
     root = Path(root)
     if meta is None:
         _check_release(root / name.replace("-", "_"))

@@ -117,6 +117,8 @@ class Polynomial:
 
         ``num_nodes`` adds isolated nodes ``0..num_nodes-1`` that no edge mentions.
         """
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
+            raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
         graph = nx.MultiGraph()
         graph.add_nodes_from(range(num_nodes))
         graph.add_nodes_from(outputs)

@@ -215,6 +215,24 @@ def test_fetch_rejects_bad_names_and_options(tmp_path):
         fixture_files(_entry("0" * 64))
 
 
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"fixture": "no"}, TypeError, "fixture: expected a bool, got 'no'"),
+        ({"fixture": 1}, TypeError, "fixture: expected a bool"),
+        ({"timeout": 0}, ValueError, "timeout: expected a positive finite"),
+        ({"timeout": float("nan")}, ValueError, "timeout"),
+        ({"timeout": "10"}, TypeError, "timeout"),
+        ({"transform": "Compose"}, TypeError, "transform: expected a callable"),
+    ],
+)
+def test_fetch_type_checks_its_arguments(tmp_path, kwargs, exc, match):
+    # fixture="no" used to be truthy and build the fixture.
+    with pytest.raises(exc, match=match):
+        fetch("mutag", root=tmp_path, **kwargs)
+    assert not (tmp_path / "built").exists()
+
+
 BLOCKED_IMPORTS = """
 import sys
 

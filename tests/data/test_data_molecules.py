@@ -183,6 +183,26 @@ def test_write_ogb_layout_validates_arguments(tmp_path):
         write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), split, "s", ["a", "b"])
     with pytest.raises(ValueError, match="split: needs keys"):
         write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), {"train": [0]}, "s", ["y"])
+    # Names that would escape the folder or shift the CSV columns.
+    with pytest.raises(ValueError, match="split_name"):
+        write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), split, "../../x", ["y"])
+    with pytest.raises(ValueError, match="label_names: 'a,b'"):
+        write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), split, "s", ["a,b"])
+    with pytest.raises(ValueError, match="smiles"):
+        write_ogb_layout(tmp_path, ["C", "C\nC"], np.zeros((2, 1)), split, "s", ["y"])
+    assert not (tmp_path / "split").exists()
+
+
+def test_load_ogb_layout_refuses_names_that_leave_the_root(tmp_path):
+    from gnnagg.data.ogb_layout import load_ogb_layout
+
+    with pytest.raises(ValueError, match="name"):
+        load_ogb_layout(tmp_path, "../elsewhere", meta={})
+
+
+def test_scaffold_split_type_checks_fractions():
+    with pytest.raises(TypeError, match="frac_train"):
+        scaffold_split(["C"], frac_train="0.8")
 
 
 def test_ogb_folder_without_release_file_is_refused_not_prompted(tmp_path):

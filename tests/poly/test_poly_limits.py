@@ -205,3 +205,17 @@ def test_transform_refuses_the_star_too():
 def test_sparse_budget_is_validated(bad):
     with pytest.raises(ValueError, match="sparse_budget"):
         evaluate(enumerate_basis(1, 0), _star(3), 4, sparse_budget=bad)
+
+
+def test_truthy_strings_and_bools_are_not_options():
+    from gnnagg.poly import plan_contraction
+
+    k2 = Polynomial.from_edges([(0, 1)], (0, 1))
+    with pytest.raises(TypeError, match="masked_outputs must be a bool"):
+        plan_contraction(k2, "sparse", "no")
+    with pytest.raises(TypeError, match="num_nodes"):
+        Polynomial.from_edges([(0, 1)], num_nodes=True)
+    with pytest.raises(TypeError, match="num_nodes"):
+        Polynomial.from_edges([(0, 1)], num_nodes=-1)
+    with pytest.raises(TypeError, match="dense_pairs must be a bool"):
+        evaluate([k2], _star(2), 3, dense_pairs="no")
