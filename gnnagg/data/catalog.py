@@ -295,9 +295,7 @@ def fetch(
         if problem is None:
             return recipe.load(final, transform=transform)
         if final.exists():
-            warnings.warn(
-                f"rebuilding {final}: {problem}", CacheRebuildWarning, stacklevel=2
-            )
+            warnings.warn(f"rebuilding {final}: {problem}", CacheRebuildWarning, stacklevel=2)
             _discard(final)
         if fixture:
             raw = fixture_files(entry)

@@ -167,7 +167,7 @@ def write_ogb_layout(
     # Both end up as fields of comma-separated files: a separator would shift every column.
     for arg, values in (("label_names", label_names), ("smiles", smiles)):
         for value in values:
-            if not isinstance(value, str) or any(c in value for c in ",\r\n\"") or not value:
+            if not isinstance(value, str) or any(c in value for c in ',\r\n"') or not value:
                 raise ValueError(f"{arg}: {value!r} is empty or holds a comma, quote or newline")
 
     folder = Path(folder)
