@@ -205,15 +205,20 @@ def _build_lock(root: Path, key: str) -> Iterator[None]:
     """Hold an exclusive lock on ``<root>/.locks/<key>.lock`` (POSIX ``flock``) so that two
     processes fetching the same build check and build it one after the other. Without fcntl
     (Windows) builds still land atomically; the later of two concurrent ones is dropped."""
-    locks = root / ".locks"
+    locks = contained(root, root / ".locks", "locks folder")
     locks.mkdir(exist_ok=True)
-    with open(locks / f"{key}.lock", "a+b") as handle:
+    with open(contained(locks, locks / f"{key}.lock", "lock file"), "a+b") as handle:
+        locked = False
         if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                locked = True
+            except OSError:
+                pass  # a file system without flock (some network mounts): atomic renames only
         try:
             yield
         finally:
-            if fcntl is not None:
+            if locked:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
@@ -283,7 +288,7 @@ def fetch(
     effective = {**defaults, **options}
 
     root = cache_root(root)
-    built = root / "built"
+    built = contained(root, root / "built", "built folder")
     built.mkdir(parents=True, exist_ok=True)
     key = _cache_key(name, fixture, effective, defaults)
     final = contained(built, built / key, "name, options")

@@ -380,10 +380,11 @@ def ensure_raw_files(
     downloader = pip_download if downloader is None else downloader
     timeout = check_timeout(timeout)
     root = cache_root(root)
-    raw_dir = root / "raw" / entry.name
-    wheel_dir = root / "wheels"
+    # Checked before anything is created: a link planted at raw/ or raw/<name> must not make
+    # the cache write (or later delete) elsewhere.
+    raw_dir = contained(root, root / "raw" / entry.name, "data set name")
+    wheel_dir = contained(root, root / "wheels", "wheels folder")
     raw_dir.mkdir(parents=True, exist_ok=True)
-    contained(root, raw_dir, "data set name")
 
     notes: list[str] = []
     for f in entry.files:

@@ -7,9 +7,10 @@ replaced by someone else would run their code. Every file gnnagg reads back goes
 allowed on top of tensors and plain containers, and no fallback. A file that needs anything else
 is refused with :class:`UnsafeFileError`.
 
-The data sets that PyG and ogb load themselves (``TUDataset``, ``PygGraphPropPredDataset``) are
-read through :class:`SafeGraphPropPredDataset` and :class:`~gnnagg.data.tu_format.TUFormatDataset`,
-which take the same files through this module.
+The data sets that PyG and ogb would load themselves are read through
+:func:`safe_graph_prop_pred_dataset` (an ogb ``PygGraphPropPredDataset`` subclass) and
+:class:`~gnnagg.data.tu_format.TUFormatDataset` (in place of ``TUDataset``), which take the same
+files through this module.
 """
 
 from __future__ import annotations

@@ -390,3 +390,21 @@ def test_no_module_of_gnnagg_unpickles_arbitrary_objects():
     # The guard itself finds what it is meant to.
     bad = "torch.load(p)\nfs.torch_load(p)\npickle.loads(b)\nnp.load(p, allow_pickle=True)"
     assert len(list(_unsafe_calls(ast.parse(bad)))) == 4
+
+
+def test_cache_subfolders_linked_outside_are_refused_before_anything_is_created(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "built").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(FetchError, match="outside"):
+        fetch("mutag", root=root, fixture=True)
+    (root / "built").unlink()
+    (root / "raw").symlink_to(outside, target_is_directory=True)
+    entry = ManifestEntry(
+        "toy", "toy-pkg", "1.0", (RawFile("toy.csv", "toy/toy.csv", "0" * 64),), "", "", "t.md"
+    )
+    with pytest.raises(FetchError, match="outside"):
+        ensure_raw_files(entry, root, downloader=lambda *a: None)
+    assert list(outside.iterdir()) == []
