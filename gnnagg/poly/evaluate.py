@@ -38,6 +38,9 @@ DEFAULT_DENSE_BUDGET = 1 << 25
 # A single graph whose dense intermediates exceed this (about 2 GB in float64) is refused with a
 # clear error instead of exhausting memory; such graphs belong to the sparse method.
 DENSE_SINGLE_GRAPH_LIMIT = 1 << 28
+# Most elements of the zero-padded all-pairs output [B, n_max, n_max, C] (8 GiB in float64);
+# one large graph in a batch of small ones pads every graph to its size.
+DENSE_PAIRS_LIMIT = 1 << 30
 # Most bytes one step of the sparse evaluator may allocate for its join (its rows times the
 # columns, values and index temporaries), about the dense path's single-graph limit.
 DEFAULT_SPARSE_BUDGET = 1 << 31
@@ -441,6 +444,15 @@ def _evaluate_dense(
     elif order == 1:
         out = torch.zeros(graphs.num_nodes, channels, dtype=dtype, device=device)
     elif dense_pairs:
+        size = graphs.num_graphs * n_max * n_max * channels
+        if size > DENSE_PAIRS_LIMIT:
+            raise ValueError(
+                f"dense_pairs: the all-pairs output [{graphs.num_graphs}, {n_max}, {n_max}, "
+                f"{channels}] has {size:,} elements (about "
+                f"{size * dtype.itemsize / 2**30:.1f} GiB), over {DENSE_PAIRS_LIMIT:,}; the "
+                "largest graph sets n_max for every graph of the batch: evaluate the large "
+                "graphs on their own, or use edge-level values on the edges (dense_pairs=False)"
+            )
         out = torch.zeros(graphs.num_graphs, n_max, n_max, channels, dtype=dtype, device=device)
     else:
         out = torch.zeros(graphs.edge_index.shape[1], channels, dtype=dtype, device=device)

@@ -219,3 +219,19 @@ def test_truthy_strings_and_bools_are_not_options():
         Polynomial.from_edges([(0, 1)], num_nodes=-1)
     with pytest.raises(TypeError, match="dense_pairs must be a bool"):
         evaluate([k2], _star(2), 3, dense_pairs="no")
+
+
+def test_all_pairs_output_is_refused_before_allocating_when_padding_explodes():
+    from allocations import AllocationLog
+
+    # 40,000 one-node graphs and one graph of 200 nodes: every graph pads to 200 x 200.
+    small = 40_000
+    big = 200
+    batch = torch.cat([torch.arange(small), torch.full((big,), small)])
+    ring = torch.arange(big)
+    edge_index = torch.stack([ring, (ring + 1) % big]) + small
+    polys = enumerate_basis(2, 2)
+    log = AllocationLog()
+    with log, pytest.raises(ValueError, match="dense_pairs: the all-pairs output .* GiB"):
+        evaluate(polys, edge_index, small + big, batch=batch, method="dense", dense_pairs=True)
+    assert log.largest < 64 * 2**20
