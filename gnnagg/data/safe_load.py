@@ -16,6 +16,7 @@ files through this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 from collections.abc import Iterator
@@ -134,7 +135,7 @@ def _files_exist(paths: list[str]) -> bool:
 
 
 class _SafeOGBMixin:
-    """Replaces the two places where PyG and ogb unpickle a cache folder's files."""
+    """Processing without PyG's check of ``pre_transform.pt`` / ``pre_filter.pt``."""
 
     def _process(self) -> None:
         # PyG's Dataset._process first unpickles processed/pre_transform.pt and pre_filter.pt
@@ -157,18 +158,15 @@ def safe_graph_prop_pred_dataset(
     ogb's constructor unpickles ``processed/geometric_data_processed.pt`` with torch's default
     ``weights_only`` (``False`` before torch 2.6 or under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and
     PyG's processing step unpickles ``pre_transform.pt`` with ``weights_only=False``. The returned
-    object is an instance of a subclass (:class:`SafeGraphPropPredDataset`) that sets up the same
+    object is an instance of a subclass (``SafeGraphPropPredDataset``) that sets up the same
     attributes as ogb 1.3's constructor and loads through this module instead.
     """
     return _safe_ogb_class()(name, root=root, transform=transform, meta_dict=meta_dict)
 
 
-_SAFE_OGB: list[type] = []
-
-
+@functools.cache
 def _safe_ogb_class() -> type:
-    if _SAFE_OGB:
-        return _SAFE_OGB[0]
+    # Built on first use: ogb is an optional dependency.
     import ogb.graphproppred
     import pandas as pd
     from torch_geometric.data import InMemoryDataset
@@ -227,5 +225,4 @@ def _safe_ogb_class() -> type:
 
     SafeGraphPropPredDataset.__qualname__ = "SafeGraphPropPredDataset"
     SafeGraphPropPredDataset.__module__ = __name__
-    _SAFE_OGB.append(SafeGraphPropPredDataset)
     return SafeGraphPropPredDataset
