@@ -68,6 +68,9 @@ POLY_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv")
 POLY_NORMALIZATIONS: tuple[str, ...] = ("log1p", "density")
 POLY_SUBSETS: tuple[str, ...] = ("beyond-2fwl", "within-2fwl", "all")
 SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
+# Each size-generalisation job is a process holding its own copy of the data and the torch
+# runtime (a few hundred MB): more than this many at once is a typo, not a machine.
+MAX_JOBS = 256
 
 
 def _check_subset(values: tuple[str, ...], valid: tuple[str, ...] | list[str], arg: str) -> None:
@@ -100,6 +103,23 @@ class SizeGenConfig:
     ``reg_weight * associativity_loss()`` and gnnagg's GRU/LSTM add
     ``reg_weight * permutation_loss()`` to the loss. The model kept is the one with the best
     validation accuracy (validation multisets have training sizes).
+
+    Long runs (the ``paper`` suite):
+
+    * ``shuffle_elements``: every epoch, reorder the elements inside each training multiset
+      (seeded by seed and epoch) for the order-sensitive aggregators (recurrent ones and
+      non-associative LCM trees), as the LCM paper suggests; invariant aggregators see the
+      same data either way and skip it.
+    * ``val_at_size``: also measure validation accuracy on ``num_val`` multisets of this size
+      after every epoch (PyG's ``lcm_aggr_2nd_min`` example reports it at size 32); it does
+      not select the model.
+    * ``checkpoints``: write ``checkpoints/<task>-<aggregator>-seed<k>.pt`` in the run's
+      output folder after every epoch; a run given the same output folder continues every
+      job from its checkpoint (also with more ``epochs``).
+    * ``jobs``: train up to this many (task, aggregator, seed) jobs at once, each in its own
+      process with ``max(1, threads // jobs)`` torch threads (1: in this process).
+    * ``time_budget_s``: stop each job after the epoch in which its training time in this
+      run passes this many seconds (``None``: no limit); the report gives the epochs done.
     """
 
     tasks: tuple[str, ...] = ("second_minimum",)
@@ -117,8 +137,15 @@ class SizeGenConfig:
     regularise: bool = True
     reg_weight: float = 0.1
     reg_samples: int = 256
+    shuffle_elements: bool = False
+    val_at_size: int | None = None
+    checkpoints: bool = False
+    jobs: int = 1
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
+        from .validation import check_bool, check_finite, check_int
+
         self.tasks, self.aggregators = tuple(self.tasks), tuple(self.aggregators)
         self.seeds = tuple(self.seeds)
         self.train_sizes, self.test_sizes = tuple(self.train_sizes), tuple(self.test_sizes)
@@ -140,6 +167,13 @@ class SizeGenConfig:
         _check_lr(self.lr)
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight: expected a float >= 0, got {self.reg_weight!r}")
+        check_bool(self.shuffle_elements, "shuffle_elements")
+        check_bool(self.checkpoints, "checkpoints")
+        check_int(self.jobs, "jobs", 1, MAX_JOBS)
+        if self.val_at_size is not None:
+            check_int(self.val_at_size, "val_at_size")
+        if self.time_budget_s is not None:
+            self.time_budget_s = check_finite(self.time_budget_s, "time_budget_s", positive=True)
 
 
 @dataclass

@@ -17,7 +17,14 @@ from ..report import aggregator_label as _label
 from ..report import percent as _pct
 from .base import ReportBlock, RunContext, Section
 
-__all__ = ["SizeGenSection", "lcm_paper_comparison", "plot_sizegen", "sizegen_table"]
+__all__ = [
+    "SizeGenSection",
+    "baseline_note",
+    "lcm_paper_comparison",
+    "plot_sizegen",
+    "sizegen_table",
+    "task_baselines",
+]
 
 
 class SizeGenSection(Section):
@@ -108,7 +115,9 @@ class SizeGenSection(Section):
     def run(self, config: SizeGenConfig, context: RunContext) -> dict[str, Any]:
         from ..sizegen import run_sizegen
 
-        return run_sizegen(config, context.device, context.progress)
+        return run_sizegen(
+            config, context.device, context.progress, context.out_dir, context.threads
+        )
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines: list[str] = []
@@ -130,7 +139,10 @@ class SizeGenSection(Section):
         )
         lines.append("")
         for task in config["tasks"]:
-            lines += [f"### {task}", "", sizegen_table(summary, task), ""]
+            baselines = task_baselines(result, config, task)
+            lines += [f"### {task}", "", sizegen_table(summary, task, baselines), ""]
+            if baselines is not None:
+                lines += [baseline_note(baselines), ""]
             path = plot_sizegen(summary, task, out_dir / f"sizegen_{task}.png")
             files[f"sizegen_{task}"] = path
             lines += [f"![accuracy vs size, {task}]({path.name})", ""]
@@ -147,7 +159,7 @@ class SizeGenSection(Section):
                     "reproduction. What this run measured:",
                     "",
                 ]
-                lines += [f"* {b}" for b in lcm_paper_comparison(summary, task)]
+                lines += [f"* {b}" for b in lcm_paper_comparison(summary, task, baselines)]
                 lines.append("")
             if any(r["task"] == task and r["aggregator"] == "pyg_lcm" for r in summary):
                 lines += [PYG_LCM_NOTE, ""]
@@ -171,9 +183,44 @@ PYG_LCM_NOTE = (
 )
 
 
-def sizegen_table(summary: list[dict[str, Any]], task: str) -> str:
+def task_baselines(result: dict[str, Any], config: dict[str, Any], task: str) -> dict | None:
+    """The baselines of ``task`` (:func:`~gnnagg.bench.baselines.constant_baselines`): those
+    stored in ``result`` or, for results written before they were, computed from ``config``;
+    ``None`` for a task this version does not know."""
+    from ...data import TASKS
+    from ..baselines import constant_baselines
+
+    stored = result.get("baselines", {}).get(task)
+    if stored is not None:
+        return stored
+    if task not in TASKS:
+        return None
+    return constant_baselines(task, config["train_sizes"], config["test_sizes"])
+
+
+def _not_above(mean: float, baselines: dict[str, Any] | None, col: str) -> str:
+    """The table's markers for a mean accuracy that does not beat a baseline."""
+    if baselines is None or col not in baselines["constant"]:
+        return ""
+    marks = ""
+    if mean <= baselines["constant"][col]:
+        marks += "†"
+    if mean <= baselines["best_constant"][col]:
+        marks += "‡"
+    return marks
+
+
+def sizegen_table(
+    summary: list[dict[str, Any]], task: str, baselines: dict[str, Any] | None = None
+) -> str:
     """Markdown: one row per aggregator, accuracy (%) in distribution and at each test size;
-    the best mean of each column in bold."""
+    the best mean of each column in bold.
+
+    With ``baselines`` (:func:`~gnnagg.bench.baselines.constant_baselines`) three rows follow:
+    the constant predictor (the training distribution's most common label), the best
+    constant of each size and uniform chance; a cell marked † is not above the constant
+    predictor, ‡ not above the best constant of its size.
+    """
     rows = [r for r in summary if r["task"] == task]
     if not rows:
         return ""
@@ -193,21 +240,50 @@ def sizegen_table(summary: list[dict[str, Any]], task: str) -> str:
         cells = []
         for col in columns:
             stats = r["val"] if col == "val" else r["test"][col]
-            cell = _pct(stats)
+            cell = _pct(stats) + _not_above(stats["mean"], baselines, col)
             cells.append(f"**{cell}**" if stats["mean"] == best[col] else cell)
         lines.append(
             f"| {_label(r['aggregator'])} | " + " | ".join(cells) + f" | {r['train_time_s']:.0f} |"
         )
+    if baselines is not None:
+
+        def baseline_row(name: str, values: dict[str, float]) -> str:
+            cells = [f"{100 * values[c]:.1f}" if c in values else "–" for c in columns]
+            return f"| *{name}* | " + " | ".join(cells) + " | – |"
+
+        lines.append(
+            baseline_row(f"constant predictor (label {baselines['label']})", baselines["constant"])
+        )
+        lines.append(baseline_row("best constant of each size", baselines["best_constant"]))
+        chance = {c: baselines["chance"] for c in columns}
+        lines.append(baseline_row("uniform chance", chance))
     return "\n".join(lines)
+
+
+def baseline_note(baselines: dict[str, Any]) -> str:
+    """The sentence under a table that says what its baseline rows are."""
+    how = "computed exactly" if baselines["exact"] else "estimated by sampling 65,536 multisets"
+    best = ", ".join(f"{n}: {lab}" for n, lab in baselines["best_label"].items() if n != "val")
+    return (
+        f"Baselines ({how} from the label distribution, values i.i.d. uniform): the *constant "
+        f"predictor* always answers {baselines['label']}, the most common label of the "
+        "training distribution (sizes 2–16) — what a model that learned only the label prior "
+        "scores, and the number to beat; the *best constant of each size* answers that size's "
+        f"most common label ({best}), which a model trained on small multisets cannot know. "
+        "† marks a mean not above the constant predictor, ‡ one not above the best constant."
+    )
 
 
 def _find(summary: list[dict[str, Any]], task: str, names: tuple[str, ...]) -> list[dict]:
     return [r for r in summary if r["task"] == task and r["aggregator"] in names]
 
 
-def lcm_paper_comparison(summary: list[dict[str, Any]], task: str) -> list[str]:
+def lcm_paper_comparison(
+    summary: list[dict[str, Any]], task: str, baselines: dict[str, Any] | None = None
+) -> list[str]:
     """Bullets comparing the paper's claims with the measured numbers of ``task``: LCM against
-    the fixed aggregators and against the recurrent ones at the largest test size."""
+    the fixed aggregators and against the recurrent ones at the largest test size, and (with
+    ``baselines``) which aggregators do not beat the constant predictor."""
     rows = [r for r in summary if r["task"] == task]
     if not rows:
         return []
@@ -247,6 +323,21 @@ def lcm_paper_comparison(summary: list[dict[str, Any]], task: str) -> list[str]:
         f"with {_pct(val_best['val'])} %; chance is about "
         f"{100 / _num_classes(task):.1f} % for this task."
     )
+    if baselines is not None and largest in baselines["constant"]:
+        for key, what in (
+            ("constant", "the constant predictor"),
+            ("best_constant", f"the best constant of size {largest}"),
+        ):
+            level = baselines[key][largest]
+            losers = [_label(r["aggregator"]) for r in rows if r["test"][largest]["mean"] <= level]
+            out.append(
+                f"At size {largest}, {what} scores {100 * level:.1f} %; "
+                + (
+                    f"not above it: {', '.join(losers)}."
+                    if losers
+                    else "every aggregator is above it."
+                )
+            )
     return out
 
 
