@@ -19,17 +19,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import RealConfig
 from .models import GraphModel
 from .registry import AGGREGATORS
-from .sizegen import mean_std
+from .report import mean_std
 from .train import seed_everything
+
+if TYPE_CHECKING:
+    from .sections.real import RealConfig
 
 __all__ = [
     "DATASET_TASKS",
@@ -330,6 +332,8 @@ def run_real(config: RealConfig, device: str = "cpu", progress: bool = True) -> 
     "baselines", "notes"}`` (:func:`trivial_baseline` per data set). ``progress`` shows a tqdm
     bar counted in epochs."""
     from tqdm.auto import tqdm
+
+    from .sections.real import RealConfig
 
     if not isinstance(config, RealConfig):
         raise TypeError(f"config: expected a RealConfig, got {type(config).__name__}")

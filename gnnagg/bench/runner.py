@@ -124,7 +124,6 @@ def run_suite(
     out_dir: str | Path | None = None,
     progress: bool = True,
     command: str | None = None,
-    speed_folder: str | Path | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every section of ``config``, write ``results.json``, ``report.md`` and the plots.
 
@@ -133,8 +132,6 @@ def run_suite(
         out_dir: output folder (default :func:`default_out_dir`); created if needed.
         progress: tqdm progress bars (with ETA) on stderr.
         command: the command line to record.
-        speed_folder: where the speed section finds its ``bench_*.py`` scripts (default: the
-            checkout's ``experiments/``).
 
     Returns:
         ``(results, out_dir)``.
@@ -164,13 +161,7 @@ def run_suite(
         "notes": [],
     }
     write_results(results, out)
-    context = RunContext(
-        device=config.device,
-        progress=progress,
-        out_dir=out,
-        threads=threads,
-        options={"speed_folder": speed_folder},
-    )
+    context = RunContext(device=config.device, progress=progress, out_dir=out, threads=threads)
     # Worker processes of the speed benchmarks read it when their torch starts.
     previous_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)

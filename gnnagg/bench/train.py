@@ -1,7 +1,7 @@
 """Training on the synthetic multiset tasks: one process, or many under ``torchrun`` with DDP.
 
-The size-generalisation benchmark (:mod:`gnnagg.bench.sizegen`) calls :func:`fit_multiset` in
-one process. The same function is the DDP-capable training entry point::
+The size-generalisation benchmark (:mod:`gnnagg.bench.sections.sizegen`) calls
+:func:`fit_multiset` in one process. The same function is the DDP-capable training entry point::
 
     gnnagg-bench train --task second_minimum --aggregators lcm_gru gru --out DIR
     torchrun --nproc_per_node=2 -m gnnagg.bench.train --task second_minimum --out DIR
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,9 +48,11 @@ from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
 from ..data import TASKS, TRAIN_SIZES, MultisetTaskDataset, make_splits
-from .config import SizeGenConfig
 from .models import SetClassifier
 from .registry import AGGREGATORS, AggregatorSpec
+
+if TYPE_CHECKING:
+    from .sections.sizegen import SizeGenConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -487,6 +489,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the training entry point (shared with ``gnnagg-bench train``)."""
+    from .sections.sizegen import SizeGenConfig
+
     defaults = SizeGenConfig()
     parser.add_argument("--task", default="second_minimum", choices=sorted(TASKS))
     parser.add_argument(
@@ -521,6 +525,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def training_config(args: argparse.Namespace) -> SizeGenConfig:
     """The configuration the ``train`` entry point runs; ``ValueError`` names a bad option."""
+    from .sections.sizegen import SizeGenConfig
+
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"threads: expected a positive int, got {args.threads}")
     if args.seed < 0:

@@ -5,16 +5,11 @@ import json
 
 import pytest
 
-from gnnagg.bench.config import (
-    QUICK_AGGREGATORS,
-    RealConfig,
-    SizeGenConfig,
-    SpeedConfig,
-    SuiteConfig,
-    suite_config,
-    suite_from_dict,
-)
+from gnnagg.bench.config import SuiteConfig, suite_config, suite_from_dict
 from gnnagg.bench.registry import AGGREGATORS
+from gnnagg.bench.sections.real import RealConfig
+from gnnagg.bench.sections.sizegen import QUICK_AGGREGATORS, SizeGenConfig
+from gnnagg.bench.sections.speed import SpeedConfig
 from gnnagg.data import TASKS
 
 

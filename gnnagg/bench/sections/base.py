@@ -84,15 +84,12 @@ class RunContext:
         out_dir: the run's output folder (a section may write files there, by plain names).
         threads: the torch thread count of the run (also ``OMP_NUM_THREADS`` of any worker
             process a section starts).
-        options: keyword options of :func:`~gnnagg.bench.runner.run_suite` meant for one
-            section (``speed_folder``).
     """
 
     device: str = "cpu"
     progress: bool = True
     out_dir: Path | None = None
     threads: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

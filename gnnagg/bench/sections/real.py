@@ -8,26 +8,99 @@ its data sets and model sizes.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..config import (
-    POLY_DATASETS,
-    POLY_NORMALIZATIONS,
-    REAL_DATASETS,
-    PolyConfig,
-    RealConfig,
-)
+from ..registry import check_aggregators
 from ..report import aggregator_label as _label
+from ..validation import (
+    NUMBER,
+    STATS,
+    check_bool,
+    check_finite,
+    check_int,
+    check_names,
+    check_optional_path,
+    check_seeds,
+    check_shape,
+)
 from .base import ReportBlock, RunContext, Section
+from .polynomial_features import POLY_DATASETS, POLY_NORMALIZATIONS, PolyConfig
 
-__all__ = ["POLY_MODES", "RealSection", "real_table"]
+__all__ = ["POLY_MODES", "REAL_DATASETS", "RealConfig", "RealSection", "real_table"]
 
 POLY_MODES = ("off", "with", "only")
+REAL_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv", "mutag")
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "summary": [
+        {
+            "dataset": str,
+            "aggregator": str,
+            "metric": str,
+            "val": STATS,
+            "test": {str: STATS},
+            "sizes": {"train": int, "val": int, "test": int},
+            "train_time_s": NUMBER,
+        }
+    ],
+    "baselines?": [{"dataset": str, "baseline": str, "metric": str, "test": {str: NUMBER}}],
+    "notes?": [str],
+}
+
+
+def check_model_fields(config: Any) -> None:
+    """The fields the real-data and polynomial-feature configs share: seeds, model and
+    training sizes, a finite positive ``lr``, ``fixture`` and ``data_root``."""
+    config.seeds = check_seeds(config.seeds)
+    check_int(config.hidden, "hidden", maximum=1 << 14)
+    check_int(config.layers, "layers", maximum=64)
+    check_int(config.epochs, "epochs", maximum=1_000_000)
+    check_int(config.batch_size, "batch_size", maximum=1 << 20)
+    config.lr = check_finite(config.lr, "lr", positive=True)
+    check_bool(config.fixture, "fixture")
+    check_optional_path(config.data_root, "data_root")
+
+
+@dataclass
+class RealConfig:
+    """Real data: a small GNN (``layers`` aggregation layers of width ``hidden``) per data set
+    and aggregator; regression targets report MAE (and RMSE), MUTAG accuracy.
+
+    ``fixture=True`` uses the committed fixtures (no network); ``fixture=False`` fetches the
+    real data set and falls back to its fixture, with a note, when it cannot be obtained.
+    ``data_root`` is the cache folder passed to :func:`gnnagg.data.fetch` (``None``: its
+    default). ``lr`` is finite and positive, ``reg_weight`` finite and non-negative.
+    """
+
+    datasets: tuple[str, ...] = ("zinc-plogp",)
+    aggregators: tuple[str, ...] = ("sum", "pna", "lcm_conjugated_sum")
+    seeds: tuple[int, ...] = (0, 1)
+    hidden: int = 64
+    layers: int = 3
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    fixture: bool = True
+    regularise: bool = True
+    reg_weight: float = 0.1
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        self.datasets = check_names(self.datasets, REAL_DATASETS, "datasets")
+        if isinstance(self.aggregators, (list, tuple)) and not all(
+            isinstance(a, str) for a in self.aggregators
+        ):
+            raise ValueError(f"aggregators: expected names, got {self.aggregators!r}")
+        self.aggregators = check_aggregators(self.aggregators)
+        check_model_fields(self)
+        check_bool(self.regularise, "regularise")
+        self.reg_weight = check_finite(self.reg_weight, "reg_weight")
 
 
 class RealSection(Section):
-    """Real data sets per aggregator and seed (:class:`~gnnagg.bench.config.RealConfig`)."""
+    """Real data sets per aggregator and seed (:class:`RealConfig`)."""
 
     name: ClassVar[str] = "real"
     title: ClassVar[str] = "Real data"
@@ -132,6 +205,14 @@ class RealSection(Section):
         from ..real import run_real
 
         return run_real(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, _RESULT_SHAPE, self.name)
+        rows = [("summary", r) for r in result["summary"]]
+        rows += [("baselines", r) for r in result.get("baselines", [])]
+        for where, row in rows:
+            if row["metric"] not in row["test"]:
+                raise ValueError(f"{self.name}.{where}: test has no {row['metric']!r}")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines = [

@@ -1,35 +1,309 @@
 """The size-generalisation section: train on multisets of sizes 2-16, test on larger ones.
 
-The training and summary code is :mod:`gnnagg.bench.sizegen`; here are its suites, options,
-table, plot (``sizegen_<task>.png``: accuracy against multiset size per aggregator, mean ± std
-over seeds, the training range shaded) and the comparison with the LCM paper.
+For each task and seed the splits are generated once (:func:`gnnagg.data.make_splits`, graph
+form: one star graph per multiset) and shared by all aggregators, so aggregators are compared
+on identical data. Each (task, seed, aggregator) trains one :class:`~gnnagg.bench.models.
+SetClassifier` with :func:`~gnnagg.bench.train.fit_multiset`; the summary gives mean and sample
+standard deviation over seeds of the best-validation model's accuracy at every test size.
+
+Here are also its suites, options, table, plot (``sizegen_<task>.png``: accuracy against
+multiset size per aggregator, mean ± std over seeds, the training range shaded) and the
+comparison with the LCM paper.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..config import QUICK_AGGREGATORS, SizeGenConfig
-from ..registry import AGGREGATORS
+from ...data import TASKS, TRAIN_SIZES
+from ..registry import AGGREGATORS, check_aggregators
 from ..report import aggregator_label as _label
+from ..report import mean_std
 from ..report import percent as _pct
+from ..validation import (
+    NUMBER,
+    STATS,
+    check_bool,
+    check_finite,
+    check_int,
+    check_memory,
+    check_names,
+    check_seeds,
+    check_shape,
+)
 from .base import ReportBlock, RunContext, Section
 
 __all__ = [
+    "QUICK_AGGREGATORS",
+    "SizeGenConfig",
     "SizeGenSection",
     "baseline_note",
     "lcm_paper_comparison",
     "plot_sizegen",
+    "run_sizegen",
     "sizegen_table",
+    "summarise_sizegen",
     "task_baselines",
 ]
 
+# PyG's fixed and learnable aggregators next to every gnnagg aggregator: the line-up that
+# answers "does gnnagg's LCM generalise like the recurrent ones, and better than PyG's?".
+QUICK_AGGREGATORS: tuple[str, ...] = (
+    "sum",
+    "mean",
+    "max",
+    "pna",
+    "pyg_lcm",
+    "pyg_gru",
+    "lcm_gru",
+    "lcm_conjugated_sum",
+    "lcm_softmax",
+    "gru",
+    "lstm",
+)
+# Held per multiset while training: its star graph as a PyG Data object (about 1.5 kB of
+# Python objects) and 8 bit features plus an edge per element (about 100 bytes each).
+_BYTES_PER_MULTISET = 1536
+_BYTES_PER_ELEMENT = 100
+_MAX_SIZE = 1 << 20
+# Each job is a process holding its own copy of the data and the torch runtime (a few hundred
+# MB): more than this many at once is a typo, not a machine.
+MAX_JOBS = 256
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "runs": list,
+    "summary": [
+        {
+            "task": str,
+            "aggregator": str,
+            "val": STATS,
+            "test": {str: STATS},
+            "train_time_s": NUMBER,
+        }
+    ],
+}
+
+
+@dataclass
+class SizeGenConfig:
+    """Size generalisation: train on multisets of ``train_sizes``, test on ``test_sizes``.
+
+    The model is an encoder ``Linear(8, hidden) + ReLU`` over each element's bits, the
+    aggregator over the star edges into the readout node, and a decoder MLP; cross-entropy.
+    With ``regularise``, gnnagg's approximately associative LCM (``lcm_gru``) adds
+    ``reg_weight * associativity_loss()`` and gnnagg's GRU/LSTM add
+    ``reg_weight * permutation_loss()`` to the loss. The model kept is the one with the best
+    validation accuracy (validation multisets have training sizes).
+
+    Every field is validated: ``lr`` finite and positive, ``reg_weight`` finite and
+    non-negative, sizes positive ints, and the data of all splits must fit in this machine's
+    memory (refused before anything is generated, with the memory it would need).
+
+    Long runs (the ``paper`` suite):
+
+    * ``shuffle_elements``: every epoch, reorder the elements inside each training multiset
+      (seeded by seed and epoch) for the order-sensitive aggregators (recurrent ones and
+      non-associative LCM trees), as the LCM paper suggests; invariant aggregators see the
+      same data either way and skip it.
+    * ``val_at_size``: also measure validation accuracy on ``num_val`` multisets of this size
+      after every epoch (PyG's ``lcm_aggr_2nd_min`` example reports it at size 32); it does
+      not select the model.
+    * ``checkpoints``: write ``checkpoints/<task>-<aggregator>-seed<k>.pt`` in the run's
+      output folder after every epoch; a run given the same output folder continues every
+      job from its checkpoint (also with more ``epochs``).
+    * ``jobs``: train up to this many (task, aggregator, seed) jobs at once, each in its own
+      process with ``max(1, threads // jobs)`` torch threads (1: in this process).
+    * ``time_budget_s``: stop each job after the epoch in which its training time in this
+      run passes this many seconds (``None``: no limit); the report gives the epochs done.
+    """
+
+    tasks: tuple[str, ...] = ("second_minimum",)
+    aggregators: tuple[str, ...] = QUICK_AGGREGATORS
+    seeds: tuple[int, ...] = (0, 1)
+    hidden: int = 64
+    num_train: int = 8192
+    num_val: int = 256
+    num_test: int = 256
+    train_sizes: tuple[int, ...] = TRAIN_SIZES
+    test_sizes: tuple[int, ...] = (16, 32, 64, 128)
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-2
+    regularise: bool = True
+    reg_weight: float = 0.1
+    reg_samples: int = 256
+    shuffle_elements: bool = False
+    val_at_size: int | None = None
+    checkpoints: bool = False
+    jobs: int = 1
+    time_budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        self.tasks = check_names(self.tasks, sorted(TASKS), "tasks")
+        if isinstance(self.aggregators, (list, tuple)) and not all(
+            isinstance(a, str) for a in self.aggregators
+        ):
+            raise ValueError(f"aggregators: expected names, got {self.aggregators!r}")
+        self.aggregators = check_aggregators(self.aggregators)
+        self.seeds = check_seeds(self.seeds)
+        check_int(self.hidden, "hidden", maximum=1 << 14)
+        for name in ("num_train", "num_val", "num_test", "batch_size"):
+            check_int(getattr(self, name), name)
+        check_int(self.epochs, "epochs", maximum=1_000_000)
+        check_int(self.reg_samples, "reg_samples", maximum=1 << 20)
+        for arg in ("train_sizes", "test_sizes"):
+            sizes = getattr(self, arg)
+            if isinstance(sizes, str) or not isinstance(sizes, (list, tuple)) or not sizes:
+                raise ValueError(f"{arg}: expected a non-empty list of sizes, got {sizes!r}")
+            for n in sizes:
+                check_int(n, arg, maximum=_MAX_SIZE)
+        self.train_sizes = tuple(self.train_sizes)
+        # Ascending and distinct: reports and plots read the last size as the largest.
+        self.test_sizes = tuple(sorted(set(self.test_sizes)))
+        self.lr = check_finite(self.lr, "lr", positive=True)
+        self.reg_weight = check_finite(self.reg_weight, "reg_weight")
+        check_bool(self.regularise, "regularise")
+        check_bool(self.shuffle_elements, "shuffle_elements")
+        check_bool(self.checkpoints, "checkpoints")
+        check_int(self.jobs, "jobs", maximum=MAX_JOBS)
+        if self.val_at_size is not None:
+            check_int(self.val_at_size, "val_at_size", maximum=_MAX_SIZE)
+        if self.time_budget_s is not None:
+            self.time_budget_s = check_finite(self.time_budget_s, "time_budget_s", positive=True)
+        mean_train = statistics.fmean(self.train_sizes)
+        elements = (self.num_train + self.num_val) * mean_train + self.num_test * sum(
+            self.test_sizes
+        )
+        multisets = self.num_train + self.num_val + self.num_test * len(self.test_sizes)
+        if self.val_at_size is not None:
+            elements += self.num_val * self.val_at_size
+            multisets += self.num_val
+        check_memory(
+            multisets * _BYTES_PER_MULTISET + elements * _BYTES_PER_ELEMENT,
+            "num_train, num_val, num_test, test_sizes",
+            f"{multisets:,} multisets of {int(elements):,} elements",
+        )
+
+
+def summarise_sizegen(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, aggregator), in run order: ``val`` and ``test`` (size -> mean/std/n)
+    accuracies over seeds, mean training time, the seeds, the epochs each seed trained and,
+    when measured, ``val_at_size`` (``{"size", "final", "at_best"}``, mean/std/n each)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["task"], run["aggregator"]), []).append(run)
+    rows = []
+    for (task, aggregator), members in groups.items():
+        sizes = list(members[0]["test_acc"])
+        rows.append(
+            {
+                "task": task,
+                "aggregator": aggregator,
+                "seeds": [m["seed"] for m in members],
+                "val": mean_std([m["val_acc"] for m in members]),
+                "test": {s: mean_std([m["test_acc"][s] for m in members]) for s in sizes},
+                "train_time_s": statistics.fmean(m["train_time_s"] for m in members),
+                "num_params": members[0]["num_params"],
+                "epochs_done": [m.get("epochs_done", m.get("epochs")) for m in members],
+                "val_at_size": _wide_summary(members),
+            }
+        )
+    return rows
+
+
+def _wide_summary(members: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean/std over seeds of the validation accuracy at ``val_at_size`` (final epoch and at
+    the kept model), or ``None`` when the runs did not measure it."""
+    wide = [m.get("val_at_size") for m in members]
+    if any(w is None for w in wide):
+        return None
+    return {
+        "size": wide[0]["size"],
+        "final": mean_std([w["final"] for w in wide]),
+        "at_best": mean_std([w["at_best"] for w in wide]),
+    }
+
+
+def run_sizegen(
+    config: SizeGenConfig,
+    device: str = "cpu",
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Train every (task, seed, aggregator) of ``config``; returns ``{"runs", "summary",
+    "baselines"}`` (baselines per task: :func:`~gnnagg.bench.baselines.constant_baselines`).
+
+    ``progress`` shows a tqdm bar counted in epochs (with ETA); epochs a job resumes past
+    count as done. With ``config.checkpoints`` every job checkpoints into
+    ``out_dir/checkpoints/`` and resumes from there; with ``config.jobs > 1`` jobs run in
+    that many worker processes (:mod:`gnnagg.bench.jobs`).
+    """
+    from tqdm.auto import tqdm
+
+    from ..baselines import constant_baselines
+    from ..jobs import checkpoint_path, run_jobs
+    from ..train import DistContext, build_splits, fit_multiset
+
+    if not isinstance(config, SizeGenConfig):
+        raise TypeError(f"config: expected a SizeGenConfig, got {type(config).__name__}")
+    if config.checkpoints and out_dir is None:
+        raise ValueError("out_dir: checkpoints need the run's output folder")
+    jobs = [
+        (task, seed, aggregator)
+        for task in config.tasks
+        for seed in config.seeds
+        for aggregator in config.aggregators
+    ]
+
+    def checkpoint_of(task: str, aggregator: str, seed: int) -> Path | None:
+        if not config.checkpoints:
+            return None
+        return checkpoint_path(Path(out_dir), task, aggregator, seed)
+
+    records: list[dict[str, Any] | None] = [None] * len(jobs)
+    total = len(jobs) * config.epochs
+    with tqdm(total=total, desc="size generalisation", unit="epoch", disable=not progress) as bar:
+        if config.jobs == 1:
+            ctx = DistContext(device=device)
+            splits_key, splits = None, None
+            for i, (task, seed, aggregator) in enumerate(jobs):
+                if splits_key != (task, seed):
+                    splits_key, splits = (task, seed), build_splits(task, seed, config)
+                bar.set_postfix_str(f"{task} {aggregator} seed {seed}")
+                seen = [0]
+
+                def tick(epoch: int, val_acc: float, seen: list[int] = seen) -> None:
+                    bar.update(epoch - seen[0])
+                    seen[0] = epoch
+
+                records[i], _ = fit_multiset(
+                    task,
+                    aggregator,
+                    seed,
+                    config,
+                    ctx,
+                    splits,
+                    on_epoch=tick,
+                    checkpoint=checkpoint_of(task, aggregator, seed),
+                )
+        else:
+            records = run_jobs(config, jobs, device, threads, checkpoint_of, bar)
+    runs = [r for r in records if r is not None]
+    baselines = {
+        task: constant_baselines(task, config.train_sizes, config.test_sizes)
+        for task in config.tasks
+    }
+    return {"runs": runs, "summary": summarise_sizegen(runs), "baselines": baselines}
+
 
 class SizeGenSection(Section):
-    """Size generalisation per task, aggregator and seed (:class:`~gnnagg.bench.config.
-    SizeGenConfig`)."""
+    """Size generalisation per task, aggregator and seed (:class:`SizeGenConfig`)."""
 
     name: ClassVar[str] = "sizegen"
     title: ClassVar[str] = "Size generalisation"
@@ -42,8 +316,6 @@ class SizeGenSection(Section):
     result_keys: ClassVar[str] = "`sizegen` {`runs`, `summary`}"
 
     def suite_config(self, suite: str, seeds: tuple[int, ...]) -> SizeGenConfig | None:
-        from ...data import TASKS
-
         if suite == "quick":
             return SizeGenConfig(seeds=seeds)
         if suite == "smoke":
@@ -68,7 +340,6 @@ class SizeGenSection(Section):
         return None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ...data import TASKS
         from ..options import add_names, add_training_options, positive_int
 
         defaults = SizeGenConfig()
@@ -113,11 +384,15 @@ class SizeGenSection(Section):
         }
 
     def run(self, config: SizeGenConfig, context: RunContext) -> dict[str, Any]:
-        from ..sizegen import run_sizegen
-
         return run_sizegen(
             config, context.device, context.progress, context.out_dir, context.threads
         )
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, _RESULT_SHAPE, self.name)
+        for i, row in enumerate(result["summary"]):
+            if not row["test"] or not all(key.isdigit() for key in row["test"]):
+                raise ValueError(f"{self.name}.summary[{i}].test: expected sizes as keys")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines: list[str] = []

@@ -1,21 +1,127 @@
 """The speed-and-memory section: time and memory of the aggregators and kernels next to PyG.
 
-The parts it runs are :mod:`gnnagg.bench.speed`'s; here are its suites, options, tables and the
-plot ``speed_aggr.png`` (aggregator time and extra memory against degree skew, gnnagg next to
-PyG; missing points are runs that failed or were skipped).
+The parts it runs are the modules of :mod:`gnnagg.bench.speed`; here are its suites, options,
+tables and the plot ``speed_aggr.png`` (aggregator time and extra memory against degree skew,
+gnnagg next to PyG; missing points are runs that failed or were skipped).
+
+Every part is run on its own: one that fails is reported with its error, without stopping the
+other parts. A part's entry in the results is::
+
+    {"status": "ok", "result": <what the part's run_part returned>, "table": <markdown>,
+     "wall_s": ..., "notes": [...]}
+    {"status": "error", "reason": ...}
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..config import SPEED_PARTS, SpeedConfig
+from ..validation import NUMBER, check_bool, check_finite, check_names, check_shape
 from .base import ReportBlock, RunContext, Section
 
-__all__ = ["SpeedSection", "plot_speed"]
+__all__ = ["SPEED_PARTS", "SpeedConfig", "SpeedSection", "plot_speed", "run_speed"]
+
+SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
+# The message sets of the aggr part (gnnagg.bench.speed.messages): E = 100k messages.
+_AGGR_CASE = re.compile(r"uniform|random|hub([1-9][0-9]{0,4})")
+_MAX_HUB = 10_000 * 10 - (10_000 - 1)
+_RECURRENT_CASES = ("uniform", "hub200", "hub5000")
+_RECURRENT_METHODS = (
+    "gnnagg GRU",
+    "gnnagg GRU+reg",
+    "pyg GRU",
+    "gnnagg LSTM",
+    "gnnagg LSTM+reg",
+    "pyg LSTM",
+)
+
+
+# What report() reads of a part's entry (and of the aggr part's rows, for the plot).
+_ENTRY_SHAPE = {"status": str, "reason?": (str, None)}
+_OK_ENTRY_SHAPE = {"table?": (str, None), "notes?": [str], "result": dict}
+_AGGR_ROW_SHAPE = {"case": str, "method": str, "status": str}
+_MEASURED_ROW_SHAPE = {"ms": NUMBER, "extra_mb": NUMBER}
+
+
+def _check_cases(cases: Any, name: str) -> tuple[str, ...]:
+    if isinstance(cases, str) or not isinstance(cases, (list, tuple)):
+        raise ValueError(f"{name}: expected a list of cases, got {cases!r}")
+    for case in cases:
+        match = _AGGR_CASE.fullmatch(case) if isinstance(case, str) else None
+        if match is None or (match.group(1) and int(match.group(1)) > _MAX_HUB):
+            raise ValueError(
+                f"{name}: expected 'uniform', 'random' or 'hub<k>' with 1 <= k <= {_MAX_HUB}, "
+                f"got {case!r}"
+            )
+    return tuple(cases)
+
+
+def _check_methods(methods: Any, name: str) -> tuple[str, ...] | None:
+    if methods is None:
+        return None
+    if isinstance(methods, str) or not isinstance(methods, (list, tuple)) or not methods:
+        raise ValueError(f"{name}: needs at least one method name, or null for all")
+    if not all(isinstance(m, str) and m for m in methods):
+        raise ValueError(f"{name}: expected method names, got {methods!r}")
+    return tuple(methods)
+
+
+@dataclass
+class SpeedConfig:
+    """Speed and memory: the parts of :mod:`gnnagg.bench.speed` (``parts``).
+
+    ``aggr_methods`` are the ``aggr`` part's methods to run (``None``: all of them; the quick
+    suite keeps PyG's sum and LCM and three gnnagg aggregators, because every measurement is a
+    fresh process). ``aggr_cases`` run for every method; ``aggr_unpadded_cases`` run only for
+    methods that do not pad every node to the largest degree (PyG's LCM, GRU and LSTM allocate
+    ``[N, max degree, F]``: 12.8 GB at hub5000), which are reported as skipped there.
+    ``recurrent_methods`` (``None``: all) run on ``recurrent_cases`` in the ``recurrent``
+    part. ``quick``: fewer repeats and sizes; ``smoke``: toy sizes for the smoke suite (every
+    part in seconds; the numbers mean nothing). ``cap_gb`` caps the address space of a CPU
+    worker process, ``timeout_s`` the seconds per measurement.
+    """
+
+    parts: tuple[str, ...] = ("aggr", "segment", "poly")
+    quick: bool = True
+    smoke: bool = False
+    aggr_methods: tuple[str, ...] | None = (
+        "pyg Sum",
+        "pyg LCM",
+        "gnnagg LCM[gru]",
+        "gnnagg LCM[conjugated_sum]",
+        "gnnagg GRU",
+    )
+    aggr_cases: tuple[str, ...] = ("uniform", "hub200")
+    aggr_unpadded_cases: tuple[str, ...] = ("hub5000",)
+    recurrent_cases: tuple[str, ...] = ("uniform", "hub200", "hub5000")
+    recurrent_methods: tuple[str, ...] | None = None
+    cap_gb: float = 12.0
+    timeout_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        self.parts = check_names(self.parts, SPEED_PARTS, "parts")
+        check_bool(self.quick, "quick")
+        check_bool(self.smoke, "smoke")
+        self.aggr_methods = _check_methods(self.aggr_methods, "aggr_methods")
+        self.aggr_cases = _check_cases(self.aggr_cases, "aggr_cases")
+        self.aggr_unpadded_cases = _check_cases(self.aggr_unpadded_cases, "aggr_unpadded_cases")
+        self.recurrent_cases = check_names(
+            self.recurrent_cases, _RECURRENT_CASES, "recurrent_cases"
+        )
+        if self.recurrent_methods is not None:
+            self.recurrent_methods = check_names(
+                self.recurrent_methods, _RECURRENT_METHODS, "recurrent_methods"
+            )
+        self.cap_gb = check_finite(self.cap_gb, "cap_gb", positive=True, maximum=1 << 20)
+        self.timeout_s = check_finite(self.timeout_s, "timeout_s", positive=True, maximum=86400)
+
 
 _TITLES = {
     "aggr": "Aggregators, forward + backward, E = 100k messages into N = 10k nodes, "
@@ -26,8 +132,44 @@ _TITLES = {
 }
 
 
+def run_speed(config: SpeedConfig, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Run every part of ``config``; returns ``{part: entry}`` (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    from ..speed import load_part
+
+    if not isinstance(config, SpeedConfig):
+        raise TypeError(f"config: expected a SpeedConfig, got {type(config).__name__}")
+    out: dict[str, Any] = {}
+    for part in config.parts:
+        start = time.perf_counter()
+        try:
+            module = load_part(part)
+            total = module.expected_rows(config)
+            with tqdm(total=total, desc=f"speed: {part}", unit="row", disable=not progress) as bar:
+
+                def tick(row: dict[str, Any]) -> None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{row.get('method', '')} {row.get('case', '')}".strip())
+
+                result, notes = module.run_part(config, device, tick)
+            table = module.format_table(result)
+        except Exception as error:  # a part that fails must not stop the other parts
+            last = traceback.format_exception_only(type(error), error)[-1].strip()
+            out[part] = {"status": "error", "reason": last[:300]}
+            continue
+        out[part] = {
+            "status": "ok",
+            "result": result,
+            "table": table,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "notes": notes,
+        }
+    return out
+
+
 class SpeedSection(Section):
-    """Speed and memory benchmarks, part by part (:class:`~gnnagg.bench.config.SpeedConfig`)."""
+    """Speed and memory benchmarks, part by part (:class:`SpeedConfig`)."""
 
     name: ClassVar[str] = "speed"
     title: ClassVar[str] = "Speed and memory"
@@ -54,8 +196,9 @@ class SpeedSection(Section):
             )
         if suite == "smoke":
             return SpeedConfig(
-                parts=("segment",), quick=True, smoke=True, aggr_methods=("pyg Sum",),
-                aggr_cases=("uniform",), aggr_unpadded_cases=(), timeout_s=120.0,
+                parts=("aggr", "segment", "poly"), quick=True, smoke=True,
+                aggr_methods=("pyg Sum",), aggr_cases=("uniform",), aggr_unpadded_cases=(),
+                timeout_s=120.0,
             )  # fmt: skip
         return None
 
@@ -80,11 +223,20 @@ class SpeedSection(Section):
         return {"speed_parts": list(SPEED_PARTS)}
 
     def run(self, config: SpeedConfig, context: RunContext) -> dict[str, Any]:
-        from ..speed import run_speed
+        return run_speed(config, context.device, context.progress)
 
-        return run_speed(
-            config, context.device, context.progress, context.options.get("speed_folder")
-        )
+    def check_result(self, result: Any) -> None:
+        check_shape(result, {str: _ENTRY_SHAPE}, self.name)
+        for part, entry in result.items():
+            if entry["status"] != "ok":
+                continue
+            check_shape(entry, _OK_ENTRY_SHAPE, f"{self.name}.{part}")
+            if part == "aggr":
+                rows = entry["result"].get("rows")
+                check_shape(rows, [_AGGR_ROW_SHAPE], f"{self.name}.aggr.result.rows")
+                for i, row in enumerate(rows):
+                    if row["status"] == "ok":
+                        check_shape(row, _MEASURED_ROW_SHAPE, f"{self.name}.aggr.result.rows[{i}]")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         block = ReportBlock()
@@ -107,7 +259,7 @@ class SpeedSection(Section):
 
 
 def plot_speed(result: dict[str, Any], path: Path) -> Path:
-    """Time and extra memory against degree skew for every method of ``bench_aggr``."""
+    """Time and extra memory against degree skew for every method of the ``aggr`` part."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,18 +1,12 @@
-"""The benchmark's data and naive baseline (the timed run itself is not part of the tests)."""
-
-import importlib.util
-from pathlib import Path
+"""The poly speed part's data and naive baseline (the timed run itself is not part of the
+tests), and a smoke-sized run."""
 
 import networkx as nx
 import torch
 from torch_geometric.utils import to_networkx
 
+from gnnagg.bench.speed import poly as bench_poly
 from gnnagg.poly import AddEquivariantPolynomials
-
-_PATH = Path(__file__).resolve().parents[2] / "experiments" / "bench_poly.py"
-_SPEC = importlib.util.spec_from_file_location("bench_poly", _PATH)
-bench_poly = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench_poly)
 
 
 def test_molecule_batch_is_molecule_sized():
@@ -42,3 +36,12 @@ def test_left_to_right_width():
     assert bench_poly._left_to_right_width("ij,ja,ai->ij") == 3
     assert bench_poly._left_to_right_width("ia,jb,ac,bc->ij") == 4
     assert bench_poly._left_to_right_width("ab,bc,ca->") == 2
+
+
+def test_smoke_run_agrees_with_the_naive_baseline_and_formats():
+    result = bench_poly.run(size="smoke")
+    assert result["size"] == "smoke" and result["machine"]["torch_threads"] >= 1
+    for row in result["molecules"]:
+        assert row["max_abs_diff_naive_vs_ours"] < 1e-6
+        assert row["max_abs_diff_dense_vs_sparse"] < 1e-6
+    assert "bench_poly (smoke;" in bench_poly.format_table(result)

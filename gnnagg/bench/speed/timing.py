@@ -1,11 +1,12 @@
-"""Helpers shared by the benchmark scripts: timing (median after warm-up), memory, output."""
+"""Helpers shared by the speed benchmarks: timing (median after warm-up), memory, output,
+and the markdown tables and numbers they print."""
 
 from __future__ import annotations
 
 import gc
 import json
+import math
 import os
-import platform
 import statistics
 import threading
 import time
@@ -14,8 +15,29 @@ from pathlib import Path
 
 import torch
 
+__all__ = [
+    "case_table",
+    "median_time_ms",
+    "peak_cuda_extra_mb",
+    "peak_rss_extra_mb",
+    "significant",
+    "synchronize",
+    "write_result",
+]
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant figures, without an exponent: ``1.23``, ``12.3``,
+    ``1230``, ``0.000123`` (a bandwidth of 1.4 GB/s printed as ``1`` says nothing)."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    rounded = float(f"{value:.{digits}g}")
+    decimals = max(digits - 1 - math.floor(math.log10(abs(rounded))), 0)
+    return f"{rounded:.{decimals}f}"
+
 
 def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
@@ -81,26 +103,6 @@ def peak_rss_extra_mb(fn: Callable[[], object], interval_s: float = 0.0005) -> f
         sampler.join()
     peak = max(peak, _resident_bytes())
     return (peak - base) / 2**20
-
-
-def machine_description(device: torch.device | str) -> dict:
-    """What the numbers were measured on."""
-    info = {
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.device(device).type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    try:
-        import torch_geometric
-
-        info["torch_geometric"] = torch_geometric.__version__
-    except ImportError:
-        pass
-    return info
 
 
 def write_result(result: object, path: Path) -> None:

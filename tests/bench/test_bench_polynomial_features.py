@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from gnnagg.bench.cli import _suite, build_parser, main
-from gnnagg.bench.config import PolyConfig, SuiteConfig, suite_config, suite_from_dict
-from gnnagg.bench.polyexp import PolyGINE, add_poly_features
+from gnnagg.bench.config import SuiteConfig, suite_config, suite_from_dict
 from gnnagg.bench.real import load_real
 from gnnagg.bench.runner import run_suite
+from gnnagg.bench.sections.polynomial_features import PolyConfig, PolyGINE, add_poly_features
 
 
 def _tiny(tmp_path) -> PolyConfig:

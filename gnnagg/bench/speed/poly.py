@@ -1,4 +1,4 @@
-"""Benchmark for gnnagg.poly (issue #5): planned sparse evaluation vs a naive dense einsum.
+"""Benchmark for gnnagg.poly: planned sparse evaluation against a naive dense einsum.
 
 Two parts:
 
@@ -14,9 +14,9 @@ Two parts:
 2. The treewidth <= 2 elements (subset "within-2fwl", degree <= 6, orders 0-2) on one sparse
    random graph with 10,000 nodes and average degree 4, where dense evaluation is impossible.
 
-Run ``python experiments/bench_poly.py`` (``--quick`` for a reduced size); it prints a table and
-writes JSON to experiments/results/bench_poly.json (``--out`` to change). ``run(quick)`` returns
-the same dictionary for a harness. Torch runs on one thread unless ``--threads`` says otherwise:
+Run ``python -m gnnagg.bench.speed.poly`` (``--quick`` for a reduced size); it prints a table and
+writes JSON to ``bench_poly.json`` (``--out`` to change). ``run(quick)`` returns the same
+dictionary for a harness. Torch runs on one thread unless ``--threads`` says otherwise:
 the benchmark machine is a shared 2-core CPU, where intra-op threading of these small kernels
 mostly adds synchronisation (``run`` itself leaves the thread setting alone).
 """
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -38,28 +38,51 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_adj
 
-from gnnagg.poly import AddEquivariantPolynomials, Polynomial
+from ...poly import AddEquivariantPolynomials, Polynomial
+from ..machine import machine_info
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_poly.json"
+if TYPE_CHECKING:
+    from ..sections.speed import SpeedConfig
+
+__all__ = [
+    "expected_rows",
+    "format_table",
+    "molecule_batch",
+    "naive_dense",
+    "run",
+    "run_part",
+    "sparse_random_graph",
+]
+
+DEFAULT_OUT = Path("bench_poly.json")
 MAX_DEGREE = 6
 ORDERS = (0, 1, 2)
 ATTRIBUTES = {0: "poly_graph", 1: "poly_x", 2: "poly_edge_attr"}
 NAIVE_BUDGET = 1 << 24  # elements of the largest naive intermediate per chunk of graphs
 
 SIZES = {
-    False: {
+    "full": {
         "graphs": 1000,
         "naive_graphs": 8,
         "naive_stride": 1,
         "large_nodes": 10_000,
         "repeats": 3,
     },
-    True: {
+    "quick": {
         "graphs": 100,
         "naive_graphs": 1,
         "naive_stride": 16,
         "large_nodes": 2_000,
         "repeats": 1,
+    },
+    # Seconds: the pipeline end to end, numbers without meaning.
+    "smoke": {
+        "graphs": 8,
+        "naive_graphs": 1,
+        "naive_stride": 64,
+        "large_nodes": 200,
+        "repeats": 1,
+        "subsets": ("beyond-2fwl",),
     },
 }
 
@@ -194,7 +217,7 @@ def bench_molecules(sizes: dict) -> list[dict]:
     padded = int(torch.diff(batch.ptr).max())
     naive_graphs = sizes["naive_graphs"]
     rows = []
-    for subset in ("beyond-2fwl", "all"):
+    for subset in sizes.get("subsets", ("beyond-2fwl", "all")):
         _clear_caches()
         start = time.perf_counter()
         transform = AddEquivariantPolynomials(MAX_DEGREE, ORDERS, subset=subset)
@@ -269,20 +292,18 @@ def bench_large_graph(sizes: dict) -> dict:
     }
 
 
-def run(quick: bool = False) -> dict:
-    """Run the benchmark suite (reduced sizes with ``quick``) and return the results."""
-    sizes = SIZES[bool(quick)]
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+def run(quick: bool = False, size: str | None = None) -> dict:
+    """Run the benchmark (reduced sizes with ``quick``; ``size`` -- ``"full"``, ``"quick"``
+    or ``"smoke"`` -- overrides it) and return the results."""
+    size = size or ("quick" if quick else "full")
+    if size not in SIZES:
+        raise ValueError(f"size: expected one of {list(SIZES)}, got {size!r}")
+    sizes = SIZES[size]
     return {
         "benchmark": "bench_poly",
-        "quick": bool(quick),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_at_start": load,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
+        "quick": size != "full",
+        "size": size,
+        "machine": machine_info("cpu"),
         "molecules": bench_molecules(sizes),
         "large_sparse_graph": bench_large_graph(sizes),
     }
@@ -291,8 +312,9 @@ def run(quick: bool = False) -> dict:
 def format_table(results: dict) -> str:
     """A plain-text summary of :func:`run`'s results."""
     lines = [
-        f"bench_poly ({'quick' if results['quick'] else 'full'}; "
-        f"{results['machine']['cpus']} CPUs, {results['machine']['torch_threads']} torch threads)",
+        f"bench_poly ({results.get('size', 'quick' if results['quick'] else 'full')}; "
+        f"{results['machine'].get('usable_cores')} usable cores, "
+        f"{results['machine']['torch_threads']} torch threads)",
         "",
         f"{'subset':<12} {'graphs':>6} {'chan 0/1/2':>12} {'sparse s':>9} {'dense s':>8} "
         f"{'naive s*':>10} {'speedup':>8} {'max|diff|':>10}",
@@ -325,6 +347,20 @@ def format_table(results: dict) -> str:
         + ")",
     ]
     return "\n".join(lines)
+
+
+def expected_rows(config: SpeedConfig) -> None:
+    """One table, no rows to count."""
+    return None
+
+
+def run_part(
+    config: SpeedConfig, device: str, progress: Callable[[dict], None] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``poly`` part of the speed section (CPU only: the features are computed there)."""
+    size = "smoke" if config.smoke else "quick" if config.quick else "full"
+    notes = [] if device == "cpu" else ["the poly part runs on the CPU whatever the device"]
+    return run(size=size), notes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Synthetic message sets for the aggregator benchmarks (shared by bench_recurrent and bench_aggr).
+"""Synthetic message sets for the aggregator benchmarks (the ``aggr`` and ``recurrent`` parts).
 
 Every case has exactly ``num_nodes * avg_degree`` messages (E = 100,000 by default) into
 ``num_nodes`` nodes, with the index sorted (what PyG's padded aggregators require):

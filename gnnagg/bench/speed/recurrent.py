@@ -1,9 +1,9 @@
 """Recurrent aggregators: gnnagg's GRU/LSTMAggregation (no padding) next to PyG's (padded).
 
 Messages ``[E, 64]`` into N = 10,000 nodes, E = 100,000, sorted index, from
-:func:`graphs.make_messages`: ``uniform`` (degrees 10 ± 2), ``hub200`` and ``hub5000`` (one node
-of that degree, the rest about 10). Only the aggregator runs, forward + backward of
-``out.sum()`` with messages that require grad; the ``+reg`` rows add
+:func:`~gnnagg.bench.speed.messages.make_messages`: ``uniform`` (degrees 10 ± 2), ``hub200``
+and ``hub5000`` (one node of that degree, the rest about 10). Only the aggregator runs,
+forward + backward of ``out.sum()`` with messages that require grad; the ``+reg`` rows add
 ``0.1 * permutation_loss()`` (256 samples) to the loss.
 
 Measurements (``run``), each in fresh worker processes so no method's memory or crash touches
@@ -27,7 +27,7 @@ timed region, so that memory one method freed is not held while the next runs. A
 dies (a CUDA illegal memory access, the OOM killer) is reported as
 "crashed" for that case; the remaining cases go on in a new process.
 
-    python experiments/bench_recurrent.py [--device cuda] [--cases uniform hub200] [--out F]
+    python -m gnnagg.bench.speed.recurrent [--device cuda] [--cases uniform hub200] [--out F]
 """
 
 from __future__ import annotations
@@ -43,23 +43,29 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from graphs import make_messages  # noqa: E402
-from timing import (  # noqa: E402
-    case_table,
-    machine_description,
-    peak_cuda_extra_mb,
-    synchronize,
-    write_result,
-)
+from ..machine import describe_machine, machine_info
+from .messages import make_messages
+from .timing import case_table, peak_cuda_extra_mb, synchronize, write_result
 
-__all__ = ["CASES", "METHODS", "format_table", "measure_memory", "measure_times", "run"]
+if TYPE_CHECKING:
+    from ..sections.speed import SpeedConfig
 
-DEFAULT_OUT = HERE / "results" / "bench_recurrent.json"
+__all__ = [
+    "CASES",
+    "METHODS",
+    "expected_rows",
+    "format_table",
+    "measure_memory",
+    "measure_times",
+    "run",
+    "run_part",
+]
+
+DEFAULT_OUT = Path("bench_recurrent.json")
 CASES = ("uniform", "hub200", "hub5000")
 METHODS = (
     "gnnagg GRU",
@@ -196,7 +202,8 @@ def measure_times(case: str, methods: list[str], device: str = "cpu", repeats: i
 
 def _worker(arguments: list[str], timeout_s: float) -> tuple[list[dict], str | None]:
     """Run this script as a worker; the JSON lines it printed, and why it died if it did."""
-    command = [sys.executable, __file__, *arguments]
+    module = __name__ if __name__ != "__main__" else "gnnagg.bench.speed.recurrent"
+    command = [sys.executable, "-m", module, *arguments]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -265,14 +272,39 @@ def run(
     return [rows[c, m] for c in cases for m in methods]
 
 
-def format_table(rows: list[dict]) -> str:
-    """Markdown table: one row per method; per case, median (min) ms and extra MB."""
+def format_table(result: dict | list[dict]) -> str:
+    """Markdown table: one row per method; per case, median (min) ms and extra MB.
+    ``result``: what :func:`run_part` returns, or :func:`run`'s rows."""
+    rows = result["rows"] if isinstance(result, dict) else result
 
     def ms_cell(r: dict) -> str:
         fastest = f" ({r['min_ms']:.0f})" if "min_ms" in r else ""
         return f"{r['ms']:.0f}{fastest}"
 
     return case_table(rows, ms_cell)
+
+
+def expected_rows(config: SpeedConfig) -> int:
+    """Rows :func:`run_part` will report for ``config``."""
+    return len(config.recurrent_methods or METHODS) * len(config.recurrent_cases)
+
+
+def run_part(
+    config: SpeedConfig, device: str, progress: Callable[[dict], None] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``recurrent`` part of the speed section: ``config.recurrent_methods`` (default:
+    all) on ``config.recurrent_cases`` (one timed round in quick mode, three otherwise)."""
+    rows = run(
+        config.recurrent_cases,
+        device,
+        repeats=1 if config.quick else 3,
+        methods=config.recurrent_methods or METHODS,
+        cap_gb=config.cap_gb,
+        timeout_s=config.timeout_s,
+        progress=progress,
+    )
+    result = dict(benchmark="recurrent", machine=machine_info(device), channels=CHANNELS)
+    return {**result, "rows": rows}, []
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -311,8 +343,10 @@ def main(argv: list[str] | None = None) -> None:
         args.timeout,
         progress=lambda r: print(json.dumps(r), flush=True),
     )
-    machine = machine_description(args.device)
-    print(f"\nRecurrent aggregators, forward+backward, F={CHANNELS}, on {machine}")
+    machine = machine_info(args.device)
+    print(
+        f"\nRecurrent aggregators, forward+backward, F={CHANNELS}, on {describe_machine(machine)}"
+    )
     print(format_table(rows))
     result = dict(benchmark="recurrent", machine=machine, channels=CHANNELS, rows=rows)
     write_result(result, args.out)

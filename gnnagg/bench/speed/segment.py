@@ -5,23 +5,30 @@ copy: ``src`` read and written once). Compared
 side by side in one run with a device copy of ``src`` (the bandwidth limit), PyG's
 ``SumAggregation``, ``Tensor.index_add_`` and ``torch_scatter`` when installed.
 
-    python experiments/bench_segment.py [--quick] [--device cuda] [--out FILE]
+    python -m gnnagg.bench.speed.segment [--quick] [--device cuda] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import machine_description, median_time_ms, write_result  # noqa: E402
+from ...segment import SegmentPlan, available_backends, segment
+from ..machine import describe_machine, machine_info
+from .timing import median_time_ms, significant, write_result
 
-from gnnagg.segment import SegmentPlan, available_backends, segment  # noqa: E402
+if TYPE_CHECKING:
+    from ..sections.speed import SpeedConfig
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_segment.json"
+__all__ = ["expected_rows", "format_table", "run", "run_part"]
+
+DEFAULT_OUT = Path("bench_segment.json")
+# The smoke suite's size: every backend and reduction runs, in well under a second each.
+SMOKE_SIZES = [(20_000, 16)]
 
 
 def _cases(quick: bool, device: str) -> list[tuple[int, int]]:
@@ -59,7 +66,7 @@ def _bench_case(
                 order=order,
                 reduce=reduce,
                 ms=round(ms, 4),
-                gb_per_s=round(moved / ms / 1e6, 1),
+                gb_per_s=float(f"{moved / ms / 1e6:.4g}"),
             )
         )
 
@@ -68,8 +75,15 @@ def _bench_case(
     pyg_sum = SumAggregation()
     out = src.new_zeros(num_groups, channels)
     for order, idx in indices.items():
-        record("pyg SumAggregation", order, "sum", lambda: pyg_sum(src, idx, dim_size=num_groups))
-        record("Tensor.index_add_", order, "sum", lambda: out.zero_().index_add_(0, idx, src))
+        record(
+            "pyg SumAggregation",
+            order,
+            "sum",
+            lambda idx=idx: pyg_sum(src, idx, dim_size=num_groups),
+        )
+        record(
+            "Tensor.index_add_", order, "sum", lambda idx=idx: out.zero_().index_add_(0, idx, src)
+        )
     backends = [b for b in available_backends() if b != "triton" or device == "cuda"]
     for order, idx in indices.items():
         plan = SegmentPlan.from_index(idx, num_groups)
@@ -79,7 +93,9 @@ def _bench_case(
                     f"gnnagg[{backend}]",
                     order,
                     reduce,
-                    lambda: segment(src, plan=plan, reduce=reduce, backend=backend),
+                    lambda plan=plan, reduce=reduce, backend=backend: segment(
+                        src, plan=plan, reduce=reduce, backend=backend
+                    ),
                 )
     return rows
 
@@ -100,11 +116,11 @@ def run(
         rows += _bench_case(num_rows, channels, avg_degree, quick, device, seed)
         if device == "cuda":
             torch.cuda.empty_cache()
-    return {"benchmark": "segment", "machine": machine_description(device), "rows": rows}
+    return {"benchmark": "segment", "machine": machine_info(device), "rows": rows}
 
 
 def format_table(result: dict) -> str:
-    """A markdown table of the rows of :func:`run`."""
+    """A markdown table of the rows of :func:`run` (bandwidth to three significant figures)."""
     lines = [
         "| rows | F | method | order | reduce | ms | GB/s |",
         "|---:|---:|---|---|---|---:|---:|",
@@ -112,9 +128,25 @@ def format_table(result: dict) -> str:
     for r in result["rows"]:
         lines.append(
             f"| {r['rows']:,} | {r['channels']} | {r['method']} | {r['order']} | {r['reduce']} "
-            f"| {r['ms']:.3f} | {r['gb_per_s']:.0f} |"
+            f"| {r['ms']:.3f} | {significant(r['gb_per_s'])} |"
         )
     return "\n".join(lines)
+
+
+def expected_rows(config: SpeedConfig) -> None:
+    """Unknown before the run: it depends on the backends available."""
+    return None
+
+
+def run_part(
+    config: SpeedConfig, device: str, progress: Callable[[dict], None] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``segment`` part of the speed section (smoke: :data:`SMOKE_SIZES`)."""
+    result = run(config.quick, device, sizes=SMOKE_SIZES if config.smoke else None)
+    if progress is not None:
+        for row in result["rows"]:
+            progress(row)
+    return result, []
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         if any(len(size) != 2 or min(size) <= 0 for size in sizes):
             parser.error(f"--sizes takes positive ROWSxF pairs, got {args.sizes}")
     result = run(quick=args.quick, device=args.device, sizes=sizes)
-    print(f"Segment reductions on {result['machine']}")
+    print(f"Segment reductions on {describe_machine(result['machine'])}")
     print(format_table(result))
     write_result(result, args.out)
 

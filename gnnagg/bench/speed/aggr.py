@@ -12,7 +12,12 @@ subprocess so that one method's memory cannot leak into another's measurement:
   The CPU worker's address space is capped (``--cpu-memory-cap-gb``), so a method that tries to
   allocate more reports "cannot allocate" instead of swapping the machine to death.
 
-    python experiments/bench_aggr.py [--quick] [--device cuda] [--cases uniform hub200]
+    python -m gnnagg.bench.speed.aggr [--quick] [--device cuda] [--cases uniform hub200]
+
+In ``gnnagg-bench`` (:func:`run_part`) PyG's padded methods (LCM, GRU, LSTM: an
+``[N, max degree, F]`` buffer) run only on the cases :class:`~gnnagg.bench.config.SpeedConfig`
+allows them; the cases they skip get a row with status ``skipped`` and the buffer size instead
+of a measurement.
 """
 
 from __future__ import annotations
@@ -23,25 +28,44 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from graphs import make_messages  # noqa: E402
-from timing import (  # noqa: E402
+from ..machine import describe_machine, machine_info
+from .messages import make_messages
+from .timing import (
     case_table,
-    machine_description,
     median_time_ms,
     peak_cuda_extra_mb,
     peak_rss_extra_mb,
     write_result,
 )
 
-DEFAULT_OUT = HERE / "results" / "bench_aggr.json"
+if TYPE_CHECKING:
+    from ..sections.speed import SpeedConfig
+
+__all__ = [
+    "CASES",
+    "PADDED_METHODS",
+    "aggregator_methods",
+    "expected_rows",
+    "format_table",
+    "measure",
+    "run",
+    "run_part",
+]
+
+DEFAULT_OUT = Path("bench_aggr.json")
 CASES = ("uniform", "random", "hub200", "hub5000")
 CHANNELS = 64
+NUM_NODES = 10_000
+# The smoke suite's graph: the worker process and the table are exercised in seconds.
+SMOKE_NODES = 500
+# The methods that pad every node to the largest degree.
+PADDED_METHODS = ("pyg LCM", "pyg GRU", "pyg LSTM")
 
 
 class _WithBackend(torch.nn.Module):
@@ -58,12 +82,13 @@ class _WithBackend(torch.nn.Module):
             return self.module(*args, **kwargs)
 
 
-def _methods() -> dict:
+def aggregator_methods() -> dict[str, Callable[[], torch.nn.Module]]:
+    """Method name -> a function that builds the module (the Triton row only with CUDA)."""
     from torch_geometric.nn import aggr as pyg
 
     import gnnagg.aggr as ours
 
-    methods = {
+    builders = {
         "pyg Sum": lambda: pyg.SumAggregation(),
         "pyg LCM": lambda: pyg.LCMAggregation(CHANNELS, CHANNELS),
         "pyg GRU": lambda: pyg.GRUAggregation(CHANNELS, CHANNELS),
@@ -76,21 +101,21 @@ def _methods() -> dict:
     }
     if torch.cuda.is_available():
         # The GRU monoid's tree with the Triton gate kernels (the triton backend picks them).
-        methods["gnnagg LCM[gru] triton"] = lambda: _WithBackend(
+        builders["gnnagg LCM[gru] triton"] = lambda: _WithBackend(
             ours.LCMAggregation(CHANNELS, CHANNELS), "triton"
         )
     if hasattr(ours, "GRUAggregation"):
-        methods["gnnagg GRU"] = lambda: ours.GRUAggregation(CHANNELS, CHANNELS)
-        methods["gnnagg LSTM"] = lambda: ours.LSTMAggregation(CHANNELS, CHANNELS)
-    return methods
+        builders["gnnagg GRU"] = lambda: ours.GRUAggregation(CHANNELS, CHANNELS)
+        builders["gnnagg LSTM"] = lambda: ours.LSTMAggregation(CHANNELS, CHANNELS)
+    return builders
 
 
-def measure(case: str, method: str, device: str, repeats: int) -> dict:
+def measure(case: str, method: str, device: str, repeats: int, num_nodes: int = NUM_NODES) -> dict:
     """Time and peak extra memory of one method on one case (run inside a worker process)."""
     torch.manual_seed(0)
-    x, index, dim_size = make_messages(case, channels=CHANNELS, device=device)
+    x, index, dim_size = make_messages(case, num_nodes, channels=CHANNELS, device=device)
     x.requires_grad_(True)
-    module = _methods()[method]().to(device)
+    module = aggregator_methods()[method]().to(device)
 
     def step() -> None:
         x.grad = None
@@ -116,12 +141,19 @@ def measure(case: str, method: str, device: str, repeats: int) -> dict:
 
 
 def _run_worker(
-    cases: list[str], method: str, device: str, repeats: int, cap_gb: float, timeout_s: float
+    cases: list[str],
+    method: str,
+    device: str,
+    repeats: int,
+    cap_gb: float,
+    timeout_s: float,
+    num_nodes: int = NUM_NODES,
 ) -> list[dict]:
     """Measure ``method`` on ``cases`` in a fresh process; a crash costs only what it killed."""
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        __name__ if __name__ != "__main__" else "gnnagg.bench.speed.aggr",
         "--worker",
         method,
         *cases,
@@ -131,6 +163,8 @@ def _run_worker(
         str(repeats),
         "--cpu-memory-cap-gb",
         str(cap_gb),
+        "--nodes",
+        str(num_nodes),
     ]
     try:
         done = subprocess.run(
@@ -159,18 +193,20 @@ def run(
     quick: bool = False,
     device: str = "cpu",
     cases=CASES,
-    methods=None,
+    methods: list[str] | None = None,
     cap_gb: float = 16.0,
     timeout_s: float = 600.0,
-    progress=None,
+    progress: Callable[[dict], None] | None = None,
+    num_nodes: int = NUM_NODES,
 ) -> dict:
-    """Benchmark ``methods`` (default: all) on ``cases``.
+    """Benchmark ``methods`` (default: all) on ``cases`` (``num_nodes`` nodes, ten messages
+    each).
 
     On the CPU every measurement gets its own process (peak RSS only grows); on CUDA one process
     per method runs all cases (peak memory is reset between them), and a method that corrupts
     the CUDA context only loses its own remaining cases.
     """
-    methods = list(methods or _methods())
+    methods = list(methods or aggregator_methods())
     repeats = 1 if quick else 3
     batches = (
         [([c], m) for c in cases for m in methods]
@@ -179,7 +215,7 @@ def run(
     )
     rows = []
     for batch_cases, method in batches:
-        for row in _run_worker(batch_cases, method, device, repeats, cap_gb, timeout_s):
+        for row in _run_worker(batch_cases, method, device, repeats, cap_gb, timeout_s, num_nodes):
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -187,7 +223,7 @@ def run(
     rows.sort(key=lambda r: order[r["case"]])
     return {
         "benchmark": "aggr",
-        "machine": machine_description(device),
+        "machine": machine_info(device),
         "channels": CHANNELS,
         "rows": rows,
     }
@@ -196,6 +232,85 @@ def run(
 def format_table(result: dict) -> str:
     """Markdown table: one row per method, time and extra memory per case."""
     return case_table(result["rows"], lambda r: f"{r['ms']:.1f}")
+
+
+def _max_degree(case: str, rows: list[dict[str, Any]]) -> int:
+    for row in rows:
+        if row.get("case") == case and "max_degree" in row:
+            return int(row["max_degree"])
+    digits = "".join(ch for ch in case if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def _selected(config: SpeedConfig) -> list[str]:
+    known = list(aggregator_methods())
+    if config.aggr_methods is None:
+        return known
+    unknown = sorted(set(config.aggr_methods) - set(known))
+    if unknown:
+        raise ValueError(f"aggr_methods: unknown {unknown}; the aggr part has {sorted(known)}")
+    return list(config.aggr_methods)
+
+
+def expected_rows(config: SpeedConfig) -> int:
+    """Rows :func:`run_part` will report for ``config``."""
+    selected = _selected(config)
+    unpadded = [m for m in selected if m not in PADDED_METHODS]
+    return len(selected) * len(config.aggr_cases) + len(unpadded) * len(config.aggr_unpadded_cases)
+
+
+def run_part(
+    config: SpeedConfig, device: str, progress: Callable[[dict], None] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The ``aggr`` part of the speed section: ``config.aggr_methods`` on ``config.aggr_cases``,
+    and the methods that do not pad on ``config.aggr_unpadded_cases`` too (the padded ones get
+    a ``skipped`` row there with the buffer they would allocate). Returns ``(result, notes)``."""
+    selected = _selected(config)
+    padded = [m for m in selected if m in PADDED_METHODS]
+    unpadded = [m for m in selected if m not in PADDED_METHODS]
+    notes: list[str] = []
+    num_nodes = SMOKE_NODES if config.smoke else NUM_NODES
+    kwargs = dict(
+        device=device, cap_gb=config.cap_gb, timeout_s=config.timeout_s, num_nodes=num_nodes
+    )
+    result = run(
+        config.quick, cases=config.aggr_cases, methods=selected, progress=progress, **kwargs
+    )
+    rows = list(result["rows"])
+    if config.aggr_unpadded_cases:
+        if unpadded:
+            extra = run(
+                config.quick,
+                cases=config.aggr_unpadded_cases,
+                methods=unpadded,
+                progress=progress,
+                **kwargs,
+            )
+            rows += extra["rows"]
+        for case in config.aggr_unpadded_cases:
+            degree = _max_degree(case, rows)
+            for method in padded:
+                gigabytes = num_nodes * degree * CHANNELS * 4 / 1e9
+                rows.append(
+                    {
+                        "case": case,
+                        "method": method,
+                        "status": "skipped",
+                        "reason": f"padded buffer [N, {degree}, {CHANNELS}] = {gigabytes:.1f} GB",
+                    }
+                )
+        if padded:
+            notes.append(
+                f"PyG's padded methods ({', '.join(padded)}) were not run on "
+                f"{', '.join(config.aggr_unpadded_cases)} in this suite: each would allocate a "
+                "[N, max degree, F] buffer (see the rows marked skipped); the full suite runs "
+                "them and reports what happens."
+            )
+    order = {c: i for i, c in enumerate((*config.aggr_cases, *config.aggr_unpadded_cases))}
+    method_order = {m: i for i, m in enumerate(selected)}
+    rows.sort(key=lambda r: (order.get(r["case"], 99), method_order.get(r["method"], 99)))
+    result["rows"] = rows
+    return result, notes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cpu-memory-cap-gb", type=float, default=16.0)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per measurement")
+    parser.add_argument("--nodes", type=int, default=NUM_NODES, help="nodes (10 messages each)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--worker", nargs="+", metavar="METHOD CASE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -216,13 +332,15 @@ def main(argv: list[str] | None = None) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         method, *worker_cases = args.worker
         for case in worker_cases:
-            print(json.dumps(measure(case, method, args.device, args.repeats)), flush=True)
+            row = measure(case, method, args.device, args.repeats, args.nodes)
+            print(json.dumps(row), flush=True)
             if args.device == "cuda":
                 torch.cuda.empty_cache()
         return
-    unknown = set(args.methods or []) - set(_methods())
+    unknown = set(args.methods or []) - set(aggregator_methods())
     if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}; choose from {sorted(_methods())}")
+        known = sorted(aggregator_methods())
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {known}")
     result = run(
         args.quick,
         args.device,
@@ -231,8 +349,11 @@ def main(argv: list[str] | None = None) -> None:
         args.cpu_memory_cap_gb,
         args.timeout,
         progress=lambda r: print(json.dumps(r), flush=True),
+        num_nodes=args.nodes,
     )
-    print(f"\nAggregators, forward+backward, F={CHANNELS}, on {result['machine']}")
+    print(
+        f"\nAggregators, forward+backward, F={CHANNELS}, on {describe_machine(result['machine'])}"
+    )
     print(format_table(result))
     write_result(result, args.out)
 
