@@ -376,8 +376,13 @@ def fit_multiset(
     best_wide = None
     stopped_by_budget = False
     start = time.perf_counter()
-    for epoch in range(done + 1, config.epochs + 1):
-        if config.time_budget_s is not None and time.perf_counter() - start >= config.time_budget_s:
+    first_epoch = done + 1
+    for epoch in range(first_epoch, config.epochs + 1):
+        # Every run trains at least one epoch, so a rerun always makes progress.
+        over_budget = (
+            config.time_budget_s is not None and time.perf_counter() - start >= config.time_budget_s
+        )
+        if over_budget and epoch > first_epoch:
             stopped_by_budget = True
             break
         sampler.set_epoch(epoch)
