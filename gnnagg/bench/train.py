@@ -49,7 +49,7 @@ from torch.utils.data import DistributedSampler
 
 from ..data import TASKS, TRAIN_SIZES, MultisetTaskDataset, make_splits
 from .models import SetClassifier
-from .registry import AGGREGATORS, AggregatorSpec
+from .registry import AGGREGATORS, AggregatorSpec, degree_histogram
 
 if TYPE_CHECKING:
     from .sections.sizegen import SizeGenConfig
@@ -189,8 +189,10 @@ class MultisetTensors:
         return self.x[rows], index, self.y[ids], int(ids.numel())
 
     def size_histogram(self) -> Tensor:
-        """``hist[d]``: number of multisets with ``d`` elements (PNA's degree histogram)."""
-        return torch.bincount(self.sizes)
+        """``hist[d]``: number of multisets with ``d`` elements: the in-degree histogram of
+        their readout nodes (PNA's ``deg``)."""
+        index = torch.repeat_interleave(torch.arange(self.sizes.numel()), self.sizes)
+        return degree_histogram(index, self.sizes.numel())
 
 
 def _evaluate(model: nn.Module, data: MultisetTensors, batch_size: int, ctx: DistContext) -> float:
