@@ -8,7 +8,15 @@ standard deviation over seeds of the best-validation model's accuracy at every t
 
 Here are also its suites, options, table, plot (``sizegen_<task>.png``: accuracy against
 multiset size per aggregator, mean ± std over seeds, the training range shaded) and the
-comparison with the LCM paper.
+comparison with the LCM paper. Every table ends with the baselines of
+:mod:`gnnagg.bench.baselines` (the constant predictor, the best constant of each size, uniform
+chance) and marks the accuracies that do not beat them.
+
+The ``paper`` suite (:func:`paper_config`, ``gnnagg-bench run --suite paper``) is the LCM
+paper's second-minimum setting at full size: hours of CPU, so its jobs checkpoint into the
+output folder and a rerun with the same ``--out`` continues them; ``--jobs`` runs several at
+once in worker processes (:mod:`gnnagg.bench.jobs`), ``--job-minutes`` and ``--epochs`` cut
+it short.
 """
 
 from __future__ import annotations
