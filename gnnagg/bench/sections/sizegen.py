@@ -51,6 +51,7 @@ __all__ = [
     "QUICK_AGGREGATORS",
     "SizeGenConfig",
     "SizeGenSection",
+    "add_multiset_training_options",
     "baseline_note",
     "lcm_paper_comparison",
     "run_notes",
@@ -387,6 +388,34 @@ def paper_config(seeds: tuple[int, ...] = (0, 1, 2)) -> SizeGenConfig:
     )
 
 
+def add_multiset_training_options(parser: argparse.ArgumentParser) -> None:
+    """The data and optimiser options of multiset training, shared by ``gnnagg-bench
+    sizegen`` and the training entry point ``gnnagg-bench train``: ``--num-train``,
+    ``--num-val``, ``--num-test``, ``--batch-size``, ``--lr``, ``--test-sizes`` and
+    ``--no-regularise``, defaulting to :class:`SizeGenConfig`'s."""
+    from ..options import positive_int
+
+    defaults = SizeGenConfig()
+    parser.add_argument("--num-train", type=positive_int, default=defaults.num_train)
+    parser.add_argument("--num-val", type=positive_int, default=defaults.num_val)
+    parser.add_argument("--num-test", type=positive_int, default=defaults.num_test)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument(
+        "--test-sizes",
+        nargs="+",
+        type=positive_int,
+        default=list(defaults.test_sizes),
+        metavar="N",
+    )
+    parser.add_argument(
+        "--no-regularise",
+        dest="regularise",
+        action="store_false",
+        help="no associativity / permutation regulariser for gnnagg's LCM[gru], GRU, LSTM",
+    )
+
+
 class SizeGenSection(Section):
     """Size generalisation per task, aggregator and seed (:class:`SizeGenConfig`)."""
 
@@ -436,24 +465,7 @@ class SizeGenSection(Section):
         add_names(parser, "--tasks", sorted(TASKS), defaults.tasks, "TASK")
         add_names(parser, "--aggregators", list(AGGREGATORS), QUICK_AGGREGATORS, "NAME")
         add_training_options(parser, defaults)
-        parser.add_argument("--num-train", type=positive_int, default=defaults.num_train)
-        parser.add_argument("--num-val", type=positive_int, default=defaults.num_val)
-        parser.add_argument("--num-test", type=positive_int, default=defaults.num_test)
-        parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-        parser.add_argument("--lr", type=float, default=defaults.lr)
-        parser.add_argument(
-            "--test-sizes",
-            nargs="+",
-            type=positive_int,
-            default=list(defaults.test_sizes),
-            metavar="N",
-        )
-        parser.add_argument(
-            "--no-regularise",
-            dest="regularise",
-            action="store_false",
-            help="no associativity / permutation regulariser for gnnagg's LCM[gru], GRU, LSTM",
-        )
+        add_multiset_training_options(parser)
         parser.add_argument(
             "--shuffle-elements",
             action="store_true",

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..sections.speed import SpeedConfig
 
 __all__ = [
-    "expected_rows",
+    "TITLE",
     "format_table",
     "molecule_batch",
     "naive_dense",
@@ -53,6 +53,9 @@ __all__ = [
     "run_part",
     "sparse_random_graph",
 ]
+
+# The heading of this part in report.md.
+TITLE = "Equivariant polynomial features"
 
 DEFAULT_OUT = Path("bench_poly.json")
 MAX_DEGREE = 6
@@ -347,11 +350,6 @@ def format_table(results: dict) -> str:
         + ")",
     ]
     return "\n".join(lines)
-
-
-def expected_rows(config: SpeedConfig) -> None:
-    """One table, no rows to count."""
-    return None
 
 
 def run_part(
