@@ -367,6 +367,13 @@ def paper_config(seeds: tuple[int, ...] = (0, 1, 2)) -> SizeGenConfig:
     gnnagg's GRU-monoid LCM reached 64 % at size 32 after 16 epochs at 1e-3 and 12 % after
     18 epochs at 1e-4 (1 CPU thread). 100 epochs (51,200 steps) rather than the example's
     1,000 at 1e-4: a run continues from its checkpoints with more ``epochs``.
+
+    Cost: CPU seconds per epoch at 1 thread, from 50 steps each on a shared 2-core Xeon
+    (load average 10.5-11; contention inflates CPU time too, so an idle core is faster: the
+    GRU-monoid LCM took 18 s per epoch there unloaded): sum 2.4, max 3.5, PNA 7.9, PyG LCM
+    32.7, PyG GRU 17.9, LCM[gru] 37.1, LCM[conjugated_sum] 11.5, LCM[softmax] 8.0, GRU 25.7,
+    LSTM 41.2; 188 s per epoch for the line-up, so 100 epochs x 3 seeds is about 16 CPU hours
+    (about 8 on idle cores), or 4-8 hours of wall time with ``--jobs 2`` on 2 idle cores.
     """
     return SizeGenConfig(
         tasks=("second_minimum",),
