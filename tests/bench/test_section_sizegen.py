@@ -251,3 +251,12 @@ def test_two_jobs_in_processes_resume_and_report(tmp_path):
     assert "constant predictor (label 24)" in report and "Validation accuracy at size 24" in report
     stored = json.loads((out / "results.json").read_text())
     assert stored["sizegen"]["baselines"]["second_minimum"]["label"] == 24
+
+
+def test_multiset_tensors_read_the_storage_as_collating_would():
+    direct = MultisetTensors(make_task("range", sizes=range(1, 6), num_graphs=25, seed=4))
+    collated = MultisetTensors(
+        make_task("range", sizes=range(1, 6), num_graphs=25, seed=4, transform=lambda d: d)
+    )
+    for name in ("x", "ptr", "sizes", "y"):
+        assert torch.equal(getattr(direct, name), getattr(collated, name)), name
