@@ -260,3 +260,13 @@ def test_multiset_tensors_read_the_storage_as_collating_would():
     )
     for name in ("x", "ptr", "sizes", "y"):
         assert torch.equal(getattr(direct, name), getattr(collated, name)), name
+
+
+def test_report_of_an_older_result_computes_its_baselines(tmp_path):
+    from gnnagg.bench.sections import SECTIONS
+
+    config = dataclasses.asdict(dataclasses.replace(TINY, test_sizes=(64,)))
+    result = {"runs": [], "summary": [_row("sum", 0.5, 0.001)]}  # no "baselines" key
+    block = SECTIONS["sizegen"].report(result, config, tmp_path)
+    text = "\n".join(block.lines)
+    assert "constant predictor (label 24)" in text and "0.1 ± 0.0†‡" in text
