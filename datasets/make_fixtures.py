@@ -81,7 +81,7 @@ def mutag(raw: dict[str, Path]) -> list[Path]:
     keep: list[int] = []
     for cls in sorted(set(labels)):
         keep += [g + 1 for g, y in enumerate(labels) if y == cls][:NUM_MUTAG_PER_CLASS]
-    # TUDataset sizes the one-hot features by the labels present: add the first graph that
+    # PyG's TU reader sizes the one-hot features by the labels present: add the first graph that
     # has each node or edge label the selection lacks, so the fixture has the full widths.
     graph_of_edge = [indicator[a - 1] for a, _ in edges]
     for per_item, graph_of in ((node_labels, indicator), (edge_labels, graph_of_edge)):

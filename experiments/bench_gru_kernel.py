@@ -31,14 +31,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import machine_description, median_time_ms, write_result  # noqa: E402
-
-from gnnagg.monoids.gru_kernel import GRUPairKernel  # noqa: E402
+from gnnagg.bench.machine import machine_info
+from gnnagg.bench.speed.timing import median_time_ms, write_result
+from gnnagg.monoids.gru_kernel import GRUPairKernel
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_gru_kernel.json"
-# Uniform degree 10 at E = 100k (bench_aggr's case) puts about 50k pairs in the first level;
-# the upper levels are a tenth of that and less.
+# Uniform degree 10 at E = 100k (the uniform case of gnnagg.bench.speed.aggr) puts about 50k
+# pairs in the first level; the upper levels are a tenth of that and less.
 DEFAULT_SIZES = [(50_000, 64), (5_000, 64)]
 LAUNCH_SHAPES = [(128, 4), (256, 4), (512, 4), (1024, 4), (512, 8), (1024, 8)]
 FORWARD_VALUES, BACKWARD_VALUES = 23, 25
@@ -171,7 +170,7 @@ def run(args) -> dict:
     rows = []
     for m, c in args.sizes:
         rows += _bench_size(m, c, args, args.seed)
-    return {"benchmark": "gru_kernel", "machine": machine_description(args.device), "rows": rows}
+    return {"benchmark": "gru_kernel", "machine": machine_info(args.device), "rows": rows}
 
 
 def format_table(result: dict) -> str:

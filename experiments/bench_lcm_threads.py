@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from gnnagg.bench.speed.messages import make_messages
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_overhead import count_launching_ops  # noqa: E402
-from graphs import make_messages  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -39,12 +38,11 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from graphs import make_messages  # noqa: E402
-from timing import machine_description, median_time_ms, write_result  # noqa: E402
+from gnnagg.bench.machine import machine_info  # noqa: E402
+from gnnagg.bench.speed.messages import make_messages  # noqa: E402
+from gnnagg.bench.speed.timing import median_time_ms, write_result  # noqa: E402
 
-DEFAULT_OUT = HERE / "results" / "bench_overhead.json"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_overhead.json"
 CHANNELS = 64
 CASES = {"uniform": 16, "hub5000": 600}  # case -> number of nodes
 # Views, allocations and metadata: no kernel is launched for them.
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue  # padded to the hub's degree: arithmetic, not overhead, would dominate
             rows.append(measure(case, method, args.repeats))
             print(rows[-1], flush=True)
-    result = {"benchmark": "overhead", "machine": machine_description("cpu"), "rows": rows}
+    result = {"benchmark": "overhead", "machine": machine_info("cpu"), "rows": rows}
     print(f"\nOne forward + backward, F={CHANNELS}, 1 thread, on {result['machine']}")
     print(format_table(rows))
     write_result(result, args.out)

@@ -6,15 +6,21 @@ Layers, from the bottom up (nothing imports from a layer above it):
 * :mod:`gnnagg.monoids` -- learnable commutative monoids, tree reduction, law checks.
 * :mod:`gnnagg.aggr` -- PyG ``Aggregation`` modules built on the two above.
 * :mod:`gnnagg.poly` -- equivariant polynomial features (PyG transforms), beside the above.
+* :mod:`gnnagg.attention` -- masked graph attention, graph transformers, MeshGraphNet, beside.
 * :mod:`gnnagg.data` -- synthetic tasks and real data sets, beside the above.
 * :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
 
 ``gnnagg._checks`` holds argument checks shared by every layer and imports nothing.
+
+Every subpackage is an attribute of its own name: ``gnnagg.segment`` is the subpackage (the
+reduction itself is ``gnnagg.segment.segment``, or ``from gnnagg.segment import segment``); no
+re-export at the top level shadows a subpackage.
 """
 
+from . import segment
 from .aggr import GRUAggregation, LCMAggregation, LSTMAggregation, total_permutation_loss
 from .monoids import ConjugatedSumMonoid, GRUMonoid, Monoid, SoftmaxMonoid, check_laws
-from .segment import SegmentPlan, segment, segment_softmax, use_backend
+from .segment import SegmentPlan, segment_softmax, use_backend
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
 from ..monoids._checks import check_flag
-from ..segment import SegmentPlan, check_dim_size, plan_for_index, resolve_plan
+from ..segment import SegmentPlan, check_dim_size, resolve_plan
 
 __all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "PerThread", "group_neighbourhoods"]
 
@@ -87,11 +87,8 @@ def group_neighbourhoods(
         # PyG passes both for input grouped already (EdgeIndex, sparse adjacency); as in its
         # own aggregations, ptr is the grouping then.
         index = None
-    elif index is not None and plan is None and isinstance(index, Tensor):
-        # Layers and epochs over one graph share the sort and the schedules derived from it.
-        plan = plan_for_index(index, dim_size, num_rows=x0.shape[0])
-        index = dim_size = None
-    plan = resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
+    # cache=True: layers and epochs over one graph share the sort and what is derived from it.
+    plan = resolve_plan(x0.shape[0], index, ptr, dim_size, plan, cache=True)
     if plan.device != x.device:
         raise ValueError(f"index/ptr is on {plan.device} but x is on {x.device}")
     rows = within_group_order(plan, shuffle, generator)

@@ -42,13 +42,11 @@ __all__ = ["LCMAggregation"]
 
 
 def _grouped_plan(groups: Neighbourhoods) -> SegmentPlan:
-    # The regrouped rows are sorted: a CSR plan over them, cached on the caller's plan so that
+    # The regrouped rows are sorted: a CSR plan over them, kept with the caller's plan so that
     # layers sharing one plan also share the tree schedule.
-    cached = groups.plan.__dict__.get("_grouped_plan")
-    if cached is None:
-        cached = SegmentPlan.from_ptr(groups.ptr, validate=False)
-        groups.plan.__dict__["_grouped_plan"] = cached
-    return cached
+    return groups.plan.derived(
+        "gnnagg.aggr.lcm.grouped_plan", lambda plan: SegmentPlan.from_ptr(plan.ptr, validate=False)
+    )
 
 
 class LCMAggregation(NeighbourhoodAggregation):

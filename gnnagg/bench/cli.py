@@ -1,9 +1,10 @@
 """``gnnagg-bench``: the benchmark harness on the command line.
 
-Subcommands::
+Subcommands (``run``, ``train``, ``list`` and ``report`` here; one per section that has a
+subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
 
-    gnnagg-bench run [--suite quick|full] [--config results.json] [--out DIR] [--quiet]
-                     [--seeds N] [--device auto|cpu|cuda] [--only sizegen speed real poly]
+    gnnagg-bench run [--suite quick|full|smoke] [--config results.json] [--out DIR] [--quiet]
+                     [--seeds N] [--device auto|cpu|cuda] [--only SECTION ...]
     gnnagg-bench sizegen [--tasks ...] [--aggregators ...] [--epochs N] ...   size generalisation
     gnnagg-bench speed [--parts aggr segment recurrent poly] [--full]          speed and memory
     gnnagg-bench real [--datasets ...] [--aggregators ...] [--download]         real data
@@ -12,55 +13,33 @@ Subcommands::
                                             with polynomial features on the molecule sets
     gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (see
                                             ``torchrun --nproc_per_node=K -m gnnagg.bench.train``)
-    gnnagg-bench list [--json]              aggregators, tasks, data sets, suites
+    gnnagg-bench list [--json]              aggregators, tasks, data sets, suites, sections
     gnnagg-bench report RESULTS_JSON        rebuild report.md and the plots from a results.json
 
 Every run writes ``results.json``, ``report.md`` and PNG plots to
-``experiments/results/<suite>-<timestamp>/`` (or ``--out``) and prints where they are.
+``experiments/results/<suite>-<timestamp>/`` in a checkout, ``gnnagg-bench-results/...`` under
+the current folder otherwise (or ``--out``), and prints where they are. A ``--config`` or
+``results.json`` that is not valid fails with one line on stderr and exit status 2; bad
+options are usage errors (also exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ..data import TASKS
-from .config import (
-    POLY_DATASETS,
-    POLY_NORMALIZATIONS,
-    QUICK_AGGREGATORS,
-    REAL_DATASETS,
-    SPEED_PARTS,
-    SUITES,
-    PolyConfig,
-    RealConfig,
-    SizeGenConfig,
-    SpeedConfig,
-    SuiteConfig,
-    suite_config,
-    suite_from_dict,
-)
+from .config import SuiteConfig, suite_config, suite_from_dict
+from .options import positive_int
 from .registry import AGGREGATORS
+from .sections import SECTIONS, SUITES
 
 __all__ = ["build_parser", "main"]
-
-SECTIONS = ("sizegen", "speed", "real", "poly")
-POLY_MODES = ("off", "with", "only")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -76,36 +55,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch threads, also for the benchmark worker processes (quick suite: 1, "
         "robust on a shared machine; full suite: every core)",
     )
-
-
-def _names(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    choices: list[str],
-    default: Sequence[str],
-    metavar: str,
-) -> None:
-    """A ``--flag NAME [NAME ...]`` option whose help lists ``choices``."""
-    parser.add_argument(
-        flag,
-        nargs="+",
-        default=list(default),
-        choices=choices,
-        metavar=metavar,
-        help=f"choices: {', '.join(choices)}",
-    )
-
-
-def _training(parser: argparse.ArgumentParser, defaults: SizeGenConfig | RealConfig) -> None:
-    """``--seeds`` (how many), ``--epochs`` and ``--hidden``, defaulting to ``defaults``."""
-    parser.add_argument("--seeds", type=_positive_int, default=len(defaults.seeds))
-    parser.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    parser.add_argument("--hidden", type=_positive_int, default=defaults.hidden)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         default=None,
         choices=list(SUITES),
-        help="quick (default): < 15 min on a 2-core CPU, no network; full: every task and data set",
+        help="; ".join(f"{s.name}: {s.description}" for s in SUITES.values()) + " (default: quick)",
     )
     run.add_argument(
         "--config",
@@ -137,95 +91,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rerun the config of a results.json (or a JSON file of a SuiteConfig)",
     )
-    run.add_argument("--seeds", type=_positive_int, default=None, help="number of seeds")
+    run.add_argument("--seeds", type=positive_int, default=None, help="number of seeds")
+    overrides = run.add_argument_group(
+        "overrides", "change the suite's value in every section that has the setting"
+    )
+    overrides.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="training jobs at once, each a process with threads // jobs torch threads",
+    )
+    overrides.add_argument("--epochs", type=positive_int, default=None, help="epochs per model")
+    overrides.add_argument(
+        "--job-minutes",
+        type=float,
+        default=None,
+        help="wall-clock budget per training job in this run (a rerun with the same --out "
+        "continues from the checkpoints)",
+    )
+    overrides.add_argument("--tasks", nargs="+", default=None, metavar="TASK")
+    overrides.add_argument("--batch-size", type=positive_int, default=None)
+    overrides.add_argument("--lr", type=float, default=None, help="Adam learning rate")
     run.add_argument(
         "--only", nargs="+", choices=list(SECTIONS), default=None, help="run only these sections"
     )
     _common(run)
 
-    sizegen = sub.add_parser(
-        "sizegen",
-        help="size generalisation only",
-        description="Train on multisets of sizes 2-16, test on larger ones, per aggregator.",
-    )
-    defaults = SizeGenConfig()
-    _names(sizegen, "--tasks", sorted(TASKS), defaults.tasks, "TASK")
-    _names(sizegen, "--aggregators", list(AGGREGATORS), QUICK_AGGREGATORS, "NAME")
-    _training(sizegen, defaults)
-    sizegen.add_argument("--num-train", type=_positive_int, default=defaults.num_train)
-    sizegen.add_argument("--num-val", type=_positive_int, default=defaults.num_val)
-    sizegen.add_argument("--num-test", type=_positive_int, default=defaults.num_test)
-    sizegen.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
-    sizegen.add_argument("--lr", type=float, default=defaults.lr)
-    sizegen.add_argument(
-        "--test-sizes",
-        nargs="+",
-        type=_positive_int,
-        default=list(defaults.test_sizes),
-        metavar="N",
-    )
-    sizegen.add_argument(
-        "--no-regularise",
-        dest="regularise",
-        action="store_false",
-        help="no associativity / permutation regulariser for gnnagg's LCM[gru], GRU, LSTM",
-    )
-    _common(sizegen)
-
-    speed = sub.add_parser(
-        "speed",
-        help="speed and memory benchmarks (experiments/bench_*.py)",
-        description="Time and memory of the aggregators and kernels, next to PyG.",
-    )
-    speed.add_argument(
-        "--parts",
-        nargs="+",
-        default=list(SpeedConfig().parts),
-        choices=list(SPEED_PARTS),
-    )
-    speed.add_argument(
-        "--full",
-        action="store_true",
-        help="full mode: more repeats and sizes, PyG's padded methods on every case",
-    )
-    _common(speed)
-
-    real = sub.add_parser(
-        "real",
-        help="real data sets",
-        description="Small GNNs with a few aggregators on molecules and MUTAG.",
-    )
-    real_defaults = RealConfig()
-    real.add_argument(
-        "--datasets",
-        nargs="+",
-        default=list(real_defaults.datasets),
-        choices=list(REAL_DATASETS),
-    )
-    _names(real, "--aggregators", list(AGGREGATORS), real_defaults.aggregators, "NAME")
-    _training(real, real_defaults)
-    real.add_argument("--layers", type=_positive_int, default=real_defaults.layers)
-    real.add_argument(
-        "--download",
-        action="store_true",
-        help="fetch the full data sets (falls back to the fixtures without network)",
-    )
-    real.add_argument("--data-root", default=None, help="data cache folder (default: gnnagg's)")
-    real.add_argument(
-        "--poly",
-        default="off",
-        choices=list(POLY_MODES),
-        help="the polynomial-feature experiment (GINE without and with AddEquivariantPolynomials "
-        f"features on {', '.join(POLY_DATASETS)} among --datasets): with = next to the "
-        "aggregators, only = instead of them",
-    )
-    real.add_argument(
-        "--poly-normalize",
-        default=PolyConfig().normalize,
-        choices=list(POLY_NORMALIZATIONS),
-        help="normalisation of the polynomial features",
-    )
-    _common(real)
+    for section in SECTIONS.values():
+        if section.command is None:
+            continue
+        command = sub.add_parser(
+            section.command,
+            help=section.command_help,
+            description=section.command_description or section.command_help,
+        )
+        section.add_arguments(command)
+        _common(command)
+        command.set_defaults(section=section.name)
 
     train = sub.add_parser(
         "train",
@@ -254,31 +156,31 @@ def _device(name: str) -> str:
     return name
 
 
-def _threads(args: argparse.Namespace) -> int:
-    return args.threads if args.threads is not None else SuiteConfig().threads
+class ConfigFileError(ValueError):
+    """A ``--config`` file that cannot be read or is not a valid config."""
 
 
 def _config_from_file(path: Path) -> SuiteConfig:
+    from .validation import read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"gnnagg-bench: error: --config {path}: {error}") from None
+        data = read_json(path)
+    except ValueError as error:
+        raise ConfigFileError(f"--config {path}: {error}") from None
     if isinstance(data, dict) and "config" in data and "schema" in data:
         data = data["config"]
     try:
         return suite_from_dict(data)
     except (TypeError, ValueError) as error:
-        raise SystemExit(f"gnnagg-bench: error: --config {path}: {error}") from None
+        raise ConfigFileError(f"--config {path}: {error}") from None
 
 
 def _with_seeds(config: SuiteConfig, num_seeds: int) -> SuiteConfig:
     """``config`` with every section that trains over seeds using seeds ``0..num_seeds-1``."""
-    changes = {}
-    for name in SECTIONS:
-        section = getattr(config, name)
-        if section is not None and hasattr(section, "seeds"):
-            changes[name] = replace(section, seeds=tuple(range(num_seeds)))
-    return replace(config, **changes)
+    seeds = tuple(range(num_seeds))
+    return config.replace(
+        **{key: SECTIONS[key].with_seeds(c, seeds) for key, c in config.sections.items()}
+    )
 
 
 def _suite(args: argparse.Namespace) -> SuiteConfig:
@@ -288,96 +190,92 @@ def _suite(args: argparse.Namespace) -> SuiteConfig:
             if args.suite is not None:
                 raise ValueError("--suite and --config: give one (a config is a whole suite)")
             config = _config_from_file(args.config)
-            config = replace(config, device=device if args.device != "auto" else config.device)
+            if args.device != "auto":
+                config = config.replace(device=device)
             if args.seeds is not None:
                 config = _with_seeds(config, args.seeds)
         else:
             config = suite_config(args.suite or "quick", args.seeds, device)
         if args.only:
-            missing = [s for s in args.only if getattr(config, s) is None]
+            missing = [s for s in args.only if s not in config.sections]
             if missing:
                 raise ValueError(
                     f"--only: the {config.name} suite has no {', '.join(missing)} section "
-                    f"(sections: {', '.join(s for s in SECTIONS if getattr(config, s))})"
+                    f"(sections: {', '.join(config.sections)})"
                 )
-            config = replace(config, **{s: None for s in SECTIONS if s not in args.only})
-        return config if args.threads is None else replace(config, threads=_threads(args))
-    if args.command == "sizegen":
-        section = SizeGenConfig(
-            tasks=tuple(args.tasks),
-            aggregators=tuple(args.aggregators),
-            seeds=tuple(range(args.seeds)),
-            hidden=args.hidden,
-            num_train=args.num_train,
-            num_val=args.num_val,
-            num_test=args.num_test,
-            test_sizes=tuple(args.test_sizes),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            regularise=args.regularise,
-        )
-        return SuiteConfig(
-            "sizegen", sizegen=section, speed=None, real=None, device=device, threads=_threads(args)
-        )
-    if args.command == "speed":
-        base = suite_config("full" if args.full else "quick").speed
-        section = replace(base, parts=tuple(args.parts))
-        return SuiteConfig(
-            "speed", sizegen=None, speed=section, real=None, device=device, threads=_threads(args)
-        )
-    section = RealConfig(
-        datasets=tuple(args.datasets),
-        aggregators=tuple(args.aggregators),
-        seeds=tuple(range(args.seeds)),
-        hidden=args.hidden,
-        layers=args.layers,
-        epochs=args.epochs,
-        fixture=not args.download,
-        data_root=args.data_root,
-    )
-    poly = None
-    if args.poly != "off":
-        datasets = tuple(d for d in args.datasets if d in POLY_DATASETS)
-        if not datasets:
-            raise ValueError(
-                f"--poly: needs a molecule regression data set ({', '.join(POLY_DATASETS)}) "
-                "among --datasets"
-            )
-        poly = PolyConfig(
-            datasets=datasets,
-            seeds=section.seeds,
-            hidden=args.hidden,
-            layers=args.layers,
-            epochs=args.epochs,
-            normalize=args.poly_normalize,
-            fixture=not args.download,
-            data_root=args.data_root,
-        )
+            config = config.replace(**{s: None for s in config.sections if s not in args.only})
+        config = _with_overrides(config, args)
+        return config if args.threads is None else config.replace(threads=args.threads)
+    section = SECTIONS[args.section]
+    threads = args.threads if args.threads is not None else SUITES["quick"].threads
     return SuiteConfig(
-        "real",
-        sizegen=None,
-        speed=None,
-        real=None if args.poly == "only" else section,
-        poly=poly,
-        device=device,
-        threads=_threads(args),
+        section.command, device=device, threads=threads, **section.configs_from_args(args)
     )
+
+
+# ``run`` options that set a config field of every section that has it: option -> field.
+_OVERRIDES = {
+    "jobs": "jobs",
+    "epochs": "epochs",
+    "job_minutes": "time_budget_s",
+    "tasks": "tasks",
+    "batch_size": "batch_size",
+    "lr": "lr",
+}
+
+
+def _with_overrides(config: SuiteConfig, args: argparse.Namespace) -> SuiteConfig:
+    """``config`` with the override options of ``run`` applied to every section config that
+    has the field; ``ValueError`` when no section of the suite has it or a value is invalid
+    (the section configs validate it)."""
+    changes: dict[str, Any] = {}
+    for option, field in _OVERRIDES.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if option == "job_minutes":
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"--job-minutes: expected a positive number, got {value}")
+            value = 60.0 * value
+        elif option == "tasks":
+            value = tuple(value)
+        flag = "--" + option.replace("_", "-")
+        targets = [
+            key
+            for key, c in config.sections.items()
+            if any(f.name == field for f in dataclasses.fields(c))
+        ]
+        if not targets:
+            raise ValueError(f"{flag}: no section of the {config.name} suite takes it")
+        for key in targets:
+            current = changes.get(key, config.sections[key])
+            try:
+                changes[key] = dataclasses.replace(current, **{field: value})
+            except ValueError as error:
+                raise ValueError(f"{flag}: {error}") from None
+    return config.replace(**changes) if changes else config
+
+
+def _fail(message: str) -> int:
+    """Say what is wrong with an input file in one line on stderr; exit status 2."""
+    print(f"gnnagg-bench: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def _list(as_json: bool) -> None:
-    from ..data import DATASETS
+    from ..data import DATASETS, TASKS
 
-    listing = {
+    listing: dict = {
         "aggregators": {
             k: {"library": v.library, "description": v.description} for k, v in AGGREGATORS.items()
         },
         "tasks": {k: v.target for k, v in TASKS.items()},
         "datasets": list(DATASETS),
-        "real_benchmark_datasets": list(REAL_DATASETS),
         "suites": list(SUITES),
-        "speed_parts": list(SPEED_PARTS),
+        "sections": list(SECTIONS),
     }
+    for section in SECTIONS.values():
+        listing.update(section.choices())
     if as_json:
         print(json.dumps(listing, indent=1))
         return
@@ -387,9 +285,11 @@ def _list(as_json: bool) -> None:
     print("Synthetic tasks (--tasks):")
     for name, target in listing["tasks"].items():
         print(f"  {name:20s} {target}")
-    print(f"Real data sets (--datasets): {', '.join(REAL_DATASETS)}")
     print(f"Suites (--suite): {', '.join(SUITES)}")
-    print(f"Speed parts (--parts): {', '.join(SPEED_PARTS)}")
+    print(f"Sections (--only): {', '.join(SECTIONS)}")
+    for section in SECTIONS.values():
+        for key, names in section.choices().items():
+            print(f"{key}: {', '.join(names)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -414,15 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "report":
         from .report import write_report
+        from .validation import read_json
 
         try:
-            results = json.loads(args.results.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            parser.error(f"results: cannot read {args.results}: {error}")
-        try:
+            results = read_json(args.results)
             files = write_report(results, args.out or args.results.parent)
         except ValueError as error:
-            parser.error(str(error))
+            return _fail(f"{args.results}: {error}")
         print(f"Report: {files['report']}")
         return 0
 
@@ -430,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = _suite(args)
+    except ConfigFileError as error:
+        return _fail(str(error))
     except ValueError as error:
         parser.error(str(error))
     command = "gnnagg-bench " + shlex.join(argv)
@@ -444,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Plots:   {', '.join(results['plots'])}")
     failed = [
         k
-        for k in SECTIONS
+        for k in config.sections
         if isinstance(results.get(k), dict) and results[k].get("status") == "error"
     ]
     return 1 if failed else 0

@@ -1,11 +1,14 @@
-"""Suite configurations as dataclasses: what each part of ``gnnagg-bench run`` does.
+"""The configuration of one ``gnnagg-bench`` run: :class:`SuiteConfig` and the predefined suites.
 
-A :class:`SuiteConfig` holds one config per section (size generalisation, speed, real data,
-polynomial features).
-The whole config is written into ``results.json`` (``dataclasses.asdict``), and a run is
-reproduced by feeding the same config and seeds back in (:func:`suite_from_dict`).
+A :class:`SuiteConfig` holds one config per section it runs (each section's dataclass lives in
+its module of :mod:`gnnagg.bench.sections`: ``SizeGenConfig``, ``SpeedConfig``,
+``RealConfig``, ``PolyConfig``, ...). The whole config is written into ``results.json``
+(:meth:`SuiteConfig.to_dict`), and a run is reproduced by feeding the same config and seeds back
+in (:func:`suite_from_dict`, ``gnnagg-bench run --config results.json``), which validates every
+field as the dataclasses do.
 
-Two suites are predefined:
+The predefined suites are :data:`gnnagg.bench.sections.SUITES`; each section gives its own
+config for each of them (``Section.suite_config``):
 
 * ``quick`` (the default, ``make bench``): budgeted to finish in under 15 minutes on a 2-core CPU
   with no network: the 11 core aggregators on ``second_minimum`` with 2 seeds, the speed
@@ -14,248 +17,29 @@ Two suites are predefined:
   benchmarks, the real data sets (downloaded when possible, else their fixtures), and the
   polynomial-feature experiment on the molecule regression sets (GINE with and without
   :class:`gnnagg.poly.AddEquivariantPolynomials` features).
+* ``smoke``: every section at toy sizes, in seconds (CI runs it from an installed wheel).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import json
+import re
 from typing import Any
 
-from ..data import TASKS, TRAIN_SIZES
-from .registry import AGGREGATORS, check_aggregators
-
-__all__ = [
-    "POLY_DATASETS",
-    "POLY_NORMALIZATIONS",
-    "POLY_SUBSETS",
-    "QUICK_AGGREGATORS",
-    "REAL_DATASETS",
-    "SPEED_PARTS",
-    "SUITES",
-    "PolyConfig",
-    "RealConfig",
-    "SizeGenConfig",
-    "SpeedConfig",
-    "SuiteConfig",
-    "suite_config",
-    "suite_from_dict",
-]
-
-# The size-generalisation line-up of the issue: PyG's fixed and learnable aggregators next to
-# every gnnagg aggregator.
-QUICK_AGGREGATORS: tuple[str, ...] = (
-    "sum",
-    "mean",
-    "max",
-    "pna",
-    "pyg_lcm",
-    "pyg_gru",
-    "lcm_gru",
-    "lcm_conjugated_sum",
-    "lcm_softmax",
-    "gru",
-    "lstm",
-)
-REAL_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv", "mutag")
-# The polynomial-feature experiment regresses molecular properties with OGB atom/bond features.
-POLY_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv")
-# Raw counts are left out: homomorphism counts grow with graph size by orders of magnitude.
-POLY_NORMALIZATIONS: tuple[str, ...] = ("log1p", "density")
-POLY_SUBSETS: tuple[str, ...] = ("beyond-2fwl", "within-2fwl", "all")
-SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
-SUITES: tuple[str, ...] = ("quick", "full")
+__all__ = ["SuiteConfig", "check_run_name", "suite_config", "suite_from_dict"]
 
 
-def _check_subset(values: tuple[str, ...], valid: tuple[str, ...] | list[str], arg: str) -> None:
-    if not values:
-        raise ValueError(f"{arg}: needs at least one entry; valid entries are {list(valid)}")
-    unknown = [v for v in values if v not in valid]
-    if unknown:
-        raise ValueError(f"{arg}: unknown {unknown}; valid entries are {list(valid)}")
-
-
-def _check_positive(config: object, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-
-
-def _check_lr(lr: float) -> None:
-    if not lr > 0:
-        raise ValueError(f"lr: expected a positive float, got {lr!r}")
-
-
-@dataclass
-class SizeGenConfig:
-    """Size generalisation: train on multisets of ``train_sizes``, test on ``test_sizes``.
-
-    The model is an encoder ``Linear(8, hidden) + ReLU`` over each element's bits, the
-    aggregator over the star edges into the readout node, and a decoder MLP; cross-entropy.
-    With ``regularise``, gnnagg's approximately associative LCM (``lcm_gru``) adds
-    ``reg_weight * associativity_loss()`` and gnnagg's GRU/LSTM add
-    ``reg_weight * permutation_loss()`` to the loss. The model kept is the one with the best
-    validation accuracy (validation multisets have training sizes).
-    """
-
-    tasks: tuple[str, ...] = ("second_minimum",)
-    aggregators: tuple[str, ...] = QUICK_AGGREGATORS
-    seeds: tuple[int, ...] = (0, 1)
-    hidden: int = 64
-    num_train: int = 8192
-    num_val: int = 256
-    num_test: int = 256
-    train_sizes: tuple[int, ...] = TRAIN_SIZES
-    test_sizes: tuple[int, ...] = (16, 32, 64, 128)
-    epochs: int = 30
-    batch_size: int = 512
-    lr: float = 1e-2
-    regularise: bool = True
-    reg_weight: float = 0.1
-    reg_samples: int = 256
-
-    def __post_init__(self) -> None:
-        self.tasks, self.aggregators = tuple(self.tasks), tuple(self.aggregators)
-        self.seeds = tuple(self.seeds)
-        self.train_sizes, self.test_sizes = tuple(self.train_sizes), tuple(self.test_sizes)
-        _check_subset(self.tasks, sorted(TASKS), "tasks")
-        check_aggregators(self.aggregators)
-        _check_seeds(self.seeds)
-        _check_positive(
-            self, ("hidden", "num_train", "num_val", "num_test", "epochs", "batch_size")
-        )
-        _check_positive(self, ("reg_samples",))
-        if not self.train_sizes or not self.test_sizes:
-            raise ValueError("train_sizes, test_sizes: need at least one size each")
-        for arg in ("train_sizes", "test_sizes"):
-            sizes = getattr(self, arg)
-            if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
-                raise ValueError(f"{arg}: expected positive ints, got {sizes!r}")
-        # Ascending and distinct: reports and plots read the last size as the largest.
-        self.test_sizes = tuple(sorted(set(self.test_sizes)))
-        _check_lr(self.lr)
-        if self.reg_weight < 0:
-            raise ValueError(f"reg_weight: expected a float >= 0, got {self.reg_weight!r}")
-
-
-@dataclass
-class SpeedConfig:
-    """Speed and memory: the scripts in ``experiments/`` (``bench_<part>.py``).
-
-    ``aggr_methods`` are the ``bench_aggr`` methods to run (``None``: all of them; the quick
-    suite keeps PyG's sum and LCM and three gnnagg aggregators, because every measurement is a
-    fresh process). ``aggr_cases`` run for every method; ``aggr_unpadded_cases`` run only for
-    methods that do not pad every node to the largest degree (PyG's LCM, GRU and LSTM allocate
-    ``[N, max degree, F]``: 12.8 GB at hub5000), which are reported as skipped there.
-    ``parts`` that have no script in this checkout are reported as missing.
-    """
-
-    parts: tuple[str, ...] = ("aggr", "segment", "poly")
-    quick: bool = True
-    aggr_methods: tuple[str, ...] | None = (
-        "pyg Sum",
-        "pyg LCM",
-        "gnnagg LCM[gru]",
-        "gnnagg LCM[conjugated_sum]",
-        "gnnagg GRU",
-    )
-    aggr_cases: tuple[str, ...] = ("uniform", "hub200")
-    aggr_unpadded_cases: tuple[str, ...] = ("hub5000",)
-    recurrent_cases: tuple[str, ...] = ("uniform", "hub200", "hub5000")
-    cap_gb: float = 12.0
-    timeout_s: float = 180.0
-
-    def __post_init__(self) -> None:
-        self.parts = tuple(self.parts)
-        if self.aggr_methods is not None:
-            self.aggr_methods = tuple(self.aggr_methods)
-            if not self.aggr_methods:
-                raise ValueError("aggr_methods: needs at least one method, or None for all")
-        self.aggr_cases, self.aggr_unpadded_cases = (
-            tuple(self.aggr_cases),
-            tuple(self.aggr_unpadded_cases),
-        )
-        self.recurrent_cases = tuple(self.recurrent_cases)
-        _check_subset(self.parts, SPEED_PARTS, "parts")
-        if self.cap_gb <= 0 or self.timeout_s <= 0:
-            raise ValueError("cap_gb, timeout_s: must be positive")
-
-
-@dataclass
-class RealConfig:
-    """Real data: a small GNN (``layers`` aggregation layers of width ``hidden``) per data set
-    and aggregator; regression targets report MAE (and RMSE), MUTAG accuracy.
-
-    ``fixture=True`` uses the committed fixtures (no network); ``fixture=False`` fetches the
-    real data set and falls back to its fixture, with a note, when it cannot be obtained.
-    ``data_root`` is the cache folder passed to :func:`gnnagg.data.fetch` (``None``: its
-    default).
-    """
-
-    datasets: tuple[str, ...] = ("zinc-plogp",)
-    aggregators: tuple[str, ...] = ("sum", "pna", "lcm_conjugated_sum")
-    seeds: tuple[int, ...] = (0, 1)
-    hidden: int = 64
-    layers: int = 3
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
-    fixture: bool = True
-    regularise: bool = True
-    reg_weight: float = 0.1
-    data_root: str | None = None
-
-    def __post_init__(self) -> None:
-        self.datasets, self.aggregators = tuple(self.datasets), tuple(self.aggregators)
-        self.seeds = tuple(self.seeds)
-        _check_subset(self.datasets, REAL_DATASETS, "datasets")
-        check_aggregators(self.aggregators)
-        _check_seeds(self.seeds)
-        _check_positive(self, ("hidden", "layers", "epochs", "batch_size"))
-        _check_lr(self.lr)
-
-
-@dataclass
-class PolyConfig:
-    """Polynomial features: a GINE regression model (``layers`` layers of width ``hidden``)
-    trained per seed without and with :class:`gnnagg.poly.AddEquivariantPolynomials` features
-    (``max_degree``, ``subset``, ``normalize``) on each of ``datasets``; test MAE (and RMSE) and
-    the time spent computing the features (:mod:`gnnagg.bench.polyexp`).
-
-    ``fixture`` and ``data_root`` as in :class:`RealConfig`.
-    """
-
-    datasets: tuple[str, ...] = ("zinc-plogp",)
-    seeds: tuple[int, ...] = (0, 1)
-    hidden: int = 64
-    layers: int = 3
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
-    max_degree: int = 6
-    subset: str = "beyond-2fwl"
-    normalize: str = "log1p"
-    fixture: bool = True
-    data_root: str | None = None
-
-    def __post_init__(self) -> None:
-        self.datasets, self.seeds = tuple(self.datasets), tuple(self.seeds)
-        _check_subset(self.datasets, POLY_DATASETS, "datasets")
-        _check_seeds(self.seeds)
-        _check_positive(self, ("hidden", "layers", "epochs", "batch_size", "max_degree"))
-        _check_lr(self.lr)
-        if self.subset not in POLY_SUBSETS:
-            raise ValueError(f"subset: expected one of {list(POLY_SUBSETS)}, got {self.subset!r}")
-        if self.normalize not in POLY_NORMALIZATIONS:
-            raise ValueError(
-                f"normalize: expected one of {list(POLY_NORMALIZATIONS)}, got {self.normalize!r}"
-            )
-
-
-@dataclass
 class SuiteConfig:
-    """One benchmark run: its sections (``None`` skips one), device and thread count.
+    """One benchmark run: a config per section it runs, the device and the thread count.
+
+    ``SuiteConfig(name, sizegen=..., speed=None, ...)``: keyword arguments named after the
+    registered sections (:data:`gnnagg.bench.sections.SECTIONS`) give their configs; a section
+    that is left out or ``None`` does not run. A section's config is read as an attribute
+    (``config.sizegen``: ``None`` when the run has none) or from :attr:`sections`.
+
+    ``name`` names the run and its output folder (``<name>-<timestamp>``), so it is a plain
+    file name: letters, digits, ``.``, ``_`` and ``-``, not starting with ``.``.
 
     ``threads`` is the number of torch threads for everything: training in this process and
     the speed benchmarks, in this process and in their worker processes (``OMP_NUM_THREADS``);
@@ -266,111 +50,138 @@ class SuiteConfig:
     sizes. The full suite uses every core; ``--threads`` overrides either.
     """
 
-    name: str = "quick"
-    sizegen: SizeGenConfig | None = field(default_factory=SizeGenConfig)
-    speed: SpeedConfig | None = field(default_factory=SpeedConfig)
-    real: RealConfig | None = field(default_factory=RealConfig)
-    # Off by default: the quick suite's 15-minute budget is spent on the other sections.
-    poly: PolyConfig | None = None
-    device: str = "cpu"
-    threads: int | None = 1
+    def __init__(
+        self,
+        name: str = "custom",
+        *,
+        device: str = "cpu",
+        threads: int | None = 1,
+        **sections: Any,
+    ) -> None:
+        from .sections import SECTIONS
 
-    def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        check_run_name(name, "name")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096
         ):
-            raise ValueError(f"threads: expected a positive int or None, got {self.threads!r}")
+            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"sections: unknown {unknown}; sections are {list(SECTIONS)}")
+        self.name, self.device, self.threads = name, device, threads
+        # Registry order: the order in which sections run and are reported.
+        self.sections: dict[str, Any] = {}
+        for key, section in SECTIONS.items():
+            config = sections.get(key)
+            if config is None:
+                continue
+            if not isinstance(config, section.config_type):
+                raise TypeError(
+                    f"{key}: expected a {section.config_type.__name__}, got {type(config).__name__}"
+                )
+            self.sections[key] = config
+
+    def __getattr__(self, key: str) -> Any:
+        from .sections import SECTIONS
+
+        if key in SECTIONS:
+            return self.__dict__.get("sections", {}).get(key)
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {key!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SuiteConfig):
+            return NotImplemented
+        return (self.name, self.device, self.threads, self.sections) == (
+            other.name,
+            other.device,
+            other.threads,
+            other.sections,
+        )
+
+    def __repr__(self) -> str:
+        sections = ", ".join(f"{k}={v!r}" for k, v in self.sections.items())
+        return f"SuiteConfig({self.name!r}, device={self.device!r}, threads={self.threads!r}" + (
+            f", {sections})" if sections else ")"
+        )
+
+    def replace(self, **changes: Any) -> SuiteConfig:
+        """A copy with ``changes`` (``name``, ``device``, ``threads`` or section configs;
+        a section set to ``None`` is dropped)."""
+        kwargs: dict[str, Any] = {
+            "name": self.name,
+            "device": self.device,
+            "threads": self.threads,
+            **self.sections,
+        }
+        kwargs.update(changes)
+        return SuiteConfig(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-ready data (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """The config as plain JSON-ready data (tuples become lists): ``name``, ``device``,
+        ``threads`` and one key per registered section (``None`` for those it does not run)."""
+        from .sections import SECTIONS
+
+        data: dict[str, Any] = {"name": self.name}
+        for key in SECTIONS:
+            config = self.sections.get(key)
+            data[key] = None if config is None else dataclasses.asdict(config)
+        data["device"], data["threads"] = self.device, self.threads
+        return json.loads(json.dumps(data))
 
 
-def _check_seeds(seeds: tuple[int, ...]) -> None:
-    if not seeds:
-        raise ValueError("seeds: needs at least one seed")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"seeds: expected non-negative ints, got {s!r}")
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+def check_run_name(name: Any, arg: str = "name") -> str:
+    """``name`` if it is a plain file name (letters, digits, ``.``, ``_``, ``-``; at most 64
+    characters; not starting with ``.``), else a ``ValueError`` naming ``arg``: run names become
+    folder names, and ``../x`` or ``/tmp/x`` would put results outside the results folder."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise ValueError(
+            f"{arg}: expected a plain name (letters, digits, '.', '_', '-'; at most 64 "
+            f"characters; not starting with '.'), got {name!r}"
+        )
+    return name
 
 
 def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> SuiteConfig:
-    """The predefined suite ``name`` (``"quick"`` or ``"full"``), optionally with ``seeds``
-    seeds (``0 .. seeds-1``) instead of the suite's own number."""
+    """The predefined suite ``name`` (see :data:`gnnagg.bench.sections.SUITES`), optionally
+    with ``seeds`` seeds (``0 .. seeds-1``) instead of the suite's own number: every
+    registered section contributes its config for that suite."""
+    from .sections import SECTIONS, SUITES
+
     if name not in SUITES:
         raise ValueError(f"suite: unknown suite {name!r}; valid suites are {list(SUITES)}")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
-    if name == "quick":
-        seed_list = tuple(range(seeds or 2))
-        return SuiteConfig(
-            name="quick",
-            sizegen=SizeGenConfig(seeds=seed_list),
-            speed=SpeedConfig(),
-            real=RealConfig(seeds=seed_list),
-            device=device,
-        )
-    seed_list = tuple(range(seeds or 3))
-    return SuiteConfig(
-        name="full",
-        sizegen=SizeGenConfig(
-            tasks=tuple(sorted(TASKS)),
-            aggregators=tuple(AGGREGATORS),
-            seeds=seed_list,
-            hidden=128,
-            num_train=16384,
-            num_val=512,
-            num_test=512,
-            test_sizes=(16, 32, 64, 128, 256),
-            epochs=100,
-            batch_size=512,
-            lr=5e-3,
-        ),
-        speed=SpeedConfig(
-            parts=SPEED_PARTS,
-            quick=False,
-            aggr_methods=None,
-            aggr_cases=("uniform", "hub200", "hub5000"),
-            aggr_unpadded_cases=(),
-            timeout_s=900.0,
-            cap_gb=16.0,
-        ),
-        real=RealConfig(
-            datasets=REAL_DATASETS,
-            aggregators=("sum", "mean", "max", "pna", "lcm_gru", "lcm_conjugated_sum", "gru"),
-            seeds=seed_list,
-            hidden=128,
-            layers=4,
-            epochs=100,
-            fixture=False,
-        ),
-        poly=PolyConfig(
-            datasets=POLY_DATASETS,
-            seeds=seed_list,
-            hidden=128,
-            layers=4,
-            epochs=100,
-            fixture=False,
-        ),
-        device=device,
-        threads=None,
-    )
+    suite = SUITES[name]
+    seed_list = tuple(range(seeds or suite.seeds))
+    configs = {key: section.suite_config(name, seed_list) for key, section in SECTIONS.items()}
+    return SuiteConfig(name, device=device, threads=suite.threads, **configs)
 
 
 def suite_from_dict(data: dict[str, Any]) -> SuiteConfig:
-    """Rebuild a :class:`SuiteConfig` from :meth:`SuiteConfig.to_dict` (e.g. ``results.json``)."""
+    """Rebuild a :class:`SuiteConfig` from :meth:`SuiteConfig.to_dict` (e.g. ``results.json``).
+
+    ``TypeError`` when ``data`` is not a dict; ``ValueError`` naming the key for anything
+    else that is not a valid config (unknown keys, wrong types, out-of-range values).
+    """
+    from .sections import SECTIONS
+
     if not isinstance(data, dict):
         raise TypeError(f"data: expected a dict, got {type(data).__name__}")
-    sections = {
-        "sizegen": SizeGenConfig,
-        "speed": SpeedConfig,
-        "real": RealConfig,
-        "poly": PolyConfig,
-    }
-    kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in sections}
-    for key, cls in sections.items():
+    known = {"name", "device", "threads", *SECTIONS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"config: unknown keys {unknown}; keys are {sorted(known)}")
+    kwargs: dict[str, Any] = {k: data[k] for k in ("name", "device", "threads") if k in data}
+    for key, section in SECTIONS.items():
         value = data.get(key)
-        kwargs[key] = None if value is None else cls(**value)
-    return SuiteConfig(**kwargs)
+        if value is not None:
+            kwargs[key] = section.config_from_dict(value)
+    try:
+        return SuiteConfig(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"config: {error}") from None

@@ -19,17 +19,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import RealConfig
 from .models import GraphModel
-from .registry import AGGREGATORS
-from .sizegen import mean_std
+from .registry import AGGREGATORS, degree_histogram
+from .report import mean_std
 from .train import seed_everything
+
+if TYPE_CHECKING:
+    from .sections.real import RealConfig
 
 __all__ = [
     "DATASET_TASKS",
@@ -104,17 +106,14 @@ def load_real(
 
 
 def _degree_histogram(dataset: Any, ids: Tensor) -> Tensor:
-    from torch_geometric.utils import degree
-
-    hist = torch.zeros(1, dtype=torch.long)
+    """In-degree histogram over the nodes of the graphs ``ids`` (PNA's ``deg``)."""
+    targets, num_nodes = [], 0
     for i in ids.tolist():
         data = dataset[i]
-        d = degree(data.edge_index[1], data.num_nodes, dtype=torch.long)
-        counts = torch.bincount(d)
-        if counts.numel() > hist.numel():
-            hist = torch.cat([hist, hist.new_zeros(counts.numel() - hist.numel())])
-        hist[: counts.numel()] += counts
-    return hist
+        targets.append(data.edge_index[1] + num_nodes)
+        num_nodes += data.num_nodes
+    index = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)
+    return degree_histogram(index, num_nodes)
 
 
 def _targets(batch: Any, task: DatasetTask) -> Tensor:
@@ -330,6 +329,8 @@ def run_real(config: RealConfig, device: str = "cpu", progress: bool = True) -> 
     "baselines", "notes"}`` (:func:`trivial_baseline` per data set). ``progress`` shows a tqdm
     bar counted in epochs."""
     from tqdm.auto import tqdm
+
+    from .sections.real import RealConfig
 
     if not isinstance(config, RealConfig):
         raise TypeError(f"config: expected a RealConfig, got {type(config).__name__}")

@@ -10,24 +10,19 @@
 ``config``         the whole :class:`~gnnagg.bench.config.SuiteConfig` (rerun it with
                    ``gnnagg-bench run --config results.json``)
 ``machine``        :func:`~gnnagg.bench.machine.machine_info` plus ``load_average``
-                   ``{"start", "end"}`` (1-minute load: timings on a busy machine are slower)
+                   ``{"start", "end"}`` of the whole run (1-minute load: timings on a busy
+                   machine are slower)
 ``wall_time_s``    seconds per section and ``total``
-``sizegen``        ``{"runs": [...], "summary": [...]}`` (:mod:`gnnagg.bench.sizegen`): one run
-                   per task, aggregator and seed with its config-derived fields, ``val_acc``,
-                   ``test_acc`` per size, ``best_epoch``, ``train_time_s``, ``param_digest``
-``speed``          ``{part: {"status", "result", "table", "wall_s", "notes"}}``
-                   (:mod:`gnnagg.bench.speed`; ``result`` is the script's own output, with its
-                   ``machine``)
-``real``           ``{"runs", "summary", "baselines", "notes"}`` (:mod:`gnnagg.bench.real`)
-``poly``           ``{"runs", "summary", "features", "baselines", "notes"}``
-                   (:mod:`gnnagg.bench.polyexp`): GINE without (``plain``) and with
-                   (``poly``) equivariant polynomial features, one run per data set, variant
-                   and seed with ``val_mae``, ``test`` {``mae``, ``rmse``}, ``input_widths``;
-                   ``features`` per data set: channels, non-zero channels, ``time_s``
-                   (the key is present only when the suite has a ``poly`` section: the
-                   quick suite and results.json files written before it have none)
+``conditions``     per section that ran: the thread settings and the load it ran under
+                   (:func:`run_conditions`: ``torch_threads``, ``OMP_NUM_THREADS``,
+                   ``OMP_WAIT_POLICY``, ``MKL_NUM_THREADS``, ``usable_cores``,
+                   ``load_average`` {``start``, ``end``}, ``overloaded``)
+``<section>``      one key per section the suite runs (:data:`gnnagg.bench.sections.SECTIONS`:
+                   ``sizegen``, ``speed``, ``real``, ``poly``, ...), what its ``run``
+                   returned; see each section's module for its keys
 ``plots``          file names of the PNGs next to ``results.json``
-``notes``          anything the reader should know (sections that failed, fallbacks)
+``notes``          anything the reader should know (sections that failed, fallbacks, a
+                   machine busier than its free cores)
 =================  ============================================================================
 
 A section that raises is recorded as ``{"status": "error", "reason", "traceback"}`` and the
@@ -40,6 +35,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -47,10 +43,10 @@ from typing import Any
 
 import torch
 
-from .config import SuiteConfig
+from .config import SuiteConfig, check_run_name
 from .machine import machine_info, repo_root
 
-__all__ = ["SCHEMA", "default_out_dir", "run_suite", "write_results"]
+__all__ = ["SCHEMA", "default_out_dir", "run_conditions", "run_suite", "write_results"]
 
 SCHEMA = "gnnagg-bench/1"
 
@@ -58,6 +54,7 @@ SCHEMA = "gnnagg-bench/1"
 def default_out_dir(name: str, now: _dt.datetime | None = None) -> Path:
     """``experiments/results/<name>-<YYYYmmdd-HHMMSS>/`` in the checkout, or under the current
     directory (``gnnagg-bench-results/``) when gnnagg is not installed from a checkout."""
+    check_run_name(name, "name")
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     root = repo_root()
     base = root / "experiments" / "results" if root is not None else Path("gnnagg-bench-results")
@@ -87,31 +84,60 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+
+
+def run_conditions() -> dict[str, Any]:
+    """The thread settings and load of this moment: ``torch_threads``, the environment
+    variables of :data:`THREAD_VARIABLES` (``None`` when unset), ``usable_cores`` and the
+    1-minute ``load_average`` at ``start`` (``end`` is filled in later)."""
+    conditions: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    conditions.update({name: os.environ.get(name) for name in THREAD_VARIABLES})
+    conditions["usable_cores"] = _usable_cores()
+    conditions["load_average"] = {"start": _load(), "end": None}
+    return conditions
+
+
+def _overload(conditions: dict[str, Any], section: str) -> str | None:
+    """A warning when the machine was busier than its free cores around ``section``.
+
+    At the start the load is other processes' (free cores: usable cores minus this run's
+    threads); at the end it includes this run's own threads (free cores: all usable ones).
+    """
+    cores, threads = conditions["usable_cores"], conditions["torch_threads"]
+    load = conditions["load_average"]
+    free = max(cores - threads, 0)
+    if load["start"] is not None and load["start"] > free + 0.5:
+        busy = f"load average {load['start']} at its start, with {free} free core(s)"
+    elif load["end"] is not None and load["end"] > cores + 0.5:
+        busy = f"load average {load['end']} at its end, on {cores} usable core(s)"
+    else:
+        return None
+    return (
+        f"section {section} ran on a busy machine ({busy}; {threads} torch thread(s)): its "
+        "timings are slower than on an idle machine"
+    )
+
+
 def run_suite(
     config: SuiteConfig,
     out_dir: str | Path | None = None,
     progress: bool = True,
     command: str | None = None,
-    speed_folder: str | Path | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Run every section of ``config``, write ``results.json``, ``report.md`` and the plots.
 
     Args:
-        config: the suite (sections set to ``None`` are skipped).
+        config: the suite (its sections run in registry order).
         out_dir: output folder (default :func:`default_out_dir`); created if needed.
         progress: tqdm progress bars (with ETA) on stderr.
         command: the command line to record.
-        speed_folder: where the ``bench_*.py`` scripts are (default: the checkout's
-            ``experiments/``).
 
     Returns:
         ``(results, out_dir)``.
     """
-    from .polyexp import run_poly
-    from .real import run_real
     from .report import write_report
-    from .sizegen import run_sizegen
-    from .speed import run_speed
+    from .sections import SECTIONS, RunContext
 
     if not isinstance(config, SuiteConfig):
         raise TypeError(f"config: expected a SuiteConfig, got {type(config).__name__}")
@@ -129,32 +155,24 @@ def run_suite(
         "config": config.to_dict(),
         "machine": machine,
         "wall_time_s": {},
-        "sizegen": None,
-        "speed": None,
-        "real": None,
+        "conditions": {},
+        **{key: None for key in config.sections},
         "plots": [],
         "notes": [],
     }
-    if config.poly is not None:
-        results["poly"] = None
     write_results(results, out)
-    sections = (
-        ("sizegen", config.sizegen, lambda c: run_sizegen(c, config.device, progress)),
-        ("speed", config.speed, lambda c: run_speed(c, config.device, progress, speed_folder)),
-        ("real", config.real, lambda c: run_real(c, config.device, progress)),
-        ("poly", config.poly, lambda c: run_poly(c, config.device, progress)),
-    )
+    context = RunContext(device=config.device, progress=progress, out_dir=out, threads=threads)
     # Worker processes of the speed benchmarks read it when their torch starts.
     previous_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     try:
-        for key, section, run in sections:
-            if section is None:
-                continue
+        for key, section_config in config.sections.items():
+            conditions = run_conditions()
+            results["conditions"][key] = conditions
             t0 = time.perf_counter()
             try:
-                results[key] = run(section)
+                results[key] = SECTIONS[key].run(section_config, context)
             except Exception as error:  # one failed section must not lose the others
                 reason = traceback.format_exception_only(type(error), error)[-1].strip()
                 results[key] = {
@@ -164,6 +182,13 @@ def run_suite(
                 }
                 results["notes"].append(f"section {key} failed: {reason}")
             results["wall_time_s"][key] = round(time.perf_counter() - t0, 1)
+            conditions["load_average"]["end"] = _load()
+            warning = _overload(conditions, key)
+            conditions["overloaded"] = warning is not None
+            if warning is not None:
+                results["notes"].append(warning)
+                if progress:
+                    print(f"warning: {warning}", file=sys.stderr)
             write_results(results, out)
     finally:
         if previous_omp is None:

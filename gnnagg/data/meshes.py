@@ -20,6 +20,9 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
+from .download import FetchError
+from .safe_load import load_weights_only
+
 __all__ = ["build_airfoil", "delaunay_mesh", "lattice_mesh", "load_airfoil"]
 
 _AIRFOIL_FILE = "airfoil.pt"
@@ -54,7 +57,12 @@ def build_airfoil(raw: dict[str, Path], out: Path) -> None:
 
 def load_airfoil(out: Path) -> Data:
     """Load the airfoil mesh built by :func:`build_airfoil` as ``Data(pos, edge_index)``."""
-    tensors = torch.load(out / _AIRFOIL_FILE, weights_only=True)
+    path = out / _AIRFOIL_FILE
+    tensors = load_weights_only(path)
+    if not isinstance(tensors, dict) or not all(
+        isinstance(tensors.get(k), torch.Tensor) for k in ("pos", "edge_index")
+    ):
+        raise FetchError(f"{path} does not hold the tensors 'pos' and 'edge_index'")
     return Data(pos=tensors["pos"], edge_index=tensors["edge_index"])
 
 

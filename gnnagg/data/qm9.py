@@ -22,6 +22,7 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from .molecules import stable_rank
+from .safe_load import load_collated
 
 __all__ = ["QM9_TARGETS", "QM9Dataset", "build_qm9", "load_qm9"]
 
@@ -53,7 +54,8 @@ class QM9Dataset(InMemoryDataset):
 
     def __init__(self, path: str | Path, transform: Any = None) -> None:
         super().__init__(root=None, transform=transform)
-        self.load(str(path))
+        # Not InMemoryDataset.load: PyG's fs.torch_load retries with weights_only=False.
+        self.data, self.slices, _ = load_collated(path)
 
 
 def _parse_elements(text: str) -> list[int]:

@@ -43,6 +43,7 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
 __all__ = [
+    "GENERATION_MEMORY_LIMIT",
     "NUM_BITS",
     "NUM_VALUES",
     "TASKS",
@@ -71,18 +72,50 @@ FORMS = ("graph", "node")
 _PAD = NUM_VALUES
 # Cap on random keys materialised at once when drawing neighbourhoods (floats, ~64 MB).
 _KEY_BUDGET = 1 << 24
+# Most bytes one dataset may take to generate; larger requests are refused before allocating.
+GENERATION_MEMORY_LIMIT = 8 << 30
+# Seeds are reduced modulo this when deriving a split's stream; larger seeds are refused.
+_SEED_LIMIT = 2**63 - 1
 
 
 def int_to_bits(values: Tensor) -> Tensor:
-    """Encode integers in ``0..255`` as float bit vectors ``[..., 8]``, most significant first."""
+    """Encode integers in ``0..255`` as float bit vectors ``[..., 8]``, most significant first.
+
+    Raises:
+        TypeError: ``values`` is not an integer tensor.
+        ValueError: an entry lies outside ``0..255`` (8 bits would silently keep only its low
+            byte: 300 would read as 44, -1 as 255).
+    """
+    if not isinstance(values, Tensor):
+        raise TypeError(f"values: expected an integer tensor, got {type(values).__name__}")
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise TypeError(f"values: expected an integer tensor, got dtype {values.dtype}")
+    if values.numel():
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= NUM_VALUES:
+            raise ValueError(
+                f"values: entries must lie in 0..{NUM_VALUES - 1} to fit {NUM_BITS} bits, "
+                f"found {low}..{high}"
+            )
     shifts = torch.arange(NUM_BITS - 1, -1, -1, device=values.device)
-    return ((values.unsqueeze(-1) >> shifts) & 1).to(torch.float32)
+    return ((values.long().unsqueeze(-1) >> shifts) & 1).to(torch.float32)
 
 
 def bits_to_int(bits: Tensor) -> Tensor:
-    """Decode bit vectors ``[..., 8]`` (most significant first) back to long integers."""
+    """Decode bit vectors ``[..., 8]`` (most significant first) back to long integers.
+
+    Raises:
+        TypeError: ``bits`` is not a real tensor.
+        ValueError: the last dimension is not 8, or an entry is not exactly 0 or 1.
+    """
+    if not isinstance(bits, Tensor) or bits.is_complex():
+        raise TypeError(f"bits: expected a real tensor, got {getattr(bits, 'dtype', type(bits))}")
+    if bits.dim() == 0 or bits.shape[-1] != NUM_BITS:
+        raise ValueError(f"bits: expected shape [..., {NUM_BITS}], got {list(bits.shape)}")
+    if not bool(((bits == 0) | (bits == 1)).all()):
+        raise ValueError("bits: entries must be exactly 0 or 1")
     weights = 2 ** torch.arange(NUM_BITS - 1, -1, -1, device=bits.device)
-    return (bits.round().long() * weights).sum(-1)
+    return (bits.long() * weights).sum(-1)
 
 
 def _second_minimum(values: Tensor, mask: Tensor) -> Tensor:
@@ -207,10 +240,29 @@ def _check_positive_int(value: object, arg: str) -> int:
     return value
 
 
+def _check_generation_memory(
+    form: str, num_graphs: int, max_size: int, num_nodes: int | None
+) -> None:
+    # Rough peak per element slot: graph form, a node's 8 float bits, its edge, the padded
+    # value/mask row and the label work (~80 B); node form, a neighbour slot's id, mask, value
+    # and edge (~40 B) over num_nodes * max_size slots per graph.
+    if form == "graph":
+        needed = num_graphs * (max_size + 1) * 80
+    else:
+        needed = num_graphs * num_nodes * max_size * 40
+    if needed > GENERATION_MEMORY_LIMIT:
+        raise ValueError(
+            f"num_graphs: {num_graphs:,} graphs of up to {max_size} elements ({form} form) need "
+            f"about {needed / 2**30:.1f} GiB to generate, over the "
+            f"{GENERATION_MEMORY_LIMIT / 2**30:.0f} GiB limit (GENERATION_MEMORY_LIMIT); "
+            "generate fewer graphs at a time"
+        )
+
+
 def _derive_seed(seed: int, *parts: str) -> int:
     # crc32 is stable across runs and platforms, unlike hash(); it keeps splits independent.
     tag = zlib.crc32("/".join(parts).encode())
-    return (seed * 0x9E3779B1 + tag) % (2**63 - 1)
+    return (seed * 0x9E3779B1 + tag) % _SEED_LIMIT
 
 
 def _cumsum0(counts: Tensor) -> Tensor:
@@ -355,8 +407,9 @@ class MultisetTaskDataset(InMemoryDataset):
         if not isinstance(split, str):
             raise TypeError(f"split: expected a str, got {type(split).__name__}")
         num_graphs = _check_positive_int(num_graphs, "num_graphs")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
+            # Larger seeds would wrap in the stream derivation onto the streams of small ones.
+            raise ValueError(f"seed: expected an int in [0, 2**63 - 1), got {seed!r}")
         train_t = _check_sizes(train_sizes, spec, "train_sizes")
         test_t = _check_sizes(test_sizes, spec, "test_sizes")
         if sizes is None:
@@ -376,6 +429,7 @@ class MultisetTaskDataset(InMemoryDataset):
                 )
         elif num_nodes is not None:
             raise ValueError("num_nodes: only meaningful for form='node'")
+        _check_generation_memory(form, num_graphs, max_size, num_nodes)
 
         super().__init__(root=None, transform=transform)
         self.task = spec

@@ -179,13 +179,13 @@ def permute_rows(x: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
     return _PermuteRows.apply(x, order, inverse)
 
 
+#: The key of a plan's tree schedule in :meth:`SegmentPlan.derived`.
+TREE_SCHEDULE_KEY = "gnnagg.monoids.tree.schedule"
+
+
 def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:
     """:func:`tree_schedule` for ``plan``'s degrees, computed once per plan."""
-    schedule = plan.__dict__.get("_tree_schedule")
-    if schedule is None:
-        schedule = tree_schedule(plan.degrees)
-        plan.__dict__["_tree_schedule"] = schedule
-    return schedule
+    return plan.derived(TREE_SCHEDULE_KEY, lambda plan: tree_schedule(plan.degrees))
 
 
 def _check_tree_inputs(states: object, plan: object, identity: object) -> None:

@@ -12,17 +12,18 @@ all maps of H's nodes into the graph with the outputs pinned, the product of A o
   ``poly_edge_attr``, and ``dense()`` for all node pairs).
 
 Modules: ``canonical`` (isomorphism-invariant labelling), ``basis`` (elements, enumeration),
-``reduce`` (2-FWL reduction test), ``plan`` (elimination orders), ``sparse`` and ``dense``
+``fwl2`` (2-FWL reducibility test), ``plan`` (elimination orders), ``sparse`` and ``dense``
 (evaluators), ``evaluate`` (input handling), ``transform`` (the transform).
 """
 
-from .basis import SUBSETS, Polynomial, enumerate_basis
+from .basis import ENUMERATION_LIMITS, SUBSETS, Polynomial, enumerate_basis
 from .evaluate import evaluate
+from .fwl2 import reduces_to_outputs
 from .plan import ContractionPlan, plan_contraction
-from .reduce import reduces_to_outputs
 from .transform import AddEquivariantPolynomials
 
 __all__ = [
+    "ENUMERATION_LIMITS",
     "SUBSETS",
     "AddEquivariantPolynomials",
     "ContractionPlan",

@@ -8,7 +8,7 @@ A basis element is a multigraph H with 0, 1 or 2 designated output nodes. Its po
 which for a 0/1 adjacency counts homomorphisms of H with the outputs pinned. The degree of P_H is
 the number of edges of H (with multiplicity; a self-loop counts once).
 
-Conventions chosen here (the definition of P_H leaves them open):
+Conventions (the paper leaves them open; these are the ones gnnagg fixes):
 
 * Nodes of ``Polynomial.graph`` are ``0..k-1`` in canonical order; outputs are nodes 0 (and 1).
 * Each edge is read as ``A[phi(u), phi(v)]`` with ``u <= v`` in that labelling, which is the
@@ -38,9 +38,30 @@ from collections.abc import Iterable, Sequence
 import networkx as nx
 
 from .canonical import Certificate, canonical_form
-from .reduce import elimination_width, reduces_to_outputs
+from .fwl2 import elimination_width, reduces_to_outputs
 
 SUBSETS = ("all", "beyond-2fwl", "within-2fwl")
+
+# Largest ``max_degree`` that :func:`enumerate_basis` accepts, per ``(connected, simple, order)``.
+# The number of basis elements grows 3-7x per degree (for connected simple patterns at order 0:
+# 1, 1, 1, 3, 5, 12, 30, 79, 227, 710 at degrees 0..9) and the enumeration time faster still:
+# each limit's full enumeration takes at most about 12 s on one core of an x86 server CPU, one
+# degree more takes 3-8x as long. Patterns beyond these limits can still be built one by one
+# (:meth:`Polynomial.from_edges`) and evaluated.
+ENUMERATION_LIMITS: dict[tuple[bool, bool, int], int] = {
+    (True, True, 0): 8,
+    (True, True, 1): 8,
+    (True, True, 2): 7,
+    (False, True, 0): 7,
+    (False, True, 1): 7,
+    (False, True, 2): 6,
+    (True, False, 0): 7,
+    (True, False, 1): 7,
+    (True, False, 2): 6,
+    (False, False, 0): 6,
+    (False, False, 1): 6,
+    (False, False, 2): 5,
+}
 _OUTPUT_LETTERS = "ij"
 _INNER_LETTERS = "abcdefghklmnopqrstuvwxyABCDEFGHIJKLMNOPQRSTUVWXY"
 
@@ -96,6 +117,8 @@ class Polynomial:
 
         ``num_nodes`` adds isolated nodes ``0..num_nodes-1`` that no edge mentions.
         """
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
+            raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
         graph = nx.MultiGraph()
         graph.add_nodes_from(range(num_nodes))
         graph.add_nodes_from(outputs)
@@ -451,6 +474,10 @@ def enumerate_basis(
 
     Returns:
         A list sorted by degree, then number of nodes, then canonical form. Results are cached.
+
+    Raises:
+        ValueError: ``max_degree`` beyond :data:`ENUMERATION_LIMITS` for these options (the
+            enumeration would take minutes to hours); refused before any work.
     """
     if isinstance(max_degree, bool) or not isinstance(max_degree, int):
         raise TypeError(f"max_degree must be an int, got {type(max_degree).__name__}")
@@ -462,6 +489,17 @@ def enumerate_basis(
         raise TypeError(f"connected must be a bool, got {type(connected).__name__}")
     if not isinstance(simple, bool):
         raise TypeError(f"simple must be a bool, got {type(simple).__name__}")
+    limit = ENUMERATION_LIMITS[(connected, simple, order)]
+    if max_degree > limit:
+        kind = f"{'connected' if connected else 'possibly disconnected'} " + (
+            "simple graphs" if simple else "multigraphs"
+        )
+        raise ValueError(
+            f"max_degree={max_degree} is beyond the enumeration limit {limit} for {kind} at "
+            f"order {order}: the basis grows 3-7x per degree and degree {limit} already takes "
+            "seconds (see gnnagg.poly.basis.ENUMERATION_LIMITS). Build the larger patterns you "
+            "need with Polynomial.from_edges and use AddEquivariantPolynomials.from_polynomials."
+        )
     basis: list[Polynomial] = []
     for degree in range(max_degree + 1):
         basis.extend(

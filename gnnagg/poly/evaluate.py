@@ -1,7 +1,6 @@
 """Evaluate basis polynomials on a graph or a batch of graphs given as edge lists.
 
-Semantics of the input (choices made here: the definition of a basis polynomial leaves them
-open):
+Semantics of the input (PyG's conventions where PyG has one; the paper fixes none):
 
 * A is built PyG-style: edge ``e`` contributes ``edge_weight[e]`` (1 when no weights are given) to
   ``A[edge_index[0, e], edge_index[1, e]]``. Duplicate edges add up, as in ``to_dense_adj``.
@@ -10,14 +9,18 @@ open):
 * Self-loops in the input are diagonal entries of A and are used as such (a pattern edge may map
   onto a loop; pattern self-loops read the diagonal). Drop them beforehand if unwanted.
 * Computation runs in ``dtype``: ``torch.float64`` (default; counts are exact below 2^53),
-  ``torch.int64`` (exact below 2^63 for integer weights, CPU only for ``method="dense"``) or
-  ``torch.float32``.
+  ``torch.int64`` (exact for integer weights; a value that would pass 2^63 - 1 raises
+  :class:`Int64OverflowError` instead of wrapping; CPU only for ``method="dense"``) or
+  ``torch.float32``. Weights must be real (complex weights are refused), and representable in
+  ``dtype`` (non-finite or out-of-range weights for int64, and finite weights that overflow
+  float32, are refused).
 * A batch is split by ``batch`` (graph ids, non-decreasing, as PyG makes them); edges must stay
   inside their graph. Nothing dense ever spans the whole batch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -35,6 +38,56 @@ DEFAULT_DENSE_BUDGET = 1 << 25
 # A single graph whose dense intermediates exceed this (about 2 GB in float64) is refused with a
 # clear error instead of exhausting memory; such graphs belong to the sparse method.
 DENSE_SINGLE_GRAPH_LIMIT = 1 << 28
+# Most elements of the zero-padded all-pairs output [B, n_max, n_max, C] (8 GiB in float64);
+# one large graph in a batch of small ones pads every graph to its size.
+DENSE_PAIRS_LIMIT = 1 << 30
+# Most bytes one step of the sparse evaluator may allocate for its join (its rows times the
+# columns, values and index temporaries), about the dense path's single-graph limit.
+DEFAULT_SPARSE_BUDGET = 1 << 31
+_INT64_MAX = 2**63 - 1
+
+
+class Int64OverflowError(OverflowError, ValueError):
+    """A ``dtype=torch.int64`` evaluation would produce a value beyond ``2**63 - 1``, which
+    int64 arithmetic would silently wrap."""
+
+
+def _convert_weights(edge_weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """``edge_weight`` in ``dtype``, refusing what the conversion would silently change."""
+    if edge_weight.is_complex():
+        raise TypeError(
+            f"edge_weight must be real, got {edge_weight.dtype}: polynomial values mix real and "
+            "imaginary parts, and converting to a real dtype would drop the imaginary part"
+        )
+    if not edge_weight.dtype.is_floating_point and edge_weight.dtype != torch.bool:
+        # Integer weights: only uint64 can exceed int64, and no float dtype overflows on them.
+        if edge_weight.dtype == torch.uint64 and edge_weight.numel():
+            if float(edge_weight.double().max()) > _INT64_MAX:
+                raise ValueError("edge_weight has uint64 values beyond 2**63 - 1")
+        return edge_weight.to(dtype)
+    if edge_weight.dtype == torch.bool:
+        return edge_weight.to(dtype)
+    finite = torch.isfinite(edge_weight)
+    if not dtype.is_floating_point:
+        if not bool(finite.all()):
+            raise ValueError(
+                f"edge_weight holds inf or nan, which {dtype} cannot represent; use a float dtype"
+            )
+        if edge_weight.numel() and float(edge_weight.abs().max()) >= 2.0**63:
+            raise ValueError(
+                f"edge_weight holds values of magnitude {float(edge_weight.abs().max()):.3g}, "
+                f"beyond {dtype}'s range (2**63); use a float dtype"
+            )
+        if not bool(torch.all(edge_weight == edge_weight.round())):
+            raise ValueError("edge_weight must be integral when dtype is torch.int64")
+        return edge_weight.to(dtype)
+    converted = edge_weight.to(dtype)
+    if bool((finite & ~torch.isfinite(converted)).any()):
+        raise ValueError(
+            f"edge_weight has finite values that overflow {dtype} (largest magnitude "
+            f"{float(edge_weight.abs().max()):.3g}); use torch.float64"
+        )
+    return converted
 
 
 class GraphBatch:
@@ -86,10 +139,7 @@ class GraphBatch:
                     f"edge_weight must hold one scalar per edge ([E] or [E, 1] with E={num_edges}),"
                     f" got {list(edge_weight.shape)}"
                 )
-            if edge_weight.is_floating_point() and not dtype.is_floating_point:
-                if not bool(torch.all(edge_weight == edge_weight.round())):
-                    raise ValueError("edge_weight must be integral when dtype is torch.int64")
-            weight = edge_weight.to(dtype)
+            weight = _convert_weights(edge_weight, dtype)
         if batch is None:
             batch = torch.zeros(num_nodes, dtype=torch.long, device=device)
             num_graphs = 1 if num_graphs is None else num_graphs
@@ -118,6 +168,7 @@ class GraphBatch:
         self.ptr = torch.zeros(self.num_graphs + 1, dtype=torch.long, device=device)
         self.ptr[1:] = torch.cumsum(self.sizes, 0)
         self._sparse: SparseEvaluator | None = None
+        self._growth: tuple[float, float, float] | None = None
 
     @property
     def sparse(self) -> SparseEvaluator:
@@ -127,6 +178,28 @@ class GraphBatch:
                 self.edge_index, self.edge_weight, self.batch, self.ptr, self.sizes
             )
         return self._sparse
+
+    def growth(self) -> tuple[float, float, float]:
+        """``(W, D, n)``: the largest ``|A|`` entry (duplicate edges' ``|weight|`` summed), the most
+        distinct neighbours of a node (either direction, itself when it has a loop), and the
+        largest graph's node count. Every polynomial value is bounded by them (see
+        :func:`int64_bound_log2`)."""
+        if self._growth is None:
+            n_max = float(self.sizes.max()) if self.num_graphs else 0.0
+            if self.edge_index.shape[1] == 0:
+                self._growth = (0.0, 0.0, n_max)
+                return self._growth
+            src, dst = self.edge_index
+            n = max(self.num_nodes, 1)
+            _, inverse = torch.unique(src * n + dst, return_inverse=True)
+            magnitude = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64, device=src.device)
+            magnitude.index_add_(0, inverse, self.edge_weight.double().abs())
+            low, high = torch.minimum(src, dst), torch.maximum(src, dst)
+            pairs = torch.unique(low * n + high)
+            ends = torch.cat([pairs // n, (pairs % n)[pairs // n != pairs % n]])
+            degree = torch.bincount(ends, minlength=self.num_nodes)
+            self._growth = (float(magnitude.max()), float(degree.max()), n_max)
+        return self._growth
 
     def dense_chunks(self, width: int, budget: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """Yield ``(graph_ids, adjacency [b, n, n], node_mask [b, n])`` covering all graphs.
@@ -195,6 +268,7 @@ def evaluate(
     dense_pairs: bool = False,
     dtype: torch.dtype = torch.float64,
     dense_budget: int = DEFAULT_DENSE_BUDGET,
+    sparse_budget: int = DEFAULT_SPARSE_BUDGET,
 ) -> Tensor:
     """Evaluate polynomials of one order on a graph or a batch of graphs.
 
@@ -212,6 +286,14 @@ def evaluate(
             ``torch.float32``.
         dense_budget: most elements of one dense intermediate; chunks of graphs are sized by it.
             A single graph that needs more than ``max(dense_budget, 2**28)`` is refused.
+        sparse_budget: most bytes one step of the sparse method may allocate for its join
+            (default 2 GiB); a step that would need more is refused before allocating, with
+            the size it needs. Joins grow like (node degree) ** (pattern nodes), so hubs
+            (a star with 20,000 leaves) hit it first.
+
+    Raises:
+        Int64OverflowError: ``dtype=torch.int64`` and a value would pass ``2**63 - 1``.
+        ValueError: bad arguments, or a dense or sparse budget that would be exceeded.
 
     Returns:
         Order 0: ``[B, C]``. Order 1: ``[N, C]``. Order 2: ``[E, C]`` on the edges of
@@ -224,8 +306,9 @@ def evaluate(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(dense_pairs, bool):
         raise TypeError(f"dense_pairs must be a bool, got {type(dense_pairs).__name__}")
-    if isinstance(dense_budget, bool) or not isinstance(dense_budget, int) or dense_budget < 1:
-        raise ValueError(f"dense_budget must be a positive int, got {dense_budget!r}")
+    for arg, value in (("dense_budget", dense_budget), ("sparse_budget", sparse_budget)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg} must be a positive int, got {value!r}")
     graphs = GraphBatch(edge_index, num_nodes, edge_weight, batch, num_graphs, dtype)
     single = batch is None
     return evaluate_on(
@@ -236,6 +319,7 @@ def evaluate(
         dense_pairs=dense_pairs,
         single=single,
         dense_budget=dense_budget,
+        sparse_budget=sparse_budget,
     )
 
 
@@ -248,18 +332,98 @@ def evaluate_on(
     dense_pairs: bool,
     single: bool,
     dense_budget: int = DEFAULT_DENSE_BUDGET,
+    sparse_budget: int = DEFAULT_SPARSE_BUDGET,
 ) -> Tensor:
     """Evaluate on an already validated :class:`GraphBatch` (see :func:`evaluate`)."""
     if dense_pairs and order != 2:
         raise ValueError("dense_pairs applies to edge-level (order 2) polynomials only")
+    if graphs.dtype == torch.int64:
+        _check_int64_range(
+            polynomials, graphs, order, method, dense_pairs, dense_budget, sparse_budget
+        )
     if method == "sparse" and not dense_pairs:
         sparse = graphs.sparse
+        sparse.join_budget = sparse_budget
         plans = [plan_contraction(p, "sparse", True) for p in polynomials]
         columns = [sparse.evaluate(plan) for plan in plans]
         if order == 2:
             columns = [c[sparse.edge_to_unique] for c in columns]
         return torch.stack(columns, dim=1)
     return _evaluate_dense(polynomials, graphs, order, dense_pairs, single, dense_budget)
+
+
+def int64_bound_log2(poly: Polynomial, growth: tuple[float, float, float]) -> float:
+    """log2 of an upper bound on ``|P_H(A)|`` (every entry), from ``growth = (W, D, n)`` of
+    :meth:`GraphBatch.growth`.
+
+    Each term is a product of ``degree`` entries of A, so at most ``W ** degree``. The terms are
+    maps of H's nodes whose edges land on nonzero entries: in each component, after its first
+    node (an output, or any of the ``n`` nodes of the graph), every node of a spanning tree has
+    at most ``D`` choices next to its parent. So ``|P_H| <= W**degree * prod over components
+    (1 or n) * D ** (nodes - 1)``.
+    """
+    weight, degree, n_max = growth
+    if n_max == 0 or (weight == 0 and poly.degree > 0):
+        return -math.inf
+    bound = poly.degree * math.log2(weight) if poly.degree else 0.0
+    for component in plan_contraction(poly, "sparse", True).components:
+        if not component.outputs:
+            bound += math.log2(n_max)
+        if len(component.nodes) > 1:
+            if degree == 0:
+                return -math.inf
+            bound += (len(component.nodes) - 1) * math.log2(degree)
+    return bound
+
+
+def _check_int64_range(
+    polynomials: list[Polynomial],
+    graphs: GraphBatch,
+    order: int,
+    method: str,
+    dense_pairs: bool,
+    dense_budget: int,
+    sparse_budget: int,
+) -> None:
+    """Raise :class:`Int64OverflowError` when an int64 value would pass ``2**63 - 1``.
+
+    int64 sums and products wrap modulo 2**64, so the result is exact whenever the true value
+    fits, whatever the intermediates do. The a-priori bound settles most cases; for the rest
+    the sum of ``|terms|`` is computed in float64 (from ``|A|``), which bounds every value.
+    """
+    growth = graphs.growth()
+    risky = [p for p in polynomials if int64_bound_log2(p, growth) >= 62.0]
+    if not risky:
+        return
+    magnitudes = GraphBatch(
+        graphs.edge_index,
+        graphs.num_nodes,
+        graphs.edge_weight.double().abs(),
+        graphs.batch,
+        graphs.num_graphs,
+        torch.float64,
+    )
+    bound = evaluate_on(
+        risky,
+        magnitudes,
+        order,
+        method=method,
+        dense_pairs=dense_pairs,
+        single=False,
+        dense_budget=dense_budget,
+        sparse_budget=sparse_budget,
+    )
+    dims = tuple(range(bound.dim() - 1))
+    largest = bound.amax(dim=dims) if bound.numel() else bound.new_zeros(len(risky))
+    # float64 sums of non-negative terms are within a relative 1e-12 here: keep a margin.
+    over = [(p, float(v)) for p, v in zip(risky, largest.tolist()) if v >= 2.0**63 * (1 - 1e-9)]
+    if over:
+        poly, value = over[0]
+        raise Int64OverflowError(
+            f"dtype=torch.int64: {poly.name!r} (and {len(over) - 1} more) reaches values up to "
+            f"about {value:.3g}, beyond 2**63 - 1, where int64 arithmetic would wrap silently; "
+            "use dtype=torch.float64 (exact below 2**53, approximate beyond)"
+        )
 
 
 def _evaluate_dense(
@@ -280,6 +444,15 @@ def _evaluate_dense(
     elif order == 1:
         out = torch.zeros(graphs.num_nodes, channels, dtype=dtype, device=device)
     elif dense_pairs:
+        size = graphs.num_graphs * n_max * n_max * channels
+        if size > DENSE_PAIRS_LIMIT:
+            raise ValueError(
+                f"dense_pairs: the all-pairs output [{graphs.num_graphs}, {n_max}, {n_max}, "
+                f"{channels}] has {size:,} elements (about "
+                f"{size * dtype.itemsize / 2**30:.1f} GiB), over {DENSE_PAIRS_LIMIT:,}; the "
+                "largest graph sets n_max for every graph of the batch: evaluate the large "
+                "graphs on their own, or use edge-level values on the edges (dense_pairs=False)"
+            )
         out = torch.zeros(graphs.num_graphs, n_max, n_max, channels, dtype=dtype, device=device)
     else:
         out = torch.zeros(graphs.edge_index.shape[1], channels, dtype=dtype, device=device)

@@ -233,6 +233,8 @@ def plan_contraction(
         raise TypeError(f"poly must be a Polynomial, got {type(poly).__name__}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(masked_outputs, bool):
+        raise TypeError(f"masked_outputs must be a bool, got {masked_outputs!r}")
     components = tuple(
         _plan_component(nodes, poly, mode, masked_outputs) for nodes in _components(poly)
     )

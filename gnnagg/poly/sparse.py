@@ -187,11 +187,20 @@ class _Join:
     result lives on the starting table's support can be summed without sorting.
     """
 
-    def __init__(self, variables: list[int], columns: list[Tensor], vals: Tensor) -> None:
+    def __init__(
+        self,
+        variables: list[int],
+        columns: list[Tensor],
+        vals: Tensor,
+        budget: int | None = None,
+        label: str = "",
+    ) -> None:
         self.variables = variables
         self.columns = columns
         self.vals = vals
         self.origin = torch.arange(vals.numel(), device=vals.device)
+        self.budget = budget
+        self.label = label
 
     def column(self, var: int) -> Tensor:
         return self.columns[self.variables.index(var)]
@@ -202,6 +211,21 @@ class _Join:
         if len(kept) < len(self.variables):
             self.variables = [self.variables[k] for k in kept]
             self.columns = [self.columns[k] for k in kept]
+
+    def _check_budget(self, num_rows: int, num_columns: int) -> None:
+        """Refuse a join that would allocate more than ``budget`` bytes, before allocating it."""
+        if self.budget is None:
+            return
+        # Per row: its node columns and origin, three index temporaries of the fan-out, a value.
+        needed = num_rows * ((num_columns + 4) * 8 + self.vals.element_size())
+        if needed > self.budget:
+            raise ValueError(
+                f"sparse evaluation of {self.label or 'a polynomial'} needs a join of "
+                f"{num_rows:,} rows (about {needed / 2**30:.1f} GiB) at one elimination step, "
+                f"over sparse_budget={self.budget:,} bytes: the graph has nodes of high degree "
+                "(the join grows like degree ** pattern nodes). Raise sparse_budget in "
+                "gnnagg.poly.evaluate, use method='dense' for small graphs, or drop this pattern."
+            )
 
     def keep(self, mask: Tensor) -> None:
         self.columns = [c[mask] for c in self.columns]
@@ -233,6 +257,7 @@ class _Join:
             lo = torch.searchsorted(keys, query)
             counts = torch.searchsorted(keys, query, right=True) - lo
         device = query.device
+        self._check_budget(int(counts.sum()), len(self.columns) + len(fresh))
         rows = torch.repeat_interleave(torch.arange(query.numel(), device=device), counts)
         # Row r's matches are lo[r], lo[r] + 1, ...: a running index shifted per source row.
         shift = torch.repeat_interleave(lo - (torch.cumsum(counts, 0) - counts), counts)
@@ -357,6 +382,7 @@ class SparseEvaluator:
         ptr: Tensor,
         sizes: Tensor,
         memo_bytes: int = 1 << 28,
+        join_budget: int | None = None,
     ) -> None:
         self.num_nodes = batch.numel()
         self.num_graphs = sizes.numel()
@@ -385,6 +411,9 @@ class SparseEvaluator:
         self._powers: dict[int, Table] = {1: self.adjacency}
         self.symmetric = self._is_symmetric()
         self.memo_bytes = memo_bytes
+        # Most bytes one join may allocate (None: unbounded); see _Join._check_budget.
+        self.join_budget = join_budget
+        self._label = ""
         self._memo: OrderedDict[tuple, Value] = OrderedDict()
         self._memo_used = 0
 
@@ -449,7 +478,11 @@ class SparseEvaluator:
                 position = min(range(len(tables)), key=lambda k: tables[k][1].nnz)
             first_scope, first = tables.pop(position)
             join = _Join(
-                list(first_scope), [first.idx[k] for k in range(len(first_scope))], first.vals
+                list(first_scope),
+                [first.idx[k] for k in range(len(first_scope))],
+                first.vals,
+                self.join_budget,
+                self._label,
             )
             wanted = set() if step.start is not None else set(step.scope)
             while True:
@@ -514,6 +547,7 @@ class SparseEvaluator:
         original edge list onto them.
         """
         poly = plan.polynomial
+        self._label = repr(poly.name)
         program = compile_program(plan)
         scopes = program.scopes
         values: dict[int, Value] = {fid: self._source(src) for fid, _, src in program.sources}

@@ -32,7 +32,8 @@ class AddEquivariantPolynomials(BaseTransform):
     """Add equivariant polynomial features (Puny et al. 2023) to graphs.
 
     Args:
-        max_degree: largest pattern degree (number of edges), >= 0.
+        max_degree: largest pattern degree (number of edges), >= 0 and at most
+            :data:`~gnnagg.poly.basis.ENUMERATION_LIMITS` for the options (7 or 8 by default).
         orders: which outputs to add: 0 (``poly_graph``), 1 (``poly_x``), 2 (``poly_edge_attr``).
         subset: ``None``/``"all"``, ``"beyond-2fwl"`` or ``"within-2fwl"``
             (see :func:`~gnnagg.poly.enumerate_basis`).

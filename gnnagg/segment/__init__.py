@@ -3,21 +3,24 @@
 * :func:`segment` -- ``sum, mean, max, min, mul, var, std, logsumexp`` over COO or CSR groups;
 * :func:`segment_softmax` -- softmax within each group;
 * :class:`SegmentPlan` -- a grouping computed once (sort, offsets, degrees) and reused;
+  :func:`resolve_plan` -- the plan for a reduction's ``index``/``ptr``/``plan`` arguments,
+  optionally shared through a cache of recent index tensors;
 * :func:`use_backend` / ``backend=`` -- ``torch`` (default), ``torch_scatter``, ``triton``.
 """
 
 from .backends import SegmentBackend, available_backends, get_backend, register_backend, use_backend
-from .ops import REDUCTIONS, broadcast_to_rows, resolve_plan, segment, segment_softmax
+from .ops import REDUCE_ALIASES, REDUCTIONS, broadcast_to_rows, segment, segment_softmax
 from .plan import (
     SegmentPlan,
     check_dim_size,
     check_index,
     check_ptr,
     clear_plan_cache,
-    plan_for_index,
+    resolve_plan,
 )
 
 __all__ = [
+    "REDUCE_ALIASES",
     "REDUCTIONS",
     "SegmentBackend",
     "SegmentPlan",
@@ -28,7 +31,6 @@ __all__ = [
     "check_ptr",
     "clear_plan_cache",
     "get_backend",
-    "plan_for_index",
     "register_backend",
     "resolve_plan",
     "segment",

@@ -5,7 +5,9 @@ order) or CSR ``ptr`` offsets, ``dim_size``, ``dim``. A :class:`SegmentPlan` may
 ``index``/``ptr`` to reuse one grouping. Backends implement five basic reductions; ``var``, ``std``,
 ``logsumexp`` and the softmax are built here from those, so every backend gets them.
 
-Conventions: empty groups give 0 for every reduction; float16/bfloat16 inputs accumulate in
+Conventions: empty groups give 0 for every reduction but ``mul``, whose empty product is 1 (its
+identity, as in PyG and torch_scatter); ``reduce="add"`` and ``"prod"`` are accepted for ``sum``
+and ``mul`` (PyG's, torch_scatter's and torch's names); float16/bfloat16 inputs accumulate in
 float32 and return their own dtype; gradients of a tied max/min are split evenly between the tied
 rows (the ``torch_scatter`` backend gives them to one row); ``var``/``std`` are the population
 (biased) statistics, as PyG's ``VarAggregation``/``StdAggregation``.
@@ -13,23 +15,40 @@ rows (the ``torch_scatter`` backend gives them to one row); ``var``/``std`` are 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from .._checks import check_allocation
 from .backends import BASIC_REDUCTIONS, get_backend
-from .plan import SegmentPlan, check_dim_size, check_ptr, resolve_index_plan
+from .plan import SegmentPlan, resolve_plan
 
-__all__ = ["REDUCTIONS", "broadcast_to_rows", "resolve_plan", "segment", "segment_softmax"]
+__all__ = ["REDUCE_ALIASES", "REDUCTIONS", "broadcast_to_rows", "segment", "segment_softmax"]
 
 REDUCTIONS = (*BASIC_REDUCTIONS, "var", "std", "logsumexp")
+#: Other names for reductions, as PyG's and torch_scatter's ``reduce=`` (and torch's) accept.
+REDUCE_ALIASES = {"add": "sum", "prod": "mul"}
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+_SRC_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_src(src: Tensor, dim: int) -> int:
     if not isinstance(src, Tensor):
         raise TypeError(f"src must be a torch.Tensor, got {type(src).__name__}")
+    if src.layout != torch.strided:
+        raise TypeError(
+            f"src must be a dense (strided) tensor, got layout {src.layout} (convert it with "
+            ".to_dense(), or reduce a sparse matrix with torch.sparse ops)"
+        )
     if not src.is_floating_point():
         raise TypeError(f"src must be a floating-point tensor, got dtype {src.dtype}")
+    if src.dtype not in _SRC_DTYPES:
+        # float8 formats are storage formats: no reduction kernel takes them.
+        raise TypeError(
+            f"src must be float16, bfloat16, float32 or float64, got dtype {src.dtype} "
+            "(convert it, e.g. with .float())"
+        )
     if src.dim() == 0:
         raise ValueError("src must have at least one dimension")
     if isinstance(dim, bool) or not isinstance(dim, int):
@@ -39,43 +58,22 @@ def _check_src(src: Tensor, dim: int) -> int:
     return dim % src.dim()
 
 
-def resolve_plan(
-    num_rows: int,
-    index: Tensor | None = None,
-    ptr: Tensor | None = None,
-    dim_size: int | None = None,
-    plan: SegmentPlan | None = None,
-    validate: bool = True,
-) -> SegmentPlan:
-    """Turn the ``index``/``ptr``/``plan`` arguments of a reduction into one plan.
-
-    Exactly one of the three must be given. A plan built here from ``index`` is lazy: it sorts
-    nothing unless a backend asks for it.
-    """
-    dim_size = check_dim_size(dim_size)
-    given = [name for name, v in (("index", index), ("ptr", ptr), ("plan", plan)) if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of index, ptr or plan (got {given or 'none'})")
-    if plan is not None:
-        if not isinstance(plan, SegmentPlan):
-            raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")
-        if plan.num_rows != num_rows:
-            raise ValueError(f"plan covers {plan.num_rows} rows but src has {num_rows}")
-        if dim_size is not None and dim_size != plan.dim_size:
-            raise ValueError(f"dim_size={dim_size} disagrees with plan.dim_size={plan.dim_size}")
-        return plan
-    if ptr is not None:
-        if validate:
-            check_ptr(ptr, num_rows)
-        return SegmentPlan.from_ptr(ptr, dim_size, validate=False)
-    return resolve_index_plan(index, dim_size, num_rows, validate)
-
-
 def _plan_on_device(src, dim, index, ptr, dim_size, plan, validate) -> SegmentPlan:
-    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate)
+    plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate=validate)
     if plan.device != src.device:
         raise ValueError(f"index/ptr/plan is on {plan.device} but src is on {src.device}")
     return plan
+
+
+def _check_output_fits(src: Tensor, dim: int, plan: SegmentPlan) -> None:
+    # The output has dim_size rows of src's other dimensions; low precision works in float32.
+    row_values = math.prod(size for axis, size in enumerate(src.shape) if axis != dim)
+    itemsize = 4 if src.dtype in _LOW_PRECISION else src.element_size()
+    check_allocation(
+        plan.dim_size * row_values * itemsize,
+        f"the output of dim_size={plan.dim_size} groups of {row_values} {src.dtype} values",
+        src.device,
+    )
 
 
 def broadcast_to_rows(values: Tensor, plan: SegmentPlan, dim: int = 0) -> Tensor:
@@ -86,7 +84,7 @@ def broadcast_to_rows(values: Tensor, plan: SegmentPlan, dim: int = 0) -> Tensor
 def _basic(src0: Tensor, plan: SegmentPlan, reduce: str, backend: str | None) -> Tensor:
     """A basic reduction over dim 0, in a dtype the backends accumulate accurately."""
     chosen = get_backend(backend)
-    if src0.dtype in _LOW_PRECISION and chosen.name != "triton":
+    if src0.dtype in _LOW_PRECISION and not chosen.accumulates_low_precision:
         return chosen.reduce(src0.float(), plan, reduce).to(src0.dtype)
     return chosen.reduce(src0, plan, reduce)
 
@@ -135,9 +133,11 @@ def segment(
             ``plan``.
         ptr: CSR offsets (length ``groups + 1``) over rows already sorted by group.
         dim_size: number of groups; defaults to ``index.max() + 1`` / ``len(ptr) - 1``. May be
-            larger: the extra groups are empty and give 0.
+            larger: the extra groups are empty. A size whose output (or offsets) the device's
+            free memory cannot hold is a ``ValueError`` before anything is allocated.
         dim: the dimension holding the rows; every other dimension is carried along.
-        reduce: one of ``sum, mean, max, min, mul, var, std, logsumexp``.
+        reduce: one of ``sum, mean, max, min, mul, var, std, logsumexp``; ``add`` and ``prod``
+            are aliases of ``sum`` and ``mul``.
         plan: a :class:`SegmentPlan` to reuse one grouping across calls.
         backend: ``"torch"``, ``"torch_scatter"`` or ``"triton"``; default: the one set by
             :func:`use_backend` (``"torch"`` unless changed).
@@ -145,12 +145,21 @@ def segment(
             inputs known to be valid.
 
     Returns:
-        ``src`` with ``dim`` resized to ``dim_size``; empty groups are 0.
+        ``src`` with ``dim`` resized to ``dim_size``. An empty group gives 0, except for
+        ``mul``, where it gives the empty product 1 (as PyG and torch_scatter).
+
+    ``src`` must be a dense float16, bfloat16, float32 or float64 tensor (float8 formats and
+    sparse layouts are a ``TypeError``).
     """
     dim = _check_src(src, dim)
+    reduce = REDUCE_ALIASES.get(reduce, reduce) if isinstance(reduce, str) else reduce
     if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+        raise ValueError(
+            f"reduce must be one of {REDUCTIONS} (or an alias: {sorted(REDUCE_ALIASES)}), "
+            f"got {reduce!r}"
+        )
     plan = _plan_on_device(src, dim, index, ptr, dim_size, plan, validate)
+    _check_output_fits(src, dim, plan)
     src0 = src.movedim(dim, 0)
     if reduce in BASIC_REDUCTIONS:
         out = _basic(src0, plan, reduce, backend)
@@ -180,6 +189,7 @@ def segment_softmax(
     """
     dim = _check_src(src, dim)
     plan = _plan_on_device(src, dim, index, ptr, dim_size, plan, validate)
+    _check_output_fits(src, dim, plan)
     src0 = src.movedim(dim, 0)
     work = src0.float() if src0.dtype in _LOW_PRECISION else src0
     shift = _basic(work.detach(), plan, "max", backend)

@@ -4,18 +4,26 @@ A GNN layer stack reduces many message tensors over the same ``index``. Sorting 
 counting degrees and building CSR offsets is the expensive, synchronising part, so a plan does it
 once; every reduction in :mod:`gnnagg.segment` accepts a plan. Derived fields are computed lazily
 and cached, so a plan built for one scatter costs nothing beyond what that scatter needs.
+
+A plan is a snapshot: it owns a copy of the index (or offsets) it was built from, so changing
+that tensor in place afterwards changes neither the plan nor its results. Everything a plan
+holds is computed with inference mode off, so a plan first used under
+``torch.inference_mode`` (evaluation) serves training on the same graph afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
 from collections import OrderedDict
-from functools import cached_property
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-from .._checks import check_count
+from .._checks import check_allocation, check_count
 
 __all__ = [
     "SegmentPlan",
@@ -23,10 +31,13 @@ __all__ = [
     "check_index",
     "check_ptr",
     "clear_plan_cache",
-    "plan_for_index",
+    "resolve_plan",
 ]
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
+# What a plan keeps per group: degrees and offsets, int64 each.
+_PLAN_BYTES_PER_GROUP = 16
+_T = TypeVar("_T")
 
 
 def check_dim_size(dim_size: object) -> int | None:
@@ -35,18 +46,34 @@ def check_dim_size(dim_size: object) -> int | None:
     return None if dim_size is None else check_count(dim_size, "dim_size")
 
 
+def _check_integer_tensor(tensor: object, name: str) -> None:
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {tensor.layout}")
+    if tensor.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"{name} must be an int64 or int32 tensor, got dtype {tensor.dtype}")
+
+
+def _refuse_meta(tensor: Tensor, name: str) -> None:
+    if tensor.is_meta:
+        raise ValueError(
+            f"{name} is on the meta device: it has no values to validate or group by (for "
+            "shape inference, give dim_size and validate=False)"
+        )
+
+
 def check_index(
     index: Tensor, num_rows: int | None, dim_size: int | None, name: str = "index"
 ) -> int:
     """Validate a COO group index and return the number of groups.
 
-    Raises ``TypeError`` for a non-integer tensor and ``ValueError`` for a wrong shape, a wrong
-    length, a negative entry or an entry ``>= dim_size``. Needs one device-to-host sync.
+    Raises ``TypeError`` for a non-integer or sparse tensor and ``ValueError`` for a wrong shape,
+    a wrong length, a negative entry, an entry ``>= dim_size``, an index on the meta device
+    (it has no values) or a number of groups whose offsets the device cannot hold. Needs one
+    device-to-host sync.
     """
-    if not isinstance(index, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(index).__name__}")
-    if index.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"{name} must be an int64 or int32 tensor, got dtype {index.dtype}")
+    _check_integer_tensor(index, name)
     if index.dim() != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {tuple(index.shape)}")
     if num_rows is not None and index.numel() != num_rows:
@@ -56,11 +83,18 @@ def check_index(
     dim_size = check_dim_size(dim_size)
     if index.numel() == 0:
         return 0 if dim_size is None else dim_size
+    _refuse_meta(index, name)
     lo, hi = torch.aminmax(index)
     lo, hi = int(lo), int(hi)
     if lo < 0:
         raise ValueError(f"{name} contains a negative entry ({lo})")
     if dim_size is None:
+        check_allocation(
+            (hi + 2) * _PLAN_BYTES_PER_GROUP,
+            f"{name} contains {hi}, so dim_size = {name}.max() + 1 = {hi + 1} groups, whose "
+            "offsets and degrees",
+            index.device,
+        )
         return hi + 1
     if hi >= dim_size:
         raise ValueError(f"{name} contains {hi}, out of range for dim_size={dim_size}")
@@ -68,13 +102,12 @@ def check_index(
 
 
 def check_ptr(ptr: Tensor, num_rows: int | None, name: str = "ptr") -> None:
-    """Validate CSR offsets: 1-D integer, starts at 0, non-decreasing, ends at ``num_rows``."""
-    if not isinstance(ptr, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(ptr).__name__}")
-    if ptr.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"{name} must be an int64 or int32 tensor, got dtype {ptr.dtype}")
+    """Validate CSR offsets: 1-D dense integer, starts at 0, non-decreasing, ends at
+    ``num_rows``."""
+    _check_integer_tensor(ptr, name)
     if ptr.dim() != 1 or ptr.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D tensor, got shape {tuple(ptr.shape)}")
+    _refuse_meta(ptr, name)
     if int(ptr[0]) != 0:
         raise ValueError(f"{name} must start at 0, got {int(ptr[0])}")
     if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
@@ -85,37 +118,93 @@ def check_ptr(ptr: Tensor, num_rows: int | None, name: str = "ptr") -> None:
         )
 
 
+def _check_groups_fit(dim_size: int, device: torch.device) -> None:
+    check_allocation(
+        (dim_size + 1) * _PLAN_BYTES_PER_GROUP,
+        f"dim_size={dim_size} groups, whose offsets and degrees",
+        device,
+    )
+
+
+def _outside_inference_mode() -> contextlib.AbstractContextManager:
+    # Tensors made under inference mode cannot be saved for backward later; a plan outlives
+    # the call that built it (the cache, aggregators' derived data), so it never holds one.
+    if torch.is_inference_mode_enabled():
+        return torch.inference_mode(False)
+    return contextlib.nullcontext()
+
+
+def _own_copy(tensor: Tensor) -> Tensor:
+    return tensor.to(torch.long, copy=True, memory_format=torch.contiguous_format)
+
+
+class _Field:
+    """A lazily computed plan field, stored in the instance on first access.
+
+    Computed with inference mode off (see :func:`_outside_inference_mode`). Threads racing
+    on a fresh field may compute it twice; all of them return the value stored first.
+    """
+
+    def __init__(self, compute: Callable[[SegmentPlan], Any]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, plan: SegmentPlan | None, owner: type | None = None) -> Any:
+        if plan is None:
+            return self
+        with _outside_inference_mode():
+            value = self.compute(plan)
+        return plan.__dict__.setdefault(self.name, value)
+
+
+_FIELDS = ("index", "ptr", "is_sorted", "perm", "sorted_index", "degrees", "max_degree")
+
+
 class SegmentPlan:
     """One grouping of ``num_rows`` rows into ``dim_size`` groups.
 
     Build it with :meth:`from_index` (COO: a group id per row, any order) or :meth:`from_ptr`
-    (CSR offsets over rows already sorted by group). Derived fields:
+    (CSR offsets over rows already sorted by group); both check their input (the constructor
+    is private). Derived fields:
 
     * ``index`` -- group id of each row, in the rows' own order;
     * ``perm`` -- stable permutation that sorts the rows by group (``None`` when already sorted);
     * ``ptr`` -- CSR offsets of the sorted rows, length ``dim_size + 1``;
     * ``degrees`` -- rows per group; ``is_sorted``; ``max_degree``.
+
+    What layers above derive from a plan (tree schedules, plans over regrouped rows) is kept
+    with it through :meth:`derived`. A plan owns copies of the tensors it was built from: an
+    in-place change of the caller's index afterwards does not reach it.
     """
 
-    def __init__(
-        self,
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            "build a SegmentPlan with SegmentPlan.from_index(index, dim_size) or "
+            "SegmentPlan.from_ptr(ptr, dim_size), which check their input"
+        )
+
+    @classmethod
+    def _trusted(
+        cls,
         dim_size: int,
         num_rows: int,
         *,
         index: Tensor | None = None,
         ptr: Tensor | None = None,
         is_sorted: bool | None = None,
-    ) -> None:
-        if index is None and ptr is None:
-            raise ValueError("a SegmentPlan needs an index or a ptr")
-        self.dim_size = int(dim_size)
-        self.num_rows = int(num_rows)
+    ) -> SegmentPlan:
+        # The factories' common end: inputs are checked and owned by the plan already.
+        plan = object.__new__(cls)
+        plan.dim_size, plan.num_rows = int(dim_size), int(num_rows)
+        plan._derived = {}
         if index is not None:
-            self.__dict__["index"] = index
+            plan.__dict__["index"] = index
         if ptr is not None:
-            self.__dict__["ptr"] = ptr
+            plan.__dict__["ptr"] = ptr
         if is_sorted is not None:
-            self.__dict__["is_sorted"] = is_sorted
+            plan.__dict__["is_sorted"] = is_sorted
+        return plan
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -127,16 +216,15 @@ class SegmentPlan:
         validate: bool = True,
         eager: bool = True,
     ) -> SegmentPlan:
-        """Plan for a COO index (any order).
+        """Plan for a COO index (any order); the plan keeps its own copy of ``index``.
 
         ``dim_size`` defaults to ``index.max() + 1``. ``eager=True`` computes the sort, offsets
         and degrees now (what a model reusing the plan wants); ``eager=False`` defers each field
-        until a reduction needs it.
+        until a reduction needs it. ``validate=False`` skips the checks that need a sync (range
+        of the entries); the type, shape and size checks always run.
         """
-        if validate or dim_size is None:
-            dim_size = check_index(index, None, dim_size)
-        plan = cls(dim_size, index.numel(), index=index.long())
-        if eager:
+        plan = resolve_plan(None, index=index, dim_size=dim_size, validate=validate)
+        if eager and not plan.device.type == "meta":
             plan.materialize()
         return plan
 
@@ -144,21 +232,9 @@ class SegmentPlan:
     def from_ptr(
         cls, ptr: Tensor, dim_size: int | None = None, *, validate: bool = True
     ) -> SegmentPlan:
-        """Plan for CSR offsets ``ptr`` (rows already grouped). ``dim_size`` may exceed
-        ``len(ptr) - 1``: the extra groups are empty."""
-        if validate:
-            check_ptr(ptr, None)
-        dim_size = check_dim_size(dim_size)
-        ptr = ptr.long()
-        groups = ptr.numel() - 1
-        if dim_size is not None:
-            if dim_size < groups:
-                raise ValueError(
-                    f"dim_size={dim_size} is smaller than the {groups} groups described by ptr"
-                )
-            if dim_size > groups:
-                ptr = torch.cat([ptr, ptr[-1:].expand(dim_size - groups)])
-        return cls(ptr.numel() - 1, int(ptr[-1]), ptr=ptr, is_sorted=True)
+        """Plan for CSR offsets ``ptr`` (rows already grouped); the plan keeps its own copy.
+        ``dim_size`` may exceed ``len(ptr) - 1``: the extra groups are empty."""
+        return resolve_plan(None, ptr=ptr, dim_size=dim_size, validate=validate)
 
     def materialize(self) -> SegmentPlan:
         """Compute every derived field now (one sync), so later reductions never sort."""
@@ -167,42 +243,48 @@ class SegmentPlan:
         return self
 
     # -- derived fields -----------------------------------------------------------------------
-    @cached_property
+    @_Field
     def index(self) -> Tensor:
+        """Group id of each row, in the rows' own order."""
         return torch.repeat_interleave(
             torch.arange(self.dim_size, device=self.device), self.degrees, output_size=self.num_rows
         )
 
-    @cached_property
+    @_Field
     def is_sorted(self) -> bool:
+        """Whether the rows are sorted by group already."""
         idx = self.index
         return idx.numel() < 2 or bool((idx[1:] >= idx[:-1]).all())
 
-    @cached_property
+    @_Field
     def perm(self) -> Tensor | None:
+        """Stable permutation sorting the rows by group; ``None`` when they are sorted."""
         if self.is_sorted:
             return None
         return torch.sort(self.index, stable=True).indices
 
-    @cached_property
+    @_Field
     def sorted_index(self) -> Tensor:
         """Group id of each row after sorting (``index[perm]``)."""
         return self.index if self.perm is None else self.index[self.perm]
 
-    @cached_property
+    @_Field
     def degrees(self) -> Tensor:
+        """Rows per group."""
         if "ptr" in self.__dict__:
             return self.ptr.diff()
         return torch.bincount(self.index, minlength=self.dim_size)
 
-    @cached_property
+    @_Field
     def ptr(self) -> Tensor:
+        """CSR offsets of the sorted rows, ``dim_size + 1`` of them."""
         ptr = self.degrees.new_zeros(self.dim_size + 1)
         torch.cumsum(self.degrees, 0, out=ptr[1:])
         return ptr
 
-    @cached_property
+    @_Field
     def max_degree(self) -> int:
+        """The largest number of rows in one group (0 without groups)."""
         return int(self.degrees.max()) if self.dim_size > 0 else 0
 
     @property
@@ -220,14 +302,39 @@ class SegmentPlan:
         """Whether a derived field is already computed (backends prefer paths that need no sync)."""
         return name in self.__dict__
 
+    # -- data derived by the layers above -----------------------------------------------------
+    def derived(self, key: Hashable, build: Callable[[SegmentPlan], _T]) -> _T:
+        """What a layer above derives from this plan alone, built once by ``build(self)``.
+
+        Aggregators keep their per-grouping data here (a tree schedule, a plan over the
+        regrouped rows) so that every layer and epoch sharing the plan shares it. ``key``
+        names the data (use a dotted name of the module that builds it). ``build`` runs with
+        inference mode off, so what it returns serves both evaluation and training; it must
+        depend on the plan only (never on parameters or message values). :meth:`to` starts
+        the moved plan without derived data: each entry is rebuilt on the new device when it
+        is first asked for. Threads racing on a fresh key may build it twice; all of them
+        get the value stored first.
+        """
+        try:
+            return self._derived[key]
+        except KeyError:
+            pass
+        with _outside_inference_mode():
+            value = build(self)
+        return self._derived.setdefault(key, value)
+
     def to(self, device: torch.device | str) -> SegmentPlan:
-        """A copy of the plan with every computed tensor moved to ``device``."""
-        new = object.__new__(SegmentPlan)
-        new.dim_size, new.num_rows = self.dim_size, self.num_rows
-        for key, value in self.__dict__.items():
-            if key in ("dim_size", "num_rows"):
-                continue
-            new.__dict__[key] = value.to(device) if isinstance(value, Tensor) else value
+        """The plan on ``device``: ``self`` when it is there already, else a copy with every
+        computed field moved and no derived data (rebuilt there on first use)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        new = SegmentPlan._trusted(self.dim_size, self.num_rows)
+        with _outside_inference_mode():
+            for name in _FIELDS:
+                if name in self.__dict__:
+                    value = self.__dict__[name]
+                    new.__dict__[name] = value.to(device) if isinstance(value, Tensor) else value
         return new
 
     def __repr__(self) -> str:
@@ -235,41 +342,79 @@ class SegmentPlan:
         return f"SegmentPlan(dim_size={self.dim_size}, num_rows={self.num_rows}, computed={known})"
 
 
+def _plan_from_index(
+    index: Tensor, dim_size: int | None, num_rows: int | None, validate: bool
+) -> SegmentPlan:
+    if validate or dim_size is None:
+        dim_size = check_index(index, num_rows, dim_size)
+    else:
+        _check_integer_tensor(index, "index")
+        if index.dim() != 1 or (num_rows is not None and index.numel() != num_rows):
+            expected = "" if num_rows is None else f" with {num_rows} entries"
+            raise ValueError(f"index must be 1-D{expected}, got shape {tuple(index.shape)}")
+    _check_groups_fit(dim_size, index.device)
+    with _outside_inference_mode():
+        owned = _own_copy(index)
+    return SegmentPlan._trusted(dim_size, owned.numel(), index=owned)
+
+
+def _plan_from_ptr(
+    ptr: Tensor, dim_size: int | None, num_rows: int | None, validate: bool
+) -> SegmentPlan:
+    if validate:
+        check_ptr(ptr, num_rows)
+    else:
+        _check_integer_tensor(ptr, "ptr")
+        if ptr.dim() != 1 or ptr.numel() == 0:
+            raise ValueError(f"ptr must be a non-empty 1-D tensor, got shape {tuple(ptr.shape)}")
+        _refuse_meta(ptr, "ptr")
+    groups = ptr.numel() - 1
+    if dim_size is not None and dim_size < groups:
+        raise ValueError(
+            f"dim_size={dim_size} is smaller than the {groups} groups described by ptr"
+        )
+    dim_size = groups if dim_size is None else dim_size
+    _check_groups_fit(dim_size, ptr.device)
+    rows = int(ptr[-1])
+    if num_rows is not None and rows != num_rows:
+        raise ValueError(f"ptr must end at the number of rows of src ({num_rows}), got {rows}")
+    # The plan derives a group id per row from the offsets when asked (plan.index).
+    check_allocation(rows * 8, f"ptr ends at {rows} rows, whose group ids", ptr.device)
+    with _outside_inference_mode():
+        owned = _own_copy(ptr)
+        if dim_size > groups:
+            owned = torch.cat([owned, owned[-1:].expand(dim_size - groups)])
+    return SegmentPlan._trusted(dim_size, rows, ptr=owned, is_sorted=True)
+
+
 # Plans of recently seen index tensors. A model calls its aggregators with the same edge index in
 # every layer and every epoch; the plan (sort, offsets, and what aggregators derive from them,
-# such as tree schedules) is then computed once. Entries hold the index alive, so the same live
-# tensor with an unchanged version counter has unchanged contents -- unless it was written
-# behind the counter's back (through ``.data`` or a NumPy array sharing its memory), which
-# autograd does not notice either. Inference tensors have no version counter: never cached.
+# such as tree schedules) is then computed once. An entry is served only while the same live
+# tensor has an unchanged version counter, so its contents are unchanged -- unless it was
+# written behind the counter's back (through ``.data`` or a NumPy array sharing its memory),
+# which autograd does not notice either. Inference tensors have no version counter: never
+# cached. The lock makes lookups, insertions and evictions from several threads safe.
 _PLAN_CACHE: OrderedDict[tuple, tuple[weakref.ref, int, SegmentPlan]] = OrderedDict()
+_PLAN_CACHE_LOCK = threading.Lock()
 PLAN_CACHE_SIZE = 4
 
 
 def clear_plan_cache() -> None:
-    """Forget every cached plan (and release the index tensors it keeps alive)."""
-    _PLAN_CACHE.clear()
+    """Forget every cached plan."""
+    with _PLAN_CACHE_LOCK:
+        _PLAN_CACHE.clear()
 
 
-def plan_for_index(
-    index: Tensor, dim_size: int | None, num_rows: int | None = None, validate: bool = True
+def _cached_plan_from_index(
+    index: Tensor, dim_size: int | None, num_rows: int | None, validate: bool
 ) -> SegmentPlan:
-    """A lazy :class:`SegmentPlan` for ``index``, shared by calls with the same index tensor.
-
-    Views of one tensor (``edge_index[1]``, taken anew by every PyG layer) share their plan; an
-    in-place change of the index bumps its version and invalidates the entry. A change that
-    bypasses the version counter (writing through ``index.data`` or through a NumPy array that
-    shares the index's memory) is not seen: call :func:`clear_plan_cache` after one, or set
-    ``gnnagg.segment.plan.PLAN_CACHE_SIZE = 0`` to turn the cache off. Indices created under
-    ``torch.inference_mode`` are never cached (they carry no version counter). ``num_rows``,
-    when given, is checked against the index's length on every call (it needs no sync).
-    """
-    if num_rows is not None and isinstance(index, Tensor) and index.numel() != num_rows:
+    if index.is_inference() or PLAN_CACHE_SIZE <= 0:
+        return _plan_from_index(index, dim_size, num_rows, validate)
+    _check_integer_tensor(index, "index")
+    if num_rows is not None and index.numel() != num_rows:
         raise ValueError(
             f"index has {index.numel()} entries but src has {num_rows} rows along the reduced dim"
         )
-    dim_size = check_dim_size(dim_size)
-    if not isinstance(index, Tensor) or index.is_inference() or PLAN_CACHE_SIZE <= 0:
-        return resolve_index_plan(index, dim_size, num_rows, validate)
     base = index._base if index._base is not None else index
     key = (
         id(base),
@@ -279,27 +424,67 @@ def plan_for_index(
         index.dtype,
         index.device,
         dim_size,
+        validate,
     )
-    entry = _PLAN_CACHE.get(key)
-    if entry is not None:
-        ref, version, plan = entry
-        if ref() is base and base._version == version:
-            _PLAN_CACHE.move_to_end(key)
-            return plan
-    plan = resolve_index_plan(index, dim_size, num_rows, validate)
-    _PLAN_CACHE[key] = (weakref.ref(base), base._version, plan)
-    while len(_PLAN_CACHE) > PLAN_CACHE_SIZE:
-        _PLAN_CACHE.popitem(last=False)
+    with _PLAN_CACHE_LOCK:
+        entry = _PLAN_CACHE.get(key)
+        if entry is not None:
+            ref, version, plan = entry
+            if ref() is base and base._version == version:
+                _PLAN_CACHE.move_to_end(key)
+                return plan
+    # Built outside the lock: validation syncs with the device, and other threads may go on.
+    version = base._version
+    plan = _plan_from_index(index, dim_size, num_rows, validate)
+    with _PLAN_CACHE_LOCK:
+        _PLAN_CACHE[key] = (weakref.ref(base), version, plan)
+        _PLAN_CACHE.move_to_end(key)
+        while len(_PLAN_CACHE) > PLAN_CACHE_SIZE:
+            _PLAN_CACHE.popitem(last=False)
     return plan
 
 
-def resolve_index_plan(
-    index: Tensor, dim_size: int | None, num_rows: int | None = None, validate: bool = True
+def resolve_plan(
+    num_rows: int | None,
+    index: Tensor | None = None,
+    ptr: Tensor | None = None,
+    dim_size: int | None = None,
+    plan: SegmentPlan | None = None,
+    *,
+    validate: bool = True,
+    cache: bool = False,
 ) -> SegmentPlan:
-    """A lazy, uncached :class:`SegmentPlan` for a COO ``index`` (validated unless asked not
-    to; ``dim_size`` defaults to ``index.max() + 1``)."""
-    if validate or dim_size is None:
-        dim_size = check_index(index, num_rows, dim_size)
-    elif index.dim() != 1 or (num_rows is not None and index.numel() != num_rows):
-        raise ValueError(f"index must be 1-D with {num_rows} entries, got {tuple(index.shape)}")
-    return SegmentPlan(dim_size, index.numel(), index=index.long())
+    """Turn the ``index``/``ptr``/``plan`` arguments of a reduction into one plan.
+
+    Exactly one of the three must be given; ``num_rows`` (the rows of ``src``, ``None`` when
+    there is no ``src`` yet) is checked against it. A plan built here is lazy: it sorts nothing
+    unless a reduction asks for it. ``validate=False`` skips the checks that need a
+    device-to-host sync (the range of ``index``, the order of ``ptr``); shapes and sizes are
+    always checked.
+
+    With ``cache=True`` an ``index`` is looked up in a small cache of recent index tensors, so
+    that the layers and epochs of a model over one graph share one plan (and what aggregators
+    derive from it). Views of one tensor (``edge_index[1]``, taken anew by every PyG layer)
+    share their plan; an in-place change of the index bumps its version and invalidates the
+    entry. A change that bypasses the version counter (writing through ``index.data`` or a
+    NumPy array sharing the index's memory) is not seen: call :func:`clear_plan_cache` after
+    one, or set ``gnnagg.segment.plan.PLAN_CACHE_SIZE = 0`` to turn the cache off. Indices
+    created under ``torch.inference_mode`` are never cached (they carry no version counter).
+    """
+    dim_size = check_dim_size(dim_size)
+    given = [name for name, v in (("index", index), ("ptr", ptr), ("plan", plan)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of index, ptr or plan (got {given or 'none'})")
+    if plan is not None:
+        if not isinstance(plan, SegmentPlan):
+            raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")
+        if num_rows is not None and plan.num_rows != num_rows:
+            raise ValueError(f"plan covers {plan.num_rows} rows but src has {num_rows}")
+        if dim_size is not None and dim_size != plan.dim_size:
+            raise ValueError(f"dim_size={dim_size} disagrees with plan.dim_size={plan.dim_size}")
+        return plan
+    if ptr is not None:
+        return _plan_from_ptr(ptr, dim_size, num_rows, validate)
+    if cache and isinstance(index, Tensor):
+        return _cached_plan_from_index(index, dim_size, num_rows, validate)
+    return _plan_from_index(index, dim_size, num_rows, validate)

@@ -1,16 +1,19 @@
 """gnnagg-bench end to end: --help, clear errors, a tiny run with results.json and PNGs,
-reruns from a results.json, speed parts that are fake, missing or broken."""
+reruns from a results.json, speed parts that are faked or broken."""
 
-import dataclasses
 import json
 import os
-import textwrap
 
 import pytest
 
 from gnnagg.bench.cli import _suite, build_parser, main
-from gnnagg.bench.config import RealConfig, SizeGenConfig, SpeedConfig, SuiteConfig
+from gnnagg.bench.config import SuiteConfig
 from gnnagg.bench.runner import SCHEMA, run_suite
+from gnnagg.bench.sections.real import RealConfig
+from gnnagg.bench.sections.sizegen import SizeGenConfig
+from gnnagg.bench.sections.speed import SpeedConfig, run_speed
+from gnnagg.bench.speed import aggr as aggr_part
+from gnnagg.bench.speed import segment as segment_part
 
 TOP_KEYS = {
     "schema",
@@ -20,9 +23,8 @@ TOP_KEYS = {
     "config",
     "machine",
     "wall_time_s",
+    "conditions",
     "sizegen",
-    "speed",
-    "real",
     "plots",
     "notes",
 }
@@ -84,7 +86,7 @@ def test_config_errors_name_the_argument(capsys, tmp_path):
 def test_run_options_are_applied_or_refused(tmp_path, capsys):
     config_file = tmp_path / "config.json"
     quick = _suite(build_parser().parse_args(["run"]))
-    config_file.write_text(json.dumps(dataclasses.asdict(quick)))
+    config_file.write_text(json.dumps(quick.to_dict()))
     args = build_parser().parse_args(["run", "--config", str(config_file), "--seeds", "1"])
     config = _suite(args)
     assert config.sizegen.seeds == (0,) and config.real.seeds == (0,)
@@ -111,7 +113,8 @@ def test_list_names_everything(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert "lcm_conjugated_sum" in listing["aggregators"]
     assert "second_minimum" in listing["tasks"]
-    assert listing["suites"] == ["quick", "full"]
+    assert listing["suites"] == ["quick", "full", "smoke", "paper"]
+    assert listing["sections"] == ["sizegen", "speed", "real", "poly"]
 
 
 def test_tiny_run_writes_results_report_and_plots_and_reruns(tmp_path, capsys):
@@ -156,60 +159,67 @@ def test_tiny_run_writes_results_report_and_plots_and_reruns(tmp_path, capsys):
     assert (rebuilt / "report.md").read_text() == report
 
 
-FAKE_AGGR = textwrap.dedent(
-    '''
-    """A stand-in for experiments/bench_aggr.py with the same interface."""
+def _fake_aggr(monkeypatch):
+    """The aggr part with its measurements replaced: it records the rows it was asked for
+    and the OMP_NUM_THREADS its worker processes would see."""
 
-    def _methods():
-        return {"pyg Sum": None, "pyg LCM": None, "gnnagg LCM[gru]": None}
-
-
-    def run(quick=False, device="cpu", cases=(), methods=None, cap_gb=16.0, timeout_s=600.0,
-            progress=None):
+    def run(
+        quick=False,
+        device="cpu",
+        cases=(),
+        methods=None,
+        cap_gb=16.0,
+        timeout_s=600.0,
+        progress=None,
+        num_nodes=10_000,
+    ):
         rows = []
         for case in cases:
             degree = 12 if case == "uniform" else int(case[3:])
             for i, method in enumerate(methods):
-                row = dict(case=case, method=method, edges=100, max_degree=degree, status="ok",
-                           ms=1.0 + i + degree / 100, extra_mb=2.0 + i)
+                row = dict(
+                    case=case,
+                    method=method,
+                    edges=100,
+                    max_degree=degree,
+                    status="ok",
+                    ms=1.0 + i + degree / 100,
+                    extra_mb=2.0 + i,
+                )
                 rows.append(row)
                 if progress is not None:
                     progress(row)
-        import os
-
         omp = os.environ.get("OMP_NUM_THREADS")
         return {"benchmark": "aggr", "machine": {}, "channels": 64, "rows": rows, "omp": omp}
 
-
-    def format_table(result):
-        return "| fake aggr table | %d rows |" % len(result["rows"])
-    '''
-)
-
-
-def test_speed_parts_ok_skipped_broken_and_missing(tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    folder = tmp_path / "experiments"
-    folder.mkdir()
-    (folder / "bench_aggr.py").write_text(FAKE_AGGR)
-    (folder / "bench_segment.py").write_text(
-        "def run(quick=False, device='cpu'):\n    raise RuntimeError('kernel exploded')\n"
+    methods = {"pyg Sum": None, "pyg LCM": None, "gnnagg LCM[gru]": None}
+    monkeypatch.setattr(aggr_part, "run", run)
+    monkeypatch.setattr(aggr_part, "aggregator_methods", lambda: methods)
+    monkeypatch.setattr(
+        aggr_part, "format_table", lambda r: f"| fake aggr table | {len(r['rows'])} rows |"
     )
+
+
+def test_speed_parts_ok_skipped_and_broken(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    _fake_aggr(monkeypatch)
+
+    def broken(config, device, progress=None):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(segment_part, "run_part", broken)
     config = SuiteConfig(
         "speed",
-        sizegen=None,
-        real=None,
         speed=SpeedConfig(
-            parts=("aggr", "segment", "poly"),
+            parts=("aggr", "segment"),
             aggr_methods=None,
             aggr_cases=("uniform", "hub200"),
             aggr_unpadded_cases=("hub5000",),
         ),
     )
-    results, out = run_suite(config, tmp_path / "out", progress=False, speed_folder=folder)
+    results, out = run_suite(config, tmp_path / "out", progress=False)
     speed = results["speed"]
     assert speed["segment"] == {"status": "error", "reason": "RuntimeError: kernel exploded"}
-    assert speed["poly"]["status"] == "missing"
     # Worker processes get the suite's thread count; the caller's setting comes back after.
     assert speed["aggr"]["result"]["omp"] == "1"
     assert os.environ["OMP_NUM_THREADS"] == "7"
@@ -230,22 +240,18 @@ def test_speed_parts_ok_skipped_broken_and_missing(tmp_path, monkeypatch):
     _assert_png(out / "speed_aggr.png")
     report = (out / "report.md").read_text()
     assert "| fake aggr table | 9 rows |" in report
-    assert "kernel exploded" in report and "bench_poly.py does not exist" in report
+    assert "kernel exploded" in report
 
 
-def test_unknown_aggr_methods_are_an_error_naming_the_valid_ones(tmp_path):
-    folder = tmp_path / "experiments"
-    folder.mkdir()
-    (folder / "bench_aggr.py").write_text(FAKE_AGGR)
+def test_unknown_aggr_methods_are_an_error_naming_the_valid_ones(monkeypatch):
+    _fake_aggr(monkeypatch)
     config = SpeedConfig(parts=("aggr",), aggr_methods=("pyg Sum", "pyg GAT"))
-    from gnnagg.bench.speed import run_speed
-
-    entry = run_speed(config, progress=False, folder=folder)["aggr"]
+    entry = run_speed(config, progress=False)["aggr"]
     assert entry["status"] == "error"
     assert "['pyg GAT']" in entry["reason"] and "'gnnagg LCM[gru]'" in entry["reason"]
 
 
-def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path):
+def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
     config = SuiteConfig(
         "mixed",
         sizegen=SizeGenConfig(
@@ -255,11 +261,14 @@ def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path):
         speed=SpeedConfig(parts=("aggr",)),
         real=None,
     )  # fmt: skip
-    results, out = run_suite(
-        config, tmp_path / "out", progress=False, speed_folder=tmp_path / "absent"
-    )
+
+    def broken(config, device, progress):
+        raise OSError("no such device")
+
+    monkeypatch.setattr("gnnagg.bench.sections.speed.run_speed", broken)
+    results, out = run_suite(config, tmp_path / "out", progress=False)
     assert results["speed"]["status"] == "error"
-    assert "does not exist" in results["speed"]["reason"]
+    assert "no such device" in results["speed"]["reason"]
     assert results["sizegen"]["runs"][0]["aggregator"] == "sum"
     assert any("speed failed" in n for n in results["notes"])
     assert "Failed:" in (out / "report.md").read_text()
@@ -303,7 +312,7 @@ def test_parser_defaults_are_the_quick_suite():
 
 def test_report_reads_the_largest_test_size_whatever_the_key_order():
     """Results written before test sizes were sorted may list them in command-line order."""
-    from gnnagg.bench.report import lcm_paper_comparison, sizegen_table
+    from gnnagg.bench.sections.sizegen import lcm_paper_comparison, sizegen_table
 
     def row(aggregator, at_20, at_64):
         stats = {"20": {"mean": at_20, "std": 0.0}, "64": {"mean": at_64, "std": 0.0}}

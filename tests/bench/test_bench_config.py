@@ -5,20 +5,15 @@ import json
 
 import pytest
 
-from gnnagg.bench.config import (
-    QUICK_AGGREGATORS,
-    RealConfig,
-    SizeGenConfig,
-    SpeedConfig,
-    SuiteConfig,
-    suite_config,
-    suite_from_dict,
-)
+from gnnagg.bench.config import SuiteConfig, suite_config, suite_from_dict
 from gnnagg.bench.registry import AGGREGATORS
+from gnnagg.bench.sections.real import RealConfig
+from gnnagg.bench.sections.sizegen import QUICK_AGGREGATORS, SizeGenConfig
+from gnnagg.bench.sections.speed import SpeedConfig
 from gnnagg.data import TASKS
 
 
-def test_quick_suite_is_the_issue_line_up():
+def test_quick_suite_is_the_core_line_up_on_one_thread():
     quick = suite_config("quick")
     assert quick.sizegen.tasks == ("second_minimum",)
     assert quick.sizegen.aggregators == QUICK_AGGREGATORS and len(QUICK_AGGREGATORS) == 11

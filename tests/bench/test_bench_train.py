@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gnnagg.bench.config import SizeGenConfig
+from gnnagg.bench.sections.sizegen import SizeGenConfig
 from gnnagg.bench.train import (
     DistContext,
     MultisetTensors,

@@ -188,7 +188,8 @@ def test_stale_build_stamp_triggers_rebuild(tmp_path):
     assert stamp["inputs"]["airfoil.mat"] == load_manifest()["airfoil"].fixture[0].sha256
     (folder / "BUILD.json").write_text(json.dumps({**stamp, "recipe_version": -1}))
     (folder / "airfoil.pt").write_bytes(b"corrupt")
-    assert fetch("airfoil", root=tmp_path, fixture=True).num_nodes == 4253
+    with pytest.warns(catalog.CacheRebuildWarning, match="recipe version changed"):
+        assert fetch("airfoil", root=tmp_path, fixture=True).num_nodes == 4253
     assert json.loads((folder / "BUILD.json").read_text()) == stamp
 
 
@@ -212,6 +213,24 @@ def test_fetch_rejects_bad_names_and_options(tmp_path):
         fetch(None, root=tmp_path)
     with pytest.raises(ValueError, match="fixture: data set 'toy' has no committed fixture"):
         fixture_files(_entry("0" * 64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"fixture": "no"}, TypeError, "fixture: expected a bool, got 'no'"),
+        ({"fixture": 1}, TypeError, "fixture: expected a bool"),
+        ({"timeout": 0}, ValueError, "timeout: expected a positive finite"),
+        ({"timeout": float("nan")}, ValueError, "timeout"),
+        ({"timeout": "10"}, TypeError, "timeout"),
+        ({"transform": "Compose"}, TypeError, "transform: expected a callable"),
+    ],
+)
+def test_fetch_type_checks_its_arguments(tmp_path, kwargs, exc, match):
+    # fixture="no" used to be truthy and build the fixture.
+    with pytest.raises(exc, match=match):
+        fetch("mutag", root=tmp_path, **kwargs)
+    assert not (tmp_path / "built").exists()
 
 
 BLOCKED_IMPORTS = """

@@ -1,11 +1,16 @@
 """MUTAG, QM9 and mesh data sets from fixtures, and the generated 3-D meshes."""
 
+import shutil
+
 import pytest
 import torch
+from torch_geometric.datasets import TUDataset
 from torch_geometric.utils import is_undirected, to_networkx
 
 from gnnagg.data import QM9_TARGETS, QM9Dataset, delaunay_mesh, fetch, lattice_mesh
 from gnnagg.data.download import datasets_dir
+from gnnagg.data.safe_load import pyg_safe_globals
+from gnnagg.data.tu_format import MUTAG_FILES, TUFormatDataset
 
 FIXTURES = datasets_dir() / "fixtures"
 
@@ -19,10 +24,21 @@ def _read_ints(name):
     return [int(v) for v in (FIXTURES / "mutag" / name).read_text().split()]
 
 
-def test_mutag_fixture_through_tudataset(cache):
+def test_mutag_fixture_equals_pyg_tudataset(cache, tmp_path):
     ds = fetch("mutag", root=cache, fixture=True)
     labels = _read_ints("MUTAG_graph_labels.txt")
-    assert type(ds).__name__ == "TUDataset" and len(ds) == len(labels) == 41
+    assert isinstance(ds, TUFormatDataset) and len(ds) == len(labels) == 41
+    # PyG's own TUDataset on the same files gives the same graphs and sizes.
+    raw = tmp_path / "MUTAG" / "raw"
+    raw.mkdir(parents=True)
+    for name in MUTAG_FILES:
+        shutil.copyfile(FIXTURES / "mutag" / name, raw / name)
+    with torch.serialization.safe_globals(pyg_safe_globals()):
+        reference = TUDataset(str(tmp_path), "MUTAG")
+    assert ds.sizes == reference.sizes and ds.num_node_labels == reference.num_node_labels == 7
+    for key in ("x", "edge_index", "edge_attr", "y"):
+        assert torch.equal(getattr(ds._data, key), getattr(reference._data, key)), key
+        assert torch.equal(ds.slices[key], reference.slices[key]), key
     # TU labels -1/1 become classes 0/1.
     assert ds.y.tolist() == [(v + 1) // 2 for v in labels]
     # The fixture keeps every node and edge label, so feature widths equal the full MUTAG's.

@@ -1,6 +1,9 @@
 """Molecule data sets: OGB-layout round trip, scaffold split, penalised logP, ogb guards."""
 
+import contextlib
 import gzip
+import io
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("rdkit")
 pytest.importorskip("ogb")
 
+from ogb.graphproppred import PygGraphPropPredDataset  # noqa: E402
 from ogb.utils import smiles2graph  # noqa: E402
 from rdkit import Chem  # noqa: E402
 from rdkit.Chem import Crippen  # noqa: E402
@@ -18,6 +22,7 @@ from gnnagg.data import fetch, penalized_logp, sa_score, scaffold_split  # noqa:
 from gnnagg.data.download import datasets_dir  # noqa: E402
 from gnnagg.data.molecules import ring_penalty, stable_rank  # noqa: E402
 from gnnagg.data.ogb_layout import _murcko_scaffold, write_ogb_layout  # noqa: E402
+from gnnagg.data.safe_load import pyg_safe_globals  # noqa: E402
 
 FIXTURES = datasets_dir() / "fixtures"
 
@@ -53,7 +58,7 @@ def test_freesolv_ogb_layout_round_trip_is_exactly_smiles2graph(freesolv, cache)
     _assert_same_graphs(freesolv, df["smiles"].tolist())
     expected = torch.tensor(df["expt"].to_numpy(), dtype=torch.float32).view(-1, 1)
     assert torch.equal(freesolv.y, expected)
-    assert type(freesolv).__name__ == "PygGraphPropPredDataset"
+    assert isinstance(freesolv, PygGraphPropPredDataset)
     assert freesolv.task_type == "regression" and freesolv.eval_metric == "rmse"
     folder = cache / "built" / "freesolv-fixture" / "ogbg_molfreesolv"
     for rel in (
@@ -73,6 +78,22 @@ def test_freesolv_ogb_layout_round_trip_is_exactly_smiles2graph(freesolv, cache)
     # The same folder also loads by its official OGB name.
     again = fetch("ogbg-molfreesolv", root=cache, fixture=True)
     assert torch.equal(again.y, freesolv.y)
+
+
+def test_safe_ogb_loader_equals_ogbs_own(freesolv, cache, tmp_path):
+    # ogb's own class on a copy of the built folder: same data, split and attributes.
+    shutil.copytree(cache / "built" / "freesolv-fixture", tmp_path / "copy")
+    allowed = torch.serialization.safe_globals(pyg_safe_globals())
+    with contextlib.redirect_stdout(io.StringIO()), allowed:
+        reference = PygGraphPropPredDataset("ogbg-molfreesolv", root=str(tmp_path / "copy"))
+    for key in ("x", "edge_index", "edge_attr", "y"):
+        assert torch.equal(getattr(freesolv._data, key), getattr(reference._data, key)), key
+        assert torch.equal(freesolv.slices[key], reference.slices[key]), key
+    for attr in ("num_tasks", "eval_metric", "task_type", "num_classes", "binary", "root"):
+        mine, theirs = getattr(freesolv, attr), getattr(reference, attr)
+        assert mine == theirs or attr == "root", attr
+    split, expected = freesolv.get_idx_split(), reference.get_idx_split()
+    assert all(torch.equal(split[k], expected[k]) for k in expected)
 
 
 def test_freesolv_scaffold_split_is_disjoint_complete_and_scaffold_pure(freesolv):
@@ -162,6 +183,26 @@ def test_write_ogb_layout_validates_arguments(tmp_path):
         write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), split, "s", ["a", "b"])
     with pytest.raises(ValueError, match="split: needs keys"):
         write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), {"train": [0]}, "s", ["y"])
+    # Names that would escape the folder or shift the CSV columns.
+    with pytest.raises(ValueError, match="split_name"):
+        write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), split, "../../x", ["y"])
+    with pytest.raises(ValueError, match="label_names: 'a,b'"):
+        write_ogb_layout(tmp_path, ["C", "CC"], np.zeros((2, 1)), split, "s", ["a,b"])
+    with pytest.raises(ValueError, match="smiles"):
+        write_ogb_layout(tmp_path, ["C", "C\nC"], np.zeros((2, 1)), split, "s", ["y"])
+    assert not (tmp_path / "split").exists()
+
+
+def test_load_ogb_layout_refuses_names_that_leave_the_root(tmp_path):
+    from gnnagg.data.ogb_layout import load_ogb_layout
+
+    with pytest.raises(ValueError, match="name"):
+        load_ogb_layout(tmp_path, "../elsewhere", meta={})
+
+
+def test_scaffold_split_type_checks_fractions():
+    with pytest.raises(TypeError, match="frac_train"):
+        scaffold_split(["C"], frac_train="0.8")
 
 
 def test_ogb_folder_without_release_file_is_refused_not_prompted(tmp_path):

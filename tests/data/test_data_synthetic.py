@@ -69,6 +69,39 @@ def test_bits_round_trip_most_significant_first():
     assert bits.shape == (256, 8) and bits.dtype == torch.float32
     assert torch.equal(bits[128], torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0]))
     assert torch.equal(bits_to_int(bits), v)
+    assert torch.equal(int_to_bits(v.to(torch.uint8)), bits)
+
+
+@pytest.mark.parametrize("bad", [300, 256, -1, -256])
+def test_int_to_bits_refuses_values_that_do_not_fit_8_bits(bad):
+    # Without the check 300 encodes as 44 and -1 as 255.
+    with pytest.raises(
+        ValueError, match=f"values: entries must lie in 0..255 to fit 8 bits, found .*{bad}"
+    ):
+        int_to_bits(torch.tensor([0, bad]))
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([1.0]), torch.tensor([True]), [3], 3])
+def test_int_to_bits_refuses_non_integer_input(bad):
+    with pytest.raises(TypeError, match="values: expected an integer tensor"):
+        int_to_bits(bad)
+
+
+def test_bits_to_int_refuses_non_bits():
+    with pytest.raises(ValueError, match="exactly 0 or 1"):
+        bits_to_int(torch.tensor([0.6, 0, 0, 0, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="exactly 0 or 1"):
+        bits_to_int(torch.tensor([2, 0, 0, 0, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="shape \\[..., 8\\]"):
+        bits_to_int(torch.ones(3, 7))
+    assert bits_to_int(torch.ones(8, dtype=torch.bool)).item() == 255
+
+
+def test_seeds_do_not_wrap_onto_other_seeds():
+    # The stream derivation reduces modulo 2**63 - 1: seed 2**63 - 1 would equal seed 0.
+    with pytest.raises(ValueError, match="seed"):
+        SecondMinimum(num_graphs=2, seed=2**63 - 1)
+    assert len(SecondMinimum(num_graphs=2, seed=2**63 - 2)) == 2
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -191,11 +224,18 @@ def test_make_task_fixed_int_size_and_transform():
         ({"sizes": [2.5]}, TypeError, "sizes: sizes must be ints"),
         ({"sizes": "abc"}, TypeError, "sizes must be ints"),
         ({"num_graphs": 0}, ValueError, "num_graphs: must be at least 1"),
-        ({"seed": -1}, ValueError, "seed: expected a non-negative int"),
+        ({"seed": -1}, ValueError, "seed: expected an int in"),
+        ({"seed": 2**63}, ValueError, "seed: expected an int in"),
         ({"form": "node", "sizes": [8], "num_nodes": 8}, ValueError, "num_nodes: 8 nodes"),
         ({"num_nodes": 10}, ValueError, "num_nodes: only meaningful"),
         ({"split": "test"}, ValueError, "split: unknown split 'test'"),
         ({"split": 3}, TypeError, "split: expected a str"),
+        ({"num_graphs": 10**12}, ValueError, "num_graphs: .* need about .* GiB"),
+        (
+            {"form": "node", "sizes": [256], "num_graphs": 10**6},
+            ValueError,
+            "num_graphs: .*node form.* GiB",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, exc, match):

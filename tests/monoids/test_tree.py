@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gnnagg.monoids import fused_tree_reduce, tree, tree_reduce, tree_schedule
+from gnnagg.monoids.tree import TREE_SCHEDULE_KEY
 from gnnagg.segment import SegmentPlan
 
 
@@ -55,9 +56,9 @@ def test_schedule_is_cached_on_the_plan():
     x = torch.randn(4, 2)
     identity = torch.zeros(2, 2)
     tree_reduce(x, plan, torch.add, identity)
-    schedule = plan.__dict__["_tree_schedule"]
+    schedule = plan.derived(TREE_SCHEDULE_KEY, lambda plan: pytest.fail("built twice"))
     tree_reduce(x, plan, torch.add, identity)
-    assert plan.__dict__["_tree_schedule"] is schedule
+    assert plan.derived(TREE_SCHEDULE_KEY, lambda plan: None) is schedule
 
 
 class NonAssociativeKernel:

@@ -1,4 +1,4 @@
-"""Basis enumeration: the issue's cross-check counts, independent recounts, canonical forms."""
+"""Basis enumeration: the paper's beyond-2-FWL counts, independent recounts, canonical forms."""
 
 import itertools
 import random

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gnnagg.poly import Polynomial, enumerate_basis, plan_contraction, reduces_to_outputs
-from gnnagg.poly.reduce import elimination_width
+from gnnagg.poly.fwl2 import elimination_width
 
 
 @st.composite

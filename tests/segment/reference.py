@@ -9,6 +9,8 @@ def reference_segment(src, index, dim_size, dim, reduce):
     for group in range(dim_size):
         rows = x[index == group]
         if rows.shape[0] == 0:
+            # The empty product is 1, as in PyG and torch_scatter; every other reduction gives 0.
+            out[group] = 1.0 if reduce == "mul" else 0.0
             continue
         if reduce == "sum":
             out[group] = rows.sum(0)

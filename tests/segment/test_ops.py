@@ -121,12 +121,18 @@ def test_std_of_constant_group_has_finite_gradient():
     assert out.abs().sum() == 0 and torch.isfinite(src.grad).all()
 
 
-def test_zero_rows_and_empty_groups_give_zeros():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_rows_and_empty_groups_give_the_identity_of_mul_and_zero_otherwise(backend):
     for reduce in REDUCTIONS:
         out = segment(
-            torch.empty(0, 3), torch.empty(0, dtype=torch.long), dim_size=4, reduce=reduce
+            torch.empty(0, 3),
+            torch.empty(0, dtype=torch.long),
+            dim_size=4,
+            reduce=reduce,
+            backend=backend,
         )
-        assert out.shape == (4, 3) and out.abs().sum() == 0
+        assert out.shape == (4, 3)
+        assert torch.equal(out, torch.full((4, 3), 1.0 if reduce == "mul" else 0.0)), reduce
     assert segment(torch.empty(0, 3), torch.empty(0, dtype=torch.long)).shape == (0, 3)
 
 
@@ -195,3 +201,39 @@ def test_softmax_checks_the_plan_device():
     plan = SegmentPlan.from_index(torch.tensor([0, 1, 1])).to("meta")
     with pytest.raises(ValueError, match="plan is on meta"):
         segment_softmax(torch.randn(3, 2), plan=plan)
+
+
+@pytest.mark.parametrize("reduce", REDUCTIONS)
+@pytest.mark.parametrize("width", [4, 64], ids=["narrow", "wide"])
+def test_sorted_rows_take_the_faster_cpu_path_with_the_same_results(monkeypatch, reduce, width):
+    """On a CPU, torch.segment_reduce is faster than scattering for narrow rows only; wide
+    sorted rows scatter (same results, same derivatives)."""
+    import gnnagg.segment.backends.torch_native as torch_native
+
+    generator = torch.Generator().manual_seed(5)
+    index = torch.randint(0, 6, (30,), generator=generator).sort().values
+    src = torch.randn(30, width, dtype=torch.float64, generator=generator)
+    plan = SegmentPlan.from_index(index, 7)
+    assert plan.known_sorted_csr
+    calls = []
+    native = torch.segment_reduce
+
+    def counting_segment_reduce(*args, **kwargs):
+        calls.append(args[1])
+        return native(*args, **kwargs)
+
+    monkeypatch.setattr(torch_native.torch, "segment_reduce", counting_segment_reduce)
+    x = src.clone().requires_grad_()
+    out = segment(x, plan=plan, reduce=reduce, backend="torch")
+    torch.testing.assert_close(out, reference_segment(src, index, 7, 0, reduce))
+    assert bool(calls) == (width <= 48 and reduce != "mul")
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+def test_second_derivatives_of_wide_sorted_rows(reduce):
+    generator = torch.Generator().manual_seed(6)
+    plan = SegmentPlan.from_index(torch.tensor([0, 0, 0, 2, 2, 3]))
+    src = torch.randn(6, 50, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda x: segment(x, plan=plan, reduce=reduce, backend="torch").square(), (src,)
+    )

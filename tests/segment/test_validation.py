@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gnnagg.segment import SegmentPlan, segment, segment_softmax, use_backend
+from gnnagg.segment import SegmentPlan, available_backends, segment, segment_softmax, use_backend
 
 SRC = torch.randn(4, 3)
 
@@ -69,3 +69,91 @@ def test_use_backend_rejects_unknown_name():
 def test_plan_from_index_rejects_bad_index():
     with pytest.raises(ValueError, match="index contains a negative"):
         SegmentPlan.from_index(torch.tensor([0, -3]))
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_reduce_aliases_of_pyg_and_torch_scatter(backend):
+    src, index = torch.randn(5, 2), torch.tensor([0, 2, 0, 2, 2])
+    for alias, name in (("add", "sum"), ("prod", "mul")):
+        torch.testing.assert_close(
+            segment(src, index, reduce=alias, backend=backend),
+            segment(src, index, reduce=name, backend=backend),
+        )
+    # Group 1 is empty: 1 for the product (its identity, as in PyG and torch_scatter), 0 else.
+    assert segment(src, index, reduce="mul", backend=backend)[1].tolist() == [1.0, 1.0]
+    assert segment(src, index, reduce="add", backend=backend)[1].tolist() == [0.0, 0.0]
+
+
+def test_empty_product_matches_pyg_scatter():
+    from torch_geometric.utils import scatter
+
+    src, index = torch.randn(4, 3), torch.tensor([0, 3, 3, 0])
+    expected = scatter(src, index, dim=0, dim_size=5, reduce="mul")
+    torch.testing.assert_close(segment(src, index, dim_size=5, reduce="mul"), expected)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support:UserWarning")
+def test_sparse_src_is_refused_with_its_layout():
+    sparse = torch.randn(4, 3).to_sparse()
+    with pytest.raises(TypeError, match="src must be a dense .*sparse_coo"):
+        segment(sparse, torch.tensor([0, 1, 1, 0]))
+    with pytest.raises(TypeError, match="src must be a dense"):
+        segment_softmax(torch.randn(4, 3).to_sparse_csr(), torch.tensor([0, 1, 1, 0]))
+
+
+def test_sparse_index_is_refused_with_its_layout():
+    with pytest.raises(TypeError, match="index must be a dense .*sparse_coo"):
+        segment(SRC, torch.tensor([0, 1, 1, 0]).to_sparse())
+
+
+FLOAT8 = [getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, name)]
+
+
+@pytest.mark.parametrize("dtype", FLOAT8, ids=str)
+def test_float8_src_is_refused_naming_the_supported_dtypes(dtype):
+    with pytest.raises(TypeError, match="src must be float16, bfloat16, float32 or float64"):
+        segment(SRC.to(dtype), torch.tensor([0, 1, 1, 0]))
+
+
+def test_meta_index_is_refused_unless_only_shapes_are_asked_for():
+    meta_index = torch.tensor([0, 1, 1, 0], device="meta")
+    with pytest.raises(ValueError, match="index is on the meta device"):
+        segment(SRC.to("meta"), meta_index)
+    with pytest.raises(ValueError, match="ptr is on the meta device"):
+        segment(SRC.to("meta"), ptr=torch.tensor([0, 2, 4], device="meta"))
+    with pytest.raises(ValueError, match="index/ptr/plan is on meta but src is on cpu"):
+        segment(SRC, meta_index, dim_size=2, validate=False)
+    # Shape inference: no values are read.
+    out = segment(SRC.to("meta"), meta_index, dim_size=2, validate=False)
+    assert out.device.type == "meta" and out.shape == (2, 3)
+
+
+def test_huge_sizes_are_refused_before_allocating():
+    src, index = torch.randn(3, 2), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match=r"dim_size=35184372088832 .*would need .*TiB"):
+        segment(src, index, dim_size=2**45)
+    with pytest.raises(ValueError, match=r"index contains 1099511627776.*would need 16.0 TiB"):
+        segment(src, torch.tensor([0, 1, 2**40]))
+    with pytest.raises(ValueError, match=r"dim_size=35184372088832"):
+        SegmentPlan.from_ptr(torch.tensor([0, 3]), dim_size=2**45)
+    with pytest.raises(ValueError, match=r"index contains 1099511627776"):
+        SegmentPlan.from_index(torch.tensor([0, 1, 2**40]))
+    with pytest.raises(ValueError, match=r"ptr ends at 1099511627776 rows.*would need 8.00 TiB"):
+        SegmentPlan.from_ptr(torch.tensor([0, 2**40]))
+
+
+def test_size_rule_is_bytes_against_available_memory(monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    src, index = torch.randn(3, 2), torch.tensor([0, 1, 2])
+    # 2**31 + 1 groups: 32 GiB of offsets and degrees alone, more than the 4 GiB left.
+    with pytest.raises(
+        ValueError, match=r"dim_size=2147483649 groups.* 32.0 GiB on cpu, more than the 4.00 GiB"
+    ):
+        segment(src, index, dim_size=2**31 + 1)
+    # 2**27 groups fit as a plan (2 GiB), but not with 16 float32 values each (8 GiB of output).
+    with pytest.raises(ValueError, match=r"output of dim_size=134217728 groups of 16 "):
+        segment(torch.randn(3, 16), index, dim_size=2**27)
+    # Legitimate sizes are not refused: many empty groups are fine while they fit.
+    assert segment(src, index, dim_size=100_000).shape == (100_000, 2)

@@ -29,10 +29,20 @@ class SegmentBackend:
     :meth:`reduce` receives ``src`` with the reduced dimension first (``[num_rows, *rest]``), a
     :class:`SegmentPlan` and one of :data:`BASIC_REDUCTIONS`; it returns ``[dim_size, *rest]`` in
     ``src``'s dtype with empty groups set to 0, and is differentiable with respect to ``src``.
-    Inputs are already validated.
+    Inputs are already validated. Empty groups give 0, except for ``mul`` (the empty product
+    is 1).
+
+    What callers need to know about a backend is in its capability flags, never its name:
+
+    * :attr:`accumulates_low_precision` -- it reduces float16/bfloat16 input accumulating in
+      float32 itself; otherwise the caller converts such input to float32 first;
+    * :attr:`uses_triton` -- it runs Triton kernels (on the tensors :meth:`supports`), so
+      layers above may choose their own Triton kernels to go with it.
     """
 
     name: str = ""
+    accumulates_low_precision: bool = False
+    uses_triton: bool = False
 
     def available(self) -> bool:
         return True

@@ -54,6 +54,9 @@ class _TritonSegment(torch.autograd.Function):
 
 class TritonBackend(SegmentBackend):
     name = "triton"
+    # The kernel loads float16/bfloat16 and accumulates in float32 (float64 for float64).
+    accumulates_low_precision = True
+    uses_triton = True
     _fallback = TorchBackend()
 
     def available(self) -> bool:
@@ -76,5 +79,8 @@ class TritonBackend(SegmentBackend):
                 "(set TRITON_INTERPRET=1 to run on the CPU interpreter)"
             )
         if reduce == "mul" or plan.num_rows == 0:
+            # The torch backend does not accumulate low precision in float32 by itself.
+            if src.dtype in (torch.float16, torch.bfloat16):
+                return self._fallback.reduce(src.float(), plan, reduce).to(src.dtype)
             return self._fallback.reduce(src, plan, reduce)
         return _TritonSegment.apply(src, plan, reduce)

@@ -1,0 +1,339 @@
+r"""Masked multi-head attention over a :class:`GraphMask`: one op, three paths.
+
+.. math::
+
+    \mathrm{out}_i = \sum_{j \in \mathcal{N}(i)} \operatorname{softmax}_j
+        \big(s \, \langle q_i, k_j \rangle\big) \, v_j,
+    \qquad s = 1/\sqrt{d} \text{ unless given}
+
+over the keys :math:`\mathcal{N}(i)` the mask allows. Rows without keys give 0.
+
+* ``"sparse"`` -- scores only on allowed pairs through sparse CSR kernels (SDDMM, row softmax,
+  SpMM), all heads in one block-diagonal product, scores recomputed in backward
+  (:class:`SparseAttention`); any device, float16/bfloat16/float32/float64, dropout.
+* ``"flex"`` -- ``torch.nn.attention.flex_attention`` with the mask's ``BlockMask``, rows in a
+  locality order (tokens first, then Morton or reverse Cuthill--McKee); training on CUDA, forward
+  only on CPU (torch's CPU backward is not implemented).
+* ``"dense"`` -- ``scaled_dot_product_attention`` with a boolean ``[R, R]`` mask; small graphs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .graph_mask import DEFAULT_DENSE_LIMIT, GraphMask
+
+__all__ = ["PATHS", "HeadCSR", "SparseAttention", "graph_attention", "head_csr"]
+
+PATHS = ("auto", "sparse", "flex", "dense")
+
+#: ``"auto"`` uses the dense path up to this many rows.
+AUTO_DENSE_ROWS = 512
+#: Eager FlexAttention materialises every score: beyond this many ``heads × R × R`` entries the
+#: flex path compiles the kernel instead.
+EAGER_FLEX_LIMIT = 1 << 24
+
+
+class HeadCSR:
+    """The mask's CSR repeated block-diagonally once per head, and its transpose.
+
+    Head ``h`` of row ``r`` is row ``h * R + r`` of an ``[H·R, H·R]`` sparse matrix, so one
+    sampled dense-dense product (SDDMM) computes every head's scores on the allowed pairs and one
+    sparse-dense product (SpMM) every head's weighted sum. Index memory O(H·nnz); built once per
+    (mask, heads) and cached on the :class:`GraphMask`.
+    """
+
+    def __init__(self, gmask: GraphMask, heads: int) -> None:
+        rows, nnz, device = gmask.num_rows, gmask.nnz, gmask.device
+        head = torch.arange(heads, device=device)
+        self.size = heads * rows
+        self.nnz = heads * nnz
+        self.rowptr = torch.cat(
+            [(gmask.rowptr[:-1].unsqueeze(0) + (head * nnz).unsqueeze(1)).reshape(-1),
+             torch.tensor([heads * nnz], device=device)]
+        )
+        self.col = (gmask.col.unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
+        self.row = (gmask.row().unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
+        # The transpose: pairs sorted by key row; values are permuted with transpose_perm.
+        self.transpose_perm = torch.sort(self.col, stable=True).indices
+        self.transpose_col = self.row[self.transpose_perm]
+        counts = torch.bincount(self.col, minlength=self.size)
+        self.transpose_rowptr = torch.zeros(self.size + 1, dtype=torch.int64, device=device)
+        torch.cumsum(counts, 0, out=self.transpose_rowptr[1:])
+
+    def matrix(self, values: Tensor) -> Tensor:
+        return _csr(self.rowptr, self.col, values, self.size)
+
+    def transposed(self, values: Tensor) -> Tensor:
+        return _csr(self.transpose_rowptr, self.transpose_col,
+                    values.index_select(0, self.transpose_perm), self.size)
+
+    def sddmm(self, left: Tensor, right: Tensor, scale: float = 1.0) -> Tensor:
+        """``scale * <left[i], right[j]>`` on every stored pair, as a ``[H·nnz]`` vector."""
+        pattern = self.matrix(torch.zeros(self.nnz, dtype=left.dtype, device=left.device))
+        return torch.sparse.sampled_addmm(pattern, left, right.t(), beta=0.0,
+                                          alpha=scale).values()
+
+
+def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        return torch.sparse_csr_tensor(rowptr, col, values, (size, size),
+                                       check_invariants=False)
+
+
+def head_csr(gmask: GraphMask, heads: int) -> HeadCSR:
+    """The cached :class:`HeadCSR` of ``gmask`` for ``heads`` heads."""
+    key = ("head_csr", heads)
+    if key not in gmask._cache:
+        gmask._cache[key] = HeadCSR(gmask, heads)
+    return gmask._cache[key]
+
+
+def _dropout_keep(seed: int, size: int, p: float, device: torch.device) -> Tensor:
+    """The same keep-mask in forward and in backward, from a generator seeded per call."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.rand(size, generator=generator, device=device) >= p
+
+
+def _heads_first(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[R, H, D]`` to a contiguous ``[H·R, D]`` in ``dtype``."""
+    return x.transpose(0, 1).reshape(-1, x.size(-1)).to(dtype)
+
+
+def _rows_first(x: Tensor, heads: int) -> Tensor:
+    return x.view(heads, -1, x.size(-1)).transpose(0, 1)
+
+
+class SparseAttention(torch.autograd.Function):
+    """Attention computed on the stored pairs only, through sparse CSR kernels.
+
+    Forward: scores by SDDMM, softmax over each CSR row, output by SpMM. It saves the
+    ``[H·R]`` log-sum-exps, not the ``[H·nnz]`` weights; backward recomputes the scores (one
+    SDDMM) and uses two more SDDMM/SpMM pairs. No ``[nnz, heads, dim]`` tensor and no dense
+    score matrix ever exist: memory O(nnz·H + R·H·D). Half-precision inputs are computed in
+    float32.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, plan, scale, dropout, seed):
+        rows, heads, _ = q.shape
+        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        qh, kh, vh = (_heads_first(t, acc) for t in (q, k, v))
+        scores = plan.sddmm(qh, kh, scale)
+        row_max = torch.zeros(plan.size, dtype=acc, device=q.device)
+        row_max.scatter_reduce_(0, plan.row, scores, "amax", include_self=False)
+        weights = (scores - row_max.index_select(0, plan.row)).exp_()
+        total = torch.zeros(plan.size, dtype=acc, device=q.device).index_add_(0, plan.row, weights)
+        lse = row_max + total.log()
+        weights.div_(total.index_select(0, plan.row))
+        if dropout > 0:
+            weights = weights * _dropout_keep(seed, plan.nnz, dropout, q.device) / (1 - dropout)
+        out = plan.matrix(weights) @ vh
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.plan, ctx.scale, ctx.dropout, ctx.seed = plan, scale, dropout, seed
+        return _rows_first(out, heads).to(v.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, out, lse = ctx.saved_tensors
+        plan, scale, dropout, seed = ctx.plan, ctx.scale, ctx.dropout, ctx.seed
+        heads = q.size(1)
+        acc = lse.dtype
+        qh, kh, vh = (_heads_first(t, acc) for t in (q, k, v))
+        grad_h = _heads_first(grad_out, acc)
+        weights = (plan.sddmm(qh, kh, scale) - lse.index_select(0, plan.row)).exp_()
+        grad_weights = plan.sddmm(grad_h, vh)
+        if dropout > 0:
+            kept = _dropout_keep(seed, plan.nnz, dropout, q.device).to(acc) / (1 - dropout)
+            grad_weights = grad_weights * kept
+            used = weights * kept
+        else:
+            used = weights
+        grad_v = plan.transposed(used) @ grad_h
+        # delta_i = sum_j p_ij dP_ij = <dout_i, out_i>: the softmax backward without weights.
+        delta = torch.sum(grad_h * out, dim=-1)
+        grad_scores = weights.mul_(grad_weights - delta.index_select(0, plan.row)).mul_(scale)
+        grad_q = plan.matrix(grad_scores) @ kh
+        grad_k = plan.transposed(grad_scores) @ qh
+        return (
+            _rows_first(grad_q, heads).to(q.dtype),
+            _rows_first(grad_k, heads).to(k.dtype),
+            _rows_first(grad_v, heads).to(v.dtype),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def graph_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    gmask: GraphMask,
+    scale: float | None = None,
+    dropout: float = 0.0,
+    path: str = "auto",
+) -> Tensor:
+    r"""Multi-head attention of each row over the keys ``gmask`` allows.
+
+    Args:
+        q, k: ``[R, heads, d]`` queries and keys, ``R = gmask.num_rows`` (nodes and global
+            tokens in the mask's row layout: ``x[gmask.node_rows]`` for nodes).
+        v: ``[R, heads, d_v]`` values.
+        gmask: the :class:`GraphMask` from ``mask.build(...)``, on the same device.
+        scale: score factor, default :math:`1/\sqrt{d}`.
+        dropout: probability of zeroing an attention weight (training); the survivors are
+            scaled by :math:`1/(1-p)`. Deterministic under ``torch.manual_seed``. Not on
+            ``"flex"``.
+        path: ``"sparse"``, ``"flex"``, ``"dense"`` or ``"auto"``: dense up to
+            ``AUTO_DENSE_ROWS`` rows, otherwise sparse; flex when forced (or on CUDA, for
+            inputs that need no gradient and no dropout).
+
+    Returns:
+        ``[R, heads, d_v]``; rows whose mask row is empty are 0.
+    """
+    _check_inputs(q, k, v, gmask)
+    dim = q.size(-1)
+    if scale is None:
+        scale = 1.0 / math.sqrt(dim) if dim else 1.0
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if path == "auto":
+        path = _choose_path(q, gmask, dropout, needs_grad)
+    if path == "dense":
+        return _dense_attention(q, k, v, gmask, float(scale), float(dropout))
+    if path == "flex":
+        if dropout > 0:
+            raise ValueError("path='flex' has no attention dropout; use path='sparse' or 'dense'")
+        if needs_grad and q.device.type == "cpu":
+            raise ValueError(
+                "path='flex' cannot train on CPU: torch's FlexAttention has no CPU backward "
+                "(it raises NotImplementedError); use path='sparse', or run under "
+                "torch.no_grad() / on detached inputs for inference"
+            )
+        return _flex_attention(q, k, v, gmask, float(scale))
+    if gmask.nnz == 0 or q.numel() == 0 or v.numel() == 0:
+        # Nothing is attended: every row is 0 (a constant; its gradients are zero).
+        return torch.zeros_like(v)
+    seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
+    return SparseAttention.apply(q, k, v, head_csr(gmask, q.size(1)), float(scale),
+                                 float(dropout), seed)
+
+
+def _choose_path(q: Tensor, gmask: GraphMask, dropout: float, needs_grad: bool) -> str:
+    if gmask.num_rows <= AUTO_DENSE_ROWS:
+        return "dense"
+    if q.device.type == "cuda" and not needs_grad and dropout == 0:
+        return "flex"
+    return "sparse"
+
+
+def _check_inputs(q: object, k: object, v: object, gmask: object) -> None:
+    if not isinstance(gmask, GraphMask):
+        raise TypeError(f"gmask must be a GraphMask (from mask.build), got {type(gmask).__name__}")
+    for name, tensor in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
+        if tensor.dim() != 3:
+            raise ValueError(f"{name} must be [rows, heads, dim], got shape {tuple(tensor.shape)}")
+        if not tensor.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {tensor.dtype}")
+        if tensor.size(0) != gmask.num_rows:
+            raise ValueError(
+                f"{name} has {tensor.size(0)} rows but the mask has {gmask.num_rows} "
+                f"({gmask.num_nodes} nodes + {gmask.num_tokens} global tokens)"
+            )
+        if tensor.device != gmask.device:
+            raise ValueError(
+                f"{name} is on {tensor.device} but gmask on {gmask.device}; use gmask.to(device)"
+            )
+        if tensor.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {tensor.dtype} but q has {q.dtype}")
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if v.shape[:2] != q.shape[:2]:
+        raise ValueError(
+            f"v must be [rows, heads, d_v] with rows, heads = {tuple(q.shape[:2])}, "
+            f"got {tuple(v.shape)}"
+        )
+
+
+def _dense_attention(q, k, v, gmask, scale, dropout):
+    allowed = gmask.to_dense(max_entries=DEFAULT_DENSE_LIMIT)
+    empty = gmask.degree() == 0
+    # A row without keys would be a softmax over nothing (NaN, and NaN gradients into every
+    # key): let it see itself, then zero its output, which also zeroes its gradients.
+    allowed[empty, empty.nonzero().view(-1)] = True
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=allowed,
+        dropout_p=dropout, scale=scale,
+    ).transpose(0, 1)
+    return torch.where(empty.view(-1, 1, 1), torch.zeros((), dtype=out.dtype, device=out.device),
+                       out)
+
+
+def _flex_attention(q, k, v, gmask, scale):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    heads = q.size(1)
+    rows = gmask.num_rows
+    # Eager FlexAttention materialises every score; beyond a small size compile it (on CPU a
+    # C++ template, on CUDA Triton), which is also the only fast way on CUDA.
+    use_compiled = q.device.type == "cuda" or heads * rows * rows > EAGER_FLEX_LIMIT
+    order = gmask.locality_order()
+    ordered = gmask._cache.get("locality_mask")
+    if ordered is None:
+        ordered = gmask._cache["locality_mask"] = gmask.reorder(order)
+    block_mask = ordered.to_block_mask(_flex_block_size(q.device))
+    if use_compiled and not torch.compiler.is_compiling():
+        kernel = flex_attention_compiled()
+    else:
+        kernel = flex_attention
+    with warnings.catch_warnings():
+        # Eager flex is chosen on purpose for small inputs; torch warns that it is unfused.
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        out = kernel(
+            q.index_select(0, order).transpose(0, 1).unsqueeze(0),
+            k.index_select(0, order).transpose(0, 1).unsqueeze(0),
+            v.index_select(0, order).transpose(0, 1).unsqueeze(0),
+            block_mask=block_mask,
+            scale=scale,
+        )[0].transpose(0, 1)
+    result = torch.empty_like(out)
+    result[order] = out
+    # FlexAttention leaves rows without keys at 0 already; keep the definition explicit.
+    empty = (gmask.degree() == 0).view(-1, 1, 1)
+    return torch.where(empty, torch.zeros((), dtype=out.dtype, device=out.device), result)
+
+
+def _flex_block_size(device: torch.device) -> int:
+    return 128
+
+
+_COMPILED_FLEX = None
+
+
+def flex_attention_compiled():
+    """``torch.compile(flex_attention)``, compiled once per process (CPU or CUDA)."""
+    global _COMPILED_FLEX
+    if _COMPILED_FLEX is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _COMPILED_FLEX = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED_FLEX

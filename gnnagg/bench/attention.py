@@ -1,0 +1,393 @@
+"""Mesh graph attention benchmark: one attention layer per mask and path, next to PyG's
+``TransformerConv``; mask build cost, nnz and block density per node ordering; the large build.
+
+Three parts, every measurement in a fresh subprocess (peak resident memory only grows within a
+process, and a crash or an out-of-memory then costs only its own row):
+
+* ``layer`` -- a 3-D mesh (:func:`gnnagg.data.meshes.delaunay_mesh`, about 15 directed edges
+  per node, or :func:`~gnnagg.data.meshes.lattice_mesh`), ``x [N, in_channels]``; one layer
+  with q/k/v projections to ``heads x channels``, :func:`gnnagg.attention.graph_attention` and
+  an output projection, for each mask and path. PyG's ``TransformerConv(in, channels, heads)``
+  (q/k/v/skip projections) runs on the adjacency. Time: median forward and forward + backward
+  after one warm-up; memory: peak growth of the resident set (CPU) or of allocated memory
+  (CUDA) over the first forward + backward. On the CPU the flex path runs forward only (torch
+  has no CPU backward for FlexAttention).
+* ``masks`` -- build time, nnz, and block density at block 128 in index, Morton and reverse
+  Cuthill-McKee row order, with the BlockMask's table size.
+* ``big`` -- building ``khop(2) | dilated_window(4, 8) | global_tokens(4)`` on a large mesh:
+  time, peak extra memory, BlockMask table bytes and block density (Morton order).
+
+    python -m gnnagg.bench.attention [--parts layer masks big] [--nodes N] [--device cuda]
+
+(the harness runs it as the ``attention`` section: ``gnnagg-bench attention``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .machine import machine_info
+from .speed.timing import median_time_ms, peak_cuda_extra_mb, peak_rss_extra_mb, significant
+
+__all__ = [
+    "MASKS",
+    "PARTS",
+    "PATHS",
+    "format_layer_table",
+    "format_mask_table",
+    "make_mask",
+    "run_attention",
+]
+
+MASKS = ("adjacency", "khop2", "khop2+dilated", "khop2+dilated+global")
+PATHS = ("sparse", "flex", "dense", "TransformerConv")
+PARTS = ("layer", "masks", "big")
+MESHES = ("delaunay", "lattice")
+# The dense path builds an N x N mask: only on small meshes.
+DENSE_MAX_NODES = 4_000
+
+
+def make_mask(name: str) -> Any:
+    """The mask called ``name`` (one of :data:`MASKS`, or ``"big"``)."""
+    from ..attention import adjacency, dilated_window, global_tokens, khop
+
+    wide = khop(2) | dilated_window(4, 8, "morton")
+    masks = {
+        "adjacency": adjacency(),
+        "khop2": khop(2),
+        "khop2+dilated": wide,
+        "khop2+dilated+global": wide | global_tokens(4),
+        "big": wide | global_tokens(4),
+    }
+    if name not in masks:
+        raise ValueError(f"mask: unknown {name!r}; masks are {list(masks)}")
+    return masks[name]
+
+
+def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mesh as ``(pos, edge_index)``; kept in ``folder`` (the run's output folder) so that
+    every worker process of a run measures the same mesh without generating it again."""
+    from ..data.meshes import delaunay_mesh, lattice_mesh
+
+    path = None if folder is None else folder / f"mesh-{kind}-{nodes}.pt"
+    if path is not None and path.exists():
+        tensors = torch.load(path, weights_only=True)
+        return tensors["pos"], tensors["edge_index"]
+    mesh = delaunay_mesh(nodes, seed=0) if kind == "delaunay" else lattice_mesh(nodes)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"pos": mesh.pos, "edge_index": mesh.edge_index}, partial)
+        os.replace(partial, path)
+    return mesh.pos, mesh.edge_index
+
+
+class AttentionLayer(torch.nn.Module):
+    """q/k/v projections ``in -> heads x channels``, masked attention, output projection."""
+
+    def __init__(self, in_channels: int, channels: int, heads: int, path: str) -> None:
+        super().__init__()
+        width = heads * channels
+        self.heads, self.channels, self.path = heads, channels, path
+        self.query = torch.nn.Linear(in_channels, width)
+        self.key = torch.nn.Linear(in_channels, width)
+        self.value = torch.nn.Linear(in_channels, width)
+        self.out = torch.nn.Linear(width, in_channels)
+
+    def forward(self, x: torch.Tensor, gmask: Any) -> torch.Tensor:
+        from ..attention import graph_attention
+
+        shape = (x.size(0), self.heads, self.channels)
+        q, k, v = self.query(x).view(shape), self.key(x).view(shape), self.value(x).view(shape)
+        return self.out(graph_attention(q, k, v, gmask, path=self.path).flatten(1))
+
+
+def _table_mb(block_mask: Any) -> float:
+    tables = [t for t in block_mask.as_tuple() if isinstance(t, torch.Tensor)]
+    return round(sum(t.numel() * t.element_size() for t in tables) / 2**20, 2)
+
+
+def _peak_extra_mb(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        return round(peak_cuda_extra_mb(fn, device), 1)
+    return round(peak_rss_extra_mb(fn), 1)
+
+
+def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, Any]:
+    """One attention layer (or ``TransformerConv``) forward and forward + backward."""
+    from torch_geometric.nn import TransformerConv
+
+    torch.manual_seed(0)
+    device = torch.device(spec["device"])
+    pos, edge_index = load_mesh(spec["mesh"], spec["nodes"], spec["folder"])
+    pos, edge_index = pos.to(device), edge_index.to(device)
+    row: dict[str, Any] = dict(mask=mask_name, path=path, nodes=spec["nodes"])
+    row["edges"] = int(edge_index.size(1))
+    heads, channels, in_channels = spec["heads"], spec["channels"], spec["in_channels"]
+    if path == "TransformerConv":
+        conv = TransformerConv(in_channels, channels, heads=heads).to(device)
+        x = torch.randn(spec["nodes"], in_channels, device=device, requires_grad=True)
+        row["nnz"] = row["edges"]
+
+        def forward() -> torch.Tensor:
+            return conv(x, edge_index)
+    else:
+        gmask = make_mask(mask_name).build(edge_index, pos=pos)
+        row["nnz"] = gmask.nnz
+        layer = AttentionLayer(in_channels, channels, heads, path).to(device)
+        x = torch.randn(gmask.num_rows, in_channels, device=device, requires_grad=True)
+        if path == "flex":
+            # The row order and BlockMask are mask-build cost, measured by the masks part.
+            gmask.reorder(gmask.locality_order()).to_block_mask(128)
+
+        def forward() -> torch.Tensor:
+            return layer(x, gmask)
+
+    forward_only = path == "flex" and device.type == "cpu"
+
+    def step() -> None:
+        if forward_only:
+            with torch.no_grad():
+                forward()
+            return
+        x.grad = None
+        forward().square().mean().backward()
+
+    try:
+        row["extra_mb"] = _peak_extra_mb(step, device)
+        with torch.no_grad():
+            row["fwd_ms"] = round(median_time_ms(forward, device, spec["repeats"], warmup=0), 2)
+        if not forward_only:
+            row["fwd_bwd_ms"] = round(median_time_ms(step, device, spec["repeats"], warmup=0), 2)
+        row["status"] = "ok (forward only)" if forward_only else "ok"
+    except (RuntimeError, MemoryError, ValueError) as error:
+        row["status"] = "error: " + str(error).splitlines()[0][:160]
+    return row
+
+
+def _block_stats(gmask: Any, block_size: int = 128) -> dict[str, Any]:
+    """Block density in index, Morton and RCM row order; BlockMask build time and tables."""
+    from ..attention import GraphMask
+
+    out: dict[str, Any] = {"density_index": gmask.block_density(block_size)}
+    morton = gmask.reorder(gmask.locality_order())
+    out["density_morton"] = morton.block_density(block_size)
+    # Without positions the locality order is reverse Cuthill-McKee.
+    no_pos = GraphMask(
+        gmask.rowptr, gmask.col, num_nodes=gmask.num_nodes, num_graphs=gmask.num_graphs,
+        tokens_per_graph=gmask.tokens_per_graph, node_rows=gmask.node_rows,
+        token_rows=gmask.token_rows, row_graph=gmask.row_graph,
+    )  # fmt: skip
+    out["density_rcm"] = no_pos.reorder(no_pos.locality_order()).block_density(block_size)
+    start = time.perf_counter()
+    block_mask = morton.to_block_mask(block_size)
+    out["block_mask_s"] = round(time.perf_counter() - start, 3)
+    out["block_mask_mb"] = _table_mb(block_mask)
+    return out
+
+
+def measure_masks(spec: dict[str, Any], mask_name: str) -> dict[str, Any]:
+    """Build time, nnz and block densities of one mask on the layer part's mesh."""
+    pos, edge_index = load_mesh(spec["mesh"], spec["nodes"], spec["folder"])
+    row: dict[str, Any] = dict(mask=mask_name, nodes=spec["nodes"], edges=int(edge_index.size(1)))
+    start = time.perf_counter()
+    gmask = make_mask(mask_name).build(edge_index, pos=pos)
+    row["build_s"] = round(time.perf_counter() - start, 3)
+    row["nnz"] = gmask.nnz
+    row.update(_block_stats(gmask))
+    row["status"] = "ok"
+    return row
+
+
+def measure_big(spec: dict[str, Any]) -> dict[str, Any]:
+    """Building the widest mask on the large mesh: time, memory, BlockMask tables, density."""
+    pos, edge_index = load_mesh(spec["big_mesh"], spec["big_nodes"], spec["folder"])
+    mask = make_mask("big")
+    row: dict[str, Any] = dict(mask=repr(mask), nodes=spec["big_nodes"])
+    row["edges"] = int(edge_index.size(1))
+    built: dict[str, Any] = {}
+
+    def build() -> None:
+        built["gmask"] = mask.build(edge_index, pos=pos)
+
+    start = time.perf_counter()
+    row["extra_mb"] = round(peak_rss_extra_mb(build), 1)
+    row["build_s"] = round(time.perf_counter() - start, 2)
+    gmask = built["gmask"]
+    row["nnz"] = gmask.nnz
+    morton = gmask.reorder(gmask.locality_order())
+    row["density_morton"] = morton.block_density(128)
+    start = time.perf_counter()
+    row["block_mask_mb"] = _table_mb(morton.to_block_mask(128))
+    row["block_mask_s"] = round(time.perf_counter() - start, 2)
+    row["status"] = "ok"
+    return row
+
+
+def _run_worker(spec: dict[str, Any], job: list[str]) -> dict[str, Any]:
+    """Run one measurement in a fresh process; a crash, a timeout or an out-of-memory becomes
+    that row's status."""
+    worker_spec = {**spec, "folder": None if spec["folder"] is None else str(spec["folder"])}
+    command = [sys.executable, "-m", "gnnagg.bench.attention", "--worker", json.dumps(
+        {"spec": worker_spec, "job": job})]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=spec["timeout_s"],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout after {spec['timeout_s']:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return json.loads(lines[-1])
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:160]
+    if done.returncode in (-9, 137):
+        tail = "killed (out of memory)"
+    return {"status": f"crashed: {tail}"}
+
+
+def _worker_main(payload: str) -> None:
+    request = json.loads(payload)
+    spec, job = request["spec"], request["job"]
+    spec["folder"] = None if spec["folder"] is None else Path(spec["folder"])
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+    if spec["device"] == "cpu":
+        cap = int(spec["cap_gb"] * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    kind, *rest = job
+    measure = {"layer": measure_layer, "masks": measure_masks, "big": measure_big}[kind]
+    print(json.dumps(measure(spec, *rest)), flush=True)
+
+
+def run_attention(
+    spec: dict[str, Any],
+    parts: tuple[str, ...],
+    masks: tuple[str, ...],
+    paths: tuple[str, ...],
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``parts`` with the mesh and sizes of ``spec`` (``device``, ``mesh``, ``nodes``,
+    ``heads``, ``channels``, ``in_channels``, ``repeats``, ``big_mesh``, ``big_nodes``,
+    ``cap_gb``, ``timeout_s``, ``folder``); returns JSON-ready rows per part."""
+    tick = progress or (lambda row: None)
+    result: dict[str, Any] = {"machine": machine_info(spec["device"])}
+    result["load_average_start"] = list(os.getloadavg())
+    if "layer" in parts:
+        rows = []
+        for path in paths:
+            if path == "dense" and spec["nodes"] > DENSE_MAX_NODES:
+                continue
+            for mask_name in ("adjacency",) if path == "TransformerConv" else masks:
+                measured = _run_worker(spec, ["layer", mask_name, path])
+                row = {"mask": mask_name, "path": path, **measured}
+                rows.append(row)
+                tick(row)
+        result["layer"] = rows
+    if "masks" in parts:
+        rows = []
+        for mask_name in masks:
+            row = {"mask": mask_name, **_run_worker(spec, ["masks", mask_name])}
+            rows.append(row)
+            tick(row)
+        result["masks"] = rows
+    if "big" in parts:
+        result["big"] = _run_worker(spec, ["big"])
+        tick(result["big"])
+    result["load_average_end"] = list(os.getloadavg())
+    return result
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    return "-" if value is None else significant(float(value))
+
+
+def format_layer_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per (mask, path) with nnz, times, peak extra memory and status."""
+    lines = [
+        "| mask | path | attended pairs | fwd ms | fwd+bwd ms | peak extra MB | status |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.get('mask', '-')} | {r.get('path', '-')} | {r.get('nnz', '-')} | "
+            f"{_cell(r, 'fwd_ms')} | {_cell(r, 'fwd_bwd_ms')} | {_cell(r, 'extra_mb')} | "
+            f"{r.get('status', '-')} |"
+        )
+    return "\n".join(lines)
+
+
+def format_mask_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: build time, nnz and block density per ordering for each mask."""
+    lines = [
+        "| mask | build s | attended pairs | density index | density Morton | density RCM | "
+        "BlockMask MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.get("status") != "ok":
+            lines.append(f"| {r.get('mask', '-')} | {r.get('status')} | | | | | |")
+            continue
+        lines.append(
+            f"| {r['mask']} | {significant(r['build_s'])} | {r['nnz']} | "
+            f"{100 * r['density_index']:.3g} % | {100 * r['density_morton']:.3g} % | "
+            f"{100 * r['density_rcm']:.3g} % | {significant(r['block_mask_mb'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--nodes", type=int, default=30_000)
+    parser.add_argument("--mesh", default="delaunay", choices=MESHES)
+    parser.add_argument("--big-nodes", type=int, default=300_000)
+    parser.add_argument("--big-mesh", default="lattice", choices=MESHES)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=64, help="channels per head")
+    parser.add_argument("--in-channels", type=int, default=64)
+    parser.add_argument("--masks", nargs="+", default=list(MASKS), choices=MASKS)
+    parser.add_argument("--paths", nargs="+", default=None, choices=PATHS,
+                        help="default: sparse and TransformerConv (+ flex on CUDA)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cap-gb", type=float, default=16.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
+    parser.add_argument("--out", type=Path, default=Path("bench_attention.json"))
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker_main(args.worker)
+        return
+    flex = ["flex"] if args.device == "cuda" else []
+    paths = args.paths or ["sparse", "TransformerConv", *flex]
+    spec = dict(
+        device=args.device, mesh=args.mesh, nodes=args.nodes, heads=args.heads,
+        channels=args.channels, in_channels=args.in_channels, repeats=args.repeats,
+        big_mesh=args.big_mesh, big_nodes=args.big_nodes, cap_gb=args.cap_gb,
+        timeout_s=args.timeout, folder=args.out.resolve().parent,
+    )  # fmt: skip
+    result = run_attention(spec, tuple(args.parts), tuple(args.masks), tuple(paths),
+                           progress=lambda row: print(json.dumps(row), flush=True))
+    result["config"] = {k: v for k, v in spec.items() if k != "folder"}
+    if "layer" in result:
+        print(format_layer_table(result["layer"]))
+    if "masks" in result:
+        print(format_mask_table(result["masks"]))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,778 @@
+r"""Next-step training and rollout evaluation of learned simulators on mesh simulations.
+
+The recipe is MeshGraphNet's (Pfaff et al. 2021, https://arxiv.org/abs/2010.03409, and its
+public code): a network maps the current state to the change of the field over one time step,
+
+.. math::
+
+    \hat u^{t+1} = u^t + \mathcal N\bigl(u^t, \text{node type}, \kappa, \mathbf b\bigr),
+
+trained on single steps with Gaussian noise added to the input state (the target is the change
+from the *noisy* state, so the network learns to undo its own drift), with inputs, edge features
+and targets standardised by online normalisers that accumulate mean and variance over the first
+training batches. Evaluation: the 1-step RMSE (from true states) and the all-rollout RMSE (the
+network fed its own predictions over a whole held-out trajectory), with the per-step curve;
+obstacle nodes are held at their boundary value, as the solver does.
+
+Models plug in through :class:`MeshStepModel`: ``model(x, edge_index, pos=, edge_attr=,
+batch=)`` returning one value per node. :class:`NodeFeatureModel` adapts models called as
+``model(x, edge_index, pos=pos, batch=batch)`` (a graph transformer) and
+:class:`EdgeFeatureModel` models called as ``model(x, edge_index, edge_attr)`` (MeshGraphNet,
+whose edge features are the relative position and distance). Data come from
+:func:`gnnagg.data.mesh_simulation`.
+
+Entry point: :func:`train_and_evaluate` (one model, one seed, a JSON-friendly record), built from
+:class:`MeshSimulator`, :func:`fit_mesh_model`, :func:`one_step_rmse` and :func:`rollout_rmse`;
+:func:`summarise_mesh_runs` gives mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from ..data.advection_diffusion import NODE_TYPES, MeshSimulation
+
+__all__ = [
+    "EdgeFeatureModel",
+    "MeshStepModel",
+    "MeshSimulator",
+    "MeshTrainingConfig",
+    "NextStepPredictor",
+    "NodeFeatureModel",
+    "OnlineNormalizer",
+    "SolverOracle",
+    "edge_input_channels",
+    "fit_mesh_model",
+    "node_input_channels",
+    "one_step_rmse",
+    "peak_memory_bytes",
+    "plot_field",
+    "rollout",
+    "rollout_rmse",
+    "summarise_mesh_runs",
+    "train_and_evaluate",
+]
+
+_OBSTACLE = NODE_TYPES.index("obstacle")
+
+
+# --------------------------------------------------------------------------------------------
+# Model protocol and adapters
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class MeshStepModel(Protocol):
+    """What the training core calls: normalised node features ``x`` ``[N, C_in]``, the batched
+    mesh ``edge_index`` ``[2, E]`` (both directions), node positions ``pos`` ``[N, dim]``,
+    normalised edge features ``edge_attr`` ``[E, dim + 1]`` (relative position of the source
+    seen from the target, and its length) and the graph id of every node ``batch`` ``[N]``;
+    returns ``[N, 1]`` (or ``[N]``): the normalised change of ``u`` over one step."""
+
+    def __call__(
+        self, x: Tensor, edge_index: Tensor, *, pos: Tensor, edge_attr: Tensor, batch: Tensor
+    ) -> Tensor: ...
+
+
+class NodeFeatureModel(nn.Module):
+    """Adapts ``model(x, edge_index, pos=pos, batch=batch)`` (e.g. a ``GraphTransformer``, whose
+    masks may use ``pos``) to :class:`MeshStepModel`; edge features are not passed."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not callable(model):
+            raise TypeError(f"model: expected a callable module, got {type(model).__name__}")
+        self.model = model
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, *, pos: Tensor, edge_attr: Tensor, batch: Tensor
+    ) -> Tensor:
+        return self.model(x, edge_index, pos=pos, batch=batch)
+
+
+class EdgeFeatureModel(nn.Module):
+    """Adapts ``model(x, edge_index, edge_attr)`` (e.g. ``MeshGraphNet(in_channels,
+    edge_channels=dim + 1, ...)``) to :class:`MeshStepModel`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not callable(model):
+            raise TypeError(f"model: expected a callable module, got {type(model).__name__}")
+        self.model = model
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, *, pos: Tensor, edge_attr: Tensor, batch: Tensor
+    ) -> Tensor:
+        return self.model(x, edge_index, edge_attr)
+
+
+def node_input_channels(dim: int, position_features: bool = False) -> int:
+    """Width of ``x``: ``u``, the node-type one-hot, κ, the drift (and the position)."""
+    if dim not in (2, 3):
+        raise ValueError(f"dim: expected 2 or 3, got {dim!r}")
+    return 1 + len(NODE_TYPES) + 1 + dim + (dim if position_features else 0)
+
+
+def edge_input_channels(dim: int) -> int:
+    """Width of ``edge_attr``: relative position and distance."""
+    if dim not in (2, 3):
+        raise ValueError(f"dim: expected 2 or 3, got {dim!r}")
+    return dim + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------
+
+
+class OnlineNormalizer(nn.Module):
+    """Standardises features with a mean and standard deviation accumulated online, as
+    MeshGraphNet's ``Normalizer``: while ``accumulate=True`` and fewer than
+    ``max_accumulations`` batches have been seen, each batch's rows are added to running sums
+    (float64); :math:`\\sigma = \\max(\\sqrt{E[x^2] - E[x]^2}, \\epsilon)`. Before any
+    accumulation it is the identity. The sums are buffers, saved in ``state_dict``."""
+
+    def __init__(self, size: int, max_accumulations: int = 10**6, std_epsilon: float = 1e-8):
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size: expected a positive int, got {size!r}")
+        if isinstance(max_accumulations, bool) or not isinstance(max_accumulations, int):
+            raise TypeError("max_accumulations: expected an int")
+        if max_accumulations < 0:
+            raise ValueError(f"max_accumulations: expected >= 0, got {max_accumulations}")
+        if not std_epsilon > 0:
+            raise ValueError(f"std_epsilon: expected > 0, got {std_epsilon}")
+        self.size = size
+        self.max_accumulations = max_accumulations
+        self.std_epsilon = float(std_epsilon)
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("accumulations", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("total", torch.zeros(size, dtype=torch.float64))
+        self.register_buffer("total_squared", torch.zeros(size, dtype=torch.float64))
+
+    def _apply(self, fn, recurse=True):
+        # The running sums stay float64 whatever dtype the model is cast to.
+        result = super()._apply(fn, recurse)
+        for name in ("count", "total", "total_squared"):
+            setattr(self, name, getattr(self, name).to(torch.float64))
+        return result
+
+    def accumulate(self, x: Tensor) -> None:
+        if int(self.accumulations) >= self.max_accumulations:
+            return
+        flat = x.detach().reshape(-1, self.size).to(torch.float64)
+        self.count += flat.shape[0]
+        self.total += flat.sum(dim=0)
+        self.total_squared += (flat * flat).sum(dim=0)
+        self.accumulations += 1
+
+    def mean(self) -> Tensor:
+        return self.total / self.count.clamp_min(1.0)
+
+    def std(self) -> Tensor:
+        if float(self.count) == 0:
+            return torch.ones_like(self.total)
+        variance = (self.total_squared / self.count - self.mean() ** 2).clamp_min(0.0)
+        return variance.sqrt().clamp_min(self.std_epsilon)
+
+    def forward(self, x: Tensor, accumulate: bool = False) -> Tensor:
+        if x.shape[-1] != self.size:
+            raise ValueError(f"x: expected {self.size} features in the last dim, got {x.shape}")
+        if accumulate:
+            self.accumulate(x)
+        return (x - self.mean().to(x.dtype)) / self.std().to(x.dtype)
+
+    def inverse(self, x: Tensor) -> Tensor:
+        return x * self.std().to(x.dtype) + self.mean().to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, accumulations={int(self.accumulations)}"
+
+
+# --------------------------------------------------------------------------------------------
+# The learned simulator
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BatchedMesh:
+    edge_index: Tensor
+    pos: Tensor
+    node_type_one_hot: Tensor
+    edge_attr: Tensor
+    batch: Tensor
+    obstacle: Tensor
+    # The data set's own edge_index: held so that a cache key reusing a freed object's id
+    # cannot match (a new data set has a new tensor).
+    source: Tensor
+
+
+class NextStepPredictor(Protocol):
+    """Anything :func:`rollout` and :func:`one_step_rmse` can evaluate: maps the states
+    ``u`` ``[B, N]`` of trajectories ``trajectories`` ``[B]`` of ``sim`` to the next states."""
+
+    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor: ...
+
+
+class MeshSimulator(nn.Module):
+    """A :class:`MeshStepModel` wrapped with the feature construction, the three online
+    normalisers (node inputs, edge features, output Δu) and the update rule.
+
+    ``x`` per node: ``u``, one-hot node type (:data:`~gnnagg.data.advection_diffusion.
+    NODE_TYPES`), κ and the drift of the trajectory (and ``pos`` if ``position_features``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dim: int,
+        *,
+        position_features: bool = False,
+        max_accumulations: int = 10**6,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.dim = dim
+        self.position_features = bool(position_features)
+        self.node_normalizer = OnlineNormalizer(
+            node_input_channels(dim, position_features), max_accumulations
+        )
+        self.edge_normalizer = OnlineNormalizer(edge_input_channels(dim), max_accumulations)
+        self.output_normalizer = OnlineNormalizer(1, max_accumulations)
+        self._meshes: dict[tuple[int, int, str, torch.dtype], _BatchedMesh] = {}
+
+    def _dtype(self) -> torch.dtype:
+        for p in self.model.parameters():
+            return p.dtype
+        return torch.get_default_dtype()
+
+    def _device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return self.output_normalizer.total.device
+
+    def batched_mesh(self, sim: MeshSimulation, num_graphs: int) -> _BatchedMesh:
+        """``num_graphs`` copies of the mesh as one graph (cached per size, device, dtype)."""
+        device, dtype = self._device(), self._dtype()
+        key = (id(sim), num_graphs, str(device), dtype)
+        cached = self._meshes.get(key)
+        if cached is None or cached.source is not sim.edge_index:
+            if len(self._meshes) > 8:
+                self._meshes.clear()
+            n = sim.num_nodes
+            offsets = torch.arange(num_graphs).repeat_interleave(sim.edge_index.shape[1]) * n
+            edge_index = sim.edge_index.repeat(1, num_graphs) + offsets
+            pos = sim.pos.to(dtype).repeat(num_graphs, 1)
+            src, dst = sim.edge_index
+            rel = (sim.pos[src] - sim.pos[dst]).to(dtype)
+            edge_attr = torch.cat([rel, rel.norm(dim=1, keepdim=True)], dim=1)
+            one_hot = nn.functional.one_hot(sim.node_type, len(NODE_TYPES)).to(dtype)
+            self._meshes[key] = _BatchedMesh(
+                edge_index=edge_index.to(device),
+                pos=pos.to(device),
+                node_type_one_hot=one_hot.repeat(num_graphs, 1).to(device),
+                edge_attr=edge_attr.repeat(num_graphs, 1).to(device),
+                batch=torch.arange(num_graphs).repeat_interleave(n).to(device),
+                obstacle=(sim.node_type == _OBSTACLE).to(device),
+                source=sim.edge_index,
+            )
+        return self._meshes[key]
+
+    def node_features(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
+        """Raw (unnormalised) node features ``[B * N, C_in]`` for states ``u`` ``[B, N]``."""
+        b, n = u.shape
+        mesh = self.batched_mesh(sim, b)
+        dtype = mesh.pos.dtype
+        ids = trajectories.cpu()
+        constants = torch.cat([sim.kappa[ids].unsqueeze(1), sim.drift[ids]], dim=1)
+        constants = constants.to(device=u.device, dtype=dtype).repeat_interleave(n, dim=0)
+        parts = [u.reshape(-1, 1).to(dtype), mesh.node_type_one_hot, constants]
+        if self.position_features:
+            parts.append(mesh.pos)
+        return torch.cat(parts, dim=1)
+
+    def forward(
+        self,
+        u: Tensor,
+        trajectories: Tensor,
+        sim: MeshSimulation,
+        accumulate: bool = False,
+    ) -> Tensor:
+        """The normalised predicted change ``[B, N]`` from states ``u`` ``[B, N]``."""
+        b, n = u.shape
+        mesh = self.batched_mesh(sim, b)
+        x = self.node_normalizer(self.node_features(u, trajectories, sim), accumulate)
+        edge_attr = self.edge_normalizer(mesh.edge_attr, accumulate)
+        out = self.model(x, mesh.edge_index, pos=mesh.pos, edge_attr=edge_attr, batch=mesh.batch)
+        if out.shape not in ((b * n, 1), (b * n,)):
+            raise ValueError(
+                f"model: expected an output of shape [{b * n}, 1] (one value per node), "
+                f"got {tuple(out.shape)}"
+            )
+        return out.reshape(b, n)
+
+    @torch.no_grad()
+    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
+        """``u + Δu`` with the obstacle nodes left for the caller to hold (see :func:`rollout`)."""
+        delta = self.output_normalizer.inverse(self(u, trajectories, sim).unsqueeze(-1))
+        return u + delta.squeeze(-1).to(u.dtype)
+
+
+class SolverOracle:
+    """The exact solver as a :class:`NextStepPredictor` (one LU per trajectory, cached): what
+    a perfect learned simulator would return. Rollout RMSE against the data is zero up to the
+    data's storage precision."""
+
+    def __init__(self) -> None:
+        self._solvers: dict[tuple[int, int], tuple[MeshSimulation, Any]] = {}
+
+    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
+        out = torch.empty_like(u)
+        for row, trajectory in enumerate(trajectories.tolist()):
+            key = (id(sim), trajectory)
+            # The entry holds the data set, so its id cannot be reused while cached.
+            if key not in self._solvers or self._solvers[key][0] is not sim:
+                self._solvers[key] = (sim, sim.solver(trajectory))
+            state = u[row].detach().cpu().to(torch.float64).numpy()
+            out[row] = torch.from_numpy(self._solvers[key][1].step(state)).to(u)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeshTrainingConfig:
+    """Training options. ``epochs``: passes over every training transition (``None``: only
+    the time limit); ``max_seconds``: stop after the batch that crosses this wall-clock budget
+    (``None``: only the epochs); at least one must be set. ``batch_size``: transitions (whole
+    meshes) per step. The learning rate decays exponentially from ``lr`` to ``lr_final`` over
+    the budget. ``noise_std``: standard deviation of the Gaussian noise added to ``u`` on the
+    non-obstacle nodes of training inputs. ``warmup_batches``: batches that only feed the
+    normalisers before the first update (MeshGraphNet uses 1,000)."""
+
+    epochs: int | None = 10
+    max_seconds: float | None = None
+    batch_size: int = 2
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    noise_std: float = 0.01
+    warmup_batches: int = 20
+    max_accumulations: int = 10**6
+    rollout_batch: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.max_seconds is None:
+            raise ValueError("epochs, max_seconds: set at least one budget")
+        if self.epochs is not None:
+            _check_int("epochs", self.epochs, 1)
+        if self.max_seconds is not None and not (
+            isinstance(self.max_seconds, (int, float)) and 0 < self.max_seconds < math.inf
+        ):
+            raise ValueError(f"max_seconds: expected a positive number, got {self.max_seconds!r}")
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("warmup_batches", self.warmup_batches, 0)
+        _check_int("max_accumulations", self.max_accumulations, 0)
+        _check_int("rollout_batch", self.rollout_batch, 1)
+        _check_int("seed", self.seed, 0)
+        for name in ("lr", "lr_final"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if self.lr_final > self.lr:
+            raise ValueError(f"lr_final: expected at most lr={self.lr}, got {self.lr_final}")
+        noise = self.noise_std
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
+            raise ValueError(f"noise_std: expected a number >= 0, got {noise!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
+
+
+def _transitions(sim: MeshSimulation, split: str) -> Tensor:
+    """``[K, 2]`` (trajectory, step) pairs of every transition of a split."""
+    ids = sim.split(split)
+    if len(ids) == 0:
+        raise ValueError(f"split: {split!r} has no trajectories in this data set")
+    steps = torch.arange(sim.num_steps)
+    return torch.stack([ids.repeat_interleave(sim.num_steps), steps.repeat(len(ids))], dim=1).long()
+
+
+def fit_mesh_model(
+    simulator: MeshSimulator,
+    sim: MeshSimulation,
+    config: MeshTrainingConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``simulator`` on the ``train`` split of ``sim`` (Adam, MSE on normalised Δu over
+    the non-obstacle nodes).
+
+    Returns ``{"epochs", "steps", "train_time_s", "time_per_epoch_s", "loss_per_epoch",
+    "stopped_by"}``; ``time_per_epoch_s`` is the mean over completed epochs (or the partial
+    epoch's time scaled to a full one when none completed). ``on_epoch(epoch, mean loss)`` is
+    called after each epoch.
+    """
+    if not isinstance(config, MeshTrainingConfig):
+        raise TypeError(f"config: expected a MeshTrainingConfig, got {type(config).__name__}")
+    if simulator.dim != sim.config.dim:
+        raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
+    device, dtype = simulator._device(), simulator._dtype()
+    generator = torch.Generator().manual_seed(config.seed)
+    transitions = _transitions(sim, "train")
+    batches_per_epoch = math.ceil(len(transitions) / config.batch_size)
+    total_steps = None if config.epochs is None else config.epochs * batches_per_epoch
+    obstacle = (sim.node_type == _OBSTACLE).to(device)
+    free = ~obstacle
+    optimiser = torch.optim.Adam(simulator.parameters(), lr=config.lr)
+    decay = math.log(config.lr_final / config.lr)
+
+    def make_batch(pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        traj, step = pairs[:, 0], pairs[:, 1]
+        current = sim.u[traj, step].to(device=device, dtype=dtype)
+        target = sim.u[traj, step + 1].to(device=device, dtype=dtype)
+        if config.noise_std > 0:
+            noise = torch.randn(current.shape, generator=generator).to(device=device, dtype=dtype)
+            current = current + config.noise_std * noise * free
+        return traj, current, target - current
+
+    simulator.train()
+    for _ in range(config.warmup_batches):
+        chosen = torch.randint(len(transitions), (config.batch_size,), generator=generator)
+        pairs = transitions[chosen]
+        traj, current, delta = make_batch(pairs)
+        mesh = simulator.batched_mesh(sim, len(pairs))
+        simulator.node_normalizer.accumulate(simulator.node_features(current, traj, sim))
+        simulator.edge_normalizer.accumulate(mesh.edge_attr)
+        simulator.output_normalizer.accumulate(delta[:, free].reshape(-1, 1))
+
+    epoch_times: list[float] = []
+    losses: list[float] = []
+    steps, epoch, stopped_by = 0, 0, "epochs"
+    start = time.perf_counter()
+    while config.epochs is None or epoch < config.epochs:
+        epoch_start = time.perf_counter()
+        order = transitions[torch.randperm(len(transitions), generator=generator)]
+        running, count, finished = 0.0, 0, True
+        for first in range(0, len(order), config.batch_size):
+            elapsed = time.perf_counter() - start
+            if config.max_seconds is not None and elapsed >= config.max_seconds:
+                finished, stopped_by = False, "max_seconds"
+                break
+            fraction = max(
+                steps / total_steps if total_steps else 0.0,
+                elapsed / config.max_seconds if config.max_seconds else 0.0,
+            )
+            for group in optimiser.param_groups:
+                group["lr"] = config.lr * math.exp(decay * min(fraction, 1.0))
+            traj, current, delta = make_batch(order[first : first + config.batch_size])
+            prediction = simulator(current, traj, sim, accumulate=True)
+            target = simulator.output_normalizer(delta[:, free].reshape(-1, 1), accumulate=True)
+            loss = (prediction[:, free].reshape(-1, 1) - target).pow(2).mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            steps += 1
+            running += float(loss.detach())
+            count += 1
+        if count:
+            losses.append(running / count)
+        if not finished:
+            if not epoch_times and count:
+                epoch_times.append((time.perf_counter() - epoch_start) * batches_per_epoch / count)
+            break
+        epoch += 1
+        epoch_times.append(time.perf_counter() - epoch_start)
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    simulator.eval()
+    return {
+        "epochs": epoch,
+        "steps": steps,
+        "train_time_s": time.perf_counter() - start,
+        "time_per_epoch_s": statistics.fmean(epoch_times) if epoch_times else None,
+        "loss_per_epoch": losses,
+        "stopped_by": stopped_by,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def _held(prediction: Tensor, truth: Tensor, obstacle: Tensor) -> Tensor:
+    """Obstacle nodes take the true (boundary) value, as in the solver."""
+    return torch.where(obstacle, truth, prediction)
+
+
+@torch.no_grad()
+def one_step_rmse(
+    predictor: NextStepPredictor, sim: MeshSimulation, split: str = "test", batch_size: int = 8
+) -> float:
+    """RMSE of one step predicted from the true state, over every transition of ``split`` and
+    every non-obstacle node."""
+    _check_int("batch_size", batch_size, 1)
+    pairs = _transitions(sim, split)
+    free = sim.node_type != _OBSTACLE
+    squared, count = 0.0, 0
+    for first in range(0, len(pairs), batch_size):
+        traj, step = pairs[first : first + batch_size].unbind(1)
+        current, truth = sim.u[traj, step], sim.u[traj, step + 1]
+        prediction = _predict(predictor, current, traj, sim)
+        error = (prediction.to(torch.float64) - truth.to(torch.float64))[:, free]
+        squared += float(error.pow(2).sum())
+        count += error.numel()
+    return math.sqrt(squared / count)
+
+
+def _predict(predictor: NextStepPredictor, u: Tensor, traj: Tensor, sim: MeshSimulation):
+    if isinstance(predictor, MeshSimulator):
+        device, dtype = predictor._device(), predictor._dtype()
+        return predictor.predict_next(u.to(device=device, dtype=dtype), traj, sim).cpu()
+    return predictor.predict_next(u, traj, sim)
+
+
+@torch.no_grad()
+def rollout(
+    predictor: NextStepPredictor,
+    sim: MeshSimulation,
+    trajectories: Sequence[int] | Tensor,
+    num_steps: int | None = None,
+) -> tuple[Tensor, float]:
+    """Autoregressive prediction from the true initial states of ``trajectories`` (all at
+    once, as one batch): ``[len(trajectories), num_steps + 1, N]`` (float64, step 0 the truth)
+    and the wall-clock seconds per step of the batch. Obstacle nodes are held at their true
+    values."""
+    ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1)
+    if len(ids) == 0:
+        raise ValueError("trajectories: expected at least one trajectory id")
+    if ids.min() < 0 or ids.max() >= sim.num_trajectories:
+        raise ValueError(f"trajectories: ids must lie in [0, {sim.num_trajectories})")
+    num_steps = sim.num_steps if num_steps is None else num_steps
+    _check_int("num_steps", num_steps, 1)
+    if num_steps > sim.num_steps:
+        raise ValueError(f"num_steps: the data have {sim.num_steps} steps, got {num_steps}")
+    obstacle = sim.node_type == _OBSTACLE
+    out = torch.empty(len(ids), num_steps + 1, sim.num_nodes, dtype=torch.float64)
+    out[:, 0] = sim.u[ids, 0]
+    state = sim.u[ids, 0]
+    start = time.perf_counter()
+    for t in range(num_steps):
+        prediction = _predict(predictor, state, ids, sim)
+        state = _held(prediction.to(sim.u.dtype), sim.u[ids, t + 1], obstacle)
+        out[:, t + 1] = state
+    return out, (time.perf_counter() - start) / num_steps
+
+
+def rollout_rmse(
+    predictor: NextStepPredictor,
+    sim: MeshSimulation,
+    split: str = "test",
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Roll out every trajectory of ``split`` (``batch_size`` at a time) and compare with the
+    data over the non-obstacle nodes: ``{"rmse"`` (all steps), ``"rmse_per_step"`` (steps
+    1..T, over trajectories and nodes), ``"seconds_per_step"`` (one step of a batch),
+    ``"seconds_per_graph_step"``, ``"batch_size"}``."""
+    _check_int("batch_size", batch_size, 1)
+    ids = sim.split(split)
+    if len(ids) == 0:
+        raise ValueError(f"split: {split!r} has no trajectories in this data set")
+    free = sim.node_type != _OBSTACLE
+    squared = torch.zeros(sim.num_steps, dtype=torch.float64)
+    seconds: list[float] = []
+    for first in range(0, len(ids), batch_size):
+        chunk = ids[first : first + batch_size]
+        predicted, per_step = rollout(predictor, sim, chunk)
+        error = (predicted[:, 1:] - sim.u[chunk, 1:].to(torch.float64))[:, :, free]
+        squared += error.pow(2).sum(dim=(0, 2))
+        seconds.append(per_step)
+    per_step_mse = squared / (len(ids) * int(free.sum()))
+    batch = min(batch_size, len(ids))
+    return {
+        "rmse": float(per_step_mse.mean().sqrt()),
+        "rmse_per_step": per_step_mse.sqrt().tolist(),
+        "seconds_per_step": statistics.fmean(seconds),
+        "seconds_per_graph_step": statistics.fmean(seconds) / batch,
+        "batch_size": batch,
+    }
+
+
+def peak_memory_bytes(device: str | torch.device = "cpu") -> int:
+    """Peak memory so far: CUDA's peak allocation on ``device`` (reset it with
+    ``torch.cuda.reset_peak_memory_stats`` before the part to measure), or on the CPU the
+    process's peak resident set size (it never decreases, so it bounds the run so far)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# --------------------------------------------------------------------------------------------
+# One run, and the summary over seeds
+# --------------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(
+    name: str,
+    build_model: Callable[[], nn.Module],
+    sim: MeshSimulation,
+    config: MeshTrainingConfig,
+    *,
+    position_features: bool = False,
+    device: str = "cpu",
+    split: str = "test",
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Seed torch with ``config.seed``, build the step model (``build_model()``, already
+    adapted to :class:`MeshStepModel`), train it and evaluate it on ``split``.
+
+    Returns a JSON-friendly record: ``name``, ``seed``, ``num_params``, the training record of
+    :func:`fit_mesh_model`, ``one_step_rmse``, ``rollout_rmse``, ``rollout_rmse_per_step``,
+    ``inference_s_per_step`` (one rollout step of one mesh, from batched rollouts),
+    ``peak_memory_bytes`` (see :func:`peak_memory_bytes`), ``ell`` (the data's ℓ) and
+    ``config``.
+    """
+    torch.manual_seed(config.seed)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    simulator = MeshSimulator(
+        build_model(),
+        sim.config.dim,
+        position_features=position_features,
+        max_accumulations=config.max_accumulations,
+    ).to(dev)
+    training = fit_mesh_model(simulator, sim, config, on_epoch=on_epoch)
+    one_step = one_step_rmse(simulator, sim, split, batch_size=config.rollout_batch)
+    rolled = rollout_rmse(simulator, sim, split, batch_size=config.rollout_batch)
+    return {
+        "name": name,
+        "seed": config.seed,
+        "num_params": sum(p.numel() for p in simulator.parameters()),
+        **training,
+        "one_step_rmse": one_step,
+        "rollout_rmse": rolled["rmse"],
+        "rollout_rmse_per_step": rolled["rmse_per_step"],
+        "inference_s_per_step": rolled["seconds_per_graph_step"],
+        "peak_memory_bytes": peak_memory_bytes(dev),
+        "ell": sim.config.ell,
+        "config": config.to_dict(),
+    }
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float | int]:
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def summarise_mesh_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs, the
+    per-step rollout curve (mean), timings and memory; ``num_params`` of the first seed."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["name"], run["ell"]), []).append(run)
+    rows = []
+    for (name, ell), members in groups.items():
+        curves = torch.tensor([m["rollout_rmse_per_step"] for m in members], dtype=torch.float64)
+        epoch_times = [m["time_per_epoch_s"] for m in members if m["time_per_epoch_s"] is not None]
+        rows.append(
+            {
+                "name": name,
+                "ell": ell,
+                "seeds": [m["seed"] for m in members],
+                "num_params": members[0]["num_params"],
+                "one_step_rmse": _mean_std([m["one_step_rmse"] for m in members]),
+                "rollout_rmse": _mean_std([m["rollout_rmse"] for m in members]),
+                "rollout_rmse_per_step": curves.mean(dim=0).tolist(),
+                "train_time_s": _mean_std([m["train_time_s"] for m in members]),
+                "time_per_epoch_s": _mean_std(epoch_times) if epoch_times else None,
+                "inference_s_per_step": _mean_std([m["inference_s_per_step"] for m in members]),
+                "peak_memory_bytes": max(m["peak_memory_bytes"] for m in members),
+            }
+        )
+    return rows
+
+
+def plot_field(
+    sim: MeshSimulation,
+    predicted: Tensor,
+    trajectory: int,
+    step: int,
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """Save a PNG of one 2-D field: the prediction, the truth and their difference side by side
+    (matplotlib ``tripcolor`` on the mesh's triangles, Gouraud shading, a shared colour scale
+    for the two fields and a symmetric one for the error).
+
+    ``predicted``: ``[N]`` (the state at ``step`` of ``trajectory``, e.g. a row of
+    :func:`rollout`'s output).
+    """
+    if sim.config.dim != 2:
+        raise ValueError(f"sim: plot_field draws 2-D meshes, this one is {sim.config.dim}-D")
+    if not 0 <= step <= sim.num_steps:
+        raise ValueError(f"step: expected 0..{sim.num_steps}, got {step}")
+    if not 0 <= trajectory < sim.num_trajectories:
+        raise ValueError(f"trajectory: expected 0..{sim.num_trajectories - 1}, got {trajectory}")
+    predicted = torch.as_tensor(predicted).detach().cpu().to(torch.float64).reshape(-1)
+    if predicted.numel() != sim.num_nodes:
+        raise ValueError(f"predicted: expected {sim.num_nodes} values, got {predicted.numel()}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.tri import Triangulation
+
+    pos, cells = sim.mesh.pos, sim.mesh.cells
+    mesh = Triangulation(pos[:, 0], pos[:, 1], cells)
+    truth = sim.u[trajectory, step].to(torch.float64).numpy()
+    guess = predicted.numpy()
+    error = guess - truth
+    low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+    bound = float(abs(error).max()) or 1.0
+    fig, axes = plt.subplots(3, 1, figsize=(9, 6.5), dpi=110, sharex=True)
+    panels = [
+        ("predicted", guess, "viridis", low, high),
+        ("true", truth, "viridis", low, high),
+        ("predicted - true", error, "RdBu_r", -bound, bound),
+    ]
+    for ax, (label, values, cmap, vmin, vmax) in zip(axes, panels):
+        image = ax.tripcolor(mesh, values, shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_aspect("equal")
+        ax.set_ylabel(label)
+        fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+    heading = f"trajectory {trajectory}, step {step}" + (f": {title}" if title else "")
+    axes[0].set_title(heading)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
