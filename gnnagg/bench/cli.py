@@ -26,11 +26,13 @@ options are usage errors (also exit status 2).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import SuiteConfig, suite_config, suite_from_dict
 from .options import positive_int
@@ -90,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun the config of a results.json (or a JSON file of a SuiteConfig)",
     )
     run.add_argument("--seeds", type=positive_int, default=None, help="number of seeds")
+    overrides = run.add_argument_group(
+        "overrides", "change the suite's value in every section that has the setting"
+    )
+    overrides.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="training jobs at once, each a process with threads // jobs torch threads",
+    )
+    overrides.add_argument("--epochs", type=positive_int, default=None, help="epochs per model")
+    overrides.add_argument(
+        "--job-minutes",
+        type=float,
+        default=None,
+        help="wall-clock budget per training job in this run (a rerun with the same --out "
+        "continues from the checkpoints)",
+    )
+    overrides.add_argument("--tasks", nargs="+", default=None, metavar="TASK")
+    overrides.add_argument("--batch-size", type=positive_int, default=None)
+    overrides.add_argument("--lr", type=float, default=None, help="Adam learning rate")
     run.add_argument(
         "--only", nargs="+", choices=list(SECTIONS), default=None, help="run only these sections"
     )
@@ -182,12 +204,56 @@ def _suite(args: argparse.Namespace) -> SuiteConfig:
                     f"(sections: {', '.join(config.sections)})"
                 )
             config = config.replace(**{s: None for s in config.sections if s not in args.only})
+        config = _with_overrides(config, args)
         return config if args.threads is None else config.replace(threads=args.threads)
     section = SECTIONS[args.section]
     threads = args.threads if args.threads is not None else SUITES["quick"].threads
     return SuiteConfig(
         section.command, device=device, threads=threads, **section.configs_from_args(args)
     )
+
+
+# ``run`` options that set a config field of every section that has it: option -> field.
+_OVERRIDES = {
+    "jobs": "jobs",
+    "epochs": "epochs",
+    "job_minutes": "time_budget_s",
+    "tasks": "tasks",
+    "batch_size": "batch_size",
+    "lr": "lr",
+}
+
+
+def _with_overrides(config: SuiteConfig, args: argparse.Namespace) -> SuiteConfig:
+    """``config`` with the override options of ``run`` applied to every section config that
+    has the field; ``ValueError`` when no section of the suite has it or a value is invalid
+    (the section configs validate it)."""
+    changes: dict[str, Any] = {}
+    for option, field in _OVERRIDES.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if option == "job_minutes":
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"--job-minutes: expected a positive number, got {value}")
+            value = 60.0 * value
+        elif option == "tasks":
+            value = tuple(value)
+        flag = "--" + option.replace("_", "-")
+        targets = [
+            key
+            for key, c in config.sections.items()
+            if any(f.name == field for f in dataclasses.fields(c))
+        ]
+        if not targets:
+            raise ValueError(f"{flag}: no section of the {config.name} suite takes it")
+        for key in targets:
+            current = changes.get(key, config.sections[key])
+            try:
+                changes[key] = dataclasses.replace(current, **{field: value})
+            except ValueError as error:
+                raise ValueError(f"{flag}: {error}") from None
+    return config.replace(**changes) if changes else config
 
 
 def _fail(message: str) -> int:

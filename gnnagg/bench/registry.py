@@ -50,6 +50,9 @@ class AggregatorSpec:
     ``build(channels, deg)`` returns the module; ``deg`` is the in-degree histogram of the
     training graphs (``deg[d]`` = number of nodes of in-degree ``d``), used only when
     ``needs_degree``. ``width(channels)`` is the size of the module's output.
+    ``order_sensitive``: the output depends on the order of the messages (recurrent
+    aggregators and LCM trees of a monoid that is only approximately associative), so
+    training reorders each neighbourhood every epoch when asked to.
     """
 
     name: str
@@ -58,6 +61,7 @@ class AggregatorSpec:
     build: Callable[[int, Tensor | None], nn.Module]
     width: Callable[[int], int]
     needs_degree: bool = False
+    order_sensitive: bool = False
 
 
 def _pyg(name: str) -> Callable[[int, Tensor | None], nn.Module]:
@@ -135,16 +139,36 @@ AGGREGATORS: dict[str, AggregatorSpec] = {
             needs_degree=True,
         ),
         AggregatorSpec(
-            "pyg_lcm", "pyg", "PyG LCMAggregation (padded)", _pyg_learnable("lcm"), _same
+            "pyg_lcm",
+            "pyg",
+            "PyG LCMAggregation (padded)",
+            _pyg_learnable("lcm"),
+            _same,
+            order_sensitive=True,
         ),
         AggregatorSpec(
-            "pyg_gru", "pyg", "PyG GRUAggregation (padded)", _pyg_learnable("gru"), _same
+            "pyg_gru",
+            "pyg",
+            "PyG GRUAggregation (padded)",
+            _pyg_learnable("gru"),
+            _same,
+            order_sensitive=True,
         ),
         AggregatorSpec(
-            "pyg_lstm", "pyg", "PyG LSTMAggregation (padded)", _pyg_learnable("lstm"), _same
+            "pyg_lstm",
+            "pyg",
+            "PyG LSTMAggregation (padded)",
+            _pyg_learnable("lstm"),
+            _same,
+            order_sensitive=True,
         ),
         AggregatorSpec(
-            "lcm_gru", "gnnagg", "gnnagg LCMAggregation, GRU monoid", _lcm("gru"), _same
+            "lcm_gru",
+            "gnnagg",
+            "gnnagg LCMAggregation, GRU monoid",
+            _lcm("gru"),
+            _same,
+            order_sensitive=True,
         ),
         AggregatorSpec(
             "lcm_conjugated_sum",
@@ -166,6 +190,7 @@ AGGREGATORS: dict[str, AggregatorSpec] = {
             "gnnagg GRUAggregation (no padding)",
             lambda c, d: GRUAggregation(c, c),
             _same,
+            order_sensitive=True,
         ),
         AggregatorSpec(
             "lstm",
@@ -173,6 +198,7 @@ AGGREGATORS: dict[str, AggregatorSpec] = {
             "gnnagg LSTMAggregation (no padding)",
             lambda c, d: LSTMAggregation(c, c),
             _same,
+            order_sensitive=True,
         ),
     )
 }

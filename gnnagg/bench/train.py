@@ -55,13 +55,17 @@ if TYPE_CHECKING:
     from .sections.sizegen import SizeGenConfig
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "DistContext",
     "MultisetTensors",
     "fit_multiset",
     "init_distributed",
+    "load_checkpoint",
     "main",
     "param_digest",
+    "save_checkpoint",
     "seed_everything",
+    "training_fingerprint",
 ]
 
 
@@ -139,18 +143,39 @@ class MultisetTensors:
     """
 
     def __init__(self, dataset: MultisetTaskDataset) -> None:
-        from torch_geometric.data import Batch
-
         if not isinstance(dataset, MultisetTaskDataset) or dataset.form != "graph":
             raise TypeError("dataset: expected a graph-form MultisetTaskDataset")
-        collated = Batch.from_data_list(list(dataset))
-        src = collated.edge_index[0]
-        # Edges run leaf -> readout, grouped by graph: their sources are the elements in order.
-        self.x = collated.x.index_select(0, src)
-        sizes = torch.bincount(collated.batch[src], minlength=len(dataset))
+        if dataset.transform is None:
+            # The dataset's own storage: every graph's nodes in a row, its readout node last.
+            # Collating 65,536 Data objects one by one takes most of a minute.
+            store, slices = dataset._data, dataset.slices
+            node_ptr = slices["x"]
+            is_element = torch.ones(store.x.shape[0], dtype=torch.bool)
+            is_element[node_ptr[1:] - 1] = False
+            self.x = store.x[is_element]
+            sizes = node_ptr.diff() - 1
+            self.y = store.y.view(-1)
+        else:
+            from torch_geometric.data import Batch
+
+            collated = Batch.from_data_list(list(dataset))
+            src = collated.edge_index[0]
+            # Edges run leaf -> readout, grouped by graph: their sources are the elements.
+            self.x = collated.x.index_select(0, src)
+            sizes = torch.bincount(collated.batch[src], minlength=len(dataset))
+            self.y = collated.y.view(-1)
         self.ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
         self.sizes = sizes
-        self.y = collated.y.view(-1)
+
+    def shuffled(self, generator: torch.Generator) -> MultisetTensors:
+        """A copy whose elements are reordered inside every multiset (uniformly, from
+        ``generator``); sets, sizes and labels are unchanged."""
+        owner = torch.repeat_interleave(torch.arange(len(self)), self.sizes)
+        keys = torch.rand(owner.numel(), generator=generator, dtype=torch.float64)
+        order = torch.argsort(owner.to(torch.float64) + keys)
+        out = copy.copy(self)
+        out.x = self.x[order]
+        return out
 
     def __len__(self) -> int:
         return self.y.numel()
@@ -187,6 +212,71 @@ def _evaluate(model: nn.Module, data: MultisetTensors, batch_size: int, ctx: Dis
     return correct / max(total, 1)
 
 
+CHECKPOINT_FORMAT = "gnnagg-sizegen-checkpoint/1"
+# Fields of SizeGenConfig that change what an epoch of training does: a checkpoint is resumed
+# only under the same values. Epochs, budgets, jobs and test sizes may differ.
+_TRAINING_FIELDS = (
+    "hidden",
+    "num_train",
+    "num_val",
+    "train_sizes",
+    "batch_size",
+    "lr",
+    "regularise",
+    "reg_weight",
+    "reg_samples",
+    "shuffle_elements",
+    "val_at_size",
+)
+
+
+def training_fingerprint(task: str, aggregator: str, seed: int, config: SizeGenConfig) -> str:
+    """sha256 of what determines the training trajectory of one job (not its length)."""
+    fields = {name: getattr(config, name) for name in _TRAINING_FIELDS}
+    payload = {"task": task, "aggregator": aggregator, "seed": seed, **fields}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` atomically with its sha256 beside it (``<path>.sha256``):
+    a run killed while writing leaves the previous checkpoint intact."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for target, payload in ((path, data), (path.with_name(path.name + ".sha256"), digest.encode())):
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(payload)
+        os.replace(tmp, target)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint of :func:`save_checkpoint` (``weights_only=True``) after checking
+    its sha256; ``ValueError`` naming the file when it is damaged or not a checkpoint."""
+    import io
+
+    digest_path = path.with_name(path.name + ".sha256")
+    data = path.read_bytes()
+    try:
+        expected = digest_path.read_text().strip()
+    except OSError:
+        raise ValueError(
+            f"checkpoint {path}: its sha256 file {digest_path.name} is missing"
+        ) from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(
+            f"checkpoint {path}: sha256 mismatch (damaged or half-written); delete it and its "
+            ".sha256 file to train that job from the start"
+        )
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path}: not a {CHECKPOINT_FORMAT} file")
+    return state
+
+
 def fit_multiset(
     task: str,
     aggregator: str,
@@ -195,6 +285,7 @@ def fit_multiset(
     ctx: DistContext | None = None,
     splits: dict[str, MultisetTensors] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> tuple[dict[str, Any], nn.Module]:
     """Train one model on ``task`` with ``aggregator`` and test it on every test size.
 
@@ -202,27 +293,39 @@ def fit_multiset(
         task: a key of :data:`gnnagg.data.TASKS`.
         aggregator: a registry name.
         seed: seeds the data (unless ``splits`` is given), the initialisation and the shuffle.
-        config: sizes, model width, epochs, optimiser and regulariser settings.
+        config: sizes, model width, epochs, optimiser and regulariser settings, element
+            shuffling, the budget (``time_budget_s``) and ``val_at_size``.
         ctx: distributed context (default: one process on the CPU).
         splits: pre-built :class:`MultisetTensors` per split (``"train"``, ``"val"``,
-            ``"test_<n>"``), e.g. shared by several aggregators; built from ``seed`` if omitted.
+            ``"test_<n>"`` and, with ``config.val_at_size``, ``"val_at_<n>"``), e.g. shared by
+            several aggregators; built from ``seed`` if omitted.
         on_epoch: called with ``(epoch, val_acc)`` after every epoch.
+        checkpoint: a file to save the whole training state to after every epoch (atomically,
+            with its sha256) and to resume from when it exists; one process only. A
+            checkpoint of another configuration (:func:`training_fingerprint`) is refused.
 
     Returns:
         ``(record, model)``: the record has ``task``, ``aggregator``, ``seed``, ``val_acc``
-        (best), ``best_epoch``, ``epochs``, ``test_acc`` (size -> accuracy, as strings),
-        ``train_time_s``, ``num_params`` and ``param_digest``; the model (unwrapped, with the
-        best validation weights) is on ``ctx.device``.
+        (best), ``best_epoch``, ``epochs`` (asked), ``epochs_done``, ``stopped_by_budget``,
+        ``test_acc`` (size -> accuracy, as strings), ``val_at_size`` (``None`` or
+        ``{"size", "final", "at_best"}``), ``train_time_s`` (over all resumed parts),
+        ``num_params`` and ``param_digest``; the model (unwrapped, with the best validation
+        weights) is on ``ctx.device``.
     """
     if task not in TASKS:
         raise ValueError(f"task: unknown task {task!r}; valid tasks are {sorted(TASKS)}")
     if aggregator not in AGGREGATORS:
         raise ValueError(f"aggregator: unknown {aggregator!r}; valid names are {list(AGGREGATORS)}")
     ctx = ctx or DistContext()
+    if checkpoint is not None and ctx.distributed:
+        raise ValueError("checkpoint: resumable training runs in one process, not under torchrun")
     if splits is None:
         splits = build_splits(task, seed, config)
     spec: AggregatorSpec = AGGREGATORS[aggregator]
     train = splits["train"]
+    wide_val = f"val_at_{config.val_at_size}" if config.val_at_size is not None else None
+    if wide_val is not None and wide_val not in splits:
+        raise ValueError(f"splits: no {wide_val!r} split for config.val_at_size")
 
     seed_everything(seed)
     model = SetClassifier(
@@ -246,28 +349,89 @@ def fit_multiset(
     sampler = DistributedSampler(
         range(len(train)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
     )
+    shuffle = config.shuffle_elements and spec.order_sensitive
 
+    fingerprint = training_fingerprint(task, aggregator, seed, config)
     best_acc, best_epoch, best_state = -1.0, 0, None
+    done, previous_time = 0, 0.0
+    wide_curve: list[float] = []
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = load_checkpoint(path)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"checkpoint {path}: written by another configuration of "
+                f"{task}/{aggregator}/seed {seed} (different data, model or optimiser "
+                "settings); give the run a new output folder"
+            )
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        best_acc, best_epoch = state["best_acc"], state["best_epoch"]
+        best_state = state["best_state"]
+        done, previous_time = state["epoch"], state["train_time_s"]
+        wide_curve = list(state["val_at_size_curve"])
+        torch.set_rng_state(state["rng"])
+
+    def evaluate_wide() -> float | None:
+        return _evaluate(model, splits[wide_val], 1024, ctx) if wide_val is not None else None
+
+    best_wide = None
+    stopped_by_budget = False
     start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    first_epoch = done + 1
+    for epoch in range(first_epoch, config.epochs + 1):
+        # Every run trains at least one epoch, so a rerun always makes progress.
+        over_budget = (
+            config.time_budget_s is not None and time.perf_counter() - start >= config.time_budget_s
+        )
+        if over_budget and epoch > first_epoch:
+            stopped_by_budget = True
+            break
         sampler.set_epoch(epoch)
+        data = train
+        if shuffle:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            data = train.shuffled(gen)
         net.train()
         for chunk in torch.tensor(list(sampler), dtype=torch.long).split(config.batch_size):
-            x, index, y, n = train.batch(chunk)
+            x, index, y, n = data.batch(chunk)
             logits, reg = net(x.to(ctx.device), index.to(ctx.device), n)
             loss = F.cross_entropy(logits, y.to(ctx.device)) + reg
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
         val_acc = _evaluate(model, splits["val"], 1024, ctx)
+        wide = evaluate_wide()
+        if wide is not None:
+            wide_curve.append(wide)
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch
             best_state = copy.deepcopy(model.state_dict())
+        done = epoch
+        if path is not None:
+            save_checkpoint(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "best_state": best_state,
+                    "best_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "train_time_s": previous_time + time.perf_counter() - start,
+                    "val_at_size_curve": wide_curve,
+                    "rng": torch.get_rng_state(),
+                },
+                path,
+            )
         if on_epoch is not None:
             on_epoch(epoch, val_acc)
-    train_time = time.perf_counter() - start
+    train_time = previous_time + time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)
+    if wide_val is not None and best_state is not None:
+        best_wide = wide_curve[best_epoch - 1] if len(wide_curve) >= best_epoch else evaluate_wide()
     test_acc = {
         name.removeprefix("test_"): _evaluate(model, data, 256, ctx)
         for name, data in splits.items()
@@ -280,7 +444,12 @@ def fit_multiset(
         "val_acc": best_acc,
         "best_epoch": best_epoch,
         "epochs": config.epochs,
+        "epochs_done": done,
+        "stopped_by_budget": stopped_by_budget,
         "test_acc": test_acc,
+        "val_at_size": None
+        if wide_val is None or not wide_curve
+        else {"size": config.val_at_size, "final": wide_curve[-1], "at_best": best_wide},
         "train_time_s": round(train_time, 3),
         "num_params": sum(p.numel() for p in model.parameters()),
         "param_digest": param_digest(model),
@@ -300,7 +469,20 @@ def build_splits(task: str, seed: int, config: SizeGenConfig) -> dict[str, Multi
         train_sizes=config.train_sizes,
         test_sizes=config.test_sizes,
     )
-    return {name: MultisetTensors(ds) for name, ds in raw.items()}
+    splits = {name: MultisetTensors(ds) for name, ds in raw.items()}
+    if config.val_at_size is not None:
+        from ..data import MultisetTaskDataset
+
+        # Its own random stream (named after the split), apart from the test set of that size.
+        wide = MultisetTaskDataset(
+            task,
+            split=f"val_at_{config.val_at_size}",
+            num_graphs=config.num_val,
+            seed=seed,
+            sizes=config.val_at_size,
+        )
+        splits[f"val_at_{config.val_at_size}"] = MultisetTensors(wide)
+    return splits
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -33,5 +33,12 @@ SUITES: dict[str, Suite] = {
         Suite("quick", "< 15 min on a 2-core CPU, no network (`make bench`)", 2, 1),
         Suite("full", "every task and data set, downloads when possible", 3, None),
         Suite("smoke", "seconds: every section at toy sizes (CI, installed wheels)", 1, 1),
+        Suite(
+            "paper",
+            "the LCM paper's size generalisation only (hours of CPU: see --jobs, --epochs, "
+            "--job-minutes; resumes when rerun with the same --out)",
+            3,
+            None,
+        ),
     )
 }
