@@ -8,15 +8,18 @@ index order, with no padding, and optionally shuffled within each neighbourhood 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
+from ..monoids._checks import check_flag
 from ..segment import SegmentPlan, check_dim_size, resolve_plan
 
-__all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "group_neighbourhoods"]
+__all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "PerThread", "group_neighbourhoods"]
 
 _PRECISION = {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}
 
@@ -94,6 +97,37 @@ def group_neighbourhoods(
     return Neighbourhoods(messages, rows, plan)
 
 
+class PerThread:
+    """One value per thread: what a module's forward remembers for a later regulariser.
+
+    PyTorch modules may run forwards concurrently from several threads (each with its own
+    autograd graph, e.g. Hogwild-style training or a thread pool serving one model); each
+    thread's regulariser must see its own forward, not whichever ran last. Copies and pickles
+    start empty, as after construction: the remembered tensors belong to an autograd graph.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        """This thread's value, or ``None`` before its first :meth:`set`."""
+        return getattr(self._local, "value", None)
+
+    def set(self, value: Any) -> None:
+        """Replace this thread's value (only the last forward's tensors stay alive)."""
+        self._local.value = value
+
+    def clear(self) -> None:
+        """Forget the value of every thread."""
+        self._local = threading.local()
+
+    def __reduce__(self):
+        return (PerThread, ())
+
+    def __deepcopy__(self, memo: dict) -> PerThread:
+        return PerThread()
+
+
 class NeighbourhoodAggregation(Aggregation):
     """A PyG ``Aggregation`` whose subclasses implement :meth:`aggregate_groups`.
 
@@ -105,7 +139,9 @@ class NeighbourhoodAggregation(Aggregation):
 
     def __init__(self, shuffle: bool = False) -> None:
         super().__init__()
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_flag(shuffle, "shuffle")
+        #: What the last forward of each thread remembered for the regularisers.
+        self._last_forward = PerThread()
 
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
         raise NotImplementedError
@@ -143,22 +179,28 @@ class NeighbourhoodAggregation(Aggregation):
             )
 
     def __getstate__(self) -> dict:
-        # Tensors remembered from the last forward (``_last_*``) belong to an autograd graph:
-        # copies and pickles start without them, as after construction.
+        # Tensors remembered from the last forward belong to an autograd graph: copies (shallow
+        # ones too) and pickles start without them, as after construction.
         state = self.__dict__.copy()
-        for key in state:
-            if key.startswith("_last_"):
-                state[key] = None
+        for key, value in state.items():
+            if isinstance(value, PerThread):
+                state[key] = PerThread()
         return state
 
     def _apply(self, fn, *args, **kwargs):
         # .to(), .double(), .cuda(), ...: what the last forward remembered is in the old dtype
         # and on the old device, so it is forgotten, as for a copy.
-        for key in self.__dict__:
-            if key.startswith("_last_"):
-                self.__dict__[key] = None
+        for value in self.__dict__.values():
+            if isinstance(value, PerThread):
+                value.clear()
         return super()._apply(fn, *args, **kwargs)
 
+    # torch.compile runs the aggregation eagerly, as one graph break at the call: everything in
+    # it depends on the data (grouping by node, degree-dependent tree levels and runs of equal
+    # batch sizes, cached plans), so tracing it breaks the graph at every step (about twenty
+    # breaks per call) and specialises on every graph, while its arithmetic already runs in a
+    # few large kernels (a fused tree, one RNN call per run). The layers around it compile.
+    @torch.compiler.disable
     def __call__(
         self,
         x: Tensor,

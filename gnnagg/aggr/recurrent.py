@@ -19,12 +19,18 @@ Conventions:
   i.e. the order of its messages along ``dim``; with ``shuffle=True`` a fresh uniformly random
   order is drawn for every forward in training mode.
 * Messages ``[E, *rest, in_channels]`` with extra dimensions (GATConv's heads) run one sequence per
-  node and per entry of ``rest``, with shared weights; the output is ``[N, *rest, out_channels]``.
-* Nodes with no messages get the initial state: zeros, or learnt vectors with
+  node and per entry of ``rest``, with shared weights; the output is ``[N, *rest, output_size]``
+  (``out_channels``, or ``proj_size``, times the number of directions).
+* ``nn.GRU``/``nn.LSTM`` arguments (``num_layers``, ``dropout``, ``bidirectional``, ``proj_size``)
+  are accepted as PyG forwards them; the output is the top layer's output at the node's last
+  message, as PyG's ``rnn(x)[0][:, -1]``.
+* Nodes with no messages get the top layer's initial state: zeros, or learnt vectors with
   ``learn_initial_state=True``.
-* Execution: on CUDA, one ``nn.GRU``/``nn.LSTM`` (cuDNN) call runs the packed batch; on the
+* Execution: on CUDA, one ATen ``gru``/``lstm`` (cuDNN) call runs the packed batch; on the
   CPU, where ATen's backward of a packed RNN is ``O(D_max·E)``, one dense call per run of steps
-  with the same number of running nodes does (``implementation=`` overrides the choice). cuDNN
+  with the same number of running nodes does, carrying every layer's state across runs; a
+  bidirectional RNN runs there layer by layer, its reverse direction on rows permuted so that
+  each sequence reads backwards (``implementation=`` overrides the choice). cuDNN
   computes in TF32 on Ampere and later unless ``torch.backends.cudnn.allow_tf32`` is off
   (PyTorch's default is on): about 1e-4 from float32.
 * Dtypes: the recurrence runs in the dtype of the module's parameters. Lower-precision messages
@@ -43,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from ..monoids._checks import check_flag
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = [
@@ -89,7 +96,7 @@ def pack_neighbourhoods(groups: Neighbourhoods) -> PackedNeighbourhoods:
     plan = groups.plan
     messages = groups.messages
     num_nodes, num_rows = plan.dim_size, plan.num_rows
-    fold = math.prod(messages.shape[1:-1])
+    sequences_per_node = math.prod(messages.shape[1:-1])
     device = messages.device
     degrees = plan.degrees
     order = torch.sort(degrees, descending=True, stable=True).indices
@@ -111,17 +118,60 @@ def pack_neighbourhoods(groups: Neighbourhoods) -> PackedNeighbourhoods:
     # Gather (rather than scatter) so that the backward is a gather too.
     source = torch.empty_like(packed_row)
     source[packed_row] = torch.arange(num_rows, device=device)
-    data = messages.index_select(0, source).reshape(num_rows * fold, messages.shape[-1])
+    data = messages.index_select(0, source).reshape(
+        num_rows * sequences_per_node, messages.shape[-1]
+    )
 
-    lengths = degrees[order[:num_active]].repeat_interleave(fold)
+    lengths = degrees[order[:num_active]].repeat_interleave(sequences_per_node)
     return PackedNeighbourhoods(
-        sequence=PackedSequence(data, batch_sizes * fold),
+        sequence=PackedSequence(data, batch_sizes * sequences_per_node),
         order=order,
         rank=rank,
         num_active=num_active,
         lengths=lengths,
-        offsets=offsets * fold,
+        offsets=offsets * sequences_per_node,
     )
+
+
+def _check_rnn_kwargs(rnn_class: type[nn.RNNBase], kwargs: dict) -> None:
+    """Refuse the ``nn.GRU``/``nn.LSTM`` arguments that the aggregation sets itself, and check
+    the rest with errors that name them (``nn.RNNBase`` lets ``bidirectional="yes"`` through
+    and reports ``num_layers=2.5`` without naming it)."""
+    for own, instead in (("input_size", "in_channels"), ("hidden_size", "out_channels")):
+        if own in kwargs:
+            raise TypeError(f"{own} is given by {instead}; do not pass it as a keyword")
+    if "batch_first" in kwargs:
+        raise TypeError(
+            "batch_first cannot be set: the aggregation lays out each neighbourhood as a "
+            "sequence itself (PyG's aggregation refuses it too)"
+        )
+    for name in ("num_layers", "proj_size"):
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    if kwargs.get("num_layers", 1) < 1:
+        raise ValueError(f"num_layers must be at least 1, got {kwargs['num_layers']}")
+    if not isinstance(kwargs.get("bidirectional", False), bool):
+        raise TypeError(f"bidirectional must be a bool, got {kwargs['bidirectional']!r}")
+    dropout = kwargs.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+
+
+def _last_rows(packed: PackedNeighbourhoods) -> Tensor:
+    """The packed row of every sequence's last step, in sequence order."""
+    sequences = torch.arange(packed.lengths.numel(), device=packed.lengths.device)
+    return packed.offsets[packed.lengths - 1] + sequences
+
+
+def _reversed_rows(packed: PackedNeighbourhoods, sizes: list[int]) -> Tensor:
+    """The permutation of packed rows that reads every sequence backwards (an involution):
+    row ``(t, q)`` takes row ``(L_q - 1 - t, q)``."""
+    device = packed.lengths.device
+    batch_sizes = torch.tensor(sizes, device=device)
+    step = torch.repeat_interleave(torch.arange(len(sizes), device=device), batch_sizes)
+    sequence = torch.arange(step.numel(), device=device) - packed.offsets[step]
+    return packed.offsets[packed.lengths[sequence] - 1 - step] + sequence
 
 
 def commutator_loss(transition: Transition, state: State, x_i: Tensor, x_j: Tensor) -> Tensor:
@@ -147,6 +197,8 @@ class _Recorded:
     lengths: Tensor
     offsets: Tensor
     initial: State
+    #: Every layer's ``h`` at every packed row (the last one is ``outputs``).
+    layer_outputs: tuple[Tensor, ...] = ()
 
 
 class RecurrentAggregation(NeighbourhoodAggregation):
@@ -169,6 +221,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         learn_initial_state: bool = False,
         bias: bool = True,
         implementation: str = "auto",
+        **rnn_kwargs,
     ) -> None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(
@@ -179,18 +232,28 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        _check_rnn_kwargs(self.rnn_class, rnn_kwargs)
         super().__init__(shuffle=shuffle)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.learn_initial_state = bool(learn_initial_state)
+        self.learn_initial_state = check_flag(learn_initial_state, "learn_initial_state")
         self.implementation = implementation
-        self.rnn = self.rnn_class(in_channels, out_channels, bias=bool(bias))
+        bias = check_flag(bias, "bias")
+        self.rnn = self.rnn_class(in_channels, out_channels, bias=bias, **rnn_kwargs)
+        rnn = self.rnn
+        self.num_directions = 2 if rnn.bidirectional else 1
+        hidden_width = getattr(rnn, "proj_size", 0) or out_channels
+        #: Width of the output: the top layer's ``h`` of every direction.
+        self.output_size = self.num_directions * hidden_width
         if self.learn_initial_state:
+            widths = (hidden_width, out_channels)[: self.num_state_parts]
+            stacks = rnn.num_layers * self.num_directions
+            # One vector per state part as for a single-layer cell; one row per layer and
+            # direction otherwise (nn.GRU's h_0 layout).
+            shapes = [(w,) if stacks == 1 else (stacks, w) for w in widths]
             self.initial_state = nn.ParameterList(
-                nn.Parameter(torch.zeros(out_channels)) for _ in range(self.num_state_parts)
+                nn.Parameter(rnn.weight_ih_l0.new_zeros(shape)) for shape in shapes
             )
-        self._last_recorded: _Recorded | None = None
-        self._last_forward_without_grad = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -203,31 +266,42 @@ class RecurrentAggregation(NeighbourhoodAggregation):
 
     # -- forward ------------------------------------------------------------------------------
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
-        """``[num_nodes, *rest, out_channels]``: each node's state after its last message."""
+        """``[num_nodes, *rest, output_size]``: each node's top-layer output at its last
+        message (as PyG's ``rnn(x)[0][:, -1]`` where PyG pads nothing)."""
         messages = groups.messages
         work = self.work_dtype(messages.dtype)
         rest = messages.shape[1:-1]
-        fold = math.prod(rest)
+        entries = math.prod(rest)
         num_nodes = groups.num_nodes
         initial = self._initial_state(work, messages.device)
+        # What a node without messages outputs: the top layer's initial h, every direction.
+        idle_output = initial[0][-self.num_directions :].reshape(-1)
         record = torch.is_grad_enabled()
-        if messages.shape[0] == 0 or fold == 0:
+        if messages.shape[0] == 0 or entries == 0:
             self._store(None, record)
-            out = initial[0].expand(num_nodes, *rest, self.out_channels).clone()
+            out = idle_output.expand(num_nodes, *rest, self.output_size).clone()
             # messages is empty, so its sum is an exact 0 that keeps the output in the graph:
             # a backward through a batch without edges works as it does for a sum aggregation.
             return (out + messages.sum().to(work)).to(messages.dtype)
 
         packed = pack_neighbourhoods(groups)
         sequence = PackedSequence(packed.sequence.data.to(work), packed.sequence.batch_sizes)
-        batch = packed.num_active * fold
-        hx = tuple(part.expand(batch, self.out_channels) for part in initial)
-        if self._runs_packed(messages.device):
-            output, last_h = self._run_packed(sequence, hx, self.learn_initial_state)
+        batch = packed.num_active * entries
+        hx = tuple(part.unsqueeze(1).expand(-1, batch, -1).contiguous() for part in initial)
+        layer_outputs: tuple[Tensor, ...] = ()
+        stacked = self.rnn.num_layers > 1
+        if self.num_directions == 2 or (record and stacked):
+            # The regulariser of a stacked RNN needs every layer's states, which one call on
+            # all layers does not return.
+            output, last_h, layer_outputs = self._run_layer_by_layer(sequence, hx, packed)
+        elif self._runs_packed(messages.device):
+            output, last_h = self._run_packed(sequence, hx, packed)
         else:
-            output, last_h = self._run_segments(sequence, hx, record)
-        last_h = last_h.view(packed.num_active, *rest, self.out_channels)
-        idle = initial[0].expand(num_nodes - packed.num_active, *rest, self.out_channels)
+            output, last_h = self._run_segments(
+                sequence.data, sequence.batch_sizes.tolist(), hx, self._weights(), record
+            )
+        last_h = last_h.reshape(packed.num_active, *rest, self.output_size)
+        idle = idle_output.expand(num_nodes - packed.num_active, *rest, self.output_size)
         # Ranks put the nodes that ran first, so one gather restores node order.
         out = torch.cat([last_h, idle]).index_select(0, packed.rank)
 
@@ -238,6 +312,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 lengths=packed.lengths,
                 offsets=packed.offsets,
                 initial=tuple(part.detach() for part in initial),
+                layer_outputs=tuple(part.detach() for part in layer_outputs) or (output.detach(),),
             ),
             record,
         )
@@ -257,93 +332,196 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             return device.type == "cuda" and torch.backends.cudnn.enabled
         return self.implementation == "packed"
 
-    def _call_rnn(self, *args):
-        # cuDNN refuses the backward of an RNN run in eval mode. With one layer and no dropout
-        # the training flag changes nothing else, so the RNN runs in training mode whenever a
-        # gradient may flow (an eval-mode model can still be differentiated, e.g. for saliency).
-        if self.rnn.training or not torch.is_grad_enabled():
-            return self.rnn(*args)
-        self.rnn.training = True
-        try:
-            return self.rnn(*args)
-        finally:
-            self.rnn.training = False
+    def _weights(self, layer: int | None = None, direction: int = 0) -> list[Tensor]:
+        """The RNN's weights in ATen's order: all of them, or one layer's in one direction."""
+        names = self.rnn._flat_weights_names
+        if layer is not None:
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            names = [name for name in names if name.endswith(suffix)]
+        return [getattr(self.rnn, name) for name in names]
+
+    def _call_rnn(
+        self,
+        data: Tensor,
+        hx: State,
+        weights: list[Tensor],
+        num_layers: int,
+        bidirectional: bool = False,
+        batch_sizes: Tensor | None = None,
+    ) -> tuple[Tensor, State]:
+        """ATen's ``gru``/``lstm`` on a dense ``[steps, batch, F]`` input, or on packed rows
+        with ``batch_sizes``: ``(output, final state parts [layers·directions, batch, H])``."""
+        rnn = self.rnn
+        dropout = rnn.dropout if rnn.training else 0.0
+        # cuDNN refuses the backward of an RNN run in eval mode; with dropout off the training
+        # flag changes nothing else, so it is on whenever a gradient may flow (an eval-mode
+        # model can still be differentiated, e.g. for saliency).
+        train = rnn.training or torch.is_grad_enabled()
+        state = hx[0] if self.num_state_parts == 1 else hx
+        function = torch._VF.gru if self.num_state_parts == 1 else torch._VF.lstm
+        if batch_sizes is None:
+            args = (
+                data,
+                state,
+                weights,
+                rnn.bias,
+                num_layers,
+                dropout,
+                train,
+                bidirectional,
+                False,
+            )
+        else:
+            args = (
+                data,
+                batch_sizes,
+                state,
+                weights,
+                rnn.bias,
+                num_layers,
+                dropout,
+                train,
+                bidirectional,
+            )
+        output, *final = function(*args)
+        return output, tuple(final)
+
+    def _runs_packed(self, device: torch.device) -> bool:
+        if self.implementation == "auto":
+            return device.type == "cuda" and torch.backends.cudnn.enabled
+        return self.implementation == "packed"
 
     def _run_packed(
-        self, sequence: PackedSequence, hx: State, pass_hx: bool
+        self, sequence: PackedSequence, hx: State, packed: PackedNeighbourhoods
     ) -> tuple[Tensor, Tensor]:
-        """One ``nn.GRU``/``nn.LSTM`` call on the packed batch: ``(outputs, last h)``.
+        """One ATen ``gru``/``lstm`` call on the packed batch: ``(outputs, last outputs)``.
 
         On CUDA this is one cuDNN call. On the CPU, ATen slices one ``[E, gates·H]`` input
         projection per step and the backward of each slice materialises a zero tensor of the
         full size: ``O(D_max·E)`` work (20 s for a hub of degree 200 among 100k edges), hence
         :meth:`_run_segments` there.
         """
-        state = None
-        if pass_hx:
-            state = tuple(part.unsqueeze(0).contiguous() for part in hx)
-            state = state[0] if self.num_state_parts == 1 else state
-        output, final = self._call_rnn(sequence, state)
-        last_h = final if self.num_state_parts == 1 else final[0]
-        return output.data, last_h[0]
+        rnn = self.rnn
+        output, final = self._call_rnn(
+            sequence.data,
+            hx,
+            self._weights(),
+            rnn.num_layers,
+            rnn.bidirectional,
+            sequence.batch_sizes,
+        )
+        if self.num_directions == 1:
+            return output, final[0][-1]
+        return output, output.index_select(0, _last_rows(packed))
 
     def _run_segments(
-        self, sequence: PackedSequence, hx: State, keep_outputs: bool
+        self,
+        data: Tensor,
+        sizes: list[int],
+        hx: State,
+        weights: list[Tensor],
+        keep_outputs: bool,
     ) -> tuple[Tensor, Tensor]:
-        """One dense ``nn.GRU``/``nn.LSTM`` call per run of steps with the same batch size.
+        """One dense unidirectional ATen call per run of steps with the same batch size.
 
-        Within such a run every sequence in the batch reads a message at every step, so its
-        rows of the packed batch are a dense ``[steps, batch, F]`` tensor with no padding. There
-        are as many runs as distinct degrees, at most ``sqrt(2E)``, so the Python overhead is
-        small even for one hub of degree 5,000, whose run is a single C++ call. The packed data
-        and states are cut with ``split``, whose backward is one concatenation.
+        ``data`` holds packed rows with batch sizes ``sizes``; ``hx`` parts are
+        ``[layers, batch, H]``. Within a run every sequence in the batch reads a message at every
+        step, so its rows are a dense ``[steps, batch, F]`` tensor with no padding. There are as
+        many runs as distinct degrees, at most ``sqrt(2E)``, so the Python overhead is small even
+        for one hub of degree 5,000, whose run is a single C++ call. The packed data and states
+        are cut with ``split``, whose backward is one concatenation. Returns the top layer's
+        outputs at every packed row (empty unless ``keep_outputs``) and its last ``h`` per
+        sequence, in rank order.
         """
-        sizes = sequence.batch_sizes.tolist()
+        num_layers = hx[0].shape[0]
         runs: list[tuple[int, int]] = []
         for size in sizes:
             if runs and runs[-1][1] == size:
                 runs[-1] = (runs[-1][0] + 1, size)
             else:
                 runs.append((1, size))
-        chunks = sequence.data.split([steps * size for steps, size in runs])
-        state = tuple(part.contiguous() for part in hx)
+        chunks = data.split([steps * size for steps, size in runs])
+        state = hx
         outputs: list[Tensor] = []
         finished: list[Tensor] = []
         for k, ((steps, size), chunk) in enumerate(zip(runs, chunks)):
             after = runs[k + 1][1] if k + 1 < len(runs) else 0
-            hidden = tuple(part.unsqueeze(0) for part in state)
-            output, final = self._call_rnn(
-                chunk.view(steps, size, -1), hidden[0] if len(hidden) == 1 else hidden
-            )
+            output, final = self._call_rnn(chunk.view(steps, size, -1), state, weights, num_layers)
             if keep_outputs:
-                outputs.append(output.detach().reshape(steps * size, -1))
-            final = (final,) if self.num_state_parts == 1 else final
-            pieces = [part[0].split([after, size - after]) for part in final]
-            finished.append(pieces[0][1])
+                outputs.append(output.reshape(steps * size, -1))
+            pieces = [part.split([after, size - after], dim=1) for part in final]
+            finished.append(pieces[0][1][-1])
             state = tuple(piece[0] for piece in pieces)
         # Later runs finish lower ranks: reversing restores rank order.
         last_h = torch.cat(finished[::-1])
         output = torch.cat(outputs) if keep_outputs else last_h.new_empty(0, last_h.shape[-1])
         return output, last_h
 
+    def _run_layer_by_layer(
+        self, sequence: PackedSequence, hx: State, packed: PackedNeighbourhoods
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """The RNN as one single-layer call per layer and direction (:meth:`_run_segments`, or
+        one packed call where :meth:`_runs_packed`): ``(outputs, last outputs, every layer's
+        outputs before dropout)``.
+
+        Read backwards, the sequences still form a packed batch with the same batch sizes
+        (step ``t`` of a reversed sequence of length ``L`` is its step ``L - 1 - t``), so the
+        reverse direction is the forward machinery on permuted rows. Between layers, dropout as
+        ``nn.GRU``/``nn.LSTM`` apply it."""
+        rnn = self.rnn
+        sizes = sequence.batch_sizes.tolist()
+        packed_call = self._runs_packed(sequence.data.device)
+        reverse = _reversed_rows(packed, sizes) if self.num_directions == 2 else None
+        layer_input, layer_outputs = sequence.data, []
+        for layer in range(rnn.num_layers):
+            directions = []
+            for direction in range(self.num_directions):
+                row = self.num_directions * layer + direction
+                h0 = tuple(part[row : row + 1] for part in hx)
+                rows = layer_input if direction == 0 else layer_input.index_select(0, reverse)
+                weights = self._weights(layer, direction)
+                if packed_call:
+                    out, _ = self._call_rnn(rows, h0, weights, 1, False, sequence.batch_sizes)
+                else:
+                    out, _ = self._run_segments(rows, sizes, h0, weights, True)
+                directions.append(out if direction == 0 else out.index_select(0, reverse))
+            layer_output = torch.cat(directions, dim=-1) if len(directions) > 1 else directions[0]
+            layer_outputs.append(layer_output)
+            layer_input = layer_output
+            if layer + 1 < rnn.num_layers and rnn.dropout > 0 and rnn.training:
+                layer_input = nn.functional.dropout(layer_output, rnn.dropout, training=True)
+        last = layer_output.index_select(0, _last_rows(packed))
+        return layer_output, last, tuple(layer_outputs)
+
     def _initial_state(self, dtype: torch.dtype, device: torch.device) -> State:
+        """Parts ``[layers·directions, H]`` (``h``, and ``c`` for the LSTM)."""
+        stacks = self.rnn.num_layers * self.num_directions
         if self.learn_initial_state:
-            return tuple(part.to(dtype) for part in self.initial_state)
-        zero = torch.zeros(self.out_channels, dtype=dtype, device=device)
-        return (zero,) * self.num_state_parts
+            return tuple(part.to(dtype).reshape(stacks, -1) for part in self.initial_state)
+        widths = (self.output_size // self.num_directions, self.out_channels)
+        return tuple(
+            torch.zeros(stacks, width, dtype=dtype, device=device)
+            for width in widths[: self.num_state_parts]
+        )
 
     def _store(self, recorded: _Recorded | None, record: bool) -> None:
-        # Replacing (not appending) keeps only the last forward's tensors alive.
-        self._last_recorded = recorded if record else None
-        self._last_forward_without_grad = not record
+        # (what was recorded, whether the forward ran without gradients), per thread.
         if record and recorded is None:
-            self._last_recorded = _Recorded(
+            recorded = _Recorded(
                 inputs=torch.empty(0, self.in_channels),
                 outputs=torch.empty(0, self.out_channels),
                 lengths=torch.empty(0, dtype=torch.long),
                 offsets=torch.empty(0, dtype=torch.long),
                 initial=(),
+                layer_outputs=(),
             )
+        self._last_forward.set((recorded if record else None, not record))
+
+    @property
+    def _last_recorded(self) -> _Recorded | None:
+        """What this thread's last forward with gradients recorded, or ``None``."""
+        last = self._last_forward.get()
+        return None if last is None else last[0]
 
     # -- regulariser --------------------------------------------------------------------------
     def transition(self, state: State, x: Tensor) -> State:
@@ -351,13 +529,17 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         raise NotImplementedError
 
     def states_before(self, recorded: _Recorded, seq: Tensor, step: Tensor) -> State:
-        """The state of packed sequence ``seq`` before it reads its message ``step``."""
-        return (self._hidden_before(recorded, seq, step),)
+        """The state of packed sequence ``seq`` before it reads its message ``step``: every
+        layer's ``h``, first layer first."""
+        return tuple(
+            self._hidden_before(recorded, seq, step, layer) for layer in range(self.rnn.num_layers)
+        )
 
     @staticmethod
-    def _hidden_before(recorded: _Recorded, seq: Tensor, step: Tensor) -> Tensor:
-        previous = recorded.outputs[recorded.offsets[(step - 1).clamp_min(0)] + seq]
-        return torch.where((step == 0).unsqueeze(-1), recorded.initial[0], previous)
+    def _hidden_before(recorded: _Recorded, seq: Tensor, step: Tensor, layer: int = 0) -> Tensor:
+        outputs = recorded.layer_outputs[layer]
+        previous = outputs[recorded.offsets[(step - 1).clamp_min(0)] + seq]
+        return torch.where((step == 0).unsqueeze(-1), recorded.initial[0][layer], previous)
 
     def sample_commutator_pairs(
         self, num_samples: int = 256, generator: torch.Generator | None = None
@@ -373,6 +555,14 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             raise TypeError(f"num_samples must be an int, got {type(num_samples).__name__}")
         if num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if self.num_directions != 1:
+            raise ValueError(
+                f"{type(self).__name__}: the permutation regulariser is defined for the state "
+                "transition of a recurrence read in one direction; this aggregation has "
+                "bidirectional=True"
+            )
         recorded = self._require_recorded()
         lengths = recorded.lengths
         if lengths.numel() == 0:
@@ -427,8 +617,9 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         return commutator_loss(self.transition, state, x_i, x_j)
 
     def _require_recorded(self) -> _Recorded:
-        if self._last_recorded is None:
-            if self._last_forward_without_grad:
+        last = self._last_forward.get()
+        if last is None or last[0] is None:
+            if last is not None and last[1]:
                 raise RuntimeError(
                     f"{type(self).__name__}.permutation_loss(): the last forward ran without "
                     "gradients (torch.no_grad), which records no states; run it with gradients "
@@ -436,14 +627,26 @@ class RecurrentAggregation(NeighbourhoodAggregation):
                 )
             raise RuntimeError(
                 f"{type(self).__name__}.permutation_loss() samples states from the last forward "
-                "pass; call the aggregation (or the model) first"
+                "pass in this thread; call the aggregation (or the model) first"
             )
-        return self._last_recorded
+        return last[0]
 
     def __repr__(self) -> str:
+        rnn = self.rnn
+        # The nn.GRU/nn.LSTM arguments that differ from their defaults.
+        extra = "".join(
+            f", {name}={value}"
+            for name, value, default in (
+                ("num_layers", rnn.num_layers, 1),
+                ("dropout", rnn.dropout, 0.0),
+                ("bidirectional", rnn.bidirectional, False),
+                ("proj_size", getattr(rnn, "proj_size", 0), 0),
+            )
+            if value != default
+        )
         return (
             f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
-            f"shuffle={self.shuffle}, learn_initial_state={self.learn_initial_state})"
+            f"shuffle={self.shuffle}, learn_initial_state={self.learn_initial_state}{extra})"
         )
 
 
@@ -463,6 +666,15 @@ class GRUAggregation(RecurrentAggregation):
         learn_initial_state: learn the initial hidden state (what nodes without messages get);
             otherwise it is zero.
         bias: use biases in the GRU (``nn.GRU``'s ``bias``).
+        **rnn_kwargs: further ``nn.GRU`` arguments, as PyG forwards them: ``num_layers``,
+            ``dropout`` (between layers, in training mode), ``bidirectional``, ``device``,
+            ``dtype``. ``input_size``, ``hidden_size`` and ``batch_first`` are set by the
+            aggregation and refused. The output has ``output_size`` channels:
+            ``out_channels``, doubled when bidirectional. As in PyG it is the top layer's
+            output at the node's last message, so with ``bidirectional=True`` its second half
+            is the backward direction after reading the last message only.
+            :meth:`permutation_loss` needs ``bidirectional=False``; with stacked layers the
+            state it regularises is every layer's (``h``, and ``c`` for the LSTM).
         implementation: ``"packed"``: one ``nn.GRU`` call on the packed batch (cuDNN on CUDA;
             its CPU backward is ``O(D_max·E)``); ``"segments"``: one dense ``nn.GRU`` call per
             run of steps with the same number of running nodes (at most ``sqrt(2E)`` calls,
@@ -473,17 +685,18 @@ class GRUAggregation(RecurrentAggregation):
     rnn_class = nn.GRU
     pyg_rnn_name = "gru"
 
+    @property
+    def gru(self) -> nn.GRU:
+        """The ``nn.GRU`` under the name PyG's ``GRUAggregation`` gives it."""
+        return self.rnn
+
     def transition(self, state: State, x: Tensor) -> State:
-        rnn = self.rnn
-        h = torch.gru_cell(
-            x,
-            state[0],
-            rnn.weight_ih_l0,
-            rnn.weight_hh_l0,
-            getattr(rnn, "bias_ih_l0", None),
-            getattr(rnn, "bias_hh_l0", None),
-        )
-        return (h,)
+        """One step of every layer: layer ``l`` reads the new ``h`` of layer ``l - 1``."""
+        hidden = []
+        for layer, h in enumerate(state):
+            x = torch.gru_cell(x, h, *self._weights(layer))
+            hidden.append(x)
+        return tuple(hidden)
 
 
 class LSTMAggregation(RecurrentAggregation):
@@ -492,36 +705,62 @@ class LSTMAggregation(RecurrentAggregation):
     A drop-in replacement for PyG's ``LSTMAggregation`` without padding; the output is the hidden
     state ``h`` after the node's last message. The state of the recurrence is ``(h, c)``; the
     regulariser penalises the commutator of both (see :meth:`permutation_loss`). Arguments as
-    :class:`GRUAggregation`; ``learn_initial_state`` learns both ``h_0`` and ``c_0``.
+    :class:`GRUAggregation`; ``learn_initial_state`` learns both ``h_0`` and ``c_0``, and
+    ``nn.LSTM``'s ``proj_size`` is accepted too (``h`` and the output are then ``proj_size``
+    wide per direction).
     """
 
     rnn_class = nn.LSTM
     pyg_rnn_name = "lstm"
     num_state_parts = 2
 
+    @property
+    def lstm(self) -> nn.LSTM:
+        """The ``nn.LSTM`` under the name PyG's ``LSTMAggregation`` gives it."""
+        return self.rnn
+
     def transition(self, state: State, x: Tensor) -> State:
+        """One step of every layer; ``state`` is ``(h_1, ..., h_L, c_1, ..., c_L)``."""
+        layers = self.rnn.num_layers
+        hidden, cells = [], []
+        for layer in range(layers):
+            h, c = self._cell(layer, x, state[layer], state[layers + layer])
+            hidden.append(h)
+            cells.append(c)
+            x = h
+        return (*hidden, *cells)
+
+    def _cell(self, layer: int, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         rnn = self.rnn
-        return tuple(
-            torch.lstm_cell(
-                x,
-                list(state),
-                rnn.weight_ih_l0,
-                rnn.weight_hh_l0,
-                getattr(rnn, "bias_ih_l0", None),
-                getattr(rnn, "bias_hh_l0", None),
-            )
-        )
+        if not rnn.proj_size:
+            h, c = torch.lstm_cell(x, [h, c], *self._weights(layer))
+            return h, c
+        # torch.lstm_cell has no projection: the LSTM step written out, then h = W_hr · h.
+        gates = self._gates(layer, x, h)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return (torch.sigmoid(o) * torch.tanh(c)) @ getattr(rnn, f"weight_hr_l{layer}").t(), c
+
+    def _gates(self, layer: int, x: Tensor, h: Tensor) -> Tensor:
+        rnn = self.rnn
+        gates = x @ getattr(rnn, f"weight_ih_l{layer}").t()
+        gates = gates + h @ getattr(rnn, f"weight_hh_l{layer}").t()
+        if rnn.bias:
+            gates = gates + getattr(rnn, f"bias_ih_l{layer}") + getattr(rnn, f"bias_hh_l{layer}")
+        return gates
 
     def states_before(self, recorded: _Recorded, seq: Tensor, step: Tensor) -> State:
-        """``(h, c)`` before step ``step`` of sequence ``seq``.
+        """``(h_1, ..., h_L, c_1, ..., c_L)`` before step ``step`` of sequence ``seq``.
 
-        The packed output holds ``h`` at every step but ``nn.LSTM`` returns ``c`` only at the
-        end. The gates of step ``t`` depend only on ``x_t`` and ``h_{t-1}``, both recorded, so
-        ``c`` follows from the linear recurrence ``c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t``, run only
-        for the sampled sequences and only up to their largest sampled step: at most
-        ``min(E·R, K·D_max)`` gate rows and ``D_max`` short element-wise steps.
+        The recorded outputs hold every layer's ``h`` at every step but ``nn.LSTM`` returns
+        ``c`` only at the end. The gates of step ``t`` depend only on the layer's input at
+        ``t`` and its ``h_{t-1}``, both recorded, so ``c`` follows from the linear recurrence
+        ``c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t``, run only for the sampled sequences and only up to
+        their largest sampled step: per layer at most ``min(E·R, K·D_max)`` gate rows and
+        ``D_max`` short element-wise steps.
         """
-        h = self._hidden_before(recorded, seq, step)
+        layers = self.rnn.num_layers
+        hidden = [self._hidden_before(recorded, seq, step, layer) for layer in range(layers)]
         unique, inverse = torch.unique(seq, return_inverse=True)
         need = torch.zeros_like(unique).scatter_reduce(0, inverse, step, "amax")
         need, by_need = torch.sort(need, descending=True, stable=True)
@@ -530,7 +769,8 @@ class LSTMAggregation(RecurrentAggregation):
         slot[by_need] = torch.arange(by_need.numel(), device=seq.device)
         longest = int(need[0])
         if longest == 0:
-            return h, recorded.initial[1].expand_as(h)
+            cells = [recorded.initial[1][layer].expand(seq.numel(), -1) for layer in range(layers)]
+            return (*hidden, *cells)
 
         # The sub-problem is laid out like a packed batch: step tau of slot j at row
         # sub_offsets[tau] + j, with sub_sizes[tau] = #slots that need more than tau steps.
@@ -546,26 +786,27 @@ class LSTMAggregation(RecurrentAggregation):
         row[sub_offsets[tau] + slots] = torch.arange(slots.numel(), device=seq.device)
         slots, tau = slots[row], tau[row]
         source = unique[slots]
-
-        x = recorded.inputs[recorded.offsets[tau] + source]
-        h_prev = self._hidden_before(recorded, source, tau)
-        rnn = self.rnn
-        gates = x @ rnn.weight_ih_l0.t() + h_prev @ rnn.weight_hh_l0.t()
-        if rnn.bias:
-            gates = gates + rnn.bias_ih_l0 + rnn.bias_hh_l0
-        i, f, g, _ = gates.chunk(4, dim=-1)
-        increment = torch.sigmoid(i) * torch.tanh(g)
-        forget = torch.sigmoid(f)
-        cells = torch.empty_like(increment)
-        c = recorded.initial[1].expand(int(sub_sizes[0]), -1)
-        for start, size in zip(sub_offsets.tolist(), sub_sizes.tolist()):
-            block = slice(start, start + size)
-            c = forget[block] * c[:size] + increment[block]
-            cells[block] = c
+        rows = recorded.offsets[tau] + source
         slot_k = slot[inverse]
-        before = cells[sub_offsets[(step - 1).clamp_min(0)] + slot_k]
-        c = torch.where((step == 0).unsqueeze(-1), recorded.initial[1], before)
-        return h, c
+
+        cells = []
+        for layer in range(layers):
+            inputs = recorded.inputs if layer == 0 else recorded.layer_outputs[layer - 1]
+            h_prev = self._hidden_before(recorded, source, tau, layer)
+            gates = self._gates(layer, inputs[rows], h_prev)
+            i, f, g, _ = gates.chunk(4, dim=-1)
+            increment = torch.sigmoid(i) * torch.tanh(g)
+            forget = torch.sigmoid(f)
+            trajectory = torch.empty_like(increment)
+            initial = recorded.initial[1][layer]
+            c = initial.expand(int(sub_sizes[0]), -1)
+            for start, size in zip(sub_offsets.tolist(), sub_sizes.tolist()):
+                block = slice(start, start + size)
+                c = forget[block] * c[:size] + increment[block]
+                trajectory[block] = c
+            before = trajectory[sub_offsets[(step - 1).clamp_min(0)] + slot_k]
+            cells.append(torch.where((step == 0).unsqueeze(-1), initial, before))
+        return (*hidden, *cells)
 
 
 def total_permutation_loss(
@@ -578,6 +819,8 @@ def total_permutation_loss(
     the one that runs; this collects the copies. Raises ``RuntimeError`` when ``module`` holds no
     recurrent aggregator that recorded a forward.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     losses: list[Tensor] = []
     for child in module.modules():
         if isinstance(child, RecurrentAggregation) and child._last_recorded is not None:

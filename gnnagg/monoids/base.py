@@ -6,12 +6,13 @@ are the identity map; a monoid whose elements carry bookkeeping (e.g. a running 
 normaliser) uses them to keep that bookkeeping out of the aggregator's output.
 
 A monoid declares ``exact = True`` when its operator is associative by construction; then any
-bracketing gives the same result up to rounding, so it may also offer :meth:`Monoid.fold`, a
-reduction of whole groups that need not build a tree.
+bracketing gives the same result up to rounding, so it may also offer
+:meth:`Monoid.direct_reduce`, a reduction of whole groups that need not build a tree.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
@@ -69,10 +70,21 @@ class Monoid(nn.Module):
         """
         raise NotImplementedError
 
-    def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor | None:
+    def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor | None:
         """Reduce each group of ``states`` (rows grouped as ``plan`` says) in one step, or return
         ``None`` when the monoid has no such shortcut and must be reduced as a tree."""
         return None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # Monoids written against the old name keep working, with a warning at definition.
+        if "fold" in cls.__dict__ and "direct_reduce" not in cls.__dict__:
+            warnings.warn(
+                f"{cls.__name__}.fold is deprecated: name the method direct_reduce",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.direct_reduce = cls.__dict__["fold"]
 
     def pair_kernel(self) -> tuple[PairKernel, tuple[Tensor, ...]] | None:
         """``(kernel, parameters)`` when the operator has a hand-derived backward that lets the

@@ -4,7 +4,7 @@ Why this monoid: conjugating vector addition by a bijection gives an operator th
 commutative and associative (it *is* addition, seen through g), with identity g⁻¹(0), while g
 lets the model learn which "coordinates" to add in -- sums of squares, of log-magnitudes, of
 saturated activations, ... Because it is exactly associative, reducing a whole neighbourhood
-needs no tree: g⁻¹(Σ g(xᵢ)) is one segment sum (:meth:`ConjugatedSumMonoid.fold`).
+needs no tree: g⁻¹(Σ g(xᵢ)) is one segment sum (:meth:`ConjugatedSumMonoid.direct_reduce`).
 
 g is a stack of affine coupling layers (RealNVP-style): half of the channels are scaled and
 shifted by functions of the other half, with the halves swapping between layers. Every layer
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..segment import SegmentPlan, segment
+from ._checks import check_count, check_flag, check_positive
 from .base import Monoid
 
 __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
@@ -28,6 +29,10 @@ class AffineCoupling(nn.Module):
 
     def __init__(self, channels: int, hidden: int, flip: bool) -> None:
         super().__init__()
+        channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
+        if channels < 2:
+            raise ValueError(f"channels must be at least 2 for a coupling layer, got {channels}")
+        flip = check_flag(flip, "flip")
         self.split = channels // 2
         self.flip = flip
         conditioning = channels - self.split if flip else self.split
@@ -77,6 +82,8 @@ class InvertibleMap(nn.Module):
 
     def __init__(self, channels: int, hidden: int, num_layers: int) -> None:
         super().__init__()
+        channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
+        num_layers = check_count(num_layers, "num_layers")
         if channels < 2:
             raise ValueError(f"channels must be at least 2 for coupling layers, got {channels}")
         self.log_scale = nn.Parameter(torch.zeros(channels))
@@ -111,12 +118,9 @@ class ConjugatedSumMonoid(Monoid):
 
     def __init__(self, channels: int, hidden: int | None = None, num_layers: int = 2) -> None:
         super().__init__(channels)
-        if num_layers < 0:
-            raise ValueError(f"num_layers must be non-negative, got {num_layers}")
-        if hidden is not None and (
-            isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1
-        ):
-            raise ValueError(f"hidden must be a positive int or None, got {hidden!r}")
+        num_layers = check_count(num_layers, "num_layers")
+        if hidden is not None:
+            hidden = check_positive(hidden, "hidden")
         self.g = InvertibleMap(channels, hidden if hidden is not None else channels, num_layers)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
@@ -126,6 +130,6 @@ class ConjugatedSumMonoid(Monoid):
         zero = like.new_zeros((1, *like.shape[1:]))
         return self.g.inverse(zero).expand(num, *like.shape[1:])
 
-    def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor:
+    def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor:
         summed = segment(self.g(states), plan=plan, reduce="sum")
         return self.g.inverse(summed)

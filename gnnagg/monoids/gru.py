@@ -7,6 +7,9 @@ element is a learned vector: it is what a node with no neighbours receives.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import torch
 from torch import Tensor, nn
 
@@ -14,16 +17,45 @@ from ..segment.backends import get_backend
 from .base import Monoid
 from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
 
-__all__ = ["GRUMonoid"]
+__all__ = ["KERNELS", "GRUMonoid"]
+
+#: The tree kernels a :class:`GRUMonoid` can run with.
+KERNELS = ("auto", "torch", "triton")
+
+#: Dtypes the Triton kernel takes (it computes the gates in float32).
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _triton_can_run_on(tensor: Tensor) -> bool:
+    # Triton compiles for CUDA devices; its interpreter (TRITON_INTERPRET=1) runs the same
+    # kernels on CPU tensors, which is how the tests compare the two kernels without a GPU.
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    return tensor.is_cuda or (interpreting and tensor.device.type == "cpu")
 
 
 class GRUMonoid(Monoid):
-    """Symmetrised GRU cell as a binary operator on ``channels``-wide features."""
+    """Symmetrised GRU cell as a binary operator on ``channels``-wide features.
+
+    Args:
+        channels: size of the features and states.
+        kernel: how the tree's levels are computed. ``"torch"``: hand-derived forward and
+            backward in torch ops (:class:`~gnnagg.monoids.gru_kernel.GRUPairKernel`), on any
+            device and dtype. ``"triton"``: the gate arithmetic in Triton kernels
+            (float32/float16/bfloat16 parameters on a CUDA device, or on the CPU under
+            ``TRITON_INTERPRET=1``; anything else is an error at the forward). ``"auto"``
+            (default): the torch kernels, which are the timed default; for compatibility,
+            the Triton ones inside ``gnnagg.segment.use_backend("triton")`` where they can run.
+    """
 
     exact = False
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel: str = "auto") -> None:
         super().__init__(channels)
+        if not isinstance(kernel, str) or kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if kernel == "triton" and importlib.util.find_spec("triton") is None:
+            raise ValueError("kernel='triton' needs triton (pip install 'gnnagg[triton]')")
+        self.kernel = kernel
         self.cell = nn.GRUCell(channels, channels)
         self.identity_element = nn.Parameter(torch.zeros(channels))
 
@@ -35,16 +67,38 @@ class GRUMonoid(Monoid):
         return symmetric_gru(a, b, self.cell)
 
     def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]]:
-        """The torch kernel, or with the ``triton`` segment backend selected, the Triton one
-        (float32/float16/bfloat16 on CUDA, or anywhere under ``TRITON_INTERPRET=1``)."""
+        """The tree kernel ``kernel`` selects, with the cell's parameters."""
         params = gru_cell_parameters(self.cell)
-        backend = get_backend()
-        if backend.name == "triton" and backend.supports(params[0]):
-            if params[0].dtype in (torch.float32, torch.float16, torch.bfloat16):
-                from .gru_triton import TritonGRUPairKernel
+        if self._runs_triton(params[0]):
+            from .gru_triton import TritonGRUPairKernel
 
-                return TritonGRUPairKernel(), params
+            return TritonGRUPairKernel(), params
         return GRUPairKernel(), params
+
+    def _runs_triton(self, weight: Tensor) -> bool:
+        if self.kernel == "torch":
+            return False
+        if self.kernel == "auto":
+            return (
+                get_backend().name == "triton"
+                and weight.dtype in TRITON_DTYPES
+                and _triton_can_run_on(weight)
+            )
+        if not _triton_can_run_on(weight):
+            raise ValueError(
+                f"kernel='triton' needs the monoid on a CUDA device, got {weight.device} (set "
+                "TRITON_INTERPRET=1 to run the kernels on Triton's CPU interpreter, or use "
+                "kernel='torch')"
+            )
+        if weight.dtype not in TRITON_DTYPES:
+            raise TypeError(
+                f"kernel='triton' computes in float32, float16 or bfloat16, but the monoid's "
+                f"parameters are {weight.dtype}; convert it or use kernel='torch'"
+            )
+        return True
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kernel={self.kernel!r}"
 
     def identity(self, like: Tensor, num: int) -> Tensor:
         element = self.identity_element.to(like.dtype)

@@ -217,6 +217,11 @@ def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
     derivatives use the hand-derived backward; second derivatives (``create_graph=True``)
     differentiate the plain formulation.
     """
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not isinstance(cell, nn.GRUCell):
+        raise TypeError(f"cell must be an nn.GRUCell, got {type(cell).__name__}")
     if a.shape != b.shape:
         raise ValueError(
             f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..segment import SegmentPlan, broadcast_to_rows, segment
+from ._checks import check_finite, check_flag
 from .base import Monoid
 
 __all__ = ["SoftmaxMonoid"]
@@ -30,8 +31,11 @@ class SoftmaxMonoid(Monoid):
     def __init__(self, channels: int, beta: float = 1.0, learn: bool = True) -> None:
         super().__init__(channels)
         self.state_channels = 3 * channels
-        self.initial_beta = float(beta)
-        self.beta = nn.Parameter(torch.full((channels,), self.initial_beta), requires_grad=learn)
+        # A NaN or infinite temperature makes every output NaN (inf·0 in the lift).
+        self.initial_beta = check_finite(beta, "beta")
+        self.beta = nn.Parameter(
+            torch.full((channels,), self.initial_beta), requires_grad=check_flag(learn, "learn")
+        )
 
     def reset_parameters(self) -> None:
         nn.init.constant_(self.beta, self.initial_beta)
@@ -63,7 +67,7 @@ class SoftmaxMonoid(Monoid):
         element[..., : self.channels] = float("-inf")
         return element.expand(num, *like.shape[1:])
 
-    def fold(self, states: Tensor, plan: SegmentPlan) -> Tensor:
+    def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor:
         logits, _, x = self._split(states)
         peak = segment(logits, plan=plan, reduce="max")
         weights = (logits - broadcast_to_rows(peak, plan)).exp()

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..segment import SegmentPlan
+from ._checks import check_tensor
 
 __all__ = [
     "PairKernel",
@@ -107,6 +108,14 @@ def tree_schedule(degrees: Tensor) -> TreeSchedule:
     torch's CPU ops, more dispatch overhead than work). The finished index arrays travel to
     ``degrees``' device in one copy.
     """
+    check_tensor(degrees, "degrees")
+    if degrees.dim() != 1 or degrees.is_floating_point() or degrees.is_complex():
+        raise ValueError(
+            f"degrees must be a 1-D integer tensor, got {degrees.dtype} of shape "
+            f"{tuple(degrees.shape)}"
+        )
+    if degrees.numel() and int(degrees.min()) < 0:
+        raise ValueError("degrees must be non-negative")
     all_degrees = degrees.detach().cpu().numpy().astype(np.int64)
     lengths = all_degrees[all_degrees > 0]
     groups = np.flatnonzero(all_degrees > 0)
@@ -179,6 +188,23 @@ def cached_tree_schedule(plan: SegmentPlan) -> TreeSchedule:
     return plan.derived(TREE_SCHEDULE_KEY, lambda plan: tree_schedule(plan.degrees))
 
 
+def _check_tree_inputs(states: object, plan: object, identity: object) -> None:
+    check_tensor(states, "states")
+    check_tensor(identity, "identity")
+    if not isinstance(plan, SegmentPlan):
+        raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")
+    if states.dim() == 0 or states.shape[0] != plan.num_rows:
+        raise ValueError(
+            f"states must have the plan's {plan.num_rows} rows first, got shape "
+            f"{tuple(states.shape)}"
+        )
+    if identity.shape != (plan.dim_size, *states.shape[1:]):
+        raise ValueError(
+            f"identity must be [{plan.dim_size}, *states.shape[1:]] (one row per group), got "
+            f"shape {tuple(identity.shape)}"
+        )
+
+
 def tree_reduce(
     states: Tensor,
     plan: SegmentPlan,
@@ -192,6 +218,9 @@ def tree_reduce(
     ``[num_groups, ...]``. Each level costs one split, one ``combine`` on the left and right
     blocks, one concatenation and one gather; no device-to-host sync happens here.
     """
+    _check_tree_inputs(states, plan, identity)
+    if not callable(combine):
+        raise TypeError(f"combine must be callable, got {type(combine).__name__}")
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
         # A fresh tensor: ``identity`` may be an expanded view of a parameter.
@@ -253,16 +282,20 @@ class PairKernel(Protocol):
     def unpack_grads(self, packed_grads: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]: ...
 
 
-#: On the CPU a level is processed in chunks whose operands take about this many bytes, so the
-#: kernel's temporaries stay in the L2 cache and come from the allocator's free lists; large
-#: fresh buffers cost a page fault per 4 KiB on first touch, which here costs more than the
-#: arithmetic. On a GPU a level is one chunk: there, every extra launch costs more.
+#: With one CPU thread a level is processed in chunks whose operands take about this many bytes,
+#: so the kernel's temporaries stay in the L2 cache and come from the allocator's free lists;
+#: large fresh buffers cost a page fault per 4 KiB on first touch, which there costs more than
+#: the arithmetic. With several threads every op large enough to be split opens an OpenMP
+#: parallel region whose end waits for every thread; on a busy machine a descheduled thread
+#: makes each such wait last a scheduler time slice (libgomp's default wait policy), so there a
+#: level is one chunk: fewer, larger ops (2.6x fewer for an LCM layer with a 200-hub). On a GPU
+#: a level is one chunk too: there, every extra launch costs more.
 CPU_CHUNK_BYTES = 1 << 18
 
 
 def _chunks(pairs: int, like: Tensor) -> range:
     """Starts of the chunks (in tree rows) a level of ``pairs`` pairs is processed in."""
-    if like.device.type != "cpu":
+    if like.device.type != "cpu" or torch.get_num_threads() > 1:
         return range(0, pairs, max(pairs, 1))
     return range(0, pairs, max(1, CPU_CHUNK_BYTES // (like[:1].numel() * like.element_size())))
 
@@ -389,6 +422,9 @@ def fused_tree_reduce(
     Same tree, same result up to rounding, one autograd node for the whole reduction. Second
     derivatives (``create_graph=True``) recompute the tree with ``kernel.reference``.
     """
+    _check_tree_inputs(states, plan, identity)
+    if not isinstance(params, tuple) or not all(isinstance(p, Tensor) for p in params):
+        raise TypeError("params must be a tuple of tensors (the kernel's parameters)")
     schedule = cached_tree_schedule(plan)
     if schedule.root_groups.numel() == 0:
         # A fresh tensor: ``identity`` may be an expanded view of a parameter.

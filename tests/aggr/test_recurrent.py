@@ -500,11 +500,11 @@ def test_sampled_states_are_the_states_reached(cls, heads):
     cell = cell_like(aggr)
     degrees = torch.bincount(index, minlength=10)
     order = torch.sort(degrees, descending=True, stable=True).indices
-    fold = 1 if heads is None else heads
+    sequences_per_node = 1 if heads is None else heads
     for k in range(0, 300, 7):
-        node = int(order[int(seq[k]) // fold])
+        node = int(order[int(seq[k]) // sequences_per_node])
         rows = (index == node).nonzero().flatten()
-        xs = x[rows] if heads is None else x[rows, int(seq[k]) % fold]
+        xs = x[rows] if heads is None else x[rows, int(seq[k]) % sequences_per_node]
         assert len(rows) >= 2
         expected = run_cell(aggr, cell, xs)[int(step[k])]
         for part, ref in zip(state, expected):

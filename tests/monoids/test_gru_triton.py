@@ -1,5 +1,8 @@
 """The Triton gate kernels agree with the torch pair kernel, forward and backward (run on
-Triton's CPU interpreter in CI), and the GRU monoid picks them with the triton backend."""
+Triton's CPU interpreter in CI); the GRU monoid runs them with ``kernel="triton"``, and under
+``kernel="auto"`` inside ``use_backend("triton")``."""
+
+import os
 
 import pytest
 import torch
@@ -44,6 +47,41 @@ def test_triton_kernel_matches_torch_kernel(rows, channels, seed):
     torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-5)
     for g, w in zip(got[2], want[2]):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_gru_monoid_chooses_its_kernel_itself():
+    assert type(GRUMonoid(4, kernel="triton").pair_kernel()[0]) is TritonGRUPairKernel
+    with use_backend("triton"):
+        assert type(GRUMonoid(4, kernel="torch").pair_kernel()[0]) is GRUPairKernel
+    aggr = LCMAggregation(4, 4, kernel="triton")
+    assert aggr.monoid.kernel == "triton"
+
+
+def test_triton_kernel_refuses_what_it_cannot_run(monkeypatch):
+    with pytest.raises(TypeError, match="kernel='triton' computes in float32"):
+        GRUMonoid(4, kernel="triton").double().pair_kernel()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(4, 4, kernel="triton")(torch.randn(3, 4), torch.tensor([0, 0, 1]))
+    # "auto" runs the torch kernel then.
+    assert type(GRUMonoid(4).pair_kernel()[0]) is GRUPairKernel
+
+
+@pytest.mark.parametrize("kernel", ["cuda", "", None, 1])
+def test_unknown_kernel_is_refused(kernel):
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        GRUMonoid(4, kernel=kernel)
+
+
+def test_lcm_aggregation_same_with_kernel_argument():
+    torch.manual_seed(0)
+    x = torch.randn(40, 8, requires_grad=True)
+    index = torch.randint(0, 6, (40,))
+    outs = []
+    for kernel in ("torch", "triton"):
+        torch.manual_seed(1)
+        outs.append(LCMAggregation(8, 8, kernel=kernel)(x, index, dim_size=7))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
 
 
 def test_gru_monoid_uses_triton_kernel_with_the_triton_backend():
@@ -112,3 +150,24 @@ def test_kernels_compile_for_cuda_targets(tmp_path):
 def test_launch_shape_must_be_powers_of_two(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         TritonGRUPairKernel(**bad)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+    reason="needs CUDA with compiled Triton kernels (GNNAGG_TRITON_ON_GPU=1)",
+)
+def test_kernel_argument_on_cuda():
+    torch.manual_seed(0)
+    x = torch.randn(500, 16, device="cuda", requires_grad=True)
+    index = torch.randint(0, 40, (500,), device="cuda")
+    results = []
+    for kernel in ("torch", "triton"):
+        torch.manual_seed(1)
+        aggr = LCMAggregation(16, 16, kernel=kernel).cuda()
+        out = aggr(x, index, dim_size=45)
+        results.append((out, torch.autograd.grad(out.square().sum(), [x, *aggr.parameters()])))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    for got, want in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(16, 16, kernel="triton")(x.detach().cpu(), index.cpu())

@@ -81,7 +81,7 @@ def test_associativity_gap_is_differentiable():
     assert monoid.cell.weight_ih.grad.abs().sum() > 0
 
 
-def test_conjugated_sum_inverse_and_fold():
+def test_conjugated_sum_inverse_is_exact():
     monoid = make("conjugated_sum")
     x = torch.randn(20, 6, dtype=torch.float64) * 3
     torch.testing.assert_close(monoid.g.inverse(monoid.g(x)), x)
@@ -105,12 +105,12 @@ def test_bad_channels(cls):
         cls(0)
 
 
-@pytest.mark.parametrize("fold", [True, False])
-def test_softmax_monoid_propagates_nan_to_its_own_node(fold):
+@pytest.mark.parametrize("direct", [True, False])
+def test_softmax_monoid_propagates_nan_to_its_own_node(direct):
     """A NaN message is not mistaken for an empty neighbourhood (which would give 0)."""
     from gnnagg import LCMAggregation
 
-    aggr = LCMAggregation(4, 4, monoid="softmax", project=False, fold=fold).eval()
+    aggr = LCMAggregation(4, 4, monoid="softmax", project=False, allow_direct_reduce=direct).eval()
     x = torch.randn(6, 4)
     x[1, 2] = float("nan")
     out = aggr(x, torch.tensor([0, 0, 0, 1, 1, 2]), dim_size=4)

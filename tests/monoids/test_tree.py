@@ -176,3 +176,44 @@ def test_gru_monoid_fused_tree_matches_reference_cell():
         torch.autograd.grad(out.sum(), params), torch.autograd.grad(expected.sum(), params)
     ):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def _count_aten(fn, name):
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return sum(1 for event in prof.events() if event.name == name)
+
+
+def test_with_several_threads_each_level_is_one_chunk():
+    """With several CPU threads every split op opens an OpenMP region whose end waits for each
+    thread (a scheduler time slice on a busy machine), so a level is not cut into chunks."""
+    from gnnagg.monoids import GRUMonoid
+
+    degrees = torch.tensor([200] + [40] * 100)
+    plan = SegmentPlan.from_ptr(_ptr(degrees))
+    monoid = GRUMonoid(64)
+    states = torch.randn(int(degrees.sum()), 64)
+    kernel, params = monoid.pair_kernel()
+    identity = monoid.identity(states, plan.dim_size)
+    levels = sum(1 for level in tree_schedule(degrees).levels if level.num_pairs)
+
+    def forward():
+        with torch.no_grad():
+            return fused_tree_reduce(states, plan, kernel, params, identity)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        whole_levels = _count_aten(forward, "aten::addmm")
+        out_whole = forward()
+        torch.set_num_threads(1)
+        chunked = _count_aten(forward, "aten::addmm")
+        out_chunked = forward()
+    finally:
+        torch.set_num_threads(threads)
+    # Three projections per chunk (GRUPairKernel.forward).
+    assert whole_levels == 3 * levels
+    assert chunked > whole_levels
+    torch.testing.assert_close(out_whole, out_chunked)

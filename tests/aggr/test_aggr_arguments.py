@@ -1,0 +1,76 @@
+"""Bad arguments to the aggregators' constructors and methods get errors that name them."""
+
+import pytest
+import torch
+
+from gnnagg.aggr import GRUAggregation, LCMAggregation, LSTMAggregation, total_permutation_loss
+from gnnagg.monoids import GRUMonoid
+
+
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda: LCMAggregation(4, 4, project="no"), TypeError, "project must be a bool"),
+        (lambda: LCMAggregation(4, 4, shuffle=1), TypeError, "shuffle must be a bool"),
+        (
+            lambda: LCMAggregation(4, 4, allow_direct_reduce=None),
+            TypeError,
+            "allow_direct_reduce must be a bool",
+        ),
+        (
+            lambda: LCMAggregation(4, 4, monoid="softmax", beta=float("nan")),
+            ValueError,
+            "beta must be finite",
+        ),
+        (
+            lambda: LCMAggregation(4, 4, monoid="conjugated_sum", num_layers=2.5),
+            TypeError,
+            "num_layers must be an int",
+        ),
+        (
+            lambda: LCMAggregation(4, 4, monoid=GRUMonoid(4), kernel="torch"),
+            TypeError,
+            "configure a monoid built by name",
+        ),
+        (lambda: GRUAggregation(3, 4, learn_initial_state="yes"), TypeError, "learn_initial_st"),
+        (lambda: LSTMAggregation(3, 4, bias=0), TypeError, "bias must be a bool"),
+        (lambda: GRUAggregation(3, 4, shuffle="no"), TypeError, "shuffle must be a bool"),
+    ],
+)
+def test_bad_constructor_arguments(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_partial_results_refuse_lists():
+    aggr = LCMAggregation(4, 4, monoid="softmax")
+    states = aggr.reduce_partial(torch.randn(5, 4), torch.tensor([0, 0, 1, 1, 1]))
+    with pytest.raises(TypeError, match="a must be a torch.Tensor"):
+        aggr.combine_partial(states.tolist(), states)
+    with pytest.raises(TypeError, match="b must be a torch.Tensor"):
+        aggr.combine_partial(states, states.tolist())
+    with pytest.raises(TypeError, match="states must be a torch.Tensor"):
+        aggr.finalize(states.tolist())
+    with pytest.raises(TypeError, match="allow_inexact must be a bool"):
+        LCMAggregation(4, 4).reduce_partial(
+            torch.randn(2, 4), torch.tensor([0, 0]), allow_inexact=1
+        )
+
+
+def test_regularisers_refuse_bad_counts_and_seeds():
+    aggr = LCMAggregation(4, 4)
+    aggr(torch.randn(5, 4), torch.tensor([0, 0, 1, 1, 1]))
+    with pytest.raises(TypeError, match="num_triples must be an int"):
+        aggr.associativity_loss(num_triples=2.5)
+    with pytest.raises(ValueError, match="num_samples must be positive"):
+        aggr.identity_loss(num_samples=0)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        aggr.associativity_loss(seed=1.5)
+    with pytest.raises(ValueError, match="seed must be non-negative"):
+        aggr.identity_loss(seed=-1)
+    rnn = GRUAggregation(4, 4)
+    rnn(torch.randn(5, 4), torch.tensor([0, 0, 1, 1, 1]))
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        rnn.permutation_loss(8, generator=3)
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        total_permutation_loss([rnn])
