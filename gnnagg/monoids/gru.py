@@ -80,7 +80,7 @@ class GRUMonoid(Monoid):
             return False
         if self.kernel == "auto":
             return (
-                get_backend().name == "triton"
+                get_backend().uses_triton
                 and weight.dtype in TRITON_DTYPES
                 and _triton_can_run_on(weight)
             )

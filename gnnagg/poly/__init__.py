@@ -13,11 +13,12 @@ all maps of H's nodes into the graph with the outputs pinned, the product of A o
 
 Modules: ``canonical`` (isomorphism-invariant labelling), ``basis`` (elements, enumeration),
 ``fwl2`` (2-FWL reducibility test), ``plan`` (elimination orders), ``sparse`` and ``dense``
-(evaluators), ``evaluate`` (input handling), ``transform`` (the transform).
+(evaluators), ``evaluation`` (input handling, :func:`evaluate`), ``transform`` (the
+transform).
 """
 
 from .basis import ENUMERATION_LIMITS, SUBSETS, Polynomial, enumerate_basis
-from .evaluate import evaluate
+from .evaluation import Int64OverflowError, evaluate
 from .fwl2 import reduces_to_outputs
 from .plan import ContractionPlan, plan_contraction
 from .transform import AddEquivariantPolynomials
@@ -27,6 +28,7 @@ __all__ = [
     "SUBSETS",
     "AddEquivariantPolynomials",
     "ContractionPlan",
+    "Int64OverflowError",
     "Polynomial",
     "enumerate_basis",
     "evaluate",

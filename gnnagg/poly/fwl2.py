@@ -4,7 +4,7 @@ A 2-FWL / PPGN model computes a polynomial P_H itself when H reduces to its outp
 repeatedly eliminating a non-output node with at most two distinct neighbours and joining those
 two neighbours (each such step is one matrix product or one Hadamard product, which is what a
 2-FWL layer does). Parallel edges and self-loops add no neighbours. This is the same condition
-under which :mod:`gnnagg.poly.evaluate` needs at most pairwise intermediate factors.
+under which :mod:`gnnagg.poly.evaluation` needs at most pairwise intermediate factors.
 
 Eliminating a node with at most two neighbours takes a minor of H and the reducible graphs are
 closed under minors (they are the graphs of treewidth at most two once the outputs are joined), so

@@ -22,7 +22,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import BaseTransform
 
 from .basis import Polynomial, check_order, enumerate_basis
-from .evaluate import DTYPES, METHODS, GraphBatch, evaluate_on
+from .evaluation import DTYPES, METHODS, GraphBatch, evaluate_on
 
 NORMALIZATIONS = (None, "density", "log1p")
 ATTRIBUTES = {0: "poly_graph", 1: "poly_x", 2: "poly_edge_attr"}

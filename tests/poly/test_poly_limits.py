@@ -13,7 +13,7 @@ from gnnagg.poly import (
     enumerate_basis,
     evaluate,
 )
-from gnnagg.poly.evaluate import GraphBatch, Int64OverflowError, int64_bound_log2
+from gnnagg.poly.evaluation import GraphBatch, Int64OverflowError, int64_bound_log2
 
 
 def _pair(weight, dtype=torch.float64):

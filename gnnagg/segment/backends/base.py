@@ -28,9 +28,8 @@ class SegmentBackend:
 
     :meth:`reduce` receives ``src`` with the reduced dimension first (``[num_rows, *rest]``), a
     :class:`SegmentPlan` and one of :data:`BASIC_REDUCTIONS`; it returns ``[dim_size, *rest]`` in
-    ``src``'s dtype with empty groups set to 0, and is differentiable with respect to ``src``.
-    Inputs are already validated. Empty groups give 0, except for ``mul`` (the empty product
-    is 1).
+    ``src``'s dtype, and is differentiable with respect to ``src``. Empty groups give 0, except
+    for ``mul``, whose empty product is 1. Inputs are already validated.
 
     What callers need to know about a backend is in its capability flags, never its name:
 
