@@ -113,7 +113,7 @@ def test_list_names_everything(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert "lcm_conjugated_sum" in listing["aggregators"]
     assert "second_minimum" in listing["tasks"]
-    assert listing["suites"] == ["quick", "full", "smoke"]
+    assert listing["suites"] == ["quick", "full", "smoke", "poly-zinc", "poly-freesolv"]
     assert listing["sections"] == ["sizegen", "speed", "real", "poly"]
 
 

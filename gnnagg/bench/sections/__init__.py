@@ -31,5 +31,7 @@ SUITES: dict[str, Suite] = {
         Suite("quick", "< 15 min on a 2-core CPU, no network (`make bench`)", 2, 1),
         Suite("full", "every task and data set, downloads when possible", 3, None),
         Suite("smoke", "seconds: every section at toy sizes (CI, installed wheels)", 1, 1),
+        Suite("poly-zinc", "polynomial features on the full zinc-plogp set (CPU hours)", 3, 1),
+        Suite("poly-freesolv", "polynomial features on ogbg-molfreesolv (minutes)", 3, 1),
     )
 }
