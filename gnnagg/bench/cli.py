@@ -130,19 +130,23 @@ def _device(name: str) -> str:
     return name
 
 
+class ConfigFileError(ValueError):
+    """A ``--config`` file that cannot be read or is not a valid config."""
+
+
 def _config_from_file(path: Path) -> SuiteConfig:
     from .validation import read_json
 
     try:
         data = read_json(path)
     except ValueError as error:
-        raise ValueError(f"--config {path}: {error}") from None
+        raise ConfigFileError(f"--config {path}: {error}") from None
     if isinstance(data, dict) and "config" in data and "schema" in data:
         data = data["config"]
     try:
         return suite_from_dict(data)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"--config {path}: {error}") from None
+        raise ConfigFileError(f"--config {path}: {error}") from None
 
 
 def _with_seeds(config: SuiteConfig, num_seeds: int) -> SuiteConfig:
@@ -180,6 +184,12 @@ def _suite(args: argparse.Namespace) -> SuiteConfig:
     return SuiteConfig(
         section.command, device=device, threads=threads, **section.configs_from_args(args)
     )
+
+
+def _fail(message: str) -> int:
+    """Say what is wrong with an input file in one line on stderr; exit status 2."""
+    print(f"gnnagg-bench: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def _list(as_json: bool) -> None:
@@ -234,15 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "report":
         from .report import write_report
+        from .validation import read_json
 
         try:
-            results = json.loads(args.results.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            parser.error(f"results: cannot read {args.results}: {error}")
-        try:
+            results = read_json(args.results)
             files = write_report(results, args.out or args.results.parent)
         except ValueError as error:
-            parser.error(str(error))
+            return _fail(f"{args.results}: {error}")
         print(f"Report: {files['report']}")
         return 0
 
@@ -250,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = _suite(args)
+    except ConfigFileError as error:
+        return _fail(str(error))
     except ValueError as error:
         parser.error(str(error))
     command = "gnnagg-bench " + shlex.join(argv)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .models import GraphModel
-from .registry import AGGREGATORS
+from .registry import AGGREGATORS, degree_histogram
 from .report import mean_std
 from .train import seed_everything
 
@@ -109,17 +109,14 @@ def load_real(
 
 
 def _degree_histogram(dataset: Any, ids: Tensor) -> Tensor:
-    from torch_geometric.utils import degree
-
-    hist = torch.zeros(1, dtype=torch.long)
+    """In-degree histogram over the nodes of the graphs ``ids`` (PNA's ``deg``)."""
+    targets, num_nodes = [], 0
     for i in ids.tolist():
         data = dataset[i]
-        d = degree(data.edge_index[1], data.num_nodes, dtype=torch.long)
-        counts = torch.bincount(d)
-        if counts.numel() > hist.numel():
-            hist = torch.cat([hist, hist.new_zeros(counts.numel() - hist.numel())])
-        hist[: counts.numel()] += counts
-    return hist
+        targets.append(data.edge_index[1] + num_nodes)
+        num_nodes += data.num_nodes
+    index = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)
+    return degree_histogram(index, num_nodes)
 
 
 def _targets(batch: Any, task: DatasetTask) -> Tensor:

@@ -222,6 +222,8 @@ def regulariser_loss(module: nn.Module, num_samples: int = 256) -> Tensor | None
 
 
 def degree_histogram(index: Tensor, num_nodes: int) -> Tensor:
-    """In-degree histogram (``hist[d]`` = nodes of in-degree ``d``) for :class:`pna`."""
+    """In-degree histogram (``hist[d]`` = nodes of in-degree ``d``) of the messages with target
+    ``index`` into ``num_nodes`` nodes: the ``deg`` that ``pna`` needs (the one histogram of the
+    harness: multisets and real graphs alike)."""
     degrees = torch.bincount(index, minlength=num_nodes)
     return torch.bincount(degrees)

@@ -16,8 +16,31 @@ from typing import Any
 
 from .machine import describe_machine
 from .registry import AGGREGATORS
+from .validation import NUMBER, check_shape
 
-__all__ = ["aggregator_label", "describe_conditions", "mean_std", "percent", "write_report"]
+__all__ = [
+    "aggregator_label",
+    "check_results",
+    "describe_conditions",
+    "mean_std",
+    "percent",
+    "write_report",
+]
+
+_OPTIONAL_NUMBER = (NUMBER, None)
+_LOAD = ({"start?": _OPTIONAL_NUMBER, "end?": _OPTIONAL_NUMBER}, None)
+# What the report reads outside the sections' own entries.
+_FRAME_SHAPE = {
+    "schema": str,
+    "config": dict,
+    "command?": (str, None),
+    "machine?": {"memory_gb?": _OPTIONAL_NUMBER, "load_average?": _LOAD},
+    "wall_time_s?": {str: NUMBER},
+    "conditions?": {str: {"load_average?": _LOAD}},
+    "notes?": [str],
+    "plots?": [str],
+}
+_ERROR_SHAPE = {"status": str, "reason?": str}
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float | int]:
@@ -64,17 +87,50 @@ def _section_error(results: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.md`` and the plots for ``results`` into ``out_dir``; returns their paths
-    by name (``"report"`` and each section's, e.g. ``"sizegen_<task>"``, ``"speed_aggr"``)."""
+def check_results(results: Any) -> dict[str, Any]:
+    """Validate ``results`` (a parsed ``results.json``) against what the report reads: the
+    schema version, a valid config (:func:`~gnnagg.bench.config.suite_from_dict`), the shapes
+    of the machine, timing, condition and note entries, and each section's entry
+    (:meth:`~gnnagg.bench.sections.Section.check_result`). Returns the config as
+    :meth:`~gnnagg.bench.config.SuiteConfig.to_dict` writes it (every field present);
+    ``ValueError`` names the first bad key."""
+    from .config import suite_from_dict
+    from .runner import SCHEMA
     from .sections import SECTIONS
 
-    if not isinstance(results, dict) or "config" not in results:
-        raise ValueError("results: expected the dict of a results.json (with a 'config' key)")
+    check_shape(results, _FRAME_SHAPE, "results")
+    if results["schema"] != SCHEMA:
+        raise ValueError(f"results.schema: expected {SCHEMA!r}, got {results['schema']!r}")
+    try:
+        config = suite_from_dict(results["config"]).to_dict()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"results.config: {error}") from None
+    for key, section in SECTIONS.items():
+        entry = results.get(key)
+        if not entry:
+            continue
+        if config[key] is None:
+            raise ValueError(f"results.{key}: a result without its config (config.{key})")
+        if isinstance(entry, dict) and entry.get("status") == "error":
+            check_shape(entry, _ERROR_SHAPE, f"results.{key}")
+            continue
+        try:
+            section.check_result(entry)
+        except ValueError as error:
+            raise ValueError(f"results.{error}") from None
+    return config
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``report.md`` and the plots for ``results`` into ``out_dir``; returns their paths
+    by name (``"report"`` and each section's, e.g. ``"sizegen_<task>"``, ``"speed_aggr"``).
+    ``ValueError`` (from :func:`check_results`) when ``results`` is malformed."""
+    from .sections import SECTIONS
+
+    config = check_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    config = results["config"]
     machine = results.get("machine", {})
     lines = [f"# gnnagg benchmark: `{config.get('name')}` suite", ""]
     lines.append(f"* Machine: {describe_machine(machine)}")

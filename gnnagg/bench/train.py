@@ -49,7 +49,7 @@ from torch.utils.data import DistributedSampler
 
 from ..data import TASKS, TRAIN_SIZES, MultisetTaskDataset, make_splits
 from .models import SetClassifier
-from .registry import AGGREGATORS, AggregatorSpec
+from .registry import AGGREGATORS, AggregatorSpec, degree_histogram
 
 if TYPE_CHECKING:
     from .sections.sizegen import SizeGenConfig
@@ -164,8 +164,10 @@ class MultisetTensors:
         return self.x[rows], index, self.y[ids], int(ids.numel())
 
     def size_histogram(self) -> Tensor:
-        """``hist[d]``: number of multisets with ``d`` elements (PNA's degree histogram)."""
-        return torch.bincount(self.sizes)
+        """``hist[d]``: number of multisets with ``d`` elements: the in-degree histogram of
+        their readout nodes (PNA's ``deg``)."""
+        index = torch.repeat_interleave(torch.arange(self.sizes.numel()), self.sizes)
+        return degree_histogram(index, self.sizes.numel())
 
 
 def _evaluate(model: nn.Module, data: MultisetTensors, batch_size: int, ctx: DistContext) -> float:
@@ -312,7 +314,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the training entry point (shared with ``gnnagg-bench train``)."""
-    from .sections.sizegen import SizeGenConfig
+    from .sections.sizegen import SizeGenConfig, add_multiset_training_options
 
     defaults = SizeGenConfig()
     parser.add_argument("--task", default="second_minimum", choices=sorted(TASKS))
@@ -327,20 +329,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
-    parser.add_argument("--num-train", type=int, default=defaults.num_train)
-    parser.add_argument("--num-val", type=int, default=defaults.num_val)
-    parser.add_argument("--num-test", type=int, default=defaults.num_test)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument(
-        "--test-sizes", nargs="+", type=int, default=list(defaults.test_sizes), metavar="N"
-    )
-    parser.add_argument(
-        "--no-regularise",
-        dest="regularise",
-        action="store_false",
-        help="train gnnagg's LCM[gru]/GRU/LSTM without their invariance regularisers",
-    )
+    add_multiset_training_options(parser)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--out", type=Path, required=True, help="output folder")

@@ -17,6 +17,8 @@ __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_SEEDS",
+    "NUMBER",
+    "STATS",
     "check_bool",
     "check_finite",
     "check_int",
@@ -24,6 +26,7 @@ __all__ = [
     "check_names",
     "check_optional_path",
     "check_seeds",
+    "check_shape",
     "format_bytes",
     "memory_limit",
     "read_json",
@@ -194,3 +197,70 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"not valid JSON ({error.msg} at line {error.lineno})") from None
     except RecursionError:
         raise ValueError("nested too deeply: not a gnnagg-bench file") from None
+
+
+# Shapes for check_shape: a type (bool is not an int), NUMBER (int or float, not bool), None,
+# a tuple of alternatives, [shape] for a list of items of that shape, {key: shape} for an
+# object with those keys (a key ending in "?" may be missing) and other keys allowed, and
+# {str: shape} for an object whose every value has that shape.
+NUMBER = "number"
+# mean ± std over seeds, as gnnagg.bench.report.mean_std writes them.
+STATS = {"mean": NUMBER, "std": NUMBER}
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_shape(value: Any, shape: Any, path: str) -> None:
+    """``ValueError`` naming the first place (``path`` with keys and indices, e.g.
+    ``sizegen.summary[0].val.mean``) where ``value`` does not have ``shape`` (see above)."""
+    if shape is Any:
+        return
+    if shape is None:
+        if value is not None:
+            raise ValueError(f"{path}: expected null, got {_type_name(value)}")
+        return
+    if shape == NUMBER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: expected a number, got {_type_name(value)}")
+        return
+    if isinstance(shape, tuple):
+        errors = []
+        for alternative in shape:
+            try:
+                check_shape(value, alternative, path)
+                return
+            except ValueError as error:
+                errors.append(str(error))
+        if len(errors) == 1:
+            raise ValueError(errors[0])
+        raise ValueError(f"{path}: unexpected {_type_name(value)} ({'; or '.join(errors)})")
+    if isinstance(shape, type):
+        if shape is int and isinstance(value, bool) or not isinstance(value, shape):
+            expected = {dict: "an object", list: "a list"}.get(shape, shape.__name__)
+            raise ValueError(f"{path}: expected {expected}, got {_type_name(value)}")
+        return
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            raise ValueError(f"{path}: expected a list, got {_type_name(value)}")
+        for i, item in enumerate(value):
+            check_shape(item, shape[0], f"{path}[{i}]")
+        return
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: expected an object, got {_type_name(value)}")
+        if set(shape) == {str}:
+            for key, item in value.items():
+                check_shape(item, shape[str], f"{path}.{key}")
+            return
+        for key, sub in shape.items():
+            optional = key.endswith("?")
+            name = key[:-1] if optional else key
+            if name not in value:
+                if optional:
+                    continue
+                raise ValueError(f"{path}: missing key {name!r}")
+            check_shape(value[name], sub, f"{path}.{name}")
+        return
+    raise TypeError(f"shape: unsupported {shape!r}")

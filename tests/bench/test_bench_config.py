@@ -13,7 +13,7 @@ from gnnagg.bench.sections.speed import SpeedConfig
 from gnnagg.data import TASKS
 
 
-def test_quick_suite_is_the_issue_line_up():
+def test_quick_suite_is_the_core_line_up_on_one_thread():
     quick = suite_config("quick")
     assert quick.sizegen.tasks == ("second_minimum",)
     assert quick.sizegen.aggregators == QUICK_AGGREGATORS and len(QUICK_AGGREGATORS) == 11

@@ -271,3 +271,32 @@ def test_poly_model_rejects_bad_arguments():
         PolyGINE(8, 1, edge_poly=-1)
     with pytest.raises(TypeError, match="virtual_node"):
         PolyGINE(8, 1, virtual_node=1)
+
+
+def _result():
+    row = _row("gine", "none", 0.5, 0.1)
+    row.update(val={"mean": 0.5, "std": 0.1, "n": 3}, input_widths={"graph": 8, "node": 8,
+               "edge": 8}, num_params=10, epoch_time_s=1.0)  # fmt: skip
+    return {"runs": [], "summary": [row], "features": [], "baselines": []}
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda r: r.pop("summary"), "poly: missing key 'summary'"),
+        (lambda r: r["summary"][0].pop("model"), r"poly.summary\[0\]: missing key 'model'"),
+        (lambda r: r["summary"][0]["test"].pop("mae"), "test: missing key 'mae'"),
+        (lambda r: r["summary"][0].update(metric="auc"), "test has no 'auc'"),
+        (lambda r: r["summary"][0].update(epoch_time_s="1"), "epoch_time_s: expected a number"),
+        (lambda r: r.update(features=[{"dataset": "d"}]), r"features\[0\]: missing key"),
+    ],
+)
+def test_malformed_results_are_refused(damage, match):
+    from gnnagg.bench.sections import SECTIONS
+
+    section = SECTIONS["poly"]
+    section.check_result(_result())
+    broken = _result()
+    damage(broken)
+    with pytest.raises(ValueError, match=match):
+        section.check_result(broken)

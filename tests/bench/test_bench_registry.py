@@ -87,3 +87,23 @@ def test_graph_model_sorts_edges_for_padded_pyg_aggregators():
     model = GraphModel("pyg_lcm", out_dim=2, hidden=8, layers=2, node_features=3, edge_features=2)
     out, reg = model(batch)
     assert out.shape == (3, 2) and float(reg) == 0.0
+
+
+def test_one_degree_histogram_for_multisets_and_real_graphs():
+    """PNA's ``deg`` of the multiset tasks and of the real data sets comes from
+    degree_histogram: a multiset is the in-degree of its readout node."""
+    from gnnagg.bench.real import _degree_histogram
+    from gnnagg.bench.train import MultisetTensors
+    from gnnagg.data import make_task
+
+    dataset = make_task("maximum", num_graphs=20, seed=0)
+    data = MultisetTensors(dataset)
+    assert data.size_histogram().tolist() == torch.bincount(data.sizes).tolist()
+
+    class Graph:
+        def __init__(self, edge_index, num_nodes):
+            self.edge_index, self.num_nodes = torch.tensor(edge_index), num_nodes
+
+    graphs = [Graph([[0, 1], [1, 2]], 3), Graph([[1, 0, 2], [0, 0, 0]], 3)]
+    # in-degrees 0, 1, 1 and 3, 0, 0
+    assert _degree_histogram(graphs, torch.tensor([0, 1])).tolist() == [3, 2, 0, 1]

@@ -14,11 +14,13 @@ How to add a benchmark section
 1. **The section module** ``gnnagg/bench/sections/<name>.py`` holds:
 
    * the config: a dataclass whose ``__post_init__`` validates every field with an error that
-     names it (use :mod:`gnnagg.bench.validation`: finite positive learning rates, finite
-     non-negative weights, sizes bounded with the memory they would need, ...). Its fields are
-     written into ``results.json`` (``dataclasses.asdict``) and read back by
-     ``gnnagg-bench run --config``, so they must be JSON values (tuples come back as lists:
-     convert them in ``__post_init__``);
+     names it (use :mod:`gnnagg.bench.validation`: ``check_finite`` for learning rates and
+     weights, ``check_int``/``check_memory`` for sizes, ``check_bool``, ``check_names``,
+     ``check_seeds``, ...). Its fields are written into ``results.json``
+     (``dataclasses.asdict``) and read back by ``gnnagg-bench run --config``, so they must be
+     JSON values (tuples come back as lists: convert them in ``__post_init__``). A section that
+     trains over seeds calls its field ``seeds``, so that ``gnnagg-bench run --seeds N`` applies
+     to it;
    * a subclass of :class:`Section` with ``name`` (the key in ``results.json``, in
      ``--only`` and in :class:`~gnnagg.bench.config.SuiteConfig`), ``title``, ``config_type``,
      and the methods below. Import heavy dependencies (PyG, matplotlib, data sets) inside
@@ -34,7 +36,8 @@ How to add a benchmark section
      ``run``                   ``run(config, context) -> dict`` (JSON-ready); ``context`` is
                                a :class:`RunContext` (device, progress, output folder)
      ``check_result``          ``ValueError`` naming the key when a result read from a
-                               ``results.json`` is not what ``report`` reads
+                               ``results.json`` is not what ``report`` reads (describe it
+                               with :func:`gnnagg.bench.validation.check_shape`)
      ``report``                ``report(result, config, out_dir) -> ReportBlock``: markdown
                                lines under the section's ``## title`` and the files it wrote
      ========================  =============================================================
@@ -42,13 +45,17 @@ How to add a benchmark section
 2. **One registration line** in :mod:`gnnagg.bench.sections` (``SECTIONS``): the order there is
    the order in which suites run sections and ``report.md`` shows them.
 
-3. **Its test** ``tests/bench/test_section_<name>.py``: a tiny run through
+3. **Its test** ``tests/bench/test_bench_<name>.py``: a tiny run through
    :func:`~gnnagg.bench.runner.run_suite` (``SuiteConfig("x", <name>=config)``), its report
-   block, and its config errors. ``tests/bench/test_bench_smoke.py`` already runs every
-   registered section in the ``smoke`` suite from an installed wheel.
+   block, its config errors and a malformed result. Already covered for every registered
+   section: ``tests/bench/test_bench_sections.py`` (interface complete, a ``smoke`` config)
+   and ``tests/bench/test_bench_install.py`` (the ``smoke`` suite from an installed wheel).
 
-Nothing else changes: ``gnnagg-bench run --only <name>``, ``--config``, ``report``, ``list``
-and the thread/load records come from the registry.
+Nothing else changes: ``gnnagg-bench run --only <name>``, ``--config``, ``--seeds``,
+``report``, ``list``, the ``## title`` block of ``report.md`` with the thread settings and load
+it ran under, and the key list of ``results.json`` come from the registry. If the section needs
+a package that is not a dependency, add it to the ``bench`` extra in ``pyproject.toml`` and
+import it inside ``run``/``report``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from ..models import POLY_MODELS, PolyGINE
 from ..real import SCHEDULES, load_real, seeded_loaders, train_best_on_val
 from ..report import mean_std
 from ..train import seed_everything
-from ..validation import check_bool, check_int, check_names
+from ..validation import NUMBER, STATS, check_bool, check_int, check_names, check_shape
 from .base import ReportBlock, RunContext, Section
 
 __all__ = [
@@ -84,6 +84,47 @@ FEATURE_MODES: tuple[str, ...] = ("none", "beyond-2fwl", "within-2fwl", "all")
 # The basis grows about 7 times per degree (degree 6: hundreds of elements, minutes to plan);
 # the papers this reproduces stop at 6.
 MAX_POLY_DEGREE = 8
+_WIDTHS = {"graph": int, "node": int, "edge": int}
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "runs": [
+        {
+            "dataset": str,
+            "model": str,
+            "features": str,
+            "metric": str,
+            "curve?": {"val": [NUMBER]},
+        }
+    ],
+    "summary": [
+        {
+            "dataset": str,
+            "model": str,
+            "features": str,
+            "metric": str,
+            "val": STATS,
+            "input_widths": _WIDTHS,
+            "num_params": int,
+            "test": {"mae": {**STATS, "n": int}, "rmse": {**STATS, "n": int}},
+            "epoch_time_s": NUMBER,
+        }
+    ],
+    "features?": [
+        {
+            "dataset": str,
+            "features": str,
+            "max_degree": int,
+            "normalize": str,
+            "channels": _WIDTHS,
+            "kept_channels": _WIDTHS,
+            "graphs": int,
+            "time_s": (NUMBER, None),
+            "load_s": NUMBER,
+        }
+    ],
+    "baselines?": [{"dataset": str, "baseline": str, "test": {"mae": NUMBER, "rmse": NUMBER}}],
+    "notes?": [str],
+}
 # The data set's own metric selects the model: OGB scores FreeSolv by RMSE.
 _SELECTION_METRIC = {"zinc-plogp": "mae", "freesolv": "rmse", "ogbg-molfreesolv": "rmse"}
 # Puny et al. 2023, "Equivariant Polynomials for Graph Neural Networks" (ICML), Table 2:
@@ -673,14 +714,10 @@ class PolynomialFeaturesSection(Section):
         return run_poly(config, context.device, context.progress)
 
     def check_result(self, result: Any) -> None:
-        super().check_result(result)
-        for key in ("runs", "summary", "features", "baselines"):
-            if not isinstance(result.get(key), list):
-                raise ValueError(f"poly.{key}: expected a list")
+        check_shape(result, _RESULT_SHAPE, self.name)
         for i, row in enumerate(result["summary"]):
-            for key in ("dataset", "model", "features", "metric", "val", "test"):
-                if key not in row:
-                    raise ValueError(f"poly.summary[{i}].{key}: missing")
+            if row["metric"] not in row["test"]:
+                raise ValueError(f"{self.name}.summary[{i}]: test has no {row['metric']!r}")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines = [

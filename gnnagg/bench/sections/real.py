@@ -15,12 +15,15 @@ from typing import Any, ClassVar
 from ..registry import check_aggregators
 from ..report import aggregator_label as _label
 from ..validation import (
+    NUMBER,
+    STATS,
     check_bool,
     check_finite,
     check_int,
     check_names,
     check_optional_path,
     check_seeds,
+    check_shape,
 )
 from .base import ReportBlock, RunContext, Section
 from .polynomial_features import POLY_DATASETS, POLY_NORMALIZATIONS, PolyConfig
@@ -29,6 +32,22 @@ __all__ = ["POLY_MODES", "REAL_DATASETS", "RealConfig", "RealSection", "real_tab
 
 POLY_MODES = ("off", "with", "only")
 REAL_DATASETS: tuple[str, ...] = ("zinc-plogp", "freesolv", "mutag")
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "summary": [
+        {
+            "dataset": str,
+            "aggregator": str,
+            "metric": str,
+            "val": STATS,
+            "test": {str: STATS},
+            "sizes": {"train": int, "val": int, "test": int},
+            "train_time_s": NUMBER,
+        }
+    ],
+    "baselines?": [{"dataset": str, "baseline": str, "metric": str, "test": {str: NUMBER}}],
+    "notes?": [str],
+}
 
 
 def check_model_fields(config: Any) -> None:
@@ -186,6 +205,14 @@ class RealSection(Section):
         from ..real import run_real
 
         return run_real(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, _RESULT_SHAPE, self.name)
+        rows = [("summary", r) for r in result["summary"]]
+        rows += [("baselines", r) for r in result.get("baselines", [])]
+        for where, row in rows:
+            if row["metric"] not in row["test"]:
+                raise ValueError(f"{self.name}.{where}: test has no {row['metric']!r}")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines = [

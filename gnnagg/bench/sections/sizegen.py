@@ -25,13 +25,24 @@ from ..registry import AGGREGATORS, check_aggregators
 from ..report import aggregator_label as _label
 from ..report import mean_std
 from ..report import percent as _pct
-from ..validation import check_bool, check_finite, check_int, check_memory, check_names, check_seeds
+from ..validation import (
+    NUMBER,
+    STATS,
+    check_bool,
+    check_finite,
+    check_int,
+    check_memory,
+    check_names,
+    check_seeds,
+    check_shape,
+)
 from .base import ReportBlock, RunContext, Section
 
 __all__ = [
     "QUICK_AGGREGATORS",
     "SizeGenConfig",
     "SizeGenSection",
+    "add_multiset_training_options",
     "lcm_paper_comparison",
     "plot_sizegen",
     "run_sizegen",
@@ -59,6 +70,19 @@ QUICK_AGGREGATORS: tuple[str, ...] = (
 _BYTES_PER_MULTISET = 1536
 _BYTES_PER_ELEMENT = 100
 _MAX_SIZE = 1 << 20
+# What report() reads of a result.
+_RESULT_SHAPE = {
+    "runs": list,
+    "summary": [
+        {
+            "task": str,
+            "aggregator": str,
+            "val": STATS,
+            "test": {str: STATS},
+            "train_time_s": NUMBER,
+        }
+    ],
+}
 
 
 @dataclass
@@ -186,6 +210,34 @@ def run_sizegen(
     return {"runs": runs, "summary": summarise_sizegen(runs)}
 
 
+def add_multiset_training_options(parser: argparse.ArgumentParser) -> None:
+    """The data and optimiser options of multiset training, shared by ``gnnagg-bench
+    sizegen`` and the training entry point ``gnnagg-bench train``: ``--num-train``,
+    ``--num-val``, ``--num-test``, ``--batch-size``, ``--lr``, ``--test-sizes`` and
+    ``--no-regularise``, defaulting to :class:`SizeGenConfig`'s."""
+    from ..options import positive_int
+
+    defaults = SizeGenConfig()
+    parser.add_argument("--num-train", type=positive_int, default=defaults.num_train)
+    parser.add_argument("--num-val", type=positive_int, default=defaults.num_val)
+    parser.add_argument("--num-test", type=positive_int, default=defaults.num_test)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument(
+        "--test-sizes",
+        nargs="+",
+        type=positive_int,
+        default=list(defaults.test_sizes),
+        metavar="N",
+    )
+    parser.add_argument(
+        "--no-regularise",
+        dest="regularise",
+        action="store_false",
+        help="no associativity / permutation regulariser for gnnagg's LCM[gru], GRU, LSTM",
+    )
+
+
 class SizeGenSection(Section):
     """Size generalisation per task, aggregator and seed (:class:`SizeGenConfig`)."""
 
@@ -224,30 +276,13 @@ class SizeGenSection(Section):
         return None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ..options import add_names, add_training_options, positive_int
+        from ..options import add_names, add_training_options
 
         defaults = SizeGenConfig()
         add_names(parser, "--tasks", sorted(TASKS), defaults.tasks, "TASK")
         add_names(parser, "--aggregators", list(AGGREGATORS), QUICK_AGGREGATORS, "NAME")
         add_training_options(parser, defaults)
-        parser.add_argument("--num-train", type=positive_int, default=defaults.num_train)
-        parser.add_argument("--num-val", type=positive_int, default=defaults.num_val)
-        parser.add_argument("--num-test", type=positive_int, default=defaults.num_test)
-        parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-        parser.add_argument("--lr", type=float, default=defaults.lr)
-        parser.add_argument(
-            "--test-sizes",
-            nargs="+",
-            type=positive_int,
-            default=list(defaults.test_sizes),
-            metavar="N",
-        )
-        parser.add_argument(
-            "--no-regularise",
-            dest="regularise",
-            action="store_false",
-            help="no associativity / permutation regulariser for gnnagg's LCM[gru], GRU, LSTM",
-        )
+        add_multiset_training_options(parser)
 
     def configs_from_args(self, args: argparse.Namespace) -> dict[str, Any]:
         return {
@@ -269,6 +304,12 @@ class SizeGenSection(Section):
 
     def run(self, config: SizeGenConfig, context: RunContext) -> dict[str, Any]:
         return run_sizegen(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, _RESULT_SHAPE, self.name)
+        for i, row in enumerate(result["summary"]):
+            if not row["test"] or not all(key.isdigit() for key in row["test"]):
+                raise ValueError(f"{self.name}.summary[{i}].test: expected sizes as keys")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         lines: list[str] = []

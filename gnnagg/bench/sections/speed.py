@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..validation import check_bool, check_finite, check_names
+from ..speed.recurrent import CASES as _RECURRENT_CASES
+from ..speed.recurrent import METHODS as _RECURRENT_METHODS
+from ..validation import NUMBER, check_bool, check_finite, check_names, check_shape
 from .base import ReportBlock, RunContext, Section
 
 __all__ = ["SPEED_PARTS", "SpeedConfig", "SpeedSection", "plot_speed", "run_speed"]
@@ -32,15 +34,13 @@ SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
 # The message sets of the aggr part (gnnagg.bench.speed.messages): E = 100k messages.
 _AGGR_CASE = re.compile(r"uniform|random|hub([1-9][0-9]{0,4})")
 _MAX_HUB = 10_000 * 10 - (10_000 - 1)
-_RECURRENT_CASES = ("uniform", "hub200", "hub5000")
-_RECURRENT_METHODS = (
-    "gnnagg GRU",
-    "gnnagg GRU+reg",
-    "pyg GRU",
-    "gnnagg LSTM",
-    "gnnagg LSTM+reg",
-    "pyg LSTM",
-)
+
+
+# What report() reads of a part's entry (and of the aggr part's rows, for the plot).
+_ENTRY_SHAPE = {"status": str, "reason?": (str, None)}
+_OK_ENTRY_SHAPE = {"table?": (str, None), "notes?": [str], "result": dict}
+_AGGR_ROW_SHAPE = {"case": str, "method": str, "status": str}
+_MEASURED_ROW_SHAPE = {"ms": NUMBER, "extra_mb": NUMBER}
 
 
 def _check_cases(cases: Any, name: str) -> tuple[str, ...]:
@@ -138,7 +138,9 @@ def run_speed(config: SpeedConfig, device: str = "cpu", progress: bool = True) -
         start = time.perf_counter()
         try:
             module = load_part(part)
-            total = module.expected_rows(config)
+            # Parts whose row count is only known after the run have no expected_rows.
+            expected_rows = getattr(module, "expected_rows", None)
+            total = expected_rows(config) if expected_rows is not None else None
             with tqdm(total=total, desc=f"speed: {part}", unit="row", disable=not progress) as bar:
 
                 def tick(row: dict[str, Any]) -> None:
@@ -217,6 +219,19 @@ class SpeedSection(Section):
 
     def run(self, config: SpeedConfig, context: RunContext) -> dict[str, Any]:
         return run_speed(config, context.device, context.progress)
+
+    def check_result(self, result: Any) -> None:
+        check_shape(result, {str: _ENTRY_SHAPE}, self.name)
+        for part, entry in result.items():
+            if entry["status"] != "ok":
+                continue
+            check_shape(entry, _OK_ENTRY_SHAPE, f"{self.name}.{part}")
+            if part == "aggr":
+                rows = entry["result"].get("rows")
+                check_shape(rows, [_AGGR_ROW_SHAPE], f"{self.name}.aggr.result.rows")
+                for i, row in enumerate(rows):
+                    if row["status"] == "ok":
+                        check_shape(row, _MEASURED_ROW_SHAPE, f"{self.name}.aggr.result.rows[{i}]")
 
     def report(self, result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
         block = ReportBlock()

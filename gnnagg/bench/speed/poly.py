@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from ..sections.speed import SpeedConfig
 
 __all__ = [
-    "expected_rows",
     "format_table",
     "molecule_batch",
     "naive_dense",
@@ -347,11 +346,6 @@ def format_table(results: dict) -> str:
         + ")",
     ]
     return "\n".join(lines)
-
-
-def expected_rows(config: SpeedConfig) -> None:
-    """One table, no rows to count."""
-    return None
 
 
 def run_part(

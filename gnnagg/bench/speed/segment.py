@@ -24,7 +24,7 @@ from .timing import median_time_ms, significant, write_result
 if TYPE_CHECKING:
     from ..sections.speed import SpeedConfig
 
-__all__ = ["expected_rows", "format_table", "run", "run_part"]
+__all__ = ["format_table", "run", "run_part"]
 
 DEFAULT_OUT = Path("bench_segment.json")
 # The smoke suite's size: every backend and reduction runs, in well under a second each.
@@ -131,11 +131,6 @@ def format_table(result: dict) -> str:
             f"| {r['ms']:.3f} | {significant(r['gb_per_s'])} |"
         )
     return "\n".join(lines)
-
-
-def expected_rows(config: SpeedConfig) -> None:
-    """Unknown before the run: it depends on the backends available."""
-    return None
 
 
 def run_part(
