@@ -208,8 +208,9 @@ def train_best_on_val(
     :data:`COSINE_FLOOR` times ``lr``) or ``"plateau"`` (``ReduceLROnPlateau`` on the
     validation score: factor :data:`PLATEAU_FACTOR` after :data:`PLATEAU_PATIENCE` epochs).
     ``history``, when given, receives one record per epoch: ``epoch``, ``train_loss`` (the
-    mean batch loss), ``val``, ``lr`` (the rate used in that epoch) and ``time_s`` (training
-    and validation wall time of the epoch).
+    mean batch loss), ``val``, ``lr`` (the rate used in that epoch), ``time_s`` (training
+    and validation wall time of the epoch) and ``cpu_s`` (the CPU time this process spent on
+    it: on a shared machine the wall time grows with the load, the CPU time much less).
 
     Reloads the best state into ``model`` and returns ``(best value, best epoch, training
     time in seconds)``.
@@ -219,7 +220,7 @@ def train_best_on_val(
     best, best_epoch, best_state = None, 0, None
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        epoch_start = time.perf_counter()
+        epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
         current_lr = float(optimiser.param_groups[0]["lr"])
         model.train()
         total, batches = 0.0, 0
@@ -247,6 +248,7 @@ def train_best_on_val(
                     "val": float(value),
                     "lr": current_lr,
                     "time_s": time.perf_counter() - epoch_start,
+                    "cpu_s": time.process_time() - epoch_cpu,
                 }
             )
         if on_epoch is not None:

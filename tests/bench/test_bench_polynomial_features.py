@@ -50,7 +50,7 @@ def test_tiny_run_reports_every_model_and_feature_mode(tmp_path):
         assert row["source"] == "fixture" and row["metric"] == "mae"
         assert row["test"]["mae"]["n"] == 2
         assert 0.0 < row["test"]["mae"]["mean"] < math.inf
-        assert row["epoch_time_s"] > 0 and row["num_params"] > 0
+        assert row["epoch_time_s"] > 0 and row["epoch_cpu_s"] > 0 and row["num_params"] > 0
     (features,) = poly["features"]
     kept = features["kept_channels"]
     assert features["graphs"] == 200 and features["time_s"] >= 0.0

@@ -61,7 +61,8 @@ def test_history_has_one_record_per_epoch():
     assert all(h["lr"] == 0.05 for h in history)
     assert best == min(h["val"] for h in history)
     assert history[best_epoch - 1]["val"] == best
-    assert all(h["time_s"] >= 0 and math.isfinite(h["train_loss"]) for h in history)
+    assert all(h["time_s"] >= 0 and h["cpu_s"] >= 0 for h in history)
+    assert all(math.isfinite(h["train_loss"]) for h in history)
 
 
 def test_cosine_anneals_to_the_floor():

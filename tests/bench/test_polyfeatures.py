@@ -45,6 +45,7 @@ def test_second_call_reads_the_cache(tmp_path):
     again, cached = _features(tmp_path)
     assert not info["cached"] and cached["cached"]
     assert cached["time_s"] == info["time_s"] and cached["key"] == info["key"]
+    assert cached["cpu_s"] == info["cpu_s"] >= 0
     for key in ("graph", "node", "edge"):
         assert torch.equal(first[key], again[key]) and first[key].dtype == torch.float32
     assert first["graph"].shape[0] == 3

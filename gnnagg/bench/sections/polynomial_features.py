@@ -312,8 +312,8 @@ def prepare_features(
     The features of all three splits are computed in one pass (or read from ``cache_dir``);
     channels constant on the training graphs are dropped and the others standardised with
     the training graphs' mean and standard deviation. The record holds ``features`` (the
-    mode), ``channels`` (basis widths), ``kept_channels``, ``time_s`` (computation),
-    ``cached``, ``load_s`` and ``graphs``.
+    mode), ``channels`` (basis widths), ``kept_channels``, ``time_s`` and ``cpu_s`` (wall and
+    CPU time of the computation), ``cached``, ``load_s`` and ``graphs``.
     """
     from ..polyfeatures import polynomial_features
 
@@ -366,6 +366,7 @@ def prepare_features(
         "channels": info["channels"],
         "kept_channels": {k: int(v.shape[1]) for k, v in kept.items()},
         "time_s": info["time_s"],
+        "cpu_s": info.get("cpu_s"),
         "cached": info["cached"],
         "load_s": info["load_s"],
         "graphs": len(graphs),
@@ -405,7 +406,8 @@ def fit_poly(
 
     Returns a record with ``dataset``, ``model``, ``features``, ``seed``, ``metric``, ``val``
     (its best value), ``test`` (``mae``, ``rmse`` at the best epoch), ``best_epoch``,
-    ``epochs``, ``train_time_s``, ``epoch_time_s``, ``num_params``, ``input_widths``
+    ``epochs``, ``train_time_s``, ``epoch_time_s`` and ``epoch_cpu_s`` (wall and CPU seconds
+    per epoch), ``num_params``, ``input_widths``
     (``node``, ``edge``, ``graph``: the widths of the layers that take the embeddings) and
     ``curve`` (per epoch: ``train_loss``, ``val``, ``lr``).
     """
@@ -457,6 +459,7 @@ def fit_poly(
         "epochs": config.epochs,
         "train_time_s": round(train_time, 3),
         "epoch_time_s": round(train_time / config.epochs, 4),
+        "epoch_cpu_s": round(sum(h["cpu_s"] for h in history) / len(history), 4),
         "num_params": sum(p.numel() for p in model.parameters()),
         "input_widths": {
             "node": model.node_in.in_features,
@@ -471,8 +474,8 @@ def fit_poly(
 
 def summarise_poly(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (data set, model, features): the validation metric and test ``mae``/``rmse``
-    as mean/std/n over seeds, the mean epoch time and training time, parameters, input widths,
-    best epochs and the seeds."""
+    as mean/std/n over seeds, the mean wall and CPU time per epoch and training time,
+    parameters, input widths, best epochs and the seeds."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["dataset"], run["model"], run["features"]), []).append(run)
@@ -488,6 +491,7 @@ def summarise_poly(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "val": mean_std([m["val"] for m in members]),
                 "test": {k: mean_std([m["test"][k] for m in members]) for k in ("mae", "rmse")},
                 "epoch_time_s": sum(m["epoch_time_s"] for m in members) / len(members),
+                "epoch_cpu_s": sum(m.get("epoch_cpu_s", 0.0) for m in members) / len(members),
                 "train_time_s": sum(m["train_time_s"] for m in members) / len(members),
                 "num_params": members[0]["num_params"],
                 "input_widths": members[0]["input_widths"],
@@ -587,7 +591,7 @@ def _study(suite: str, seeds: tuple[int, ...]) -> PolyConfig | None:
             fixture=False,
         )
     if suite == "poly-freesolv":
-        # 642 molecules (513 train): minutes per model on one core.
+        # 642 molecules (513 train): well under a minute per model on an idle core.
         return PolyConfig(
             datasets=("ogbg-molfreesolv",),
             models=POLY_MODELS,
@@ -595,7 +599,7 @@ def _study(suite: str, seeds: tuple[int, ...]) -> PolyConfig | None:
             seeds=seeds,
             hidden=64,
             layers=4,
-            epochs=100,
+            epochs=50,
             batch_size=32,
             lr=1e-3,
             schedule="cosine",
@@ -730,7 +734,8 @@ class PolynomialFeaturesSection(Section):
             "`poly_edge_attr` the bond embedding, `poly_graph` the pooled readout; channels "
             "constant on the training graphs are dropped, the others standardised. Mean ± "
             "sample std over seeds; the model kept is the best on the validation metric "
-            "(`val`); s/epoch is training plus validation."
+            "(`val`); s/epoch is the wall time of training plus validation, CPU s the CPU time "
+            "this process spent on it (the wall time grows with the machine's load)."
         ]
         lines += ["", poly_table(result), ""]
         if result.get("features"):
@@ -771,7 +776,7 @@ def poly_table(poly: dict[str, Any]) -> str:
     parameters, seconds per epoch and the best epochs."""
     lines = [
         "| data set | source | model | features | node/edge/readout input | params | val | "
-        "test MAE | test RMSE | s/epoch | best epochs |",
+        "test MAE | test RMSE | s/epoch (CPU s) | best epochs |",
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for b in poly.get("baselines", []):
@@ -786,7 +791,8 @@ def poly_table(poly: dict[str, Any]) -> str:
             f"| {r['features']} | {widths['node']}/{widths['edge']}/{widths['graph']} | "
             f"{r['num_params']:,} | {r['metric'].upper()} {_cell(r['val'])} | "
             f"{_cell(r['test']['mae'])} | {_cell(r['test']['rmse'])} | "
-            f"{r['epoch_time_s']:.2f} | {', '.join(map(str, r.get('best_epochs', [])))} |"
+            f"{r['epoch_time_s']:.1f} ({r.get('epoch_cpu_s', float('nan')):.1f}) | "
+            f"{', '.join(map(str, r.get('best_epochs', [])))} |"
         )
     return "\n".join(lines)
 
@@ -796,13 +802,15 @@ def feature_table(features: list[dict[str, Any]]) -> str:
     the time the features took to compute (once; later runs read them from the cache)."""
     lines = [
         "| data set | features | graph/node/edge channels | kept (not constant on train) | "
-        "computed in (s) | graphs | from cache |",
+        "computed in s (CPU s) | graphs | from cache |",
         "|---|---|---|---|---:|---:|---|",
     ]
     for f in features:
         c, k = f["channels"], f["kept_channels"]
         cached = f"yes (read in {f['load_s']:.1f} s)" if f.get("cached") else "no"
         time_s = f"{f['time_s']:.1f}" if f.get("time_s") is not None else "?"
+        if f.get("cpu_s") is not None:
+            time_s += f" ({f['cpu_s']:.1f})"
         lines.append(
             f"| {f['dataset']} | {f['features']} (degree ≤ {f['max_degree']}, "
             f"{f['normalize']}) | {c['graph']}/{c['node']}/{c['edge']} | "
