@@ -54,6 +54,7 @@ def test_tiny_run_reports_every_model_and_feature_mode(tmp_path):
     (features,) = poly["features"]
     kept = features["kept_channels"]
     assert features["graphs"] == 200 and features["time_s"] >= 0.0
+    assert 0 < features["graphs_with_features"] <= 200
     assert 0 < kept["edge"] <= features["channels"]["edge"]
     plain, with_features = (r["input_widths"] for r in poly["summary"][::2][:2])
     assert plain == {"node": 8, "edge": 8, "graph": 8}
@@ -171,6 +172,8 @@ def test_feature_verdicts_compare_the_difference_with_the_seed_spread():
     assert "no effect distinguishable from seeds" in within
     assert "the features hurt here" in hurts
     assert "no verdict" in single
+    summary[2]["input_widths"] = summary[0]["input_widths"] = {"graph": 8, "node": 8, "edge": 8}
+    assert "no feature channel varies" in feature_verdicts(summary)[1]
 
 
 def test_studies_are_suites_and_round_trip():

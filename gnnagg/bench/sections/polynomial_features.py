@@ -313,7 +313,8 @@ def prepare_features(
     channels constant on the training graphs are dropped and the others standardised with
     the training graphs' mean and standard deviation. The record holds ``features`` (the
     mode), ``channels`` (basis widths), ``kept_channels``, ``time_s`` and ``cpu_s`` (wall and
-    CPU time of the computation), ``cached``, ``load_s`` and ``graphs``.
+    CPU time of the computation), ``cached``, ``load_s``, ``graphs`` and
+    ``graphs_with_features`` (graphs with any non-zero feature before standardisation).
     """
     from ..polyfeatures import polynomial_features
 
@@ -333,6 +334,18 @@ def prepare_features(
         "node": sum(int(g.num_nodes) for g in train),
         "edge": sum(int(g.edge_index.shape[1]) for g in train),
     }
+    # Which graphs have any non-zero feature at all (before standardisation): on molecules a
+    # pattern set can be all zero except on a few graphs.
+    counts = {
+        "graph": torch.ones(len(graphs), dtype=torch.long),
+        "node": torch.tensor([int(g.num_nodes) for g in graphs]),
+        "edge": torch.tensor([int(g.edge_index.shape[1]) for g in graphs]),
+    }
+    touched = torch.zeros(len(graphs), dtype=torch.bool)
+    for short, matrix in tensors.items():
+        owner = torch.repeat_interleave(torch.arange(len(graphs)), counts[short])
+        if matrix.shape[1]:
+            touched[owner[(matrix != 0).any(dim=1)]] = True
     kept: dict[str, Tensor] = {}
     for short, matrix in tensors.items():
         mean, std = _column_stats(matrix[: rows_train[short]])
@@ -370,6 +383,7 @@ def prepare_features(
         "cached": info["cached"],
         "load_s": info["load_s"],
         "graphs": len(graphs),
+        "graphs_with_features": int(touched.sum()),
     }
     return out, record
 
@@ -802,7 +816,7 @@ def feature_table(features: list[dict[str, Any]]) -> str:
     the time the features took to compute (once; later runs read them from the cache)."""
     lines = [
         "| data set | features | graph/node/edge channels | kept (not constant on train) | "
-        "computed in s (CPU s) | graphs | from cache |",
+        "computed in s (CPU s) | graphs (with a non-zero feature) | from cache |",
         "|---|---|---|---|---:|---:|---|",
     ]
     for f in features:
@@ -814,7 +828,8 @@ def feature_table(features: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {f['dataset']} | {f['features']} (degree ≤ {f['max_degree']}, "
             f"{f['normalize']}) | {c['graph']}/{c['node']}/{c['edge']} | "
-            f"{k['graph']}/{k['node']}/{k['edge']} | {time_s} | {f['graphs']} | {cached} |"
+            f"{k['graph']}/{k['node']}/{k['edge']} | {time_s} | {f['graphs']} "
+            f"({f.get('graphs_with_features', '?')}) | {cached} |"
         )
     return "\n".join(lines)
 
@@ -822,7 +837,9 @@ def feature_table(features: list[dict[str, Any]]) -> str:
 def feature_verdicts(summary: list[dict[str, Any]]) -> list[str]:
     """One sentence per (data set, model, feature mode other than ``none``): the change of the
     test metric against the same model without features, and whether it exceeds twice the
-    standard error of the difference of the seed means (``sqrt(s1²/n1 + s2²/n2)``)."""
+    standard error of the difference of the seed means (``sqrt(s1²/n1 + s2²/n2)``). A mode
+    whose channels are all constant on the training graphs (same input widths as without
+    features) is said to be the model without features."""
     out = []
     plain = {(r["dataset"], r["model"]): r for r in summary if r["features"] == "none"}
     for r in summary:
@@ -834,6 +851,12 @@ def feature_verdicts(summary: list[dict[str, Any]]) -> list[str]:
         diff = b["mean"] - a["mean"]
         relative = 100 * diff / a["mean"] if a["mean"] else float("nan")
         label = MODEL_LABELS.get(r["model"], r["model"])
+        if r.get("input_widths") is not None and r["input_widths"] == base.get("input_widths"):
+            out.append(
+                f"{r['dataset']}, {label} + {r['features']}: no feature channel varies on the "
+                "training graphs, so this is the model without features (same numbers)."
+            )
+            continue
         what = (
             f"{r['dataset']}, {label} + {r['features']}: test {metric.upper()} "
             f"{a['mean']:.3f} → {b['mean']:.3f} ({diff:+.3f}, {relative:+.1f} %)"
@@ -902,8 +925,10 @@ def plot_poly_curves(runs: list[dict[str, Any]], dataset: str, path: Path) -> Pa
             length = min(len(c) for c in curves)
             stacked = torch.tensor([c[:length] for c in curves], dtype=torch.float64)
             epochs = range(1, length + 1)
-            colour = colours[i % 10]
-            ax.plot(epochs, stacked.mean(0).tolist(), color=colour, label=mode)
+            # Dashed black on top: a mode without varying channels repeats it exactly.
+            colour = "black" if mode == "none" else colours[i % 10]
+            style = {"ls": "--", "zorder": 3} if mode == "none" else {}
+            ax.plot(epochs, stacked.mean(0).tolist(), color=colour, label=mode, **style)
             ax.fill_between(
                 epochs, stacked.min(0).values.tolist(), stacked.max(0).values.tolist(),
                 color=colour, alpha=0.2,
