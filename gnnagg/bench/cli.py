@@ -1,9 +1,10 @@
 """``gnnagg-bench``: the benchmark harness on the command line.
 
-Subcommands::
+Subcommands (``run``, ``train``, ``list`` and ``report`` here; one per section that has a
+subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
 
-    gnnagg-bench run [--suite quick|full] [--config results.json] [--out DIR] [--quiet]
-                     [--seeds N] [--device auto|cpu|cuda] [--only sizegen speed real poly]
+    gnnagg-bench run [--suite quick|full|smoke] [--config results.json] [--out DIR] [--quiet]
+                     [--seeds N] [--device auto|cpu|cuda] [--only SECTION ...]
     gnnagg-bench sizegen [--tasks ...] [--aggregators ...] [--epochs N] ...   size generalisation
     gnnagg-bench speed [--parts aggr segment recurrent poly] [--full]          speed and memory
     gnnagg-bench real [--datasets ...] [--aggregators ...] [--download]         real data
@@ -12,11 +13,14 @@ Subcommands::
                                             with polynomial features on the molecule sets
     gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (see
                                             ``torchrun --nproc_per_node=K -m gnnagg.bench.train``)
-    gnnagg-bench list [--json]              aggregators, tasks, data sets, suites
+    gnnagg-bench list [--json]              aggregators, tasks, data sets, suites, sections
     gnnagg-bench report RESULTS_JSON        rebuild report.md and the plots from a results.json
 
 Every run writes ``results.json``, ``report.md`` and PNG plots to
-``experiments/results/<suite>-<timestamp>/`` (or ``--out``) and prints where they are.
+``experiments/results/<suite>-<timestamp>/`` in a checkout, ``gnnagg-bench-results/...`` under
+the current folder otherwise (or ``--out``), and prints where they are. A ``--config`` or
+``results.json`` that is not valid fails with one line on stderr and exit status 2; bad
+options are usage errors (also exit status 2).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ gnnagg next to PyG; missing points are runs that failed or were skipped).
 Every part is run on its own: one that fails is reported with its error, without stopping the
 other parts. A part's entry in the results is::
 
-    {"status": "ok", "result": <what the part's run_part returned>, "table": <markdown>,
-     "wall_s": ..., "notes": [...]}
+    {"status": "ok", "title": <the part's TITLE>, "result": <what its run_part returned>,
+     "table": <markdown>, "wall_s": ..., "notes": [...]}
     {"status": "error", "reason": ...}
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..speed import PARTS
 from ..speed.recurrent import CASES as _RECURRENT_CASES
 from ..speed.recurrent import METHODS as _RECURRENT_METHODS
 from ..validation import NUMBER, check_bool, check_finite, check_names, check_shape
@@ -30,14 +31,15 @@ from .base import ReportBlock, RunContext, Section
 
 __all__ = ["SPEED_PARTS", "SpeedConfig", "SpeedSection", "plot_speed", "run_speed"]
 
-SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
+# Registered in gnnagg.bench.speed.PARTS (a part is a module there plus that line).
+SPEED_PARTS: tuple[str, ...] = tuple(PARTS)
 # The message sets of the aggr part (gnnagg.bench.speed.messages): E = 100k messages.
 _AGGR_CASE = re.compile(r"uniform|random|hub([1-9][0-9]{0,4})")
 _MAX_HUB = 10_000 * 10 - (10_000 - 1)
 
 
 # What report() reads of a part's entry (and of the aggr part's rows, for the plot).
-_ENTRY_SHAPE = {"status": str, "reason?": (str, None)}
+_ENTRY_SHAPE = {"status": str, "reason?": (str, None), "title?": str}
 _OK_ENTRY_SHAPE = {"table?": (str, None), "notes?": [str], "result": dict}
 _AGGR_ROW_SHAPE = {"case": str, "method": str, "status": str}
 _MEASURED_ROW_SHAPE = {"ms": NUMBER, "extra_mb": NUMBER}
@@ -116,13 +118,14 @@ class SpeedConfig:
         self.timeout_s = check_finite(self.timeout_s, "timeout_s", positive=True, maximum=86400)
 
 
-_TITLES = {
-    "aggr": "Aggregators, forward + backward, E = 100k messages into N = 10k nodes, "
-    "F = 64 (one fresh process per measurement)",
-    "segment": "Segment reductions (time and effective bandwidth)",
-    "recurrent": "Recurrent aggregators (gnnagg without padding, PyG padded)",
-    "poly": "Equivariant polynomial features",
-}
+def _title(part: str, entry: dict[str, Any]) -> str:
+    """The heading of a part: what its run recorded, else its module's ``TITLE`` (results
+    written before parts recorded it), else its name."""
+    if isinstance(entry.get("title"), str):
+        return entry["title"]
+    from ..speed import PARTS, load_part
+
+    return getattr(load_part(part), "TITLE", part) if part in PARTS else part
 
 
 def run_speed(config: SpeedConfig, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
@@ -155,6 +158,7 @@ def run_speed(config: SpeedConfig, device: str = "cpu", progress: bool = True) -
             continue
         out[part] = {
             "status": "ok",
+            "title": getattr(module, "TITLE", part),
             "result": result,
             "table": table,
             "wall_s": round(time.perf_counter() - start, 1),
@@ -174,7 +178,9 @@ class SpeedSection(Section):
     command_description: ClassVar[str] = (
         "Time and memory of the aggregators and kernels, next to PyG."
     )
-    result_keys: ClassVar[str] = "`speed` {part: {`status`, `result`, `table`, `wall_s`, `notes`}}"
+    result_keys: ClassVar[str] = (
+        "`speed` {part: {`status`, `title`, `result`, `table`, `wall_s`, `notes`}}"
+    )
 
     def suite_config(self, suite: str, seeds: tuple[int, ...]) -> SpeedConfig | None:
         if suite == "quick":
@@ -237,7 +243,7 @@ class SpeedSection(Section):
         block = ReportBlock()
         lines = block.lines
         for part, entry in result.items():
-            lines += [f"### {_TITLES.get(part, part)}", ""]
+            lines += [f"### {_title(part, entry)}", ""]
             if entry.get("status") != "ok":
                 lines += [f"Not run: {entry.get('status')}, {entry.get('reason')}.", ""]
                 continue

@@ -12,13 +12,16 @@ with :mod:`~gnnagg.bench.speed.messages` (the synthetic message sets) and
 :mod:`~gnnagg.bench.speed.timing` (timing, memory, tables). Each part is also a command with
 its own options, e.g. ``python -m gnnagg.bench.speed.aggr --device cuda``.
 
-Every part module has these functions, which the section calls:
+Every part module has ``TITLE`` (its heading in ``report.md``) and these functions, which the
+section calls:
 
 * ``run_part(config, device, progress) -> (result, notes)``: run what
   :class:`~gnnagg.bench.config.SpeedConfig` asks (``progress(row)`` after each measured row);
 * ``expected_rows(config) -> int`` (optional): how many rows that will be, for the progress
   bar (a part whose count depends on the machine leaves it out);
 * ``format_table(result) -> str``: the part's table (markdown, or plain text).
+
+A new part is a module here with those and one line in :data:`PARTS`.
 """
 
 from __future__ import annotations

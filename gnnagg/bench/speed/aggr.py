@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..sections.speed import SpeedConfig
 
 __all__ = [
+    "TITLE",
     "CASES",
     "PADDED_METHODS",
     "aggregator_methods",
@@ -57,6 +58,12 @@ __all__ = [
     "run",
     "run_part",
 ]
+
+# The heading of this part in report.md.
+TITLE = (
+    "Aggregators, forward + backward, E = 100k messages into N = 10k nodes, "
+    "F = 64 (one fresh process per measurement)"
+)
 
 DEFAULT_OUT = Path("bench_aggr.json")
 CASES = ("uniform", "random", "hub200", "hub5000")
@@ -270,6 +277,8 @@ def run_part(
     unpadded = [m for m in selected if m not in PADDED_METHODS]
     notes: list[str] = []
     num_nodes = SMOKE_NODES if config.smoke else NUM_NODES
+    if config.smoke:
+        notes.append(f"smoke sizes: N = {num_nodes} nodes, not {NUM_NODES}")
     kwargs = dict(
         device=device, cap_gb=config.cap_gb, timeout_s=config.timeout_s, num_nodes=num_nodes
     )

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from ..sections.speed import SpeedConfig
 
 __all__ = [
+    "TITLE",
     "CASES",
     "METHODS",
     "expected_rows",
@@ -64,6 +65,9 @@ __all__ = [
     "run",
     "run_part",
 ]
+
+# The heading of this part in report.md.
+TITLE = "Recurrent aggregators (gnnagg without padding, PyG padded)"
 
 DEFAULT_OUT = Path("bench_recurrent.json")
 CASES = ("uniform", "hub200", "hub5000")

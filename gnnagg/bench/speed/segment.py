@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["format_table", "run", "run_part"]
 
+# The heading of this part in report.md.
+TITLE = "Segment reductions (time and effective bandwidth)"
+
 DEFAULT_OUT = Path("bench_segment.json")
 # The smoke suite's size: every backend and reduction runs, in well under a second each.
 SMOKE_SIZES = [(20_000, 16)]
