@@ -303,3 +303,34 @@ def test_malformed_results_are_refused(damage, match):
     damage(broken)
     with pytest.raises(ValueError, match=match):
         section.check_result(broken)
+
+
+class _FakeOgb(list):
+    def __init__(self, task_type, num_tasks, eval_metric):
+        super().__init__()
+        self.task_type, self.num_tasks, self.eval_metric = task_type, num_tasks, eval_metric
+
+    def get_idx_split(self):
+        empty = torch.zeros(0, dtype=torch.long)
+        return {"train": empty, "valid": empty, "test": empty}
+
+
+@pytest.mark.parametrize(
+    ("fake", "match"),
+    [
+        (_FakeOgb("binary classification", 1, "rocauc"), "binary classification set"),
+        (_FakeOgb("regression", 12, "mae"), "with 12 tasks"),
+        (_FakeOgb("regression", 1, "r2"), "scored by 'r2'"),
+    ],
+)
+def test_ogb_sets_other_than_single_target_regression_are_refused(fake, match, monkeypatch):
+    import gnnagg.data
+    from gnnagg.bench.sections.polynomial_features import load_poly_dataset
+
+    monkeypatch.setattr(gnnagg.data, "fetch", lambda name, root=None: fake)
+    with pytest.raises(ValueError, match=match):
+        load_poly_dataset("ogbg-molhiv", False, None)
+    fake.task_type, fake.num_tasks, fake.eval_metric = "regression", 1, "rmse"
+    _, split, source, note, metric = load_poly_dataset("ogbg-molesol", False, None)
+    assert (source, note, metric) == ("full", None, "rmse")
+    assert set(split) == {"train", "val", "test"}
