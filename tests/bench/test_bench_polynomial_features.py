@@ -74,7 +74,7 @@ def test_tiny_run_reports_every_model_and_feature_mode(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Polynomial features" in report
     assert "| zinc-plogp | fixture | GINE + virtual node | all | " in report
-    assert "*predict the training median*" in report
+    assert "*predict the training median*" in report and "CPU hours" in report
     assert "**Do the features help?**" in report and "**Against the paper.**" in report
     assert "0.079 for PPGN and 0.071 for PPGN++(6)" in report
     assert (out / "poly_curves_zinc-plogp.png").is_file()
