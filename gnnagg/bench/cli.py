@@ -3,14 +3,17 @@
 Subcommands (``run``, ``train``, ``list`` and ``report`` here; one per section that has a
 subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
 
-    gnnagg-bench run [--suite quick|full|smoke] [--config results.json] [--out DIR] [--quiet]
-                     [--seeds N] [--device auto|cpu|cuda] [--only SECTION ...]
+    gnnagg-bench run [--suite quick|full|smoke|poly-zinc|poly-freesolv] [--config results.json]
+                     [--out DIR] [--quiet] [--seeds N] [--device auto|cpu|cuda]
+                     [--only SECTION ...]
     gnnagg-bench sizegen [--tasks ...] [--aggregators ...] [--epochs N] ...   size generalisation
     gnnagg-bench speed [--parts aggr segment recurrent poly] [--full]          speed and memory
     gnnagg-bench real [--datasets ...] [--aggregators ...] [--download]         real data
                       [--poly off|with|only] [--poly-normalize log1p|density]
                                             ``with``/``only``: also / only GINE without and
                                             with polynomial features on the molecule sets
+    gnnagg-bench poly [--datasets ... ogbg-mol<name>] [--models gine gine_vn]  polynomial
+                      [--features none beyond-2fwl within-2fwl all] [--download]  features
     gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (see
                                             ``torchrun --nproc_per_node=K -m gnnagg.bench.train``)
     gnnagg-bench list [--json]              aggregators, tasks, data sets, suites, sections

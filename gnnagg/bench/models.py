@@ -4,6 +4,8 @@
   element encoder, the aggregator over the star edges into the readout node, decoder MLP.
 * :class:`GraphModel` -- a message-passing network for molecules and TU graphs: residual layers
   ``h + MLP([h, aggr(ReLU(h_j + e_ij))])``, mean pooling, an MLP head.
+* :class:`PolyGINE` -- GINE over OGB molecules (optionally with a virtual node) that takes
+  polynomial features as extra node, edge and readout inputs (the polynomial-feature section).
 
 Both return ``(output, regulariser)``: the regulariser (``reg_weight`` times gnnagg's
 associativity or permutation loss, or an exact zero) is computed inside ``forward`` so that
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from .registry import AGGREGATORS, build_aggregator, regulariser_loss
 
-__all__ = ["AggregationLayer", "GraphModel", "SetClassifier"]
+__all__ = ["POLY_MODELS", "AggregationLayer", "GraphModel", "PolyGINE", "SetClassifier"]
 
 
 class _Regularised(nn.Module):
@@ -193,3 +195,119 @@ class GraphModel(_Regularised):
         pooled = scatter(h, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean")
         out = self.head(pooled)
         return out, self._regulariser(out)
+
+
+# Model names of the polynomial-feature section: GINE, and GINE with a virtual node.
+POLY_MODELS: tuple[str, ...] = ("gine", "gine_vn")
+
+
+class PolyGINE(nn.Module):
+    """GINE regression model over OGB molecules, optionally with polynomial features and a
+    virtual node.
+
+    ``h = node_in([AtomEncoder(x), poly_x])``, ``e = edge_in([BondEncoder(edge_attr),
+    poly_edge_attr])``, ``layers`` residual :class:`~torch_geometric.nn.GINEConv` layers (Hu et
+    al. 2020, `Strategies for Pre-training Graph Neural Networks
+    <https://arxiv.org/abs/1905.12265>`_) with batch normalisation, mean pooling,
+    ``head([pooled, poly_graph])``. With every ``*_poly`` width 0 the polynomial attributes are
+    ignored and this is the plain model.
+
+    With ``virtual_node`` a learnt per-graph state ``v`` (Gilmer et al. 2017; the "virtual node"
+    of OGB's GIN baselines) is added to every node before each layer and updated between
+    layers as ``v + MLP(sum_i h_i + v)``: one global message per layer, which lets information
+    cross a molecule in one step.
+
+    Args:
+        hidden: width of the embeddings and layers.
+        layers: number of GINE layers.
+        graph_poly, node_poly, edge_poly: channels of ``poly_graph``, ``poly_x`` and
+            ``poly_edge_attr`` (0: not used).
+        virtual_node: add the virtual node.
+        out_dim: outputs per graph.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        layers: int = 3,
+        graph_poly: int = 0,
+        node_poly: int = 0,
+        edge_poly: int = 0,
+        virtual_node: bool = False,
+        out_dim: int = 1,
+    ) -> None:
+        super().__init__()
+        from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
+        from torch_geometric.nn import GINEConv
+
+        for name, value in (("hidden", hidden), ("layers", layers), ("out_dim", out_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        for name, value in (
+            ("graph_poly", graph_poly),
+            ("node_poly", node_poly),
+            ("edge_poly", edge_poly),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+        if not isinstance(virtual_node, bool):
+            raise TypeError(f"virtual_node: expected a bool, got {type(virtual_node).__name__}")
+        self.graph_poly, self.node_poly, self.edge_poly = graph_poly, node_poly, edge_poly
+        self.virtual_node = virtual_node
+        self.atom_encoder = AtomEncoder(hidden)
+        self.bond_encoder = BondEncoder(hidden)
+        # The plain model keeps these layers too (width hidden -> hidden), so that models with
+        # and without features differ only in the input widths, not in depth.
+        self.node_in = nn.Linear(hidden + node_poly, hidden)
+        self.edge_in = nn.Linear(hidden + edge_poly, hidden)
+        self.convs = nn.ModuleList(
+            GINEConv(
+                nn.Sequential(
+                    nn.Linear(hidden, hidden),
+                    nn.BatchNorm1d(hidden),
+                    nn.ReLU(),
+                    nn.Linear(hidden, hidden),
+                ),
+                train_eps=True,
+            )
+            for _ in range(layers)
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers))
+        if virtual_node:
+            self.virtual_init = nn.Parameter(torch.zeros(hidden))
+            self.virtual_mlps = nn.ModuleList(
+                # No batch normalisation here: its rows are graphs, and a training batch may
+                # hold a single graph.
+                nn.Sequential(
+                    nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+                )
+                for _ in range(layers - 1)
+            )
+        self.head = nn.Sequential(
+            nn.Linear(hidden + graph_poly, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+        )
+
+    def forward(self, batch) -> Tensor:
+        """Predictions ``[num_graphs, out_dim]`` for a PyG ``Batch``."""
+        from torch_geometric.utils import scatter
+
+        h = self.atom_encoder(batch.x)
+        e = self.bond_encoder(batch.edge_attr)
+        if self.node_poly:
+            h = torch.cat([h, batch.poly_x.to(h.dtype)], dim=-1)
+        if self.edge_poly:
+            e = torch.cat([e, batch.poly_edge_attr.to(e.dtype)], dim=-1)
+        h, e = self.node_in(h), self.edge_in(e)
+        num_graphs = batch.num_graphs
+        virtual = self.virtual_init.expand(num_graphs, -1) if self.virtual_node else None
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            if virtual is not None:
+                h = h + virtual[batch.batch]
+            h = h + torch.relu(norm(conv(h, batch.edge_index, e)))
+            if virtual is not None and i < len(self.convs) - 1:
+                pooled = scatter(h, batch.batch, dim=0, dim_size=num_graphs, reduce="sum")
+                virtual = virtual + self.virtual_mlps[i](pooled + virtual)
+        pooled = scatter(h, batch.batch, dim=0, dim_size=num_graphs, reduce="mean")
+        if self.graph_poly:
+            pooled = torch.cat([pooled, batch.poly_graph.to(pooled.dtype)], dim=-1)
+        return self.head(pooled)

@@ -35,11 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATASET_TASKS",
+    "SCHEDULES",
     "DatasetTask",
     "fit_real",
     "load_real",
     "run_real",
+    "seeded_loaders",
     "summarise_real",
+    "train_best_on_val",
     "trivial_baseline",
 ]
 
@@ -161,6 +164,29 @@ def seeded_loaders(train: Any, val: Any, test: Any, batch_size: int, seed: int) 
     }
 
 
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "plateau")
+# ReduceLROnPlateau: halve the learning rate after this many epochs without a better
+# validation score; cosine annealing ends at this fraction of the initial rate.
+PLATEAU_FACTOR, PLATEAU_PATIENCE, COSINE_FLOOR = 0.5, 10, 0.01
+
+
+def _scheduler(optimiser: Any, schedule: str, epochs: int, lr: float, higher: bool) -> Any:
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, T_max=epochs, eta_min=lr * COSINE_FLOOR
+        )
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser,
+            mode="max" if higher else "min",
+            factor=PLATEAU_FACTOR,
+            patience=PLATEAU_PATIENCE,
+        )
+    if schedule != "constant":
+        raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {schedule!r}")
+    return None
+
+
 def train_best_on_val(
     model: nn.Module,
     train_loader: Any,
@@ -171,29 +197,60 @@ def train_best_on_val(
     higher_is_better: bool = False,
     device: str = "cpu",
     on_epoch: Callable[[int], None] | None = None,
+    schedule: str = "constant",
+    history: list[dict[str, float]] | None = None,
 ) -> tuple[float | None, int, float]:
     """Train ``model`` with Adam (learning rate ``lr``) for ``epochs`` epochs over
     ``train_loader`` minimising ``batch_loss(batch)``; after each epoch score it with
     ``validate()`` and keep a copy of the best state, then call ``on_epoch(epoch)``.
 
+    ``schedule``: ``"constant"``, ``"cosine"`` (cosine annealing over ``epochs`` down to
+    :data:`COSINE_FLOOR` times ``lr``) or ``"plateau"`` (``ReduceLROnPlateau`` on the
+    validation score: factor :data:`PLATEAU_FACTOR` after :data:`PLATEAU_PATIENCE` epochs).
+    ``history``, when given, receives one record per epoch: ``epoch``, ``train_loss`` (the
+    mean batch loss), ``val``, ``lr`` (the rate used in that epoch), ``time_s`` (training
+    and validation wall time of the epoch) and ``cpu_s`` (the CPU time this process spent on
+    it: on a shared machine the wall time grows with the load, the CPU time much less).
+
     Reloads the best state into ``model`` and returns ``(best value, best epoch, training
     time in seconds)``.
     """
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = _scheduler(optimiser, schedule, epochs, lr, higher_is_better)
     best, best_epoch, best_state = None, 0, None
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
+        epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
+        current_lr = float(optimiser.param_groups[0]["lr"])
         model.train()
+        total, batches = 0.0, 0
         for batch in train_loader:
             batch = batch.to(device)
             loss = batch_loss(batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            total, batches = total + float(loss.detach()), batches + 1
         value = validate()
+        if scheduler is not None:
+            if schedule == "plateau":
+                scheduler.step(value)
+            else:
+                scheduler.step()
         better = best is None or (value > best if higher_is_better else value < best)
         if better:
             best, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
+        if history is not None:
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": total / max(batches, 1),
+                    "val": float(value),
+                    "lr": current_lr,
+                    "time_s": time.perf_counter() - epoch_start,
+                    "cpu_s": time.process_time() - epoch_cpu,
+                }
+            )
         if on_epoch is not None:
             on_epoch(epoch)
     train_time = time.perf_counter() - start

@@ -9,7 +9,7 @@ import pytest
 from gnnagg.bench.cli import _suite, build_parser, main
 from gnnagg.bench.config import SuiteConfig
 from gnnagg.bench.runner import SCHEMA, run_suite
-from gnnagg.bench.sections import SECTIONS
+from gnnagg.bench.sections import SECTIONS, SUITES
 from gnnagg.bench.sections.real import RealConfig
 from gnnagg.bench.sections.sizegen import SizeGenConfig
 from gnnagg.bench.sections.speed import SpeedConfig, run_speed
@@ -114,7 +114,8 @@ def test_list_names_everything(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert "lcm_conjugated_sum" in listing["aggregators"]
     assert "second_minimum" in listing["tasks"]
-    assert listing["suites"] == ["quick", "full", "smoke", "paper"]
+    assert listing["suites"] == list(SUITES)
+    assert {"quick", "full", "smoke", "paper", "poly-zinc", "poly-freesolv"} <= set(SUITES)
     assert listing["sections"] == list(SECTIONS)
     assert {"sizegen", "speed", "real", "poly", "attention"} <= set(listing["sections"])
 

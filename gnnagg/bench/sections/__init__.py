@@ -40,5 +40,7 @@ SUITES: dict[str, Suite] = {
             3,
             None,
         ),
+        Suite("poly-zinc", "polynomial features on the full zinc-plogp set (CPU hours)", 3, 1),
+        Suite("poly-freesolv", "polynomial features on ogbg-molfreesolv (minutes)", 3, 1),
     )
 }
