@@ -689,6 +689,17 @@ def _proc_status_kib(field: str) -> int | None:
     return None
 
 
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``), so that a model
+    measured after another one pays for its own memory instead of reusing freed pages unseen."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_peak_rss() -> bool:
     """Reset the kernel's peak resident set size of this process to its current size (Linux
     4.0+: ``5`` into ``/proc/self/clear_refs``); ``False`` where that is not possible."""
@@ -717,6 +728,7 @@ def peak_extra_memory_bytes(fn: Callable[[], Any], device: str | torch.device = 
         result = fn()
         torch.cuda.synchronize(device)
         return result, max(int(torch.cuda.max_memory_allocated(device)) - base, 0)
+    _release_free_heap()
     base_kib = _proc_status_kib("VmRSS")
     if base_kib is not None and _reset_peak_rss():
         result = fn()

@@ -110,11 +110,14 @@ def _summary(name, family, params, rmse, std=0.0, epoch=1.0, infer=0.01, mask=No
     }  # fmt: skip
 
 
-def _claims(summary, persistence=1.0):
+def _claims(summary, persistence=1.0, mean_delta=None):
+    baselines = [{"name": "persistence", "ell": 1.0, "rollout_rmse": persistence}]
+    if mean_delta is not None:
+        baselines.append({"name": "mean-delta", "ell": 1.0, "rollout_rmse": mean_delta})
     result = {
         "data": [{"ell": 1.0}],
         "summary": summary,
-        "baselines": [{"name": "persistence", "ell": 1.0, "rollout_rmse": persistence}],
+        "baselines": baselines,
         "cpu_time_s": 60.0,
         "wall_time_s": 60.0,
     }
@@ -132,7 +135,11 @@ def test_claims_paragraph_follows_the_numbers():
     assert "is **supported**: `gt-1x8-adjacency`" in text
     assert "claim 2 (K-hop, dilated windows and global attention lower the rollout error) is " \
         "**supported**" in text  # fmt: skip
-    assert "3 of 3 models beat persistence" in text
+    assert "3 of 3 models beat the persistence (u' = u) baseline (1)" in text
+    # The stronger trivial baseline is the bar.
+    assert "1 of 3 models beat the mean Δu per node baseline (0.1)" in _claims(
+        [mgn, small, wide], mean_delta=0.1
+    )
     # A transformer twice as bad as MeshGraphNet does not match it; a wider mask that is worse
     # beyond the spread over seeds does not support claim 2.
     worse = _summary("gt-1x8-khop2", "gt", 100_001, 0.3, 0.001, mask="khop2")
@@ -142,7 +149,7 @@ def test_claims_paragraph_follows_the_numbers():
     # Within the noise: not resolved; nothing beats persistence: said plainly.
     noisy = _summary("gt-1x8-khop2", "gt", 100_001, 0.104, 0.01, mask="khop2")
     text = _claims([mgn, small, noisy], persistence=0.01)
-    assert "**not resolved**" in text and "no model beats persistence" in text
+    assert "**not resolved**" in text and "no model beats the persistence" in text
 
 
 @pytest.mark.parametrize(
