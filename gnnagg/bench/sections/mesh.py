@@ -32,16 +32,26 @@ average about 9; a quiet core is 3-5 times faster):
 
 * ``quick`` (``make bench``): 2-D, 1,000 nodes, 8 trajectories (6 train, 1 val, 1 test) of 20
   steps, :math:`\ell \in \{1, 4\}`, ``mgn-6x32`` and ``gt-2x32`` with three masks, 8 s of
-  training per model and seed, 2 seeds: about 4 minutes (measured; the report prints it).
+  training per model and seed, 2 seeds: 3.3 minutes wall, 80 s of CPU (measured at load
+  average 7; the report prints it). At this budget the models reach the trivial baselines at
+  best: the run checks the pipeline and shows the cost side of the claims, not their accuracy
+  side.
 * ``full``: the 2-D study, 10,000 nodes, 50 trajectories of 100 steps, :math:`\ell \in
   \{1, 6\}`, ``mgn-15x128``, ``mgn-6x64`` and ``gt`` at 2x32 (four masks), 4x64 (two) and
-  8x128, 300 s of training per model and seed, 3 seeds, rollouts of 2 test trajectories:
-  about 6 CPU-hours (estimated from the quick run's per-step costs; the report prints the
-  section's CPU time). Its data: about 25 s per :math:`\ell` to generate, 200 MB each.
+  8x128, 300 s of training per model and seed, 3 seeds, evaluated on one test trajectory
+  (100 rollout steps and 100 one-step predictions per model). Estimated, not run here: per
+  :math:`\ell` and seed 45 minutes of training plus the evaluation (at 10k nodes about 0.5 s
+  per step for the small models and about 10 s for ``mgn-15x128`` and ``gt-8x128`` on this
+  VM), 1.5 to 2 hours; about 10 CPU-hours in all (the report prints the measured CPU time).
+  Its data: about 25 s per :math:`\ell` to generate, 200 MB each in the cache.
+  ``mgn-15x128`` costs about 45 MFLOP per node and training step (0.9 TFLOP per batch of two
+  10k-node meshes), so 300 s on this CPU buy it only a handful of steps: a GPU
+  (``--device cuda``) is what makes the large models' numbers meaningful.
 * 3-D (``gnnagg-bench mesh --dim 3 --nodes 30000 --device cuda``): the data take about 20 s
   per trajectory on one CPU core (one sparse LU each), about 20 minutes for 50 trajectories,
-  12 MB per trajectory; ``mgn-15x128`` then needs about 0.5 GFLOP per node and training step
-  (30k nodes, 14 edges per node): minutes per epoch on a GPU, days on this CPU. Larger meshes
+  12 MB per trajectory; ``mgn-15x128`` then needs about 0.1 GFLOP per node and training step
+  (14 edges per node; 3 TFLOP per 30k-node mesh): minutes per epoch on a GPU (estimated),
+  days on this CPU. Larger meshes
   are accepted up to the data generator's limits (3-D: 200,000 nodes).
 * ``smoke``: 300 nodes, 4 trajectories of 5 steps, one small model of each kind, one epoch:
   seconds.
@@ -704,7 +714,7 @@ class MeshSection(Section):
                 lr_final=1e-4,
             )  # fmt: skip
         if suite == "full":
-            return MeshConfig(seeds=seeds)
+            return MeshConfig(seeds=seeds, eval_trajectories=1)
         if suite == "smoke":
             return MeshConfig(
                 nodes=300, trajectories=4, steps=5, ells=(2.0,),
