@@ -114,7 +114,7 @@ def test_list_names_everything(capsys):
     assert "lcm_conjugated_sum" in listing["aggregators"]
     assert "second_minimum" in listing["tasks"]
     assert listing["suites"] == ["quick", "full", "smoke"]
-    assert listing["sections"] == ["sizegen", "speed", "real", "poly"]
+    assert listing["sections"] == ["sizegen", "speed", "real", "poly", "attention", "mesh"]
 
 
 def test_tiny_run_writes_results_report_and_plots_and_reruns(tmp_path, capsys):
