@@ -24,6 +24,7 @@ Reference: Garnier et al., "Training Transformers for Mesh-Based Simulations", 2
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -54,9 +55,6 @@ __all__ = [
 
 ORDERS = ("morton", "rcm", "index")
 
-# Candidate pairs materialised at once while expanding k-hop neighbourhoods (bounds the
-# transient memory of the join to a few tens of MB whatever the graph size).
-_KHOP_CHUNK_PAIRS = 1 << 22
 _KHOP_CACHE_SIZE = 8
 
 
@@ -154,7 +152,10 @@ class Union(Mask):
         return [leaf for part in self.parts for leaf in part._leaves()]
 
     def _keys(self, ctx: _Context) -> Tensor:
-        return torch.unique(torch.cat([part._keys(ctx) for part in self.parts]), sorted=True)
+        keys = self.parts[0]._keys(ctx)
+        for part in self.parts[1:]:
+            keys = _merge_sorted(keys, part._keys(ctx))
+        return keys
 
     def __repr__(self) -> str:
         # ``&`` binds tighter than ``|`` in Python, so parts never need brackets here.
@@ -182,6 +183,17 @@ class Intersection(Mask):
 
     def __repr__(self) -> str:
         return " & ".join(_wrap(part, Union) for part in self.parts)
+
+
+def _merge_sorted(a: Tensor, b: Tensor) -> Tensor:
+    """The sorted union of two sorted duplicate-free key vectors, in O((n + m) log) without a
+    full sort: each element's place in the merge is its index plus its rank in the other."""
+    if a.numel() == 0 or b.numel() == 0:
+        return a if b.numel() == 0 else b
+    merged = torch.empty(a.numel() + b.numel(), dtype=a.dtype, device=a.device)
+    merged[torch.arange(a.numel(), device=a.device) + torch.searchsorted(b, a)] = a
+    merged[torch.arange(b.numel(), device=b.device) + torch.searchsorted(a, b, right=True)] = b
+    return torch.unique_consecutive(merged)
 
 
 def _wrap(part: Mask, needs_brackets: type) -> str:
@@ -266,14 +278,19 @@ class DilatedWindow(Mask):
         node_at = torch.empty_like(slot)
         node_at[slot] = torch.arange(ctx.num_nodes, device=ctx.device)
         size_of_node = ctx.counts[ctx.batch]
-        queries, keys = [], []
-        for m in range(-self.size, self.size + 1):
-            shift = m * self.dilation
-            valid = (rank + shift >= 0) & (rank + shift < size_of_node)
-            nodes = torch.nonzero(valid).view(-1)
-            queries.append(ctx.node_rows[nodes])
-            keys.append(ctx.node_rows[node_at[slot[nodes] + shift]])
-        return ctx.pair_keys(torch.cat(queries), torch.cat(keys))
+        # One row of 2·size+1 candidate keys per node; out-of-graph steps get a sentinel past
+        # every row, and a sort along each short row leaves the pairs sorted when rows are.
+        shifts = torch.arange(-self.size, self.size + 1, device=ctx.device) * self.dilation
+        target = rank.unsqueeze(1) + shifts
+        valid = (target >= 0) & (target < size_of_node.unsqueeze(1))
+        slots = (slot.unsqueeze(1) + shifts).clamp_(0, max(ctx.num_nodes - 1, 0))
+        keys = torch.where(valid, ctx.node_rows[node_at[slots]], ctx.num_rows)
+        keys = torch.sort(keys, dim=1).values
+        queries = ctx.node_rows.unsqueeze(1).expand_as(keys)
+        order = torch.argsort(ctx.node_rows)
+        keys, queries = keys[order].reshape(-1), queries[order].reshape(-1)
+        keep = keys < ctx.num_rows
+        return ctx.pair_keys(queries[keep], keys[keep])
 
     def __repr__(self) -> str:
         order = (
@@ -361,8 +378,8 @@ def adjacency(self_loops: bool = True) -> Adjacency:
 
 def khop(k: int) -> KHop:
     """Query ``i`` attends key ``j`` iff a directed path of at most ``k`` edges leads from ``j``
-    to ``i`` (``i`` itself included). Computed by sparse expansion over the CSR, chunked and
-    cached per graph; never an ``N x N`` table."""
+    to ``i`` (``i`` itself included). Computed as the non-zeros of :math:`(I + A)^k` by sparse
+    CSR products, cached per ``edge_index`` tensor; never an ``N x N`` table."""
     k = check_count(k, "k")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -508,7 +525,14 @@ class _Context:
         )
 
     def pair_keys(self, queries: Tensor, keys: Tensor) -> Tensor:
-        return torch.unique(queries * self.num_rows + keys, sorted=True)
+        """Sorted duplicate-free ``query * num_rows + key``; O(n) when already sorted."""
+        return _sorted_unique(queries * self.num_rows + keys)
+
+
+def _sorted_unique(keys: Tensor) -> Tensor:
+    if keys.numel() > 1 and bool((keys[1:] >= keys[:-1]).all()):
+        return torch.unique_consecutive(keys)
+    return torch.unique(keys, sorted=True)
 
 
 # ---------------------------------------------------------------------- k-hop expansion
@@ -535,52 +559,41 @@ def _khop_pairs(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Ten
 
 
 def _expand_khop(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Tensor]:
+    """Non-zeros of ``(I + A)^k`` (``A[i, j] = 1`` for the edge ``j -> i``) by sparse CSR
+    products; path counts are float32, which stays positive however large it grows."""
     device = edge_index.device
+    if num_nodes == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return empty, empty
     loops = torch.arange(num_nodes, device=device)
-    # CSR of I + A over targets: row i lists the sources j of the edges j -> i.
-    src = torch.cat([edge_index[0], loops])
-    dst = torch.cat([edge_index[1], loops])
-    keys = torch.unique(dst * num_nodes + src, sorted=True)
-    in_col = keys % max(num_nodes, 1)
-    in_rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=device)
-    torch.cumsum(torch.bincount(keys // max(num_nodes, 1), minlength=num_nodes), 0,
-                 out=in_rowptr[1:])
-    in_degree = in_rowptr[1:] - in_rowptr[:-1]
-    query = keys // max(num_nodes, 1)
-    key = in_col
-    for _ in range(k - 1):
-        # (i, l) reached, l <- j an edge: (i, j) reached. Expand in chunks of query rows so that
-        # the candidate list stays bounded; de-duplication is per query row, so chunks are
-        # independent.
-        fan = in_degree[key]
-        # Pairs are sorted by query: cut them at query-row boundaries into chunks of about
-        # _KHOP_CHUNK_PAIRS candidates.
-        pair_ptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=device)
-        torch.cumsum(torch.bincount(query, minlength=num_nodes), 0, out=pair_ptr[1:])
-        row_fan = torch.zeros(num_nodes, dtype=torch.int64, device=device)
-        row_fan.index_add_(0, query, fan)
-        cumulative = torch.cumsum(row_fan, 0)
-        boundaries = [0]
-        while boundaries[-1] < num_nodes:
-            done = int(cumulative[boundaries[-1] - 1]) if boundaries[-1] else 0
-            stop = int(torch.searchsorted(cumulative, done + _KHOP_CHUNK_PAIRS, right=True))
-            boundaries.append(min(max(stop, boundaries[-1] + 1), num_nodes))
-        boundaries = [int(pair_ptr[row]) for row in boundaries]
-        new_query, new_key = [], []
-        for lo, hi in zip(boundaries[:-1], boundaries[1:]):
-            q_part, via = query[lo:hi], key[lo:hi]
-            counts = fan[lo:hi]
-            n = int(counts.sum())
-            starts = torch.repeat_interleave(in_rowptr[via], counts, output_size=n)
-            first = torch.cumsum(counts, 0) - counts
-            within = torch.arange(n, device=device) - torch.repeat_interleave(
-                first, counts, output_size=n
-            )
-            reached = in_col[starts + within]
-            origin = torch.repeat_interleave(q_part, counts, output_size=n)
-            merged = torch.unique(origin * num_nodes + reached, sorted=True)
-            new_query.append(merged // num_nodes)
-            new_key.append(merged % num_nodes)
-        if new_query:
-            query, key = torch.cat(new_query), torch.cat(new_key)
-    return query, key
+    keys = _sorted_unique(torch.cat([edge_index[1] * num_nodes + edge_index[0],
+                                     loops * num_nodes + loops]))
+    rows = torch.div(keys, num_nodes, rounding_mode="floor")
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=device)
+    torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0, out=rowptr[1:])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        step = torch.sparse_csr_tensor(rowptr, keys - rows * num_nodes,
+                                       torch.ones(keys.numel(), device=device),
+                                       (num_nodes, num_nodes), check_invariants=False)
+        reach = step
+        for _ in range(k - 1):
+            reach = reach @ step
+    if k == 1:
+        return rows, keys - rows * num_nodes
+    crow, col = reach.crow_indices(), reach.col_indices()
+    degree = crow[1:] - crow[:-1]
+    query = torch.repeat_interleave(loops, degree, output_size=col.numel())
+    # Columns come out unsorted within rows (the values are path counts, never 0): sort each
+    # row, in a padded [N, max degree] table when that is small, else with one global sort.
+    widest = int(degree.max())
+    if widest * num_nodes <= 4 * col.numel():
+        table = torch.full((num_nodes, widest), num_nodes, dtype=torch.int64, device=device)
+        slot = torch.arange(col.numel(), device=device) - crow[:-1].repeat_interleave(
+            degree, output_size=col.numel())
+        table[query, slot] = col
+        table = torch.sort(table, dim=1).values.view(-1)
+        return query, table[table < num_nodes]
+    keys = torch.sort(query * num_nodes + col).values
+    query = torch.div(keys, num_nodes, rounding_mode="floor")
+    return query, keys - query * num_nodes

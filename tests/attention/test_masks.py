@@ -57,16 +57,14 @@ def test_khop_matches_breadth_first_search(graph, k):
     assert torch.equal(gmask.to_dense(), node_dense(gmask, expected))
 
 
-def test_khop_chunks_agree_with_one_pass(monkeypatch):
-    from gnnagg.attention import masks
+def test_sorted_merge_is_the_sorted_union():
+    from gnnagg.attention.masks import _merge_sorted
 
-    generator = torch.Generator().manual_seed(3)
-    edge_index = torch.randint(0, 60, (2, 240), generator=generator)
-    whole = khop(3).build(edge_index, num_nodes=60)
-    masks._khop_cache.clear()
-    monkeypatch.setattr(masks, "_KHOP_CHUNK_PAIRS", 7)
-    chunked = khop(3).build(edge_index, num_nodes=60)
-    assert torch.equal(whole.col, chunked.col) and torch.equal(whole.rowptr, chunked.rowptr)
+    generator = torch.Generator().manual_seed(0)
+    for size_a, size_b in ((0, 5), (5, 0), (50, 70), (300, 3)):
+        a = torch.unique(torch.randint(0, 200, (size_a,), generator=generator))
+        b = torch.unique(torch.randint(0, 200, (size_b,), generator=generator))
+        assert torch.equal(_merge_sorted(a, b), torch.unique(torch.cat([a, b])))
 
 
 def test_khop_is_cached_per_graph():
