@@ -28,6 +28,7 @@ Entry point: :func:`train_and_evaluate` (one model, one seed, a JSON-friendly re
 
 from __future__ import annotations
 
+import gc
 import math
 import resource
 import statistics
@@ -45,19 +46,23 @@ from ..data.advection_diffusion import NODE_TYPES, MeshSimulation
 
 __all__ = [
     "EdgeFeatureModel",
+    "MeanDeltaBaseline",
     "MeshStepModel",
     "MeshSimulator",
     "MeshTrainingConfig",
     "NextStepPredictor",
     "NodeFeatureModel",
     "OnlineNormalizer",
+    "PersistenceBaseline",
     "SolverOracle",
     "edge_input_channels",
     "fit_mesh_model",
     "node_input_channels",
     "one_step_rmse",
+    "peak_extra_memory_bytes",
     "peak_memory_bytes",
     "plot_field",
+    "plot_field_arrays",
     "rollout",
     "rollout_rmse",
     "summarise_mesh_runs",
@@ -351,6 +356,33 @@ class SolverOracle:
         return out
 
 
+class PersistenceBaseline:
+    """The trivial baseline :math:`u^{t+1} = u^t` (nothing changes): a learned simulator that
+    does not beat it has learned nothing about the dynamics."""
+
+    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
+        return u.clone()
+
+
+class MeanDeltaBaseline:
+    r"""The trivial baseline :math:`u^{t+1} = u^t + \overline{\Delta u}`: the mean change of
+    every node over all transitions of the ``split`` trajectories (a per-node constant that
+    knows where the obstacle feeds the field in on average, and nothing else)."""
+
+    def __init__(self, sim: MeshSimulation, split: str = "train") -> None:
+        ids = sim.split(split)
+        if len(ids) == 0:
+            raise ValueError(f"split: {split!r} has no trajectories in this data set")
+        u = sim.u[ids].to(torch.float64)
+        self.mean_delta = (u[:, 1:] - u[:, :-1]).mean(dim=(0, 1))
+        self.sim = sim
+
+    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
+        if sim.num_nodes != self.mean_delta.numel():
+            raise ValueError(f"sim: built for {self.mean_delta.numel()} nodes, got {sim.num_nodes}")
+        return (u.to(torch.float64) + self.mean_delta).to(u.dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
@@ -530,12 +562,19 @@ def _held(prediction: Tensor, truth: Tensor, obstacle: Tensor) -> Tensor:
 
 @torch.no_grad()
 def one_step_rmse(
-    predictor: NextStepPredictor, sim: MeshSimulation, split: str = "test", batch_size: int = 8
+    predictor: NextStepPredictor,
+    sim: MeshSimulation,
+    split: str = "test",
+    batch_size: int = 8,
+    max_trajectories: int | None = None,
 ) -> float:
-    """RMSE of one step predicted from the true state, over every transition of ``split`` and
-    every non-obstacle node."""
+    """RMSE of one step predicted from the true state, over every transition of ``split`` (of
+    its first ``max_trajectories`` trajectories when given) and every non-obstacle node."""
     _check_int("batch_size", batch_size, 1)
     pairs = _transitions(sim, split)
+    if max_trajectories is not None:
+        _check_int("max_trajectories", max_trajectories, 1)
+        pairs = pairs[: max_trajectories * sim.num_steps]
     free = sim.node_type != _OBSTACLE
     squared, count = 0.0, 0
     for first in range(0, len(pairs), batch_size):
@@ -592,15 +631,20 @@ def rollout_rmse(
     sim: MeshSimulation,
     split: str = "test",
     batch_size: int = 8,
+    max_trajectories: int | None = None,
 ) -> dict[str, Any]:
-    """Roll out every trajectory of ``split`` (``batch_size`` at a time) and compare with the
-    data over the non-obstacle nodes: ``{"rmse"`` (all steps), ``"rmse_per_step"`` (steps
-    1..T, over trajectories and nodes), ``"seconds_per_step"`` (one step of a batch),
-    ``"seconds_per_graph_step"``, ``"batch_size"}``."""
+    """Roll out every trajectory of ``split`` (its first ``max_trajectories`` when given;
+    ``batch_size`` at a time) and compare with the data over the non-obstacle nodes:
+    ``{"rmse"`` (all steps), ``"rmse_per_step"`` (steps 1..T, over trajectories and nodes),
+    ``"seconds_per_step"`` (one step of a batch), ``"seconds_per_graph_step"``,
+    ``"batch_size"``, ``"trajectories"`` (the ids rolled out)``}``."""
     _check_int("batch_size", batch_size, 1)
     ids = sim.split(split)
     if len(ids) == 0:
         raise ValueError(f"split: {split!r} has no trajectories in this data set")
+    if max_trajectories is not None:
+        _check_int("max_trajectories", max_trajectories, 1)
+        ids = ids[:max_trajectories]
     free = sim.node_type != _OBSTACLE
     squared = torch.zeros(sim.num_steps, dtype=torch.float64)
     seconds: list[float] = []
@@ -618,6 +662,7 @@ def rollout_rmse(
         "seconds_per_step": statistics.fmean(seconds),
         "seconds_per_graph_step": statistics.fmean(seconds) / batch,
         "batch_size": batch,
+        "trajectories": ids.tolist(),
     }
 
 
@@ -631,6 +676,70 @@ def peak_memory_bytes(device: str | torch.device = "cpu") -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``), so that a model
+    measured after another one pays for its own memory instead of reusing freed pages unseen."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak resident set size of this process to its current size (Linux
+    4.0+: ``5`` into ``/proc/self/clear_refs``); ``False`` where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_extra_memory_bytes(fn: Callable[[], Any], device: str | torch.device = "cpu"):
+    """Run ``fn()``; return ``(its result, the peak memory it added in bytes)``.
+
+    CUDA: peak allocation on ``device`` above what was allocated before. CPU (Linux): the
+    kernel's peak resident set size (reset before ``fn``, so no sampling thread competes for
+    the core) above the resident size before; elsewhere a sampling thread
+    (:func:`gnnagg.bench.speed.timing.peak_rss_extra_mb`, a lower bound).
+    """
+    device = torch.device(device)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        result = fn()
+        torch.cuda.synchronize(device)
+        return result, max(int(torch.cuda.max_memory_allocated(device)) - base, 0)
+    _release_free_heap()
+    base_kib = _proc_status_kib("VmRSS")
+    if base_kib is not None and _reset_peak_rss():
+        result = fn()
+        peak_kib = _proc_status_kib("VmHWM")
+        if peak_kib is not None:
+            return result, max(peak_kib - base_kib, 0) * 1024
+    from .speed.timing import peak_rss_extra_mb
+
+    box: list[Any] = []
+    extra_mb = peak_rss_extra_mb(lambda: box.append(fn()), interval_s=0.005)
+    return box[0], int(extra_mb * 2**20)
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,15 +757,20 @@ def train_and_evaluate(
     device: str = "cpu",
     split: str = "test",
     on_epoch: Callable[[int, float], None] | None = None,
+    max_trajectories: int | None = None,
+    on_trained: Callable[[MeshSimulator], None] | None = None,
 ) -> dict[str, Any]:
     """Seed torch with ``config.seed``, build the step model (``build_model()``, already
-    adapted to :class:`MeshStepModel`), train it and evaluate it on ``split``.
+    adapted to :class:`MeshStepModel`), train it and evaluate it on ``split`` (its first
+    ``max_trajectories`` trajectories when given); ``on_trained(simulator)`` is called with
+    the trained simulator after the evaluation.
 
     Returns a JSON-friendly record: ``name``, ``seed``, ``num_params``, the training record of
     :func:`fit_mesh_model`, ``one_step_rmse``, ``rollout_rmse``, ``rollout_rmse_per_step``,
     ``inference_s_per_step`` (one rollout step of one mesh, from batched rollouts),
-    ``peak_memory_bytes`` (see :func:`peak_memory_bytes`), ``ell`` (the data's ℓ) and
-    ``config``.
+    ``train_peak_extra_bytes`` (the memory training added at its peak, see
+    :func:`peak_extra_memory_bytes`), ``peak_memory_bytes`` (see :func:`peak_memory_bytes`),
+    ``ell`` (the data's ℓ) and ``config``.
     """
     torch.manual_seed(config.seed)
     dev = torch.device(device)
@@ -668,9 +782,17 @@ def train_and_evaluate(
         position_features=position_features,
         max_accumulations=config.max_accumulations,
     ).to(dev)
-    training = fit_mesh_model(simulator, sim, config, on_epoch=on_epoch)
-    one_step = one_step_rmse(simulator, sim, split, batch_size=config.rollout_batch)
-    rolled = rollout_rmse(simulator, sim, split, batch_size=config.rollout_batch)
+    training, train_extra = peak_extra_memory_bytes(
+        lambda: fit_mesh_model(simulator, sim, config, on_epoch=on_epoch), dev
+    )
+    one_step = one_step_rmse(
+        simulator, sim, split, batch_size=config.rollout_batch, max_trajectories=max_trajectories
+    )
+    rolled = rollout_rmse(
+        simulator, sim, split, batch_size=config.rollout_batch, max_trajectories=max_trajectories
+    )
+    if on_trained is not None:
+        on_trained(simulator)
     return {
         "name": name,
         "seed": config.seed,
@@ -680,6 +802,7 @@ def train_and_evaluate(
         "rollout_rmse": rolled["rmse"],
         "rollout_rmse_per_step": rolled["rmse_per_step"],
         "inference_s_per_step": rolled["seconds_per_graph_step"],
+        "train_peak_extra_bytes": train_extra,
         "peak_memory_bytes": peak_memory_bytes(dev),
         "ell": sim.config.ell,
         "config": config.to_dict(),
@@ -694,7 +817,8 @@ def _mean_std(values: Sequence[float]) -> dict[str, float | int]:
 
 def summarise_mesh_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs, the
-    per-step rollout curve (mean), timings and memory; ``num_params`` of the first seed."""
+    per-step rollout curve (mean), training steps, timings and memory (the largest over
+    seeds); ``num_params`` of the first seed."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["name"], run["ell"]), []).append(run)
@@ -715,6 +839,8 @@ def summarise_mesh_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "time_per_epoch_s": _mean_std(epoch_times) if epoch_times else None,
                 "inference_s_per_step": _mean_std([m["inference_s_per_step"] for m in members]),
                 "peak_memory_bytes": max(m["peak_memory_bytes"] for m in members),
+                "train_peak_extra_bytes": max(m.get("train_peak_extra_bytes", 0) for m in members),
+                "steps": _mean_std([m["steps"] for m in members]),
             }
         )
     return rows
@@ -744,15 +870,39 @@ def plot_field(
     predicted = torch.as_tensor(predicted).detach().cpu().to(torch.float64).reshape(-1)
     if predicted.numel() != sim.num_nodes:
         raise ValueError(f"predicted: expected {sim.num_nodes} values, got {predicted.numel()}")
+    heading = f"trajectory {trajectory}, step {step}" + (f": {title}" if title else "")
+    return plot_field_arrays(
+        sim.mesh.pos, sim.mesh.cells, sim.u[trajectory, step], predicted, path, heading
+    )
+
+
+def plot_field_arrays(
+    pos: Any, cells: Any, truth: Any, predicted: Any, path: str | Path, title: str = ""
+) -> Path:
+    """:func:`plot_field` from plain arrays (e.g. read back from a ``results.json``): 2-D node
+    positions ``[N, 2]``, triangles ``[C, 3]`` (node ids), the true and predicted fields ``[N]``."""
+    pos = torch.as_tensor(pos, dtype=torch.float64)
+    cells = torch.as_tensor(cells, dtype=torch.long)
+    if pos.dim() != 2 or pos.shape[1] != 2:
+        raise ValueError(f"pos: expected [N, 2] positions of a 2-D mesh, got {tuple(pos.shape)}")
+    n = pos.shape[0]
+    if cells.dim() != 2 or cells.shape[1] != 3 or cells.numel() == 0:
+        raise ValueError(f"cells: expected [C, 3] triangles, got {tuple(cells.shape)}")
+    if cells.min() < 0 or cells.max() >= n:
+        raise ValueError(f"cells: node ids must lie in [0, {n})")
+    truth = torch.as_tensor(truth, dtype=torch.float64).reshape(-1)
+    predicted = torch.as_tensor(predicted, dtype=torch.float64).reshape(-1)
+    for name, values in (("truth", truth), ("predicted", predicted)):
+        if values.numel() != n:
+            raise ValueError(f"{name}: expected {n} values (one per node), got {values.numel()}")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.tri import Triangulation
 
-    pos, cells = sim.mesh.pos, sim.mesh.cells
-    mesh = Triangulation(pos[:, 0], pos[:, 1], cells)
-    truth = sim.u[trajectory, step].to(torch.float64).numpy()
+    mesh = Triangulation(pos[:, 0].numpy(), pos[:, 1].numpy(), cells.numpy())
+    truth = truth.numpy()
     guess = predicted.numpy()
     error = guess - truth
     low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
@@ -768,8 +918,8 @@ def plot_field(
         ax.set_aspect("equal")
         ax.set_ylabel(label)
         fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
-    heading = f"trajectory {trajectory}, step {step}" + (f": {title}" if title else "")
-    axes[0].set_title(heading)
+    if title:
+        axes[0].set_title(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,7 @@ def test_list_names_everything(capsys):
     assert listing["suites"] == list(SUITES)
     assert {"quick", "full", "smoke", "paper", "poly-zinc", "poly-freesolv"} <= set(SUITES)
     assert listing["sections"] == list(SECTIONS)
-    assert {"sizegen", "speed", "real", "poly", "attention"} <= set(listing["sections"])
+    assert {"sizegen", "speed", "real", "poly", "attention", "mesh"} <= set(listing["sections"])
 
 
 def test_tiny_run_writes_results_report_and_plots_and_reruns(tmp_path, capsys):

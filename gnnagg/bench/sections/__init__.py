@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .attention import AttentionSection
 from .base import ReportBlock, RunContext, Section, Suite
+from .mesh import MeshSection
 from .polynomial_features import PolynomialFeaturesSection
 from .real import RealSection
 from .sizegen import SizeGenSection
@@ -24,6 +25,7 @@ SECTIONS: dict[str, Section] = {
         RealSection(),
         PolynomialFeaturesSection(),
         AttentionSection(),
+        MeshSection(),
     )
 }
 
