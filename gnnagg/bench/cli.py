@@ -3,9 +3,10 @@
 Subcommands (``run``, ``train``, ``list`` and ``report`` here; one per section that has a
 subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
 
-    gnnagg-bench run [--suite quick|full|smoke|poly-zinc|poly-freesolv] [--config results.json]
-                     [--out DIR] [--quiet] [--seeds N] [--device auto|cpu|cuda]
-                     [--only SECTION ...]
+    gnnagg-bench run [--suite quick|full|smoke|paper|poly-zinc|poly-freesolv]
+                     [--config results.json] [--out DIR] [--quiet] [--seeds N]
+                     [--device auto|cpu|cuda] [--only SECTION ...] [--jobs N] [--epochs N]
+                     [--job-minutes M] [--tasks ...] [--batch-size B] [--lr LR]
     gnnagg-bench sizegen [--tasks ...] [--aggregators ...] [--epochs N] ...   size generalisation
     gnnagg-bench speed [--parts aggr segment recurrent poly] [--full]          speed and memory
     gnnagg-bench real [--datasets ...] [--aggregators ...] [--download]         real data
@@ -14,6 +15,10 @@ subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
                                             with polynomial features on the molecule sets
     gnnagg-bench poly [--datasets ... ogbg-mol<name>] [--models gine gine_vn]  polynomial
                       [--features none beyond-2fwl within-2fwl all] [--download]  features
+    gnnagg-bench attention [--nodes N] [--masks ...] [--paths ...] [--parts layer masks big]
+                                            mesh attention vs TransformerConv, block density
+    gnnagg-bench mesh [--dim 2|3] [--nodes N] [--ells ...] [--models ...]  learned mesh
+                                            simulators: MeshGraphNet vs masked transformers
     gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (see
                                             ``torchrun --nproc_per_node=K -m gnnagg.bench.train``)
     gnnagg-bench list [--json]              aggregators, tasks, data sets, suites, sections
