@@ -54,7 +54,7 @@ class QM9Dataset(InMemoryDataset):
 
     def __init__(self, path: str | Path, transform: Any = None) -> None:
         super().__init__(root=None, transform=transform)
-        # Not InMemoryDataset.load: PyG's fs.torch_load retries with weights_only=False.
+        # Not InMemoryDataset.load: PyG's fs.torch_load retries as a full (unsafe) unpickle.
         self.data, self.slices, _ = load_collated(path)
 
 

@@ -1,11 +1,11 @@
 """Reading built ``.pt`` files without ever running pickled code.
 
-A ``.pt`` file is a pickle. ``torch.load(weights_only=False)``, and PyG's ``fs.torch_load`` which
-falls back to it when the safe load fails, runs whatever callable the file names, so a cache file
-replaced by someone else would run their code. Every file gnnagg reads back goes through
-:func:`load_weights_only` instead: ``torch.load(weights_only=True)`` with only PyG's data classes
-allowed on top of tensors and plain containers, and no fallback. A file that needs anything else
-is refused with :class:`UnsafeFileError`.
+A ``.pt`` file is a pickle. ``torch.load`` without the weights-only restriction, and PyG's
+``fs.torch_load`` which falls back to it when the safe load fails, runs whatever callable the
+file names, so a cache file replaced by someone else would run their code. Every file gnnagg
+reads back goes through :func:`load_weights_only` instead: ``torch.load(weights_only=True)``
+with only PyG's data classes allowed on top of tensors and plain containers, and no fallback. A
+file that needs anything else is refused with :class:`UnsafeFileError`.
 
 The data sets that PyG and ogb would load themselves are read through
 :func:`safe_graph_prop_pred_dataset` (an ogb ``PygGraphPropPredDataset`` subclass) and
@@ -139,8 +139,8 @@ class _SafeOGBMixin:
 
     def _process(self) -> None:
         # PyG's Dataset._process first unpickles processed/pre_transform.pt and pre_filter.pt
-        # with weights_only=False to compare them; gnnagg passes neither, so it only processes
-        # when the output is missing and writes no such files.
+        # without the weights-only restriction to compare them; gnnagg passes neither, so it
+        # only processes when the output is missing and writes no such files.
         if _files_exist(self.processed_paths):
             return
         os.makedirs(self.processed_dir, exist_ok=True)
@@ -157,7 +157,7 @@ def safe_graph_prop_pred_dataset(
 
     ogb's constructor unpickles ``processed/geometric_data_processed.pt`` with torch's default
     ``weights_only`` (``False`` before torch 2.6 or under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and
-    PyG's processing step unpickles ``pre_transform.pt`` with ``weights_only=False``. The returned
+    PyG's processing step unpickles ``pre_transform.pt`` without that restriction. The returned
     object is an instance of a subclass (``SafeGraphPropPredDataset``) that sets up the same
     attributes as ogb 1.3's constructor and loads through this module instead.
     """

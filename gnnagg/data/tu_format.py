@@ -8,7 +8,7 @@ behind PyG's :class:`~torch_geometric.datasets.TUDataset`, so graphs and feature
 ``edge_attr``), 2 classes. The result is stored in ``<out>/MUTAG/processed/data.pt`` in
 ``TUDataset``'s own file layout and loaded as a :class:`TUFormatDataset` through
 :func:`~gnnagg.data.safe_load.load_collated` (``weights_only=True``): ``TUDataset`` itself reads
-that file with PyG's ``fs.torch_load``, which retries with ``weights_only=False``.
+that file with PyG's ``fs.torch_load``, which retries as a full (unsafe) unpickle.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ __all__ = ["TritonGRUPairKernel"]
 # Elements per program, and warps per program. Each element streams about twenty values, and
 # at 1,024 elements on 4 warps (8 per thread) the sm_90 cubins of both kernels need 180-200
 # registers per thread, which fits two programs (8 warps) on an SM; 256 on 4 warps needs 48
-# (``cuobjdump -res-usage``; tests/cuda_compile.py builds them). experiments/bench_gru_kernel.py
-# times the choices on a GPU.
+# (``cuobjdump -res-usage``; tests/cuda_compile.py builds them). The one-off script
+# bench_gru_kernel.py in experiments/ times the choices on a GPU.
 BLOCK = 256
 NUM_WARPS = 4
 
