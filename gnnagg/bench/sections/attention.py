@@ -212,6 +212,4 @@ class AttentionSection(Section):
                 ]
             else:
                 lines += [f"Not run: {big.get('status')}.", ""]
-        load = (result.get("load_average_start"), result.get("load_average_end"))
-        lines += [f"Load average at start and end: {load[0]} / {load[1]}.", ""]
         return block
