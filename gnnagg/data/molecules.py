@@ -19,8 +19,6 @@ returned object has ogb's ``get_idx_split()``.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -83,18 +81,16 @@ def _read_csv(path: Path, **kwargs: Any) -> Any:
 def _sascorer() -> Any:
     """RDKit's Contrib SA_Score module (Ertl & Schuffenhauer 2009), loaded from the wheel."""
     require_rdkit()
-    from rdkit import RDConfig
-
-    path = os.path.join(RDConfig.RDContribDir, "SA_Score", "sascorer.py")
-    if not os.path.isfile(path):
+    try:
+        # rdkit/Contrib is a namespace package in the PyPI wheel: a plain import finds it.
+        from rdkit.Contrib.SA_Score import sascorer
+    except ImportError as err:
         raise ImportError(
-            f"RDKit's Contrib SA_Score ({path}) is missing from this RDKit install; the "
-            "synthetic accessibility score needs it (the PyPI 'rdkit' wheel ships it)"
-        )
-    spec = importlib.util.spec_from_file_location("gnnagg_rdkit_sascorer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+            "RDKit's Contrib SA_Score (rdkit.Contrib.SA_Score.sascorer) is missing from this "
+            "RDKit install; the synthetic accessibility score needs it (the PyPI 'rdkit' wheel "
+            "ships it)"
+        ) from err
+    return sascorer
 
 
 def sa_score(mol: Any) -> float:
