@@ -1,24 +1,30 @@
-"""Size-generalisation jobs in worker processes: where their checkpoints live, and the pool.
+"""Training jobs in worker processes: one pool for every section, and where checkpoints live.
 
-One job is one (task, seed, aggregator) of a :class:`~gnnagg.bench.sections.sizegen.
-SizeGenConfig`. :func:`run_jobs` runs them in ``config.jobs`` processes started with ``spawn``
-(a fresh interpreter: no forked OpenMP or torch state), each with ``max(1, threads // jobs)``
-torch threads, and forwards their finished epochs to a progress bar. Scripts that call it must
-guard their entry point with ``if __name__ == "__main__":`` (``spawn`` imports the main
-module); ``gnnagg-bench`` does.
+:func:`run_in_processes` calls a module-level ``worker(*args, on_epoch=tick)`` once per job in
+``workers`` processes started with ``spawn`` (a fresh interpreter: no forked OpenMP or torch
+state), each with ``max(1, threads // workers)`` torch threads, and forwards the epochs the
+jobs finish to a progress bar. :func:`run_jobs` runs the size-generalisation jobs (one
+``(task, seed, aggregator)`` of a :class:`~gnnagg.bench.sections.sizegen.SizeGenConfig`) on
+it; the ``poly`` section runs its ``(data set, features, model, seed)`` jobs the same way.
+Scripts that call them must guard their entry point with ``if __name__ == "__main__":``
+(``spawn`` imports the main module); ``gnnagg-bench`` does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .sections.sizegen import SizeGenConfig
 
-__all__ = ["checkpoint_path", "run_jobs"]
+__all__ = ["MAX_JOBS", "checkpoint_path", "run_in_processes", "run_jobs", "worker_memo"]
+
+# Each job is a process holding its own copy of the data and the torch runtime (a few hundred
+# MB): more than this many at once is a typo, not a machine.
+MAX_JOBS = 256
 
 
 def checkpoint_path(out_dir: Path, task: str, aggregator: str, seed: int) -> Path:
@@ -26,8 +32,18 @@ def checkpoint_path(out_dir: Path, task: str, aggregator: str, seed: int) -> Pat
     return Path(out_dir) / "checkpoints" / f"{task}-{aggregator}-seed{seed}.pt"
 
 
-# The splits of the (task, seed) a worker process built last: its next job usually shares them.
+# Per worker process: the progress queue and the data its last job built (the next job of the
+# same process usually needs the same data: same task and seed, or same data set and features).
 _WORKER: dict[str, Any] = {}
+
+
+def worker_memo(key: Any, build: Callable[[], Any]) -> Any:
+    """``build()``, or what it returned for the same ``key`` in the previous call of this
+    process: a worker keeps the data of one key at a time, so memory stays bounded."""
+    if _WORKER.get("memo_key") != key:
+        _WORKER.pop("memo", None)
+        _WORKER["memo"], _WORKER["memo_key"] = build(), key
+    return _WORKER["memo"]
 
 
 def _init_worker(threads: int, queue: Any) -> None:
@@ -37,36 +53,96 @@ def _init_worker(threads: int, queue: Any) -> None:
     _WORKER["queue"] = queue
 
 
-def _worker_job(
-    job: int,
+def _call(job: int, worker: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    queue = _WORKER.get("queue")
+
+    def tick(epoch: int, *_: Any) -> None:
+        if queue is not None:
+            queue.put((job, epoch))
+
+    return worker(*args, on_epoch=tick)
+
+
+def run_in_processes(
+    worker: Callable[..., Any],
+    calls: Sequence[tuple[Any, ...]],
+    workers: int,
+    threads: int,
+    bar: Any,
+) -> list[Any]:
+    """``[worker(*args, on_epoch=tick) for args in calls]``, computed in ``workers`` spawned
+    processes with ``max(1, threads // workers)`` torch threads each; results in call order.
+
+    ``worker`` must be a module-level function (it is pickled by name) and its ``args``
+    picklable. ``tick(epoch)`` advances ``bar`` (tqdm) to ``epoch`` finished epochs of that
+    job. A job that raises fails the whole call, after the others already started have
+    stopped."""
+    import multiprocessing
+    import queue as queue_module
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    if not calls:
+        return []
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    try:
+        ticks = manager.Queue()
+        seen = [0] * len(calls)
+        results: list[Any] = [None] * len(calls)
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(calls)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(max(1, threads // workers), ticks),
+        ) as pool:
+            futures = {
+                pool.submit(_call, i, worker, tuple(args)): i for i, args in enumerate(calls)
+            }
+            pending = set(futures)
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    while True:
+                        try:
+                            job, epoch = ticks.get_nowait()
+                        except queue_module.Empty:
+                            break
+                        bar.update(max(0, epoch - seen[job]))
+                        seen[job] = max(seen[job], epoch)
+                    for future in finished:
+                        results[futures[future]] = future.result()
+                        bar.set_postfix_str(f"{len(futures) - len(pending)}/{len(calls)} jobs done")
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+        return results
+    finally:
+        manager.shutdown()
+
+
+def _sizegen_job(
     task: str,
     aggregator: str,
     seed: int,
     config_data: dict[str, Any],
     device: str,
     checkpoint: str | None,
+    on_epoch: Callable[..., None],
 ) -> dict[str, Any]:
     from .sections.sizegen import SizeGenConfig
     from .train import DistContext, build_splits, fit_multiset
 
     config = SizeGenConfig(**config_data)
-    key = (task, seed)
-    if _WORKER.get("splits_key") != key:
-        _WORKER["splits"], _WORKER["splits_key"] = build_splits(task, seed, config), key
-    queue = _WORKER.get("queue")
-
-    def tick(epoch: int, val_acc: float) -> None:
-        if queue is not None:
-            queue.put((job, epoch))
-
+    splits = worker_memo(("sizegen", task, seed), lambda: build_splits(task, seed, config))
     record, _ = fit_multiset(
         task,
         aggregator,
         seed,
         config,
         DistContext(device=device),
-        _WORKER["splits"],
-        on_epoch=tick,
+        splits,
+        on_epoch=on_epoch,
         checkpoint=checkpoint,
     )
     return record
@@ -80,59 +156,14 @@ def run_jobs(
     checkpoint_of: Callable[[str, str, int], Path | None],
     bar: Any,
 ) -> list[dict[str, Any] | None]:
-    """Train ``jobs`` (``(task, seed, aggregator)``) in ``config.jobs`` processes; the
-    records in job order. ``checkpoint_of(task, aggregator, seed)`` gives each job's
-    checkpoint file (or ``None``); ``bar`` (tqdm) counts finished epochs. A job that raises
-    fails the whole call, after the others already started have stopped (their checkpoints
-    keep what they did)."""
-    import multiprocessing
-    import queue as queue_module
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
-    try:
-        ticks = manager.Queue()
-        seen = [0] * len(jobs)
-        records: list[dict[str, Any] | None] = [None] * len(jobs)
-        data = dataclasses.asdict(config)
-        with ProcessPoolExecutor(
-            max_workers=min(config.jobs, len(jobs)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(max(1, threads // config.jobs), ticks),
-        ) as pool:
-            futures = {}
-            for i, (task, seed, aggregator) in enumerate(jobs):
-                path = checkpoint_of(task, aggregator, seed)
-                args = (
-                    i,
-                    task,
-                    aggregator,
-                    seed,
-                    data,
-                    device,
-                    None if path is None else str(path),
-                )
-                futures[pool.submit(_worker_job, *args)] = i
-            pending = set(futures)
-            try:
-                while pending:
-                    finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    while True:
-                        try:
-                            job, epoch = ticks.get_nowait()
-                        except queue_module.Empty:
-                            break
-                        bar.update(max(0, epoch - seen[job]))
-                        seen[job] = max(seen[job], epoch)
-                    for future in finished:
-                        records[futures[future]] = future.result()
-                        bar.set_postfix_str(f"{len(futures) - len(pending)}/{len(jobs)} jobs done")
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-        return records
-    finally:
-        manager.shutdown()
+    """Train the size-generalisation ``jobs`` (``(task, seed, aggregator)``) in
+    ``config.jobs`` processes; the records in job order. ``checkpoint_of(task, aggregator,
+    seed)`` gives each job's checkpoint file (or ``None``); ``bar`` (tqdm) counts finished
+    epochs. A job that raises fails the whole call (the checkpoints keep what the others
+    did)."""
+    data = dataclasses.asdict(config)
+    calls = []
+    for task, seed, aggregator in jobs:
+        path = checkpoint_of(task, aggregator, seed)
+        calls.append((task, aggregator, seed, data, device, None if path is None else str(path)))
+    return run_in_processes(_sizegen_job, calls, config.jobs, threads, bar)

@@ -3,6 +3,7 @@ row per model and feature mode with the baselines, curves, plot and verdicts; th
 the features (and the plain ones ignore them); the predefined studies and the subcommand build
 valid configs; bad options are rejected with errors that name the argument."""
 
+import dataclasses
 import json
 import math
 
@@ -80,6 +81,27 @@ def test_tiny_run_reports_every_model_and_feature_mode(tmp_path):
     assert (out / "poly_curves_zinc-plogp.png").is_file()
     saved = json.loads((out / "results.json").read_text())
     assert saved["poly"]["summary"] and "poly_curves_zinc-plogp" in str(saved["plots"])
+
+
+def test_jobs_in_processes_give_the_runs_of_one_process(tmp_path):
+    # One torch thread in both runs, as each of the two worker processes gets: a reduction
+    # split over more threads rounds differently.
+    config = _tiny(tmp_path, models=("gine", "gine_vn"), seeds=(0,), epochs=1)
+    one, _ = run_suite(SuiteConfig("one", poly=config, threads=1), tmp_path / "1", progress=False)
+    two, _ = run_suite(
+        SuiteConfig("two", poly=dataclasses.replace(config, jobs=2), threads=2),
+        tmp_path / "2",
+        progress=False,
+    )
+    keys = ("dataset", "model", "features", "seed", "val", "test", "num_params", "input_widths")
+    one_runs, two_runs = (
+        [{k: r[k] for k in keys} for r in res["poly"]["runs"]] for res in (one, two)
+    )
+    assert len(one_runs) == 4 and two_runs == one_runs
+    assert [r["source"] for r in two["poly"]["runs"]] == ["fixture"] * 4
+    assert (
+        two["poly"]["features"][0]["kept_channels"] == one["poly"]["features"][0]["kept_channels"]
+    )
 
 
 def test_features_are_cached_and_standardised(tmp_path):
@@ -199,12 +221,15 @@ def test_poly_subcommand_builds_its_config():
         parse(
             ["poly", "--datasets", "freesolv", "--models", "gine_vn", "--features", "none",
              "within-2fwl", "--schedule", "plateau", "--seeds", "3", "--no-feature-cache",
-             "--device", "cpu"]
+             "--jobs", "2", "--device", "cpu"]
         )
     ).poly  # fmt: skip
     assert config.datasets == ("freesolv",) and config.models == ("gine_vn",)
     assert config.features == ("none", "within-2fwl") and config.schedule == "plateau"
     assert config.seeds == (0, 1, 2) and config.fixture and not config.cache_features
+    assert config.jobs == 2
+    zinc = _suite(parse(["run", "--suite", "poly-zinc", "--jobs", "2", "--device", "cpu"]))
+    assert zinc.poly.jobs == 2
 
 
 def test_cli_poly_modes_of_the_real_subcommand():
@@ -255,6 +280,9 @@ def test_cli_rejects_bad_poly_options(argv, expected, capsys):
         ({"lr": 0.0}, "lr"),
         ({"seeds": ()}, "seeds"),
         ({"cache_features": "yes"}, "cache_features"),
+        ({"jobs": 0}, "jobs"),
+        ({"jobs": 10**6}, "jobs"),
+        ({"jobs": 1.5}, "jobs"),
     ],
 )
 def test_poly_config_errors_name_the_argument(kwargs, match):

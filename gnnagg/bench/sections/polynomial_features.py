@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..jobs import MAX_JOBS
 from ..models import POLY_MODELS, PolyGINE
 from ..real import SCHEDULES, load_real, seeded_loaders, train_best_on_val
 from ..report import mean_std
@@ -179,7 +180,11 @@ class PolyConfig:
     (:func:`~gnnagg.bench.real.train_best_on_val`). ``cache_features`` keeps computed features
     under ``<data root>/poly-features/`` (hash-checked). ``fixture`` and ``data_root`` as in
     :class:`~gnnagg.bench.sections.real.RealConfig`; OGB names other than
-    ``ogbg-molfreesolv`` have no fixture and need ``fixture=False``.
+    ``ogbg-molfreesolv`` have no fixture and need ``fixture=False``. ``jobs``: train up to
+    this many (data set, features, model, seed) jobs at once, each in its own process with
+    ``max(1, threads // jobs)`` torch threads and its own copy of the data (1: one after
+    another in this process); the features are computed once, before the jobs start, and the
+    jobs read them from the cache (without ``cache_features`` every job computes its own).
     """
 
     datasets: tuple[str, ...] = ("zinc-plogp",)
@@ -197,6 +202,7 @@ class PolyConfig:
     fixture: bool = True
     cache_features: bool = True
     data_root: str | None = None
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         from .real import check_model_fields
@@ -217,6 +223,7 @@ class PolyConfig:
                 f"normalize: expected one of {list(POLY_NORMALIZATIONS)}, got {self.normalize!r}"
             )
         check_bool(self.cache_features, "cache_features")
+        check_int(self.jobs, "jobs", maximum=MAX_JOBS)
 
 
 def load_poly_dataset(
@@ -524,12 +531,60 @@ def _feature_cache_dir(config: PolyConfig) -> Path | None:
     return cache_root(config.data_root) / "poly-features"
 
 
-def run_poly(config: PolyConfig, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+def _plain_splits(
+    name: str, config: PolyConfig
+) -> tuple[dict[str, list[Any]], str, str | None, str]:
+    """``(splits, source, note, metric)``: the graphs of data set ``name`` per split."""
+    dataset, split, source, note, metric = load_poly_dataset(name, config.fixture, config.data_root)
+    plain = {part: [dataset[i] for i in split[part].tolist()] for part in split}
+    return plain, source, note, metric
+
+
+def _poly_job(
+    name: str,
+    mode: str,
+    model_name: str,
+    seed: int,
+    config_data: dict[str, Any],
+    channels: dict[str, int],
+    device: str,
+    on_epoch: Callable[..., None],
+) -> dict[str, Any]:
+    """One (data set, features, model, seed) of :func:`run_poly` in a worker process of
+    :func:`~gnnagg.bench.jobs.run_in_processes`."""
+    from ..jobs import worker_memo
+
+    config = PolyConfig(**config_data)
+
+    def build() -> tuple[dict[str, list[Any]], str, str]:
+        plain, source, _, metric = _plain_splits(name, config)
+        if mode == "none":
+            return plain, source, metric
+        splits, _ = prepare_features(plain, mode, config, _feature_cache_dir(config))
+        return splits, source, metric
+
+    splits, source, metric = worker_memo(("poly", name, mode), build)
+    run = fit_poly(
+        name, splits, model_name, mode, seed, config, channels, metric, device, on_epoch=on_epoch
+    )
+    run["source"] = source
+    return run
+
+
+def run_poly(
+    config: PolyConfig, device: str = "cpu", progress: bool = True, threads: int = 1
+) -> dict[str, Any]:
     """Every (data set, features, model, seed) of ``config``; returns ``{"runs", "summary",
     "features", "baselines", "notes"}``: ``features`` has one record per data set and mode
     (see :func:`prepare_features`, plus ``dataset``, ``source`` and ``sizes``), ``baselines``
-    the :func:`regression_baselines` of each data set."""
+    the :func:`regression_baselines` of each data set. With ``config.jobs > 1`` the training
+    runs in that many worker processes sharing ``threads`` torch threads; the runs come back
+    in the same order as without."""
+    import dataclasses
+
     from tqdm.auto import tqdm
+
+    from ..jobs import run_in_processes
 
     if not isinstance(config, PolyConfig):
         raise TypeError(f"config: expected a PolyConfig, got {type(config).__name__}")
@@ -537,17 +592,16 @@ def run_poly(config: PolyConfig, device: str = "cpu", progress: bool = True) -> 
     features: list[dict[str, Any]] = []
     baselines: list[dict[str, Any]] = []
     notes: list[str] = []
+    calls: list[tuple[Any, ...]] = []
+    config_data = dataclasses.asdict(config)
     cache_dir = _feature_cache_dir(config)
     per_dataset = len(config.features) * len(config.models) * len(config.seeds)
     total = len(config.datasets) * per_dataset * config.epochs
     with tqdm(total=total, desc="poly features", unit="epoch", disable=not progress) as bar:
         for name in config.datasets:
-            dataset, split, source, note, metric = load_poly_dataset(
-                name, config.fixture, config.data_root
-            )
+            plain, source, note, metric = _plain_splits(name, config)
             if note:
                 notes.append(f"{name}: {note}")
-            plain = {part: [dataset[i] for i in split[part].tolist()] for part in split}
             train_y = torch.cat([g.y.view(-1) for g in plain["train"]])
             test_y = torch.cat([g.y.view(-1) for g in plain["test"]])
             sizes = {part: len(graphs) for part, graphs in plain.items()}
@@ -562,6 +616,11 @@ def run_poly(config: PolyConfig, device: str = "cpu", progress: bool = True) -> 
                     features.append({"dataset": name, "source": source, "sizes": sizes, **record})
                 for model_name in config.models:
                     for seed in config.seeds:
+                        if config.jobs > 1:
+                            calls.append(
+                                (name, mode, model_name, seed, config_data, channels, device)
+                            )
+                            continue
                         bar.set_postfix_str(f"{name} {model_name} {mode} seed {seed}")
                         run = fit_poly(
                             name,
@@ -578,6 +637,9 @@ def run_poly(config: PolyConfig, device: str = "cpu", progress: bool = True) -> 
                         run["source"] = source
                         runs.append(run)
                 del splits
+            del plain
+        if calls:
+            runs = run_in_processes(_poly_job, calls, config.jobs, threads, bar)
     return {
         "runs": runs,
         "summary": summarise_poly(runs),
@@ -702,6 +764,12 @@ class PolynomialFeaturesSection(Section):
         parser.add_argument(
             "--data-root", default=None, help="data cache folder (default: gnnagg's)"
         )
+        parser.add_argument(
+            "--jobs",
+            type=positive_int,
+            default=defaults.jobs,
+            help="training jobs at once (processes sharing --threads torch threads)",
+        )
 
     def configs_from_args(self, args: argparse.Namespace) -> dict[str, Any]:
         return {
@@ -721,6 +789,7 @@ class PolynomialFeaturesSection(Section):
                 fixture=not args.download,
                 cache_features=not args.no_feature_cache,
                 data_root=args.data_root,
+                jobs=args.jobs,
             )
         }
 
@@ -732,7 +801,7 @@ class PolynomialFeaturesSection(Section):
         }
 
     def run(self, config: PolyConfig, context: RunContext) -> dict[str, Any]:
-        return run_poly(config, context.device, context.progress)
+        return run_poly(config, context.device, context.progress, context.threads)
 
     def check_result(self, result: Any) -> None:
         check_shape(result, _RESULT_SHAPE, self.name)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...data import TASKS, TRAIN_SIZES
+from ..jobs import MAX_JOBS
 from ..registry import AGGREGATORS, check_aggregators
 from ..report import aggregator_label as _label
 from ..report import mean_std
@@ -84,9 +85,6 @@ QUICK_AGGREGATORS: tuple[str, ...] = (
 _BYTES_PER_MULTISET = 1536
 _BYTES_PER_ELEMENT = 100
 _MAX_SIZE = 1 << 20
-# Each job is a process holding its own copy of the data and the torch runtime (a few hundred
-# MB): more than this many at once is a typo, not a machine.
-MAX_JOBS = 256
 # What report() reads of a result.
 _RESULT_SHAPE = {
     "runs": list,
