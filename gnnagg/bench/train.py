@@ -253,9 +253,10 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         os.replace(tmp, target)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
     """Read a checkpoint of :func:`save_checkpoint` (``weights_only=True``) after checking
-    its sha256; ``ValueError`` naming the file when it is damaged or not a checkpoint."""
+    its sha256; ``ValueError`` naming the file when it is damaged or its ``"format"`` entry is
+    not ``format``."""
     import io
 
     digest_path = path.with_name(path.name + ".sha256")
@@ -272,8 +273,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             ".sha256 file to train that job from the start"
         )
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path}: not a {CHECKPOINT_FORMAT} file")
+    if not isinstance(state, dict) or state.get("format") != format:
+        raise ValueError(f"checkpoint {path}: not a {format} file")
     return state
 
 

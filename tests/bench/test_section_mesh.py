@@ -1,6 +1,7 @@
 """The mesh-simulation section: a tiny run through the harness, its report and plots, the
 exact-solver check through the section path, config and result errors, the subcommand."""
 
+import dataclasses
 import json
 
 import pytest
@@ -17,7 +18,13 @@ from gnnagg.bench.mesh_rollout import (
 )
 from gnnagg.bench.runner import run_suite
 from gnnagg.bench.sections import SECTIONS
-from gnnagg.bench.sections.mesh import MeshConfig, claims_lines, parse_model_name
+from gnnagg.bench.sections.mesh import (
+    MeshConfig,
+    claims_lines,
+    mesh_job_path,
+    parse_model_name,
+    run_mesh,
+)
 from gnnagg.data import mesh_simulation
 
 TINY = MeshConfig(
@@ -173,6 +180,9 @@ def test_claims_paragraph_follows_the_numbers():
         ("eval_trajectories", 0, "eval_trajectories"),
         ("baselines", ["oracle"], "baselines"),
         ("cache", "yes", "cache"),
+        ("jobs", 0, "jobs"),
+        ("jobs", 10**6, "jobs"),
+        ("checkpoints", 1, "checkpoints"),
     ],
 )
 def test_bad_config_names_the_field(field, value, match):
@@ -220,6 +230,13 @@ def test_every_suite_config_is_valid():
     section = SECTIONS["mesh"]
     for suite in ("quick", "full", "smoke"):
         assert isinstance(section.suite_config(suite, (0, 1)), MeshConfig)
+    # The full study is hours long: it keeps its finished jobs, and `run --jobs` reaches it.
+    assert section.suite_config("full", (0,)).checkpoints
+    parse = cli.build_parser().parse_args
+    full = cli._suite(parse(["run", "--suite", "full", "--jobs", "2", "--device", "cpu"]))
+    assert full.mesh.jobs == 2
+    mesh = cli._suite(parse(["mesh", "--jobs", "3", "--checkpoints", "--device", "cpu"])).mesh
+    assert (mesh.jobs, mesh.checkpoints) == (3, True)
 
 
 def test_trivial_baselines_and_helpers(tmp_path):
@@ -242,3 +259,47 @@ def test_trivial_baselines_and_helpers(tmp_path):
         plot_field_arrays(pos, cells + 10_000, sim.u[0, 1], sim.u[0, 0], tmp_path / "g.png")
     with pytest.raises(ValueError, match="predicted"):
         plot_field_arrays(pos, cells, sim.u[0, 1], sim.u[0, :5], tmp_path / "g.png")
+
+
+def _scores(result):
+    keys = ("name", "seed", "ell", "num_params", "one_step_rmse", "rollout_rmse")
+    return [{k: run[k] for k in keys} for run in result["runs"]]
+
+
+def test_jobs_in_processes_and_kept_jobs_give_the_same_runs(tmp_path):
+    config = dataclasses.replace(
+        TINY, ells=(2.0,), models=("mgn-2x8", "gt-1x8-adjacency"), seeds=(0,)
+    )
+    one = run_mesh(config, progress=False)
+    kept = dataclasses.replace(config, jobs=2, checkpoints=True)
+    # One torch thread in each of the two worker processes, as in this one.
+    two = run_mesh(kept, progress=False, out_dir=tmp_path, threads=2)
+    assert _scores(two) == _scores(one) and two["resumed_jobs"] == 0
+    assert two["fields"][0]["predicted"] == one["fields"][0]["predicted"]
+    assert mesh_job_path(tmp_path, 2.0, "gt-1x8-adjacency", 0).is_file()
+    # Repeated into the same folder: nothing is trained again, the field is redrawn from the
+    # kept weights, and an added seed is the only job that trains.
+    again = run_mesh(kept, progress=False, out_dir=tmp_path)
+    assert _scores(again) == _scores(one) and again["resumed_jobs"] == 2
+    assert again["fields"] == two["fields"]
+    assert again["cpu_time_all_runs_s"] >= again["cpu_time_s"]
+    more = run_mesh(dataclasses.replace(kept, seeds=(0, 1)), progress=False, out_dir=tmp_path)
+    assert more["resumed_jobs"] == 2 and len(more["runs"]) == 4
+    # Other settings are not taken from the folder: the jobs train again.
+    other = run_mesh(dataclasses.replace(kept, lr=5e-4), progress=False, out_dir=tmp_path)
+    assert other["resumed_jobs"] == 0
+
+
+def test_kept_jobs_are_hash_checked_and_need_a_folder(tmp_path):
+    config = dataclasses.replace(
+        TINY, ells=(2.0,), models=("mgn-2x8",), seeds=(0,), checkpoints=True
+    )
+    with pytest.raises(ValueError, match="out_dir: checkpoints need"):
+        run_mesh(config, progress=False)
+    run_mesh(config, progress=False, out_dir=tmp_path)
+    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        run_mesh(config, progress=False, out_dir=tmp_path)

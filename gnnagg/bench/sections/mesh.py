@@ -44,6 +44,9 @@ average about 9; a quiet core is 3-5 times faster):
   per step for the small models and about 10 s for ``mgn-15x128`` and ``gt-8x128`` on this
   VM), 1.5 to 2 hours; about 10 CPU-hours in all (the report prints the measured CPU time).
   Its data: about 25 s per :math:`\ell` to generate, 200 MB each in the cache.
+  The suite keeps every finished (ℓ, model, seed) job in ``OUT/checkpoints/`` (``MeshConfig.
+  checkpoints``), so the study can be spread over several runs into the same ``--out``, and
+  ``--jobs 2 --threads 2`` trains two jobs at once on two cores.
   ``mgn-15x128`` costs about 45 MFLOP per node and training step (0.9 TFLOP per batch of two
   10k-node meshes), so 300 s on this CPU buy it only a handful of steps: a GPU
   (``--device cuda``) is what makes the large models' numbers meaningful.
@@ -70,6 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..jobs import MAX_JOBS
 from ..validation import (
     NUMBER,
     STATS,
@@ -84,10 +88,12 @@ from .base import ReportBlock, RunContext, Section
 
 __all__ = [
     "MESH_BASELINES",
+    "MESH_CHECKPOINT_FORMAT",
     "MESH_MASKS",
     "MeshConfig",
     "MeshSection",
     "claims_lines",
+    "mesh_job_path",
     "mesh_table",
     "parse_model_name",
     "run_mesh",
@@ -162,7 +168,14 @@ class MeshConfig:
     ``models`` trained per seed of ``seeds`` for ``epochs`` passes over the training
     transitions and/or ``max_seconds`` seconds (at least one budget), ``batch_size`` meshes per
     step, Adam from ``lr`` down to ``lr_final``, input noise ``noise_std``; evaluated on the
-    first ``eval_trajectories`` test trajectories (``None``: all) next to the ``baselines``."""
+    first ``eval_trajectories`` test trajectories (``None``: all) next to the ``baselines``.
+
+    ``jobs``: train up to this many (ℓ, model, seed) jobs at once, each in its own process with
+    ``max(1, threads // jobs)`` torch threads (1: one after another in this process).
+    ``checkpoints``: keep every finished job (its record and trained weights) in the run's
+    output folder, and take it from there instead of training it again when the run is
+    repeated into the same folder with the same settings (models, seeds and ℓ may be added).
+    """
 
     dim: int = 2
     nodes: int = 10_000
@@ -183,6 +196,8 @@ class MeshConfig:
     baselines: tuple[str, ...] = MESH_BASELINES
     data_seed: int = 0
     cache: bool = True
+    jobs: int = 1
+    checkpoints: bool = False
 
     def __post_init__(self) -> None:
         self.dim = check_int(self.dim, "dim", 2, 3)
@@ -240,6 +255,8 @@ class MeshConfig:
             raise ValueError(f"baselines: unknown {unknown}; valid are {list(MESH_BASELINES)}")
         self.data_seed = check_int(self.data_seed, "data_seed", 0, 2**32 - 1)
         self.cache = check_bool(self.cache, "cache")
+        self.jobs = check_int(self.jobs, "jobs", 1, MAX_JOBS)
+        self.checkpoints = check_bool(self.checkpoints, "checkpoints")
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,27 +339,175 @@ def _load() -> float | None:
         return None
 
 
-def run_mesh(config: MeshConfig, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+MESH_CHECKPOINT_FORMAT = "gnnagg-mesh-job/1"
+# MeshConfig fields that change what one (ℓ, model, seed) job computes: a kept job is reused
+# only under the same values (and the same device, whose timings it holds).
+_JOB_FIELDS = (
+    "dim", "nodes", "trajectories", "steps", "heads", "epochs", "max_seconds", "batch_size",
+    "lr", "lr_final", "noise_std", "warmup_batches", "eval_trajectories", "data_seed",
+)  # fmt: skip
+
+
+def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
+    """Where the job ``(ell, name, seed)`` of a run with ``checkpoints`` is kept in
+    ``out_dir``."""
+    return Path(out_dir) / "checkpoints" / f"mesh-ell{ell:g}-{name}-seed{seed}.pt"
+
+
+def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, device: str) -> str:
+    import hashlib
+    import json
+
+    payload = {f: getattr(config, f) for f in _JOB_FIELDS}
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    payload.update(ell=ell, name=name, seed=seed, device=device_type)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _simulator(spec: dict[str, Any], config: MeshConfig, state: dict[str, Any] | None = None):
+    from ..mesh_rollout import MeshSimulator
+
+    simulator = MeshSimulator(
+        _build_model(spec, config.dim, config.heads),
+        config.dim,
+        position_features=spec["family"] == "gt",
+    )
+    if state is not None:
+        simulator.load_state_dict(state)
+    return simulator
+
+
+def _train_job(
+    sim: Any, name: str, seed: int, config: MeshConfig, device: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and evaluate one model for one seed on ``sim``: ``(record, weights)`` (the
+    weights on the CPU)."""
+    from ..mesh_rollout import MeshTrainingConfig, train_and_evaluate
+
+    spec = parse_model_name(name, config.heads)
+    training = MeshTrainingConfig(
+        epochs=config.epochs, max_seconds=config.max_seconds, batch_size=config.batch_size,
+        lr=config.lr, lr_final=config.lr_final, noise_std=config.noise_std,
+        warmup_batches=config.warmup_batches, seed=seed,
+    )  # fmt: skip
+    kept: list[Any] = []
+    cpu_start = time.process_time()
+    record = train_and_evaluate(
+        name,
+        lambda: _build_model(spec, config.dim, config.heads),
+        sim,
+        training,
+        position_features=spec["family"] == "gt",
+        device=device,
+        max_trajectories=config.eval_trajectories,
+        on_trained=kept.append,
+    )
+    record.pop("config")
+    record["family"] = spec["family"]
+    record["mask"] = spec.get("mask")
+    record["cpu_time_s"] = round(time.process_time() - cpu_start, 1)
+    weights = {k: v.detach().cpu() for k, v in kept[0].state_dict().items()}
+    return record, weights
+
+
+def _mesh_job(
+    ell: float,
+    name: str,
+    seed: int,
+    config_data: dict[str, Any],
+    device: str,
+    on_epoch: Any = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One (ℓ, model, seed) job of :func:`run_mesh` in a worker process of
+    :func:`~gnnagg.bench.jobs.run_in_processes`."""
+    from ..jobs import worker_memo
+
+    config = MeshConfig(**config_data)
+    sim = worker_memo(("mesh", ell), lambda: _simulation(config, ell))
+    result = _train_job(sim, name, seed, config, device)
+    if on_epoch is not None:
+        on_epoch(1)
+    return result
+
+
+def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The kept job at ``path`` if it exists and was computed with the same settings."""
+    from ..train import load_checkpoint
+
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, MESH_CHECKPOINT_FORMAT)
+    return state if state.get("fingerprint") == fingerprint else None
+
+
+def run_mesh(
+    config: MeshConfig,
+    device: str = "cpu",
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Generate the data, train and evaluate every model per seed and ℓ, and the baselines.
 
+    With ``config.checkpoints`` every finished job is kept in ``out_dir`` (see
+    :func:`mesh_job_path`) and reused when the run is repeated; with ``config.jobs > 1`` the
+    jobs run in that many worker processes sharing ``threads`` torch threads.
+
     Returns ``{"data": [per ℓ], "runs": [per model, seed and ℓ], "summary": [per model and ℓ],
-    "baselines": [per baseline and ℓ], "fields": [per ℓ, 2-D only], "cpu_time_s",
-    "wall_time_s", "load_average_start", "load_average_end"}``.
+    "baselines": [per baseline and ℓ], "fields": [per ℓ, 2-D only], "cpu_time_s" (this run,
+    worker processes included), "cpu_time_all_runs_s" (also the CPU time of the jobs taken
+    from earlier runs), "resumed_jobs", "wall_time_s", "load_average_start",
+    "load_average_end"}``.
     """
+    import dataclasses
+
     from tqdm.auto import tqdm
 
+    from ..jobs import run_in_processes
     from ..mesh_rollout import (
         MeanDeltaBaseline,
-        MeshTrainingConfig,
         PersistenceBaseline,
         SolverOracle,
         summarise_mesh_runs,
-        train_and_evaluate,
     )
+    from ..train import save_checkpoint
 
+    if not isinstance(config, MeshConfig):
+        raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
+    if config.checkpoints and out_dir is None:
+        raise ValueError("out_dir: checkpoints need the run's output folder")
     cpu_start, wall_start, load_start = time.process_time(), time.perf_counter(), _load()
     specs = {name: parse_model_name(name, config.heads) for name in config.models}
-    data, runs, baselines, fields = [], [], [], []
+    data, baselines, fields = [], [], []
+    records: dict[tuple[float, str, int], dict[str, Any]] = {}
+    best: dict[float, dict[str, Any]] = {}
+    pending: list[tuple[float, str, int]] = []
+    resumed, worker_cpu = [], 0.0
+
+    def keep(ell: float, name: str, seed: int, record: dict[str, Any], weights: Any) -> None:
+        records[(ell, name, seed)] = record
+        if ell not in best or record["rollout_rmse"] < best[ell]["rmse"]:
+            best[ell] = {"rmse": record["rollout_rmse"], "name": name, "weights": weights}
+
+    def save(ell: float, name: str, seed: int, record: dict[str, Any], weights: Any) -> None:
+        if config.checkpoints:
+            save_checkpoint(
+                {
+                    "format": MESH_CHECKPOINT_FORMAT,
+                    "fingerprint": _job_fingerprint(config, ell, name, seed, device),
+                    "record": record,
+                    "weights": weights,
+                },
+                mesh_job_path(Path(out_dir), ell, name, seed),
+            )
+
+    def add_field(sim: Any, ell: float) -> None:
+        if ell in best and config.dim == 2 and sim.num_nodes <= _MAX_FIELD_NODES:
+            chosen = best[ell]
+            simulator = _simulator(specs[chosen["name"]], config, chosen["weights"])
+            trajectory = int(sim.split("test")[0])
+            fields.append(_field(sim, simulator, chosen["name"], trajectory))
+
     total = len(config.ells) * len(config.models) * len(config.seeds)
     with tqdm(total=total, desc="mesh", unit="model", disable=not progress) as bar:
         for ell in config.ells:
@@ -361,49 +526,61 @@ def run_mesh(config: MeshConfig, device: str = "cpu", progress: bool = True) -> 
             }
             for name in config.baselines:
                 baselines.append(_baseline_row(name, predictors[name](), sim, config))
-            best: dict[str, Any] = {}
-            for name, spec in specs.items():
+            waiting = False
+            for name in config.models:
                 for seed in config.seeds:
-                    training = MeshTrainingConfig(
-                        epochs=config.epochs, max_seconds=config.max_seconds,
-                        batch_size=config.batch_size, lr=config.lr, lr_final=config.lr_final,
-                        noise_std=config.noise_std, warmup_batches=config.warmup_batches,
-                        seed=seed,
-                    )  # fmt: skip
-                    kept: list[Any] = []
-                    record = train_and_evaluate(
-                        name,
-                        lambda spec=spec: _build_model(spec, config.dim, config.heads),
-                        sim,
-                        training,
-                        position_features=spec["family"] == "gt",
-                        device=device,
-                        max_trajectories=config.eval_trajectories,
-                        on_trained=kept.append,
-                    )
-                    record.pop("config")
-                    record["family"] = spec["family"]
-                    record["mask"] = spec.get("mask")
-                    runs.append(record)
-                    if not best or record["rollout_rmse"] < best["rmse"]:
-                        best = {"rmse": record["rollout_rmse"], "name": name, "sim": kept[0]}
+                    if config.checkpoints:
+                        path = mesh_job_path(Path(out_dir), ell, name, seed)
+                        state = _load_job(path, _job_fingerprint(config, ell, name, seed, device))
+                        if state is not None:
+                            keep(ell, name, seed, state["record"], state["weights"])
+                            resumed.append(state["record"])
+                            bar.update(1)
+                            continue
+                    if config.jobs > 1:
+                        pending.append((ell, name, seed))
+                        waiting = True
+                        continue
+                    bar.set_postfix_str(f"ℓ={ell:g} {name} seed {seed}")
+                    record, weights = _train_job(sim, name, seed, config, device)
+                    save(ell, name, seed, record, weights)
+                    keep(ell, name, seed, record, weights)
                     bar.update(1)
-            if best and config.dim == 2 and sim.num_nodes <= _MAX_FIELD_NODES:
-                trajectory = int(sim.split("test")[0])
-                fields.append(_field(sim, best["sim"], best["name"], trajectory))
-            del sim, best
+            if not waiting:
+                add_field(sim, ell)
+            del sim
+        if pending:
+            config_data = dataclasses.asdict(config)
+            calls = [(ell, name, seed, config_data, device) for ell, name, seed in pending]
+            results = run_in_processes(_mesh_job, calls, config.jobs, threads, bar)
+            for (ell, name, seed), (record, weights) in zip(pending, results):
+                worker_cpu += record["cpu_time_s"]
+                save(ell, name, seed, record, weights)
+                keep(ell, name, seed, record, weights)
+            for ell in dict.fromkeys(ell for ell, _, _ in pending):
+                add_field(_simulation(config, ell), ell)
+    fields.sort(key=lambda field: config.ells.index(field["ell"]))
+    runs = [
+        records[(ell, name, seed)]
+        for ell in config.ells
+        for name in config.models
+        for seed in config.seeds
+    ]
     summary = summarise_mesh_runs(runs)
     for row in summary:
         spec = specs[row["name"]]
         row["family"], row["mask"] = spec["family"], spec.get("mask")
         row["depth"], row["hidden"] = spec["depth"], spec["hidden"]
+    cpu_time = time.process_time() - cpu_start + worker_cpu
     return {
         "data": data,
         "runs": runs,
         "summary": summary,
         "baselines": baselines,
         "fields": fields,
-        "cpu_time_s": round(time.process_time() - cpu_start, 1),
+        "cpu_time_s": round(cpu_time, 1),
+        "cpu_time_all_runs_s": round(cpu_time + sum(r.get("cpu_time_s", 0.0) for r in resumed), 1),
+        "resumed_jobs": len(resumed),
         "wall_time_s": round(time.perf_counter() - wall_start, 1),
         "load_average_start": load_start,
         "load_average_end": _load(),
@@ -452,6 +629,8 @@ _RESULT_SHAPE = {
     "baselines": [_BASELINE_ROW],
     "fields?": [_FIELD],
     "cpu_time_s": NUMBER,
+    "cpu_time_all_runs_s?": NUMBER,
+    "resumed_jobs?": int,
     "wall_time_s": NUMBER,
 }
 
@@ -523,6 +702,11 @@ def claims_lines(result: dict[str, Any], config: dict[str, Any]) -> list[str]:
         f"{result['cpu_time_s'] / 60:.1f} CPU-minutes ({result['wall_time_s'] / 60:.1f} min "
         "wall)"
     )
+    if result.get("resumed_jobs"):
+        budget += (
+            f", after {result['resumed_jobs']} job(s) kept from earlier runs into this folder: "
+            f"{result['cpu_time_all_runs_s'] / 60:.1f} CPU-minutes over all runs"
+        )
     lines = [f"**What this run says about the paper's claims** (budget: {budget}).", ""]
     for ell in [d["ell"] for d in result["data"]]:
         rows = [r for r in result["summary"] if r["ell"] == ell]
@@ -714,7 +898,7 @@ class MeshSection(Section):
                 lr_final=1e-4,
             )  # fmt: skip
         if suite == "full":
-            return MeshConfig(seeds=seeds, eval_trajectories=1)
+            return MeshConfig(seeds=seeds, eval_trajectories=1, checkpoints=True)
         if suite == "smoke":
             return MeshConfig(
                 nodes=300, trajectories=4, steps=5, ells=(2.0,),
@@ -749,6 +933,15 @@ class MeshSection(Section):
         parser.add_argument("--baselines", nargs="*", choices=MESH_BASELINES,
                             default=list(d.baselines))  # fmt: skip
         parser.add_argument("--no-cache", action="store_true", help="do not cache the data")
+        parser.add_argument(
+            "--jobs",
+            type=positive_int,
+            default=d.jobs,
+            help="training jobs at once (processes sharing --threads)",
+        )
+        parser.add_argument("--checkpoints", action="store_true",
+                            help="keep every finished job in OUT/checkpoints and reuse it when "
+                            "rerun with the same --out")  # fmt: skip
 
     def configs_from_args(self, args: argparse.Namespace) -> dict[str, Any]:
         config = MeshConfig(
@@ -758,7 +951,7 @@ class MeshSection(Section):
             max_seconds=args.max_seconds or None, batch_size=args.batch_size, lr=args.lr,
             lr_final=min(MeshConfig.lr_final, args.lr),
             eval_trajectories=args.eval_trajectories or None, baselines=tuple(args.baselines),
-            cache=not args.no_cache,
+            cache=not args.no_cache, jobs=args.jobs, checkpoints=args.checkpoints,
         )  # fmt: skip
         return {self.name: config}
 
@@ -770,7 +963,7 @@ class MeshSection(Section):
         }
 
     def run(self, config: MeshConfig, context: RunContext) -> dict[str, Any]:
-        return run_mesh(config, context.device, context.progress)
+        return run_mesh(config, context.device, context.progress, context.out_dir, context.threads)
 
     def check_result(self, result: Any) -> None:
         check_shape(result, _RESULT_SHAPE, self.name)
