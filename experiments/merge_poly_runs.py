@@ -8,8 +8,8 @@ the summary and writes ``results.json`` and ``report.md`` into ``--out``::
 
     python experiments/merge_poly_runs.py --name poly-zinc --out DIR PART1/results.json PART2/...
 
-The wall times of the parts overlap, so the merged record keeps each part's wall time and
-sums their CPU time separately.
+The parts run side by side, so the merged wall time is the longest part's; the CPU time is
+the sum over the runs.
 """
 
 from __future__ import annotations
@@ -44,13 +44,20 @@ def merge(parts: list[dict], name: str) -> dict:
     merged["poly"]["runs"] = runs
     merged["poly"]["summary"] = summarise_poly(runs)
     merged["command"] = " + ".join(str(part.get("command")) for part in parts)
-    merged["wall_time_s"] = {
-        f"part{i} {'/'.join(part['config']['poly']['models'])}": part["wall_time_s"].get("total")
-        for i, part in enumerate(parts, 1)
-    }
+    # The parts ran side by side: the study took as long as the longest part.
+    longest = max(part["wall_time_s"].get("total", 0.0) for part in parts)
+    merged["wall_time_s"] = {"poly": longest, "total": longest}
+    merged["machine"]["load_average"]["end"] = max(
+        part["machine"]["load_average"]["end"] or 0.0 for part in parts
+    )
     merged["notes"] = [note for part in parts for note in part.get("notes", [])] + [
         f"merged from {len(parts)} processes run at the same time, one per model "
-        "(experiments/merge_poly_runs.py); CPU time is the sum over the runs"
+        "(experiments/merge_poly_runs.py); wall time is the longest part's, CPU time the sum "
+        "over the runs: "
+        + ", ".join(
+            f"{'/'.join(part['config']['poly']['models'])} {part['wall_time_s'].get('total')} s"
+            for part in parts
+        )
     ]
     return merged
 
