@@ -3,7 +3,7 @@
 The `poly` section trains its models one after another in one process. On a 2-core machine the
 `poly-zinc` study runs in half the wall time as two one-thread processes, one per model, each
 with ``gnnagg-bench run --config`` of the suite's config restricted to that model. This script
-checks that the parts share every setting but the models, concatenates their runs, recomputes
+checks that the parts share every setting but the models (and the number of processes), concatenates their runs, recomputes
 the summary and writes ``results.json`` and ``report.md`` into ``--out``::
 
     python experiments/merge_poly_runs.py --name poly-zinc --out DIR PART1/results.json PART2/...
@@ -28,10 +28,12 @@ def merge(parts: list[dict], name: str) -> dict:
     first = parts[0]
     reference = copy.deepcopy(first["config"]["poly"])
     reference.pop("models")
+    reference.pop("jobs", None)  # how many processes trained: not what they computed
     models: list[str] = []
     for part in parts:
         config = copy.deepcopy(part["config"]["poly"])
         models += [m for m in config.pop("models") if m not in models]
+        config.pop("jobs", None)
         if config != reference:
             raise ValueError("parts differ in a poly setting other than models")
         if part["poly"] is None or "runs" not in part["poly"]:
@@ -51,7 +53,7 @@ def merge(parts: list[dict], name: str) -> dict:
         part["machine"]["load_average"]["end"] or 0.0 for part in parts
     )
     merged["notes"] = [note for part in parts for note in part.get("notes", [])] + [
-        f"merged from {len(parts)} processes run at the same time, one per model "
+        f"merged from {len(parts)} runs, one per model "
         "(experiments/merge_poly_runs.py); wall time is the longest part's, CPU time the sum "
         "over the runs: "
         + ", ".join(
