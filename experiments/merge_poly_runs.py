@@ -1,15 +1,15 @@
-"""Merge `poly` results of one study run as several processes into one results.json and report.
+"""Merge `poly` results of one study run in parts into one results.json and report.
 
-The `poly` section trains its models one after another in one process. On a 2-core machine the
-`poly-zinc` study runs in half the wall time as two one-thread processes, one per model, each
-with ``gnnagg-bench run --config`` of the suite's config restricted to that model. This script
-checks that the parts share every setting but the models (and the number of processes), concatenates their runs, recomputes
-the summary and writes ``results.json`` and ``report.md`` into ``--out``::
+`gnnagg-bench run --suite poly-zinc --jobs 2` runs the study's jobs side by side in one
+command. This script is for a study that was run as separate parts instead, each with
+``gnnagg-bench run --config`` of the suite's config restricted to some of its models (one per
+model on the 2-core machine, or one model rerun after a fix). It checks that the parts share
+every setting but the models (and the number of processes), concatenates their runs,
+recomputes the summary and writes ``results.json`` and ``report.md`` into ``--out``::
 
     python experiments/merge_poly_runs.py --name poly-zinc --out DIR PART1/results.json PART2/...
 
-The parts run side by side, so the merged wall time is the longest part's; the CPU time is
-the sum over the runs.
+The merged wall time is the longest part's; the CPU time is the sum over the runs.
 """
 
 from __future__ import annotations
