@@ -43,3 +43,14 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: Any) -> None
     parser.add_argument("--seeds", type=positive_int, default=len(defaults.seeds))
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     parser.add_argument("--hidden", type=positive_int, default=defaults.hidden)
+
+
+def add_jobs_option(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N``: training jobs at once, each a worker process of
+    :func:`gnnagg.bench.jobs.run_in_processes` (default 1: one after another in this process)."""
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="training jobs at once (worker processes sharing --threads torch threads)",
+    )

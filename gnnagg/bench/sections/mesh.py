@@ -909,7 +909,7 @@ class MeshSection(Section):
         return None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ..options import positive_int
+        from ..options import add_jobs_option, positive_int
 
         d = MeshConfig()
         parser.add_argument("--dim", type=int, default=d.dim, help="2 or 3")
@@ -933,12 +933,7 @@ class MeshSection(Section):
         parser.add_argument("--baselines", nargs="*", choices=MESH_BASELINES,
                             default=list(d.baselines))  # fmt: skip
         parser.add_argument("--no-cache", action="store_true", help="do not cache the data")
-        parser.add_argument(
-            "--jobs",
-            type=positive_int,
-            default=d.jobs,
-            help="training jobs at once (processes sharing --threads)",
-        )
+        add_jobs_option(parser)
         parser.add_argument("--checkpoints", action="store_true",
                             help="keep every finished job in OUT/checkpoints and reuse it when "
                             "rerun with the same --out")  # fmt: skip

@@ -727,7 +727,7 @@ class PolynomialFeaturesSection(Section):
         return _study(suite, seeds)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ..options import add_names, add_training_options, positive_int
+        from ..options import add_jobs_option, add_names, add_training_options, positive_int
 
         defaults = PolyConfig()
         parser.add_argument(
@@ -764,12 +764,7 @@ class PolynomialFeaturesSection(Section):
         parser.add_argument(
             "--data-root", default=None, help="data cache folder (default: gnnagg's)"
         )
-        parser.add_argument(
-            "--jobs",
-            type=positive_int,
-            default=defaults.jobs,
-            help="training jobs at once (processes sharing --threads torch threads)",
-        )
+        add_jobs_option(parser)
 
     def configs_from_args(self, args: argparse.Namespace) -> dict[str, Any]:
         return {

@@ -464,7 +464,7 @@ class SizeGenSection(Section):
         return None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ..options import add_names, add_training_options, positive_int
+        from ..options import add_jobs_option, add_names, add_training_options, positive_int
 
         defaults = SizeGenConfig()
         add_names(parser, "--tasks", sorted(TASKS), defaults.tasks, "TASK")
@@ -488,9 +488,7 @@ class SizeGenSection(Section):
             action="store_true",
             help="checkpoint every job into OUT/checkpoints and resume from there when rerun",
         )
-        parser.add_argument(
-            "--jobs", type=positive_int, default=1, help="training jobs at once (processes)"
-        )
+        add_jobs_option(parser)
         parser.add_argument(
             "--job-minutes",
             type=float,
