@@ -230,11 +230,17 @@ _TRAINING_FIELDS = (
 )
 
 
+def settings_digest(config: Any, fields: Sequence[str], **job: Any) -> str:
+    """sha256 of ``config``'s ``fields`` and the ``job``'s own values (JSON with sorted keys):
+    what a kept checkpoint must match to be resumed or reused."""
+    payload = {name: getattr(config, name) for name in fields}
+    payload.update(job)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 def training_fingerprint(task: str, aggregator: str, seed: int, config: SizeGenConfig) -> str:
     """sha256 of what determines the training trajectory of one job (not its length)."""
-    fields = {name: getattr(config, name) for name in _TRAINING_FIELDS}
-    payload = {"task": task, "aggregator": aggregator, "seed": seed, **fields}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return settings_digest(config, _TRAINING_FIELDS, task=task, aggregator=aggregator, seed=seed)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -355,13 +355,10 @@ def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
 
 
 def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, device: str) -> str:
-    import hashlib
-    import json
+    from ..train import settings_digest
 
-    payload = {f: getattr(config, f) for f in _JOB_FIELDS}
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
-    payload.update(ell=ell, name=name, seed=seed, device=device_type)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return settings_digest(config, _JOB_FIELDS, ell=ell, name=name, seed=seed, device=device_type)
 
 
 def _simulator(spec: dict[str, Any], config: MeshConfig, state: dict[str, Any] | None = None):
