@@ -391,15 +391,19 @@ class MeanDeltaBaseline:
 @dataclass(frozen=True)
 class MeshTrainingConfig:
     """Training options. ``epochs``: passes over every training transition (``None``: only
-    the time limit); ``max_seconds``: stop after the batch that crosses this wall-clock budget
-    (``None``: only the epochs); at least one must be set. ``batch_size``: transitions (whole
-    meshes) per step. The learning rate decays exponentially from ``lr`` to ``lr_final`` over
-    the budget. ``noise_std``: standard deviation of the Gaussian noise added to ``u`` on the
-    non-obstacle nodes of training inputs. ``warmup_batches``: batches that only feed the
-    normalisers before the first update (MeshGraphNet uses 1,000)."""
+    the time limit); ``max_seconds``: stop after the batch that crosses this time budget
+    (``None``: only the epochs); at least one must be set. ``budget_clock``: what the budget
+    and the epoch times count: ``"cpu"``, this process's CPU seconds, which other processes on
+    a shared machine do not shrink; ``"wall"``, wall-clock seconds; ``"auto"``, ``"cpu"`` on
+    the CPU and ``"wall"`` on a GPU (whose work the CPU clock does not see). ``batch_size``:
+    transitions (whole meshes) per step. The learning rate decays exponentially from ``lr`` to
+    ``lr_final`` over the budget. ``noise_std``: standard deviation of the Gaussian noise added
+    to ``u`` on the non-obstacle nodes of training inputs. ``warmup_batches``: batches that
+    only feed the normalisers before the first update (MeshGraphNet uses 1,000)."""
 
     epochs: int | None = 10
     max_seconds: float | None = None
+    budget_clock: str = "auto"
     batch_size: int = 2
     lr: float = 1e-3
     lr_final: float = 1e-5
@@ -418,6 +422,10 @@ class MeshTrainingConfig:
             isinstance(self.max_seconds, (int, float)) and 0 < self.max_seconds < math.inf
         ):
             raise ValueError(f"max_seconds: expected a positive number, got {self.max_seconds!r}")
+        if self.budget_clock not in BUDGET_CLOCKS:
+            raise ValueError(
+                f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {self.budget_clock!r}"
+            )
         _check_int("batch_size", self.batch_size, 1)
         _check_int("warmup_batches", self.warmup_batches, 0)
         _check_int("max_accumulations", self.max_accumulations, 0)
@@ -435,6 +443,25 @@ class MeshTrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+BUDGET_CLOCKS = ("auto", "cpu", "wall")
+
+
+def budget_clock(name: str, device: torch.device | str) -> tuple[str, Callable[[], float]]:
+    """``(resolved name, clock)`` for a :class:`MeshTrainingConfig` ``budget_clock`` on
+    ``device``. A CPU clock on a GPU is refused: it would not count the GPU's work."""
+    on_gpu = torch.device(device).type != "cpu"
+    if name == "auto":
+        name = "wall" if on_gpu else "cpu"
+    if name == "cpu" and on_gpu:
+        raise ValueError(
+            f"budget_clock: 'cpu' counts this process's CPU time, not the work of device "
+            f"{str(device)!r}; use 'wall' or 'auto'"
+        )
+    if name not in ("cpu", "wall"):
+        raise ValueError(f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {name!r}")
+    return name, time.process_time if name == "cpu" else time.perf_counter
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -463,15 +490,17 @@ def fit_mesh_model(
     the non-obstacle nodes).
 
     Returns ``{"epochs", "steps", "train_time_s", "time_per_epoch_s", "loss_per_epoch",
-    "stopped_by"}``; ``time_per_epoch_s`` is the mean over completed epochs (or the partial
-    epoch's time scaled to a full one when none completed). ``on_epoch(epoch, mean loss)`` is
-    called after each epoch.
+    "stopped_by", "clock"}``; the times are counted by ``clock`` (the resolved
+    ``config.budget_clock``); ``time_per_epoch_s`` is the mean over completed epochs (or the
+    partial epoch's time scaled to a full one when none completed). ``on_epoch(epoch, mean
+    loss)`` is called after each epoch.
     """
     if not isinstance(config, MeshTrainingConfig):
         raise TypeError(f"config: expected a MeshTrainingConfig, got {type(config).__name__}")
     if simulator.dim != sim.config.dim:
         raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
     device, dtype = simulator._device(), simulator._dtype()
+    clock_name, clock = budget_clock(config.budget_clock, device)
     generator = torch.Generator().manual_seed(config.seed)
     transitions = _transitions(sim, "train")
     batches_per_epoch = math.ceil(len(transitions) / config.batch_size)
@@ -503,13 +532,13 @@ def fit_mesh_model(
     epoch_times: list[float] = []
     losses: list[float] = []
     steps, epoch, stopped_by = 0, 0, "epochs"
-    start = time.perf_counter()
+    start = clock()
     while config.epochs is None or epoch < config.epochs:
-        epoch_start = time.perf_counter()
+        epoch_start = clock()
         order = transitions[torch.randperm(len(transitions), generator=generator)]
         running, count, finished = 0.0, 0, True
         for first in range(0, len(order), config.batch_size):
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             if config.max_seconds is not None and elapsed >= config.max_seconds:
                 finished, stopped_by = False, "max_seconds"
                 break
@@ -533,20 +562,21 @@ def fit_mesh_model(
             losses.append(running / count)
         if not finished:
             if not epoch_times and count:
-                epoch_times.append((time.perf_counter() - epoch_start) * batches_per_epoch / count)
+                epoch_times.append((clock() - epoch_start) * batches_per_epoch / count)
             break
         epoch += 1
-        epoch_times.append(time.perf_counter() - epoch_start)
+        epoch_times.append(clock() - epoch_start)
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
     simulator.eval()
     return {
         "epochs": epoch,
         "steps": steps,
-        "train_time_s": time.perf_counter() - start,
+        "train_time_s": clock() - start,
         "time_per_epoch_s": statistics.fmean(epoch_times) if epoch_times else None,
         "loss_per_epoch": losses,
         "stopped_by": stopped_by,
+        "clock": clock_name,
     }
 
 
@@ -818,7 +848,7 @@ def _mean_std(values: Sequence[float]) -> dict[str, float | int]:
 def summarise_mesh_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs, the
     per-step rollout curve (mean), training steps, timings and memory (the largest over
-    seeds); ``num_params`` of the first seed."""
+    seeds); ``num_params`` and the training ``clock`` of the first seed."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["name"], run["ell"]), []).append(run)
@@ -841,6 +871,7 @@ def summarise_mesh_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "peak_memory_bytes": max(m["peak_memory_bytes"] for m in members),
                 "train_peak_extra_bytes": max(m.get("train_peak_extra_bytes", 0) for m in members),
                 "steps": _mean_std([m["steps"] for m in members]),
+                "clock": members[0].get("clock", "wall"),
             }
         )
     return rows

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from gnnagg.bench import mesh_rollout
 from gnnagg.bench.mesh_rollout import (
     EdgeFeatureModel,
     MeshSimulator,
@@ -285,6 +286,30 @@ def test_time_budget_stops_training(sim32):
     assert record["stopped_by"] == "max_seconds" and record["steps"] == 0
 
 
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_time_budget_counts_the_chosen_clock(sim32, monkeypatch, clock):
+    # Each read of the chosen clock advances it by one second, the other clock never moves:
+    # a 2.5 s budget then stops after the batch that crosses it, whatever the real time.
+    ticks = iter(range(10**6))
+    fake = {"cpu": "process_time", "wall": "perf_counter"}[clock]
+    still = {"cpu": "perf_counter", "wall": "process_time"}[clock]
+    monkeypatch.setattr(mesh_rollout.time, fake, lambda: float(next(ticks)))
+    monkeypatch.setattr(mesh_rollout.time, still, lambda: 0.0)
+    simulator = MeshSimulator(_tiny_model(), 2)
+    config = MeshTrainingConfig(epochs=None, max_seconds=2.5, warmup_batches=0, budget_clock=clock)
+    record = fit_mesh_model(simulator, sim32, config)
+    assert record["stopped_by"] == "max_seconds" and record["clock"] == clock
+    assert record["steps"] == 1
+
+
+def test_cpu_budget_clock_is_refused_on_a_gpu():
+    assert mesh_rollout.budget_clock("auto", "cpu")[0] == "cpu"
+    assert mesh_rollout.budget_clock("auto", "cuda:0")[0] == "wall"
+    assert mesh_rollout.budget_clock("wall", "cpu")[0] == "wall"
+    with pytest.raises(ValueError, match="budget_clock"):
+        mesh_rollout.budget_clock("cpu", "cuda")
+
+
 def test_train_and_evaluate_record_and_summary(sim32):
     runs = [
         train_and_evaluate(
@@ -325,6 +350,7 @@ def test_train_and_evaluate_record_and_summary(sim32):
         ({"noise_std": -0.1}, "noise_std"),
         ({"warmup_batches": -1}, "warmup_batches"),
         ({"seed": -1}, "seed"),
+        ({"budget_clock": "cpu-time"}, "budget_clock"),
     ],
 )
 def test_training_config_errors_name_the_argument(kwargs, name):

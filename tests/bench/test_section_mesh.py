@@ -157,6 +157,10 @@ def test_claims_paragraph_follows_the_numbers():
     noisy = _summary("gt-1x8-khop2", "gt", 100_001, 0.104, 0.01, mask="khop2")
     text = _claims([mgn, small, noisy], persistence=0.01)
     assert "**not resolved**" in text and "no model beats the persistence" in text
+    # The budget names its clock.
+    assert "8 s of training" in text
+    cpu_timed = [dict(row, clock="cpu") for row in (mgn, small, wide)]
+    assert "8 CPU-s of training" in _claims(cpu_timed)
 
 
 @pytest.mark.parametrize(
@@ -175,6 +179,7 @@ def test_claims_paragraph_follows_the_numbers():
         ("models", "mgn-2x8", "models"),
         ("seeds", [0, 0], "seeds"),
         ("max_seconds", float("nan"), "max_seconds"),
+        ("budget_clock", "process", "budget_clock"),
         ("lr", -1.0, "lr"),
         ("lr_final", 1.0, "lr_final"),
         ("eval_trajectories", 0, "eval_trajectories"),

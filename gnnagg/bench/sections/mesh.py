@@ -166,7 +166,10 @@ class MeshConfig:
     10 / 10 % train / val / test, at least one each) of ``steps`` steps per value of ``ells``
     (generated from ``data_seed``; kept in the data cache when ``cache``); every model of
     ``models`` trained per seed of ``seeds`` for ``epochs`` passes over the training
-    transitions and/or ``max_seconds`` seconds (at least one budget), ``batch_size`` meshes per
+    transitions and/or ``max_seconds`` seconds (at least one budget) counted by
+    ``budget_clock`` (see :class:`~gnnagg.bench.mesh_rollout.MeshTrainingConfig`: ``"auto"``
+    counts CPU seconds of the job's process on the CPU, so that other load on a shared machine
+    does not shrink the budget, and wall seconds on a GPU), ``batch_size`` meshes per
     step, Adam from ``lr`` down to ``lr_final``, input noise ``noise_std``; evaluated on the
     first ``eval_trajectories`` test trajectories (``None``: all) next to the ``baselines``.
 
@@ -187,6 +190,7 @@ class MeshConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int | None = None
     max_seconds: float | None = 300.0
+    budget_clock: str = "auto"
     batch_size: int = 2
     lr: float = 1e-3
     lr_final: float = 1e-5
@@ -235,6 +239,12 @@ class MeshConfig:
         if self.max_seconds is not None:
             self.max_seconds = check_finite(
                 self.max_seconds, "max_seconds", positive=True, maximum=7 * 86400
+            )
+        from ..mesh_rollout import BUDGET_CLOCKS
+
+        if self.budget_clock not in BUDGET_CLOCKS:
+            raise ValueError(
+                f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {self.budget_clock!r}"
             )
         self.batch_size = check_int(self.batch_size, "batch_size", 1, 4096)
         self.lr = check_finite(self.lr, "lr", positive=True, maximum=10.0)
@@ -343,7 +353,8 @@ MESH_CHECKPOINT_FORMAT = "gnnagg-mesh-job/1"
 # MeshConfig fields that change what one (ℓ, model, seed) job computes: a kept job is reused
 # only under the same values (and the same device, whose timings it holds).
 _JOB_FIELDS = (
-    "dim", "nodes", "trajectories", "steps", "heads", "epochs", "max_seconds", "batch_size",
+    "dim", "nodes", "trajectories", "steps", "heads", "epochs", "max_seconds", "budget_clock",
+    "batch_size",
     "lr", "lr_final", "noise_std", "warmup_batches", "eval_trajectories", "data_seed",
 )  # fmt: skip
 
@@ -383,9 +394,9 @@ def _train_job(
 
     spec = parse_model_name(name, config.heads)
     training = MeshTrainingConfig(
-        epochs=config.epochs, max_seconds=config.max_seconds, batch_size=config.batch_size,
-        lr=config.lr, lr_final=config.lr_final, noise_std=config.noise_std,
-        warmup_batches=config.warmup_batches, seed=seed,
+        epochs=config.epochs, max_seconds=config.max_seconds, budget_clock=config.budget_clock,
+        batch_size=config.batch_size, lr=config.lr, lr_final=config.lr_final,
+        noise_std=config.noise_std, warmup_batches=config.warmup_batches, seed=seed,
     )  # fmt: skip
     kept: list[Any] = []
     cpu_start = time.process_time()
@@ -601,6 +612,7 @@ _SUMMARY_ROW = {
     "inference_s_per_step": STATS,
     "train_peak_extra_bytes": NUMBER,
     "steps": STATS,
+    "clock?": str,
 }
 _BASELINE_ROW = {
     "name": str,
@@ -640,12 +652,18 @@ def _stats(stats: dict[str, float], digits: int = 3) -> str:
     return f"{stats['mean']:.{digits}g} ± {stats['std']:.2g}"
 
 
+def _time_unit(rows: list[dict[str, Any]]) -> str:
+    """``"CPU-s"`` when every row's training was timed by the process's CPU clock."""
+    return "CPU-s" if rows and all(r.get("clock") == "cpu" for r in rows) else "s"
+
+
 def mesh_table(result: dict[str, Any], ell: float) -> str:
     """Markdown: the baselines, then every model at ``ell`` (parameters, training, inference,
     memory, both RMSEs as mean ± std over seeds)."""
+    unit = _time_unit([r for r in result["summary"] if r["ell"] == ell])
     lines = [
-        "| model | parameters | train s/epoch | train steps | train s | inference ms/step | "
-        "train peak extra memory | 1-step RMSE | rollout RMSE |",
+        f"| model | parameters | train {unit}/epoch | train steps | train {unit} | "
+        "inference ms/step | train peak extra memory | 1-step RMSE | rollout RMSE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for b in result["baselines"]:
@@ -694,7 +712,11 @@ def claims_lines(result: dict[str, Any], config: dict[str, Any]) -> list[str]:
         f"of {config['steps']} steps, "
         + (f"{config['epochs']} epoch(s)" if config.get("epochs") else "")
         + (" or " if config.get("epochs") and config.get("max_seconds") else "")
-        + (f"{config['max_seconds']:g} s of training" if config.get("max_seconds") else "")
+        + (
+            f"{config['max_seconds']:g} {_time_unit(result['summary'])} of training"
+            if config.get("max_seconds")
+            else ""
+        )
         + f" per model and seed, {len(config['seeds'])} seed(s); the section took "
         f"{result['cpu_time_s'] / 60:.1f} CPU-minutes ({result['wall_time_s'] / 60:.1f} min "
         "wall)"
@@ -923,6 +945,11 @@ class MeshSection(Section):
         parser.add_argument("--epochs", type=int, default=None, help="(default: time budget)")
         parser.add_argument("--max-seconds", type=float, default=d.max_seconds,
                             help="training seconds per model and seed (0: no limit)")  # fmt: skip
+        from ..mesh_rollout import BUDGET_CLOCKS
+
+        parser.add_argument("--budget-clock", choices=BUDGET_CLOCKS, default=d.budget_clock,
+                            help="what --max-seconds counts: cpu (this job's CPU seconds), "
+                            "wall, or auto (cpu on the CPU, wall on a GPU)")  # fmt: skip
         parser.add_argument("--batch-size", type=int, default=d.batch_size)
         parser.add_argument("--lr", type=float, default=d.lr)
         parser.add_argument("--eval-trajectories", type=int, default=d.eval_trajectories,
@@ -940,7 +967,8 @@ class MeshSection(Section):
             dim=args.dim, nodes=args.nodes, trajectories=args.trajectories, steps=args.steps,
             ells=tuple(args.ells), models=tuple(args.models), heads=args.heads,
             seeds=tuple(range(args.seeds)), epochs=args.epochs,
-            max_seconds=args.max_seconds or None, batch_size=args.batch_size, lr=args.lr,
+            max_seconds=args.max_seconds or None, budget_clock=args.budget_clock,
+            batch_size=args.batch_size, lr=args.lr,
             lr_final=min(MeshConfig.lr_final, args.lr),
             eval_trajectories=args.eval_trajectories or None, baselines=tuple(args.baselines),
             cache=not args.no_cache, jobs=args.jobs, checkpoints=args.checkpoints,
@@ -966,7 +994,11 @@ class MeshSection(Section):
         budget = (
             " or ".join(
                 ([f"{config['epochs']} epoch(s)"] if config.get("epochs") else [])
-                + ([f"{config['max_seconds']:g} s"] if config.get("max_seconds") else [])
+                + (
+                    [f"{config['max_seconds']:g} {_time_unit(result['summary'])}"]
+                    if config.get("max_seconds")
+                    else []
+                )
             )
             + " of training per model and seed"
         )
