@@ -69,9 +69,12 @@ def run_in_processes(
     workers: int,
     threads: int,
     bar: Any,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``[worker(*args, on_epoch=tick) for args in calls]``, computed in ``workers`` spawned
     processes with ``max(1, threads // workers)`` torch threads each; results in call order.
+    The jobs start in call order. ``on_result(index, result)`` is called in this process as
+    each job finishes, so that a caller can keep it before the others end.
 
     ``worker`` must be a module-level function (it is pickled by name) and its ``args``
     picklable. ``tick(epoch)`` advances ``bar`` (tqdm) to ``epoch`` finished epochs of that
@@ -110,7 +113,10 @@ def run_in_processes(
                         bar.update(max(0, epoch - seen[job]))
                         seen[job] = max(seen[job], epoch)
                     for future in finished:
-                        results[futures[future]] = future.result()
+                        index = futures[future]
+                        results[index] = future.result()
+                        if on_result is not None:
+                            on_result(index, results[index])
                         bar.set_postfix_str(f"{len(futures) - len(pending)}/{len(calls)} jobs done")
             except BaseException:
                 for future in pending:

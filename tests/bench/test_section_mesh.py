@@ -295,6 +295,27 @@ def test_jobs_in_processes_and_kept_jobs_give_the_same_runs(tmp_path):
     assert other["resumed_jobs"] == 0
 
 
+def test_each_job_in_processes_is_handed_over_as_it_finishes():
+    from gnnagg.bench.jobs import run_in_processes
+    from gnnagg.bench.sections.mesh import _mesh_job
+
+    config = dataclasses.asdict(dataclasses.replace(TINY, ells=(2.0,), seeds=(0,)))
+    calls = [(2.0, name, 0, config, "cpu") for name in ("mgn-2x8", "gt-1x8-adjacency")]
+    handed: dict[int, object] = {}
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix_str(self, text):
+            pass
+
+    results = run_in_processes(_mesh_job, calls, 2, 2, Bar(), on_result=handed.__setitem__)
+    assert sorted(handed) == [0, 1]
+    assert [handed[i][0]["name"] for i in (0, 1)] == ["mgn-2x8", "gt-1x8-adjacency"]
+    assert [r[0]["rollout_rmse"] for r in results] == [handed[i][0]["rollout_rmse"] for i in (0, 1)]
+
+
 def test_kept_jobs_are_hash_checked_and_need_a_folder(tmp_path):
     config = dataclasses.replace(
         TINY, ells=(2.0,), models=("mgn-2x8",), seeds=(0,), checkpoints=True

@@ -558,13 +558,19 @@ def run_mesh(
                 add_field(sim, ell)
             del sim
         if pending:
+            # Seed by seed, so that a run stopped part-way has kept whole seeds of the study.
+            pending.sort(key=lambda job: config.seeds.index(job[2]))
             config_data = dataclasses.asdict(config)
             calls = [(ell, name, seed, config_data, device) for ell, name, seed in pending]
-            results = run_in_processes(_mesh_job, calls, config.jobs, threads, bar)
-            for (ell, name, seed), (record, weights) in zip(pending, results):
+
+            def finished(index: int, result: tuple[dict[str, Any], Any]) -> None:
+                nonlocal worker_cpu
+                record, weights = result
                 worker_cpu += record["cpu_time_s"]
-                save(ell, name, seed, record, weights)
-                keep(ell, name, seed, record, weights)
+                save(*pending[index], record, weights)
+                keep(*pending[index], record, weights)
+
+            run_in_processes(_mesh_job, calls, config.jobs, threads, bar, on_result=finished)
             for ell in dict.fromkeys(ell for ell, _, _ in pending):
                 add_field(_simulation(config, ell), ell)
     fields.sort(key=lambda field: config.ells.index(field["ell"]))
