@@ -161,6 +161,11 @@ def test_rmse_of_persistence_matches_a_direct_computation(sim64):
     assert one_step_rmse(Persistence(), sim64, split="train") == pytest.approx(
         math.sqrt((one_step**2).mean()), rel=1e-12
     )
+    # A stride keeps the transitions from steps 0, 3, 6, ...
+    strided = one_step_rmse(Persistence(), sim64, split="train", stride=3)
+    assert strided == pytest.approx(math.sqrt((one_step[:, ::3] ** 2).mean()), rel=1e-12)
+    with pytest.raises(ValueError, match="stride"):
+        one_step_rmse(Persistence(), sim64, stride=0)
 
 
 def test_rollout_holds_obstacle_nodes_and_checks_arguments(sim64):

@@ -183,6 +183,8 @@ def test_claims_paragraph_follows_the_numbers():
         ("lr", -1.0, "lr"),
         ("lr_final", 1.0, "lr_final"),
         ("eval_trajectories", 0, "eval_trajectories"),
+        ("one_step_stride", 0, "one_step_stride"),
+        ("one_step_stride", 10**6, "one_step_stride"),
         ("baselines", ["oracle"], "baselines"),
         ("cache", "yes", "cache"),
         ("jobs", 0, "jobs"),
