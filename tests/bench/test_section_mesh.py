@@ -114,6 +114,7 @@ def _summary(name, family, params, rmse, std=0.0, epoch=1.0, infer=0.01, mask=No
         "rollout_rmse": {"mean": rmse, "std": std}, "one_step_rmse": {"mean": rmse, "std": std},
         "time_per_epoch_s": {"mean": epoch, "std": 0.0},
         "inference_s_per_step": {"mean": infer, "std": 0.0},
+        "steps": {"mean": 13.0, "std": 0.0},
     }  # fmt: skip
 
 
@@ -157,6 +158,11 @@ def test_claims_paragraph_follows_the_numbers():
     noisy = _summary("gt-1x8-khop2", "gt", 100_001, 0.104, 0.01, mask="khop2")
     text = _claims([mgn, small, noisy], persistence=0.01)
     assert "**not resolved**" in text and "no model beats the persistence" in text
+    # A MeshGraphNet no better than a trivial predictor is no reference for accuracy.
+    text = _claims([mgn, small, wide], mean_delta=0.09)
+    assert "is **not resolved**: `gt-1x8-adjacency`" in text
+    assert "`mgn-15x128` does not beat the mean Δu per node baseline (0.09) in this budget " \
+        "(13 training steps)" in text  # fmt: skip
     # The budget names its clock.
     assert "8 s of training" in text
     cpu_timed = [dict(row, clock="cpu") for row in (mgn, small, wide)]
