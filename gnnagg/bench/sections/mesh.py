@@ -40,8 +40,8 @@ average about 9; a quiet core is 3-5 times faster):
   \{1, 6\}`, ``mgn-15x128``, ``mgn-6x64`` and ``gt`` at 2x32 (four masks), 4x64 (two) and
   8x128, 300 CPU-s of training per model and seed, 3 seeds, evaluated on one test
   trajectory (100 rollout steps, and one-step predictions from every 5th step).
-  Measured on a 2-core Xeon (seed 0): 1.9 CPU-hours per seed, 5-7 CPU-minutes per job
-  and 12-13 for ``mgn-15x128`` (3.2 s per inference step at 10k nodes); about 6 CPU-hours
+  Measured on a 2-core Xeon (seeds 0 and 1): 1.9-2.0 CPU-hours per seed, 5-7 CPU-minutes per job
+  and 12-13 for ``mgn-15x128`` (3-4 s per inference step at 10k nodes); about 6 CPU-hours
   for the three seeds, 3 hours of wall time with ``--jobs 2`` (the report prints the
   measured CPU time).
   Its data: about 25 s per :math:`\ell` to generate, 200 MB each in the cache.
