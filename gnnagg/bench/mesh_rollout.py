@@ -422,10 +422,7 @@ class MeshTrainingConfig:
             isinstance(self.max_seconds, (int, float)) and 0 < self.max_seconds < math.inf
         ):
             raise ValueError(f"max_seconds: expected a positive number, got {self.max_seconds!r}")
-        if self.budget_clock not in BUDGET_CLOCKS:
-            raise ValueError(
-                f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {self.budget_clock!r}"
-            )
+        check_budget_clock(self.budget_clock)
         _check_int("batch_size", self.batch_size, 1)
         _check_int("warmup_batches", self.warmup_batches, 0)
         _check_int("max_accumulations", self.max_accumulations, 0)
@@ -448,19 +445,24 @@ class MeshTrainingConfig:
 BUDGET_CLOCKS = ("auto", "cpu", "wall")
 
 
+def check_budget_clock(name: object) -> str:
+    """``name`` if it is one of :data:`BUDGET_CLOCKS`, else a ``ValueError`` naming it."""
+    if name not in BUDGET_CLOCKS:
+        raise ValueError(f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {name!r}")
+    return name  # type: ignore[return-value]
+
+
 def budget_clock(name: str, device: torch.device | str) -> tuple[str, Callable[[], float]]:
     """``(resolved name, clock)`` for a :class:`MeshTrainingConfig` ``budget_clock`` on
     ``device``. A CPU clock on a GPU is refused: it would not count the GPU's work."""
     on_gpu = torch.device(device).type != "cpu"
-    if name == "auto":
+    if check_budget_clock(name) == "auto":
         name = "wall" if on_gpu else "cpu"
     if name == "cpu" and on_gpu:
         raise ValueError(
             f"budget_clock: 'cpu' counts this process's CPU time, not the work of device "
             f"{str(device)!r}; use 'wall' or 'auto'"
         )
-    if name not in ("cpu", "wall"):
-        raise ValueError(f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {name!r}")
     return name, time.process_time if name == "cpu" else time.perf_counter
 
 

@@ -244,12 +244,9 @@ class MeshConfig:
             self.max_seconds = check_finite(
                 self.max_seconds, "max_seconds", positive=True, maximum=7 * 86400
             )
-        from ..mesh_rollout import BUDGET_CLOCKS
+        from ..mesh_rollout import check_budget_clock
 
-        if self.budget_clock not in BUDGET_CLOCKS:
-            raise ValueError(
-                f"budget_clock: expected one of {list(BUDGET_CLOCKS)}, got {self.budget_clock!r}"
-            )
+        check_budget_clock(self.budget_clock)
         self.batch_size = check_int(self.batch_size, "batch_size", 1, 4096)
         self.lr = check_finite(self.lr, "lr", positive=True, maximum=10.0)
         self.lr_final = check_finite(self.lr_final, "lr_final", positive=True, maximum=10.0)
