@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from gnnagg.bench.jobs import checkpoint_path
 from gnnagg.bench.models import SetClassifier
@@ -69,6 +70,45 @@ def evaluate(model: SetClassifier, data, size: int, orders: int = 5) -> dict[str
         "left fold": fold,
         "associativity gap": gap,
     }
+
+
+@torch.no_grad()
+def split_accuracy(model: SetClassifier, data) -> float:
+    """Accuracy of ``model`` (put in eval mode) on a whole split."""
+    model.eval()
+    x, index, y, n = data.batch(torch.arange(len(data)))
+    return _accuracy(model(x, index, n)[0], y)
+
+
+def measure(model: SetClassifier, splits, sizes=(16, 32, 64)) -> dict[str, float]:
+    """Validation accuracy (sizes 2-16 and 32), and per test size the balanced tree, the left
+    fold and the associativity gap."""
+    row = {
+        "val": split_accuracy(model, splits["val"]),
+        "val_at_32": split_accuracy(model, splits["val_at_32"]),
+    }
+    for size in sizes:
+        scores = evaluate(model, splits[f"test_{size}"], size, orders=1)
+        row[f"tree_{size}"] = scores["balanced tree"]
+        row[f"fold_{size}"] = scores["left fold"]
+        row[f"gap_{size}"] = scores["associativity gap"]
+    return row
+
+
+def train_epoch(model: SetClassifier, optimiser, train, batch_size: int, gen, extra_loss=None):
+    """One epoch of the suite's training: elements reshuffled and multisets in a random order
+    drawn from ``gen``; ``extra_loss(model)`` (if given) is added to every step's loss."""
+    data = train.shuffled(gen)
+    model.train()
+    for chunk in torch.randperm(len(train), generator=gen).split(batch_size):
+        x, index, y, n = data.batch(chunk)
+        logits, reg = model(x, index, n)
+        loss = F.cross_entropy(logits, y) + reg
+        if extra_loss is not None:
+            loss = loss + extra_loss(model)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
 
 
 def main() -> None:

@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from lcm_bracketing import evaluate
+from lcm_bracketing import measure, train_epoch
 
 from gnnagg.bench.jobs import checkpoint_path
 from gnnagg.bench.models import SetClassifier
@@ -34,27 +33,6 @@ from gnnagg.bench.train import build_splits, load_checkpoint
 from gnnagg.data import TASKS
 
 SIZES = (16, 32, 64)
-
-
-@torch.no_grad()
-def _accuracy(model: SetClassifier, data) -> float:
-    model.eval()
-    x, index, y, n = data.batch(torch.arange(len(data)))
-    return float((model(x, index, n)[0].argmax(-1) == y).float().mean())
-
-
-def _measure(model: SetClassifier, splits) -> dict:
-    model.eval()
-    row = {
-        "val": _accuracy(model, splits["val"]),
-        "val_at_32": _accuracy(model, splits["val_at_32"]),
-    }
-    for size in SIZES:
-        scores = evaluate(model, splits[f"test_{size}"], size, orders=1)
-        row[f"tree_{size}"] = scores["balanced tree"]
-        row[f"fold_{size}"] = scores["left fold"]
-        row[f"gap_{size}"] = scores["associativity gap"]
-    return row
 
 
 def main() -> None:
@@ -83,22 +61,14 @@ def main() -> None:
         )
         model.load_state_dict(state["best_state"])
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-        curve = [{"epoch": 0, **_measure(model, splits)}]
+        curve = [{"epoch": 0, **measure(model, splits, SIZES)}]
         print(weight, json.dumps({k: round(v, 4) for k, v in curve[-1].items()}), flush=True)
         for epoch in range(1, args.epochs + 1):
             start = time.process_time()
             gen = torch.Generator().manual_seed(args.seed * 1_000_003 + 1000 + epoch)
-            data = train.shuffled(gen)
-            model.train()
-            for chunk in torch.randperm(len(train), generator=gen).split(config.batch_size):
-                x, index, y, n = data.batch(chunk)
-                logits, reg = model(x, index, n)
-                loss = F.cross_entropy(logits, y) + reg
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+            train_epoch(model, optimiser, train, config.batch_size, gen)
             cpu = time.process_time() - start
-            curve.append({"epoch": epoch, "train_cpu_s": cpu, **_measure(model, splits)})
+            curve.append({"epoch": epoch, "train_cpu_s": cpu, **measure(model, splits, SIZES)})
             print(weight, json.dumps({k: round(v, 4) for k, v in curve[-1].items()}), flush=True)
         results["runs"][str(weight)] = curve
         out.write_text(json.dumps(results, indent=1) + "\n")
