@@ -46,7 +46,6 @@ from gnnagg.bench.models import SetClassifier
 from gnnagg.bench.sections.sizegen import paper_config
 from gnnagg.bench.train import build_splits, seed_everything
 from gnnagg.data import TASKS
-from gnnagg.monoids import fused_tree_reduce
 from gnnagg.segment import SegmentPlan
 
 VARIANTS = ("control", "identity", "init")
@@ -54,24 +53,21 @@ TEST_SIZES = (16, 32, 64, 128)
 
 
 class IdentityPaddedLCM(LCMAggregation):
-    """The GRU-monoid LCM with every group padded to the next power of two with the learned
-    identity element before its (then complete) balanced tree."""
+    """The LCM with every group padded to the next power of two with the monoid's identity
+    element before its (then complete) balanced tree; the reduction itself is the parent's."""
 
     def _reduce(self, states: Tensor, groups: Neighbourhoods) -> Tensor:
-        counts = groups.plan.ptr.diff()
+        counts = groups.degrees
+        # 2 ** ceil(log2(d)) for d >= 1; empty groups stay empty (they get the identity).
         padded_counts = torch.where(
             counts > 0, 2 ** torch.ceil(torch.log2(counts.clamp_min(1).double())).long(), 0
         )
         ptr = torch.cat([counts.new_zeros(1), padded_counts.cumsum(0)])
         group = torch.repeat_interleave(torch.arange(counts.numel()), counts)
-        rows = ptr[group] + torch.arange(states.shape[0]) - groups.plan.ptr[group]
-        identity = self.monoid.identity(states, int(ptr[-1]))
-        padded = identity.index_copy(0, rows, states)
+        rows = ptr[group] + torch.arange(states.shape[0]) - groups.ptr[group]
+        padded = self.monoid.identity(states, int(ptr[-1])).index_copy(0, rows, states)
         plan = SegmentPlan.from_ptr(ptr, validate=False)
-        kernel, params = self.monoid.pair_kernel()
-        return fused_tree_reduce(
-            padded, plan, kernel, params, self.monoid.identity(states, plan.dim_size)
-        )
+        return super()._reduce(padded, Neighbourhoods(padded, None, plan))
 
 
 def build_model(variant: str, seed: int, config) -> SetClassifier:
