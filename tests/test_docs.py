@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from doc_examples import resolve, rst_python_blocks, rst_spelled_names
+
+from .doc_examples import resolve, rst_python_blocks, rst_spelled_names
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TUTORIALS = sorted((DOCS / "tutorials").glob("*.rst"))

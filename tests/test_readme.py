@@ -3,7 +3,8 @@
 from pathlib import Path
 
 import pytest
-from doc_examples import markdown_python_blocks, markdown_spelled_names, resolve
+
+from .doc_examples import markdown_python_blocks, markdown_spelled_names, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

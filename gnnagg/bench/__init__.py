@@ -1,31 +1,33 @@
 """The benchmark harness, ``gnnagg-bench`` (the top layer: it imports all of gnnagg, and nothing
 in gnnagg imports it).
 
-* :mod:`~gnnagg.bench.cli` -- the command line (``run``, one subcommand per section that has
-  one, ``train``, ``list``, ``report``);
-* :mod:`~gnnagg.bench.sections` -- the registry of benchmark sections and suites;
-  :mod:`~gnnagg.bench.sections.base` is the section interface and the checklist for adding
-  one; ``sections/<name>.py`` is each section (config, suites, options, run, report);
-* :mod:`~gnnagg.bench.config` -- :class:`SuiteConfig`, the config of a run (written into
-  ``results.json``), and the predefined suites;
-* :mod:`~gnnagg.bench.speed` -- the speed benchmarks (one module per part, each also a command);
-* :mod:`~gnnagg.bench.registry` -- aggregator names -> modules (PyG's and gnnagg's);
-* :mod:`~gnnagg.bench.models` -- the small models trained around each aggregator;
-* :mod:`~gnnagg.bench.train` -- multiset training, one process or DDP under ``torchrun``;
-* :mod:`~gnnagg.bench.real` -- loading, training and scoring on real graph data sets;
-* :mod:`~gnnagg.bench.runner` -- runs a suite, writes ``results.json`` (keys documented there);
-* :mod:`~gnnagg.bench.report` -- ``report.md``; :mod:`~gnnagg.bench.validation` -- the checks
-  of configs and ``results.json`` files; :mod:`~gnnagg.bench.machine` -- what a run ran on.
+Bottom to top (a module imports only those above it in this list):
+
+* :mod:`~gnnagg.bench.validation` (checks of configs and ``results.json`` files),
+  :mod:`~gnnagg.bench.machine` (what a run ran on), :mod:`~gnnagg.bench.measure` (the one
+  timer and the one peak-memory probe), :mod:`~gnnagg.bench.stats`,
+  :mod:`~gnnagg.bench.jobs` (worker processes), :mod:`~gnnagg.bench.checkpoints`,
+  :mod:`~gnnagg.bench.training` (seeding, DDP context, the keep-the-best training loop),
+  :mod:`~gnnagg.bench.registry` (aggregator names -> modules, PyG's and gnnagg's);
+* :mod:`~gnnagg.bench.fields` (config fields declared once) and
+  :mod:`~gnnagg.bench.section` (the interface of a study);
+* :mod:`~gnnagg.bench.studies` -- one folder per study (``sizegen``, ``speed``, ``real``,
+  ``poly``, ``attention``, ``mesh``: config, run or train, report, section) and the registry
+  :data:`~gnnagg.bench.studies.SECTIONS` and suites;
+* :mod:`~gnnagg.bench.config` (:class:`SuiteConfig`, the config of a run),
+  :mod:`~gnnagg.bench.results` (``results.json``), :mod:`~gnnagg.bench.report`
+  (``report.md``), :mod:`~gnnagg.bench.runner` (runs a suite) and :mod:`~gnnagg.bench.cli`.
 """
 
 from .config import SuiteConfig, suite_config
 from .registry import AGGREGATORS, build_aggregator
 from .runner import run_suite
-from .sections import SECTIONS, SUITES, Section
-from .sections.polynomial_features import PolyConfig
-from .sections.real import RealConfig
-from .sections.sizegen import SizeGenConfig
-from .sections.speed import SpeedConfig
+from .section import Section
+from .studies import SECTIONS, SUITES
+from .studies.poly import PolyConfig
+from .studies.real import RealConfig
+from .studies.sizegen import SizeGenConfig
+from .studies.speed import SpeedConfig
 
 __all__ = [
     "AGGREGATORS",

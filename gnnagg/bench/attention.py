@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from .machine import machine_info
-from .speed.timing import median_time_ms, peak_cuda_extra_mb, peak_rss_extra_mb, significant
+from .measure import MIB, median_time_ms, peak_extra_memory, significant
 
 __all__ = [
     "MASKS",
@@ -119,9 +119,7 @@ def _table_mb(block_mask: Any) -> float:
 
 
 def _peak_extra_mb(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        return round(peak_cuda_extra_mb(fn, device), 1)
-    return round(peak_rss_extra_mb(fn), 1)
+    return round(peak_extra_memory(fn, device)[1] / MIB, 1)
 
 
 def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, Any]:
@@ -223,7 +221,7 @@ def measure_big(spec: dict[str, Any]) -> dict[str, Any]:
         built["gmask"] = mask.build(edge_index, pos=pos)
 
     start = time.perf_counter()
-    row["extra_mb"] = round(peak_rss_extra_mb(build), 1)
+    row["extra_mb"] = round(peak_extra_memory(build)[1] / MIB, 1)
     row["build_s"] = round(time.perf_counter() - start, 2)
     gmask = built["gmask"]
     row["nnz"] = gmask.nnz

@@ -1,7 +1,8 @@
 """``gnnagg-bench``: the benchmark harness on the command line.
 
-Subcommands (``run``, ``train``, ``list`` and ``report`` here; one per section that has a
-subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
+Subcommands (``run``, ``train``, ``list`` and ``report`` here; one per study that has a
+subcommand, from the registry :data:`gnnagg.bench.studies.SECTIONS`; each study's options are
+its config's fields, see ``gnnagg-bench <study> --help``)::
 
     gnnagg-bench run [--suite quick|full|smoke|paper|poly-zinc|poly-freesolv]
                      [--config results.json] [--out DIR] [--quiet] [--seeds N]
@@ -19,40 +20,49 @@ subcommand, from the registry :data:`gnnagg.bench.sections.SECTIONS`)::
                                             mesh attention vs TransformerConv, block density
     gnnagg-bench mesh [--dim 2|3] [--nodes N] [--ells ...] [--models ...]  learned mesh
                                             simulators: MeshGraphNet vs masked transformers
-    gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (see
-                                            ``torchrun --nproc_per_node=K -m gnnagg.bench.train``)
+    gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (also
+                                            ``torchrun --nproc_per_node=K --no-python
+                                            gnnagg-bench train ...``)
     gnnagg-bench list [--json]              aggregators, tasks, data sets, suites, sections
     gnnagg-bench report RESULTS_JSON        rebuild report.md and the plots from a results.json
 
-Every run writes ``results.json``, ``report.md`` and PNG plots to
-``experiments/results/<suite>-<timestamp>/`` in a checkout, ``gnnagg-bench-results/...`` under
-the current folder otherwise (or ``--out``), and prints where they are. A ``--config`` or
-``results.json`` that is not valid fails with one line on stderr and exit status 2; bad
-options are usage errors (also exit status 2).
+Every run writes ``results.json``, ``report.md`` and PNG plots to ``--out``, or else to
+``<suite>-<timestamp>/`` in ``$GNNAGG_BENCH_RESULTS`` or ``./gnnagg-bench-results``, and prints
+where they are. Data sets are read and built in ``--data-root`` (else ``$GNNAGG_DATA``, else
+``~/.cache/gnnagg``): a config file never chooses where gnnagg writes. A ``--config`` or
+``results.json`` that is not valid, or an ``--out`` that cannot be a folder, fails with one
+line on stderr and exit status 2; bad options are usage errors (also exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from ..data import DATASETS, TASKS
 from .config import SuiteConfig, suite_config, suite_from_dict
-from .options import positive_int
+from .fields import add_override_options, apply_overrides, positive_int
 from .registry import AGGREGATORS
-from .sections import SECTIONS, SUITES
+from .report import write_report
+from .runner import run_suite
+from .studies import SECTIONS, SUITES
+from .studies.sizegen.entry import add_train_arguments, run_training, training_config
+from .validation import read_json
 
 __all__ = ["build_parser", "main"]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: experiments/results/...)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: a new folder per run in $GNNAGG_BENCH_RESULTS, else in "
+        "./gnnagg-bench-results)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -68,12 +78,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="torch threads, also for the benchmark worker processes (quick suite: 1, "
         "robust on a shared machine; full suite: every core)",
     )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="data cache folder to read and build data sets in (default: $GNNAGG_DATA, else "
+        "~/.cache/gnnagg)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gnnagg-bench`` (all subcommands)."""
-    from .train import add_train_arguments
-
     parser = argparse.ArgumentParser(
         prog="gnnagg-bench",
         description="Benchmarks of gnnagg's aggregators next to PyTorch Geometric's: size "
@@ -101,25 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seeds", type=positive_int, default=None, help="number of seeds")
     overrides = run.add_argument_group(
-        "overrides", "change the suite's value in every section that has the setting"
+        "overrides", "change the suite's value in every study that has the setting"
     )
-    overrides.add_argument(
-        "--jobs",
-        type=positive_int,
-        default=None,
-        help="training jobs at once, each a process with threads // jobs torch threads",
-    )
-    overrides.add_argument("--epochs", type=positive_int, default=None, help="epochs per model")
-    overrides.add_argument(
-        "--job-minutes",
-        type=float,
-        default=None,
-        help="wall-clock budget per training job in this run (a rerun with the same --out "
-        "continues from the checkpoints)",
-    )
-    overrides.add_argument("--tasks", nargs="+", default=None, metavar="TASK")
-    overrides.add_argument("--batch-size", type=positive_int, default=None)
-    overrides.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    add_override_options(overrides, [section.config_type for section in SECTIONS.values()])
     run.add_argument(
         "--only", nargs="+", choices=list(SECTIONS), default=None, help="run only these sections"
     )
@@ -141,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="the training entry point (runs unchanged under torchrun with DDP)",
         description="Train multiset models, in one process or under "
-        "`torchrun --nproc_per_node=K -m gnnagg.bench.train` (DDP, gloo on CPU, nccl on GPU).",
+        "`torchrun --nproc_per_node=K --no-python gnnagg-bench train` (DDP, gloo on CPU, nccl "
+        "on GPU).",
     )
     add_train_arguments(train)
 
@@ -169,14 +169,23 @@ class ConfigFileError(ValueError):
 
 
 def _config_from_file(path: Path) -> SuiteConfig:
-    from .validation import read_json
-
     try:
         data = read_json(path)
     except ValueError as error:
         raise ConfigFileError(f"--config {path}: {error}") from None
     if isinstance(data, dict) and "config" in data and "schema" in data:
         data = data["config"]
+    if isinstance(data, dict):
+        for key, section in list(data.items()):
+            # Where data sets are built is the caller's choice, never a shared file's.
+            if isinstance(section, dict) and "data_root" in section:
+                data[key] = {k: v for k, v in section.items() if k != "data_root"}
+                print(
+                    f"gnnagg-bench: note: --config {path}: ignored {key}.data_root "
+                    f"{section['data_root']!r}; data sets go to --data-root, $GNNAGG_DATA or "
+                    "~/.cache/gnnagg",
+                    file=sys.stderr,
+                )
     try:
         return suite_from_dict(data)
     except (TypeError, ValueError) as error:
@@ -221,47 +230,15 @@ def _suite(args: argparse.Namespace) -> SuiteConfig:
     )
 
 
-# ``run`` options that set a config field of every section that has it: option -> field.
-_OVERRIDES = {
-    "jobs": "jobs",
-    "epochs": "epochs",
-    "job_minutes": "time_budget_s",
-    "tasks": "tasks",
-    "batch_size": "batch_size",
-    "lr": "lr",
-}
-
-
 def _with_overrides(config: SuiteConfig, args: argparse.Namespace) -> SuiteConfig:
-    """``config`` with the override options of ``run`` applied to every section config that
-    has the field; ``ValueError`` when no section of the suite has it or a value is invalid
-    (the section configs validate it)."""
-    changes: dict[str, Any] = {}
-    for option, field in _OVERRIDES.items():
-        value = getattr(args, option, None)
-        if value is None:
-            continue
-        if option == "job_minutes":
-            if not value > 0 or value == float("inf"):
-                raise ValueError(f"--job-minutes: expected a positive number, got {value}")
-            value = 60.0 * value
-        elif option == "tasks":
-            value = tuple(value)
-        flag = "--" + option.replace("_", "-")
-        targets = [
-            key
-            for key, c in config.sections.items()
-            if any(f.name == field for f in dataclasses.fields(c))
-        ]
-        if not targets:
-            raise ValueError(f"{flag}: no section of the {config.name} suite takes it")
-        for key in targets:
-            current = changes.get(key, config.sections[key])
-            try:
-                changes[key] = dataclasses.replace(current, **{field: value})
-            except ValueError as error:
-                raise ValueError(f"{flag}: {error}") from None
-    return config.replace(**changes) if changes else config
+    """``config`` with the override options of ``run`` applied to every study config that has
+    the field; ``ValueError`` when no study of the suite has it or a value is invalid."""
+    types = [section.config_type for section in SECTIONS.values()]
+    try:
+        changed = apply_overrides(config.sections, args, types)
+    except ValueError as error:
+        raise ValueError(str(error).replace("this suite", f"the {config.name} suite")) from None
+    return config.replace(**changed) if changed != config.sections else config
 
 
 def _fail(message: str) -> int:
@@ -270,9 +247,21 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _list(as_json: bool) -> None:
-    from ..data import DATASETS, TASKS
+def _unusable_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be the output folder (it is a file, or under one, or cannot be
+    created), or ``None``; creates it when missing."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "exists and is not a folder"
+    except NotADirectoryError:
+        return "a part of it is a file, not a folder"
+    except OSError as error:
+        return f"cannot be created ({error.strerror or error})"
+    return None
 
+
+def _list(as_json: bool) -> None:
     listing: dict = {
         "aggregators": {
             k: {"library": v.library, "description": v.description} for k, v in AGGREGATORS.items()
@@ -310,20 +299,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         _list(args.json)
         return 0
     if args.command == "train":
-        from .train import run_training, training_config
-
         try:
             training_config(args)  # option errors as usage errors, before any work
         except ValueError as error:
             parser.error(str(error))
+        problem = _unusable_folder(args.out)
+        if problem is not None:
+            return _fail(f"--out {args.out}: {problem}")
         results = run_training(args)
         if results is not None:
             print(f"wrote {args.out / 'results.json'}")
         return 0
     if args.command == "report":
-        from .report import write_report
-        from .validation import read_json
-
         try:
             results = read_json(args.results)
             files = write_report(results, args.out or args.results.parent)
@@ -332,8 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Report: {files['report']}")
         return 0
 
-    from .runner import run_suite
-
     try:
         config = _suite(args)
     except ConfigFileError as error:
@@ -341,7 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     command = "gnnagg-bench " + shlex.join(argv)
-    results, out = run_suite(config, args.out, progress=not args.quiet, command=command)
+    if args.out is not None:
+        problem = _unusable_folder(args.out)
+        if problem is not None:
+            return _fail(f"--out {args.out}: {problem}")
+    results, out = run_suite(
+        config, args.out, progress=not args.quiet, command=command, data_root=args.data_root
+    )
     total = results["wall_time_s"].get("total", 0.0)
     print(f"\n{config.name} suite finished in {total / 60:.1f} min")
     for note in results["notes"]:

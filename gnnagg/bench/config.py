@@ -1,13 +1,13 @@
 """The configuration of one ``gnnagg-bench`` run: :class:`SuiteConfig` and the predefined suites.
 
-A :class:`SuiteConfig` holds one config per section it runs (each section's dataclass lives in
-its module of :mod:`gnnagg.bench.sections`: ``SizeGenConfig``, ``SpeedConfig``,
-``RealConfig``, ``PolyConfig``, ...). The whole config is written into ``results.json``
+A :class:`SuiteConfig` holds one config per study it runs (each study's dataclass lives in its
+folder of :mod:`gnnagg.bench.studies`: ``SizeGenConfig``, ``SpeedConfig``, ``RealConfig``,
+``PolyConfig``, ...). The whole config is written into ``results.json``
 (:meth:`SuiteConfig.to_dict`), and a run is reproduced by feeding the same config and seeds back
 in (:func:`suite_from_dict`, ``gnnagg-bench run --config results.json``), which validates every
 field as the dataclasses do.
 
-The predefined suites are :data:`gnnagg.bench.sections.SUITES`; each section gives its own
+The predefined suites are :data:`gnnagg.bench.studies.SUITES`; each section gives its own
 config for each of them (``Section.suite_config``):
 
 * ``quick`` (the default, ``make bench``): budgeted to finish in under 15 minutes on a 2-core CPU
@@ -27,6 +27,8 @@ import json
 import re
 from typing import Any
 
+from .studies import SECTIONS, SUITES
+
 __all__ = ["SuiteConfig", "check_run_name", "suite_config", "suite_from_dict"]
 
 
@@ -34,7 +36,7 @@ class SuiteConfig:
     """One benchmark run: a config per section it runs, the device and the thread count.
 
     ``SuiteConfig(name, sizegen=..., speed=None, ...)``: keyword arguments named after the
-    registered sections (:data:`gnnagg.bench.sections.SECTIONS`) give their configs; a section
+    registered sections (:data:`gnnagg.bench.studies.SECTIONS`) give their configs; a section
     that is left out or ``None`` does not run. A section's config is read as an attribute
     (``config.sizegen``: ``None`` when the run has none) or from :attr:`sections`.
 
@@ -58,8 +60,6 @@ class SuiteConfig:
         threads: int | None = 1,
         **sections: Any,
     ) -> None:
-        from .sections import SECTIONS
-
         check_run_name(name, "name")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
@@ -84,8 +84,6 @@ class SuiteConfig:
             self.sections[key] = config
 
     def __getattr__(self, key: str) -> Any:
-        from .sections import SECTIONS
-
         if key in SECTIONS:
             return self.__dict__.get("sections", {}).get(key)
         raise AttributeError(f"{type(self).__name__!r} has no attribute {key!r}")
@@ -121,8 +119,6 @@ class SuiteConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready data (tuples become lists): ``name``, ``device``,
         ``threads`` and one key per registered section (``None`` for those it does not run)."""
-        from .sections import SECTIONS
-
         data: dict[str, Any] = {"name": self.name}
         for key in SECTIONS:
             config = self.sections.get(key)
@@ -147,11 +143,9 @@ def check_run_name(name: Any, arg: str = "name") -> str:
 
 
 def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> SuiteConfig:
-    """The predefined suite ``name`` (see :data:`gnnagg.bench.sections.SUITES`), optionally
+    """The predefined suite ``name`` (see :data:`gnnagg.bench.studies.SUITES`), optionally
     with ``seeds`` seeds (``0 .. seeds-1``) instead of the suite's own number: every
     registered section contributes its config for that suite."""
-    from .sections import SECTIONS, SUITES
-
     if name not in SUITES:
         raise ValueError(f"suite: unknown suite {name!r}; valid suites are {list(SUITES)}")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
@@ -168,8 +162,6 @@ def suite_from_dict(data: dict[str, Any]) -> SuiteConfig:
     ``TypeError`` when ``data`` is not a dict; ``ValueError`` naming the key for anything
     else that is not a valid config (unknown keys, wrong types, out-of-range values).
     """
-    from .sections import SECTIONS
-
     if not isinstance(data, dict):
         raise TypeError(f"data: expected a dict, got {type(data).__name__}")
     known = {"name", "device", "threads", *SECTIONS}

@@ -1,35 +1,23 @@
-"""Training jobs in worker processes: one pool for every section, and where checkpoints live.
+"""Training jobs in worker processes: one pool for every study.
 
 :func:`run_in_processes` calls a module-level ``worker(*args, on_epoch=tick)`` once per job in
 ``workers`` processes started with ``spawn`` (a fresh interpreter: no forked OpenMP or torch
 state), each with ``max(1, threads // workers)`` torch threads, and forwards the epochs the
-jobs finish to a progress bar. :func:`run_jobs` runs the size-generalisation jobs (one
-``(task, seed, aggregator)`` of a :class:`~gnnagg.bench.sections.sizegen.SizeGenConfig`) on
-it; the ``poly`` section runs its ``(data set, features, model, seed)`` jobs the same way.
-Scripts that call them must guard their entry point with ``if __name__ == "__main__":``
-(``spawn`` imports the main module); ``gnnagg-bench`` does.
+jobs finish to a progress bar; every study that trains several jobs (sizegen, poly, mesh)
+runs them on it. Scripts that call it must guard their entry point with
+``if __name__ == "__main__":`` (``spawn`` imports the main module); ``gnnagg-bench`` does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .sections.sizegen import SizeGenConfig
-
-__all__ = ["MAX_JOBS", "checkpoint_path", "run_in_processes", "run_jobs", "worker_memo"]
+__all__ = ["MAX_JOBS", "run_in_processes", "worker_memo"]
 
 # Each job is a process holding its own copy of the data and the torch runtime (a few hundred
 # MB): more than this many at once is a typo, not a machine.
 MAX_JOBS = 256
-
-
-def checkpoint_path(out_dir: Path, task: str, aggregator: str, seed: int) -> Path:
-    """Where the job ``(task, aggregator, seed)`` keeps its checkpoint inside ``out_dir``."""
-    return Path(out_dir) / "checkpoints" / f"{task}-{aggregator}-seed{seed}.pt"
 
 
 # Per worker process: the progress queue and the data its last job built (the next job of the
@@ -125,51 +113,3 @@ def run_in_processes(
         return results
     finally:
         manager.shutdown()
-
-
-def _sizegen_job(
-    task: str,
-    aggregator: str,
-    seed: int,
-    config_data: dict[str, Any],
-    device: str,
-    checkpoint: str | None,
-    on_epoch: Callable[..., None],
-) -> dict[str, Any]:
-    from .sections.sizegen import SizeGenConfig
-    from .train import DistContext, build_splits, fit_multiset
-
-    config = SizeGenConfig(**config_data)
-    splits = worker_memo(("sizegen", task, seed), lambda: build_splits(task, seed, config))
-    record, _ = fit_multiset(
-        task,
-        aggregator,
-        seed,
-        config,
-        DistContext(device=device),
-        splits,
-        on_epoch=on_epoch,
-        checkpoint=checkpoint,
-    )
-    return record
-
-
-def run_jobs(
-    config: SizeGenConfig,
-    jobs: list[tuple[str, int, str]],
-    device: str,
-    threads: int,
-    checkpoint_of: Callable[[str, str, int], Path | None],
-    bar: Any,
-) -> list[dict[str, Any] | None]:
-    """Train the size-generalisation ``jobs`` (``(task, seed, aggregator)``) in
-    ``config.jobs`` processes; the records in job order. ``checkpoint_of(task, aggregator,
-    seed)`` gives each job's checkpoint file (or ``None``); ``bar`` (tqdm) counts finished
-    epochs. A job that raises fails the whole call (the checkpoints keep what the others
-    did)."""
-    data = dataclasses.asdict(config)
-    calls = []
-    for task, seed, aggregator in jobs:
-        path = checkpoint_of(task, aggregator, seed)
-        calls.append((task, aggregator, seed, data, device, None if path is None else str(path)))
-    return run_in_processes(_sizegen_job, calls, config.jobs, threads, bar)

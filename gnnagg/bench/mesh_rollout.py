@@ -772,11 +772,9 @@ def peak_extra_memory_bytes(fn: Callable[[], Any], device: str | torch.device = 
         peak_kib = _proc_status_kib("VmHWM")
         if peak_kib is not None:
             return result, max(peak_kib - base_kib, 0) * 1024
-    from .speed.timing import peak_rss_extra_mb
+    from .measure import peak_extra_memory
 
-    box: list[Any] = []
-    extra_mb = peak_rss_extra_mb(lambda: box.append(fn()), interval_s=0.005)
-    return box[0], int(extra_mb * 2**20)
+    return peak_extra_memory(fn, device)
 
 
 # --------------------------------------------------------------------------------------------

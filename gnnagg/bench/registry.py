@@ -3,7 +3,7 @@
 Every entry builds a PyG ``Aggregation`` called as ``aggr(messages, index, dim_size=N)`` with
 messages of ``channels`` features, and says how wide its output is (multi-aggregations
 concatenate). PyG's LCM, GRU and LSTM aggregations pad each node to the largest degree and need
-a sorted ``index``; the models in :mod:`gnnagg.bench.models` always pass one sorted.
+a sorted ``index``; the studies' models always pass one sorted.
 
 =======================  ==============================================================
 ``sum``, ``mean``,        PyG's fixed aggregations
@@ -33,6 +33,8 @@ from ..aggr import GRUAggregation, LCMAggregation, LSTMAggregation, RecurrentAgg
 __all__ = [
     "AGGREGATORS",
     "AggregatorSpec",
+    "RegularisedModel",
+    "aggregator_label",
     "build_aggregator",
     "check_aggregators",
     "degree_histogram",
@@ -253,3 +255,30 @@ def degree_histogram(index: Tensor, num_nodes: int) -> Tensor:
     harness: multisets and real graphs alike)."""
     degrees = torch.bincount(index, minlength=num_nodes)
     return torch.bincount(degrees)
+
+
+def aggregator_label(name: str) -> str:
+    """``"name (library)"`` for a registry aggregator, else ``name``."""
+    spec = AGGREGATORS.get(name)
+    return f"{name} ({spec.library})" if spec else name
+
+
+class RegularisedModel(nn.Module):
+    """Base of the studies' models: adds ``reg_weight`` times the regulariser of every registry
+    aggregator inside (:func:`regulariser_loss`), in training mode only. Computing it inside
+    ``forward`` keeps every parameter it touches in the forward's graph under
+    DistributedDataParallel."""
+
+    regularise: bool
+    reg_weight: float
+    reg_samples: int
+
+    def _regulariser(self, like: Tensor) -> Tensor:
+        total = like.new_zeros(())
+        if not (self.training and self.regularise and self.reg_weight > 0):
+            return total
+        for module in self.modules():
+            loss = regulariser_loss(module, self.reg_samples) if module is not self else None
+            if loss is not None:
+                total = total + self.reg_weight * loss
+        return total

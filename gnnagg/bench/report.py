@@ -1,66 +1,24 @@
 """``report.md`` and the PNG plots from a run's ``results.json`` (or the same dict in memory).
 
-The report has a header (machine, load, date, command, wall time), then one block per section
-that ran, in registry order (:data:`gnnagg.bench.sections.SECTIONS`: each section writes its
-own tables and plots, :meth:`~gnnagg.bench.sections.Section.report`), each with the thread
-settings and load it ran under, then the run's notes and the list of files. Plots use
-matplotlib's Agg backend (no display needed).
+The report has a header (machine, load, date, command, wall time), then one block per study
+that ran, in registry order (:data:`gnnagg.bench.studies.SECTIONS`: each study writes its own
+tables and plots, :meth:`~gnnagg.bench.section.Section.report`), each with the thread settings
+and load it ran under, then the run's notes and the list of files. Plots use matplotlib's Agg
+backend (no display needed) and every file is written with :mod:`gnnagg._files` (atomically,
+never through a link).
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._files import write_text
 from .machine import describe_machine
-from .registry import AGGREGATORS
-from .validation import NUMBER, check_shape
+from .results import check_results
+from .studies import SECTIONS
 
-__all__ = [
-    "aggregator_label",
-    "check_results",
-    "describe_conditions",
-    "mean_std",
-    "percent",
-    "write_report",
-]
-
-_OPTIONAL_NUMBER = (NUMBER, None)
-_LOAD = ({"start?": _OPTIONAL_NUMBER, "end?": _OPTIONAL_NUMBER}, None)
-# What the report reads outside the sections' own entries.
-_FRAME_SHAPE = {
-    "schema": str,
-    "config": dict,
-    "command?": (str, None),
-    "machine?": {"memory_gb?": _OPTIONAL_NUMBER, "load_average?": _LOAD},
-    "wall_time_s?": {str: NUMBER},
-    "conditions?": {str: {"load_average?": _LOAD}},
-    "notes?": [str],
-    "plots?": [str],
-}
-_ERROR_SHAPE = {"status": str, "reason?": str}
-
-
-def mean_std(values: Sequence[float]) -> dict[str, float | int]:
-    """``{"mean", "std", "n"}``: the sample standard deviation (0 for a single value)."""
-    values = [float(v) for v in values]
-    if not values:
-        raise ValueError("values: needs at least one value")
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
-
-
-def percent(stats: dict[str, float]) -> str:
-    """``"mean ± std"`` of a fraction's statistics, in percent with one decimal."""
-    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
-
-
-def aggregator_label(name: str) -> str:
-    """``"name (library)"`` for a registry aggregator, else ``name``."""
-    spec = AGGREGATORS.get(name)
-    return f"{name} ({spec.library})" if spec else name
+__all__ = ["describe_conditions", "write_report"]
 
 
 def describe_conditions(conditions: dict[str, Any]) -> str:
@@ -87,46 +45,10 @@ def _section_error(results: dict[str, Any], key: str) -> str | None:
     return None
 
 
-def check_results(results: Any) -> dict[str, Any]:
-    """Validate ``results`` (a parsed ``results.json``) against what the report reads: the
-    schema version, a valid config (:func:`~gnnagg.bench.config.suite_from_dict`), the shapes
-    of the machine, timing, condition and note entries, and each section's entry
-    (:meth:`~gnnagg.bench.sections.Section.check_result`). Returns the config as
-    :meth:`~gnnagg.bench.config.SuiteConfig.to_dict` writes it (every field present);
-    ``ValueError`` names the first bad key."""
-    from .config import suite_from_dict
-    from .runner import SCHEMA
-    from .sections import SECTIONS
-
-    check_shape(results, _FRAME_SHAPE, "results")
-    if results["schema"] != SCHEMA:
-        raise ValueError(f"results.schema: expected {SCHEMA!r}, got {results['schema']!r}")
-    try:
-        config = suite_from_dict(results["config"]).to_dict()
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"results.config: {error}") from None
-    for key, section in SECTIONS.items():
-        entry = results.get(key)
-        if not entry:
-            continue
-        if config[key] is None:
-            raise ValueError(f"results.{key}: a result without its config (config.{key})")
-        if isinstance(entry, dict) and entry.get("status") == "error":
-            check_shape(entry, _ERROR_SHAPE, f"results.{key}")
-            continue
-        try:
-            section.check_result(entry)
-        except ValueError as error:
-            raise ValueError(f"results.{error}") from None
-    return config
-
-
 def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``report.md`` and the plots for ``results`` into ``out_dir``; returns their paths
     by name (``"report"`` and each section's, e.g. ``"sizegen_<task>"``, ``"speed_aggr"``).
     ``ValueError`` (from :func:`check_results`) when ``results`` is malformed."""
-    from .sections import SECTIONS
-
     config = check_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +98,6 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path
         "`gnnagg-bench run --config results.json`.",
         "",
     ]
-    report = out / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
+    report = write_text(out / "report.md", "\n".join(lines))
     files["report"] = report
     return files

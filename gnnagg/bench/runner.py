@@ -1,39 +1,9 @@
-"""Run a :class:`~gnnagg.bench.config.SuiteConfig` end to end: sections, results.json, report.
-
-``results.json`` (schema ``gnnagg-bench/1``) has these keys:
-
-=================  ============================================================================
-``schema``         ``"gnnagg-bench/1"``
-``suite``          the suite's name (``quick``, ``full``, or the subcommand that ran)
-``created``        start time, ISO 8601 with time zone
-``command``        the command line
-``config``         the whole :class:`~gnnagg.bench.config.SuiteConfig` (rerun it with
-                   ``gnnagg-bench run --config results.json``)
-``machine``        :func:`~gnnagg.bench.machine.machine_info` plus ``load_average``
-                   ``{"start", "end"}`` of the whole run (1-minute load: timings on a busy
-                   machine are slower)
-``wall_time_s``    seconds per section and ``total``
-``conditions``     per section that ran: the thread settings and the load it ran under
-                   (:func:`run_conditions`: ``torch_threads``, ``OMP_NUM_THREADS``,
-                   ``OMP_WAIT_POLICY``, ``MKL_NUM_THREADS``, ``usable_cores``,
-                   ``load_average`` {``start``, ``end``}, ``overloaded``)
-``<section>``      one key per section the suite runs (:data:`gnnagg.bench.sections.SECTIONS`:
-                   ``sizegen``, ``speed``, ``real``, ``poly``, ...), what its ``run``
-                   returned; see each section's module for its keys
-``plots``          file names of the PNGs next to ``results.json``
-``notes``          anything the reader should know (sections that failed, fallbacks, a
-                   machine busier than its free cores)
-=================  ============================================================================
-
-A section that raises is recorded as ``{"status": "error", "reason", "traceback"}`` and the
-other sections still run; ``results.json`` is rewritten after every section, so an interrupted
-run keeps what it finished.
-"""
+"""Run a :class:`~gnnagg.bench.config.SuiteConfig` end to end: every study, ``results.json``
+(:mod:`~gnnagg.bench.results`), ``report.md``."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import sys
 import time
@@ -44,30 +14,26 @@ from typing import Any
 import torch
 
 from .config import SuiteConfig, check_run_name
-from .machine import machine_info, repo_root
+from .machine import machine_info
+from .report import write_report
+from .results import SCHEMA, write_results
+from .section import RunContext
+from .studies import SECTIONS
 
-__all__ = ["SCHEMA", "default_out_dir", "run_conditions", "run_suite", "write_results"]
+__all__ = ["RESULTS_VARIABLE", "default_out_dir", "run_conditions", "run_suite"]
 
-SCHEMA = "gnnagg-bench/1"
+# Where runs go when no --out is given: this folder, or ./gnnagg-bench-results.
+RESULTS_VARIABLE = "GNNAGG_BENCH_RESULTS"
 
 
 def default_out_dir(name: str, now: _dt.datetime | None = None) -> Path:
-    """``experiments/results/<name>-<YYYYmmdd-HHMMSS>/`` in the checkout, or under the current
-    directory (``gnnagg-bench-results/``) when gnnagg is not installed from a checkout."""
+    """``<results>/<name>-<YYYYmmdd-HHMMSS>/``, where ``<results>`` is the folder named by the
+    environment variable ``GNNAGG_BENCH_RESULTS``, else ``gnnagg-bench-results`` under the
+    current directory (never inside the installed package or the source tree's folders)."""
     check_run_name(name, "name")
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    root = repo_root()
-    base = root / "experiments" / "results" if root is not None else Path("gnnagg-bench-results")
-    return base / f"{name}-{stamp}"
-
-
-def write_results(results: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``results.json`` atomically (a reader never sees half a file)."""
-    path = out_dir / "results.json"
-    tmp = out_dir / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    base = os.environ.get(RESULTS_VARIABLE) or "gnnagg-bench-results"
+    return Path(base) / f"{name}-{stamp}"
 
 
 def _load() -> float | None:
@@ -124,21 +90,22 @@ def run_suite(
     out_dir: str | Path | None = None,
     progress: bool = True,
     command: str | None = None,
+    data_root: str | Path | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Run every section of ``config``, write ``results.json``, ``report.md`` and the plots.
+    """Run every study of ``config``, write ``results.json``, ``report.md`` and the plots.
 
     Args:
-        config: the suite (its sections run in registry order).
+        config: the suite (its studies run in registry order).
         out_dir: output folder (default :func:`default_out_dir`); created if needed.
         progress: tqdm progress bars (with ETA) on stderr.
         command: the command line to record.
+        data_root: the data cache folder the studies read and build data sets in (``None``:
+            :func:`gnnagg.data.cache_root`'s default). It is never read from a config file:
+            whoever runs the harness chooses where it writes.
 
     Returns:
         ``(results, out_dir)``.
     """
-    from .report import write_report
-    from .sections import SECTIONS, RunContext
-
     if not isinstance(config, SuiteConfig):
         raise TypeError(f"config: expected a SuiteConfig, got {type(config).__name__}")
     out = Path(out_dir) if out_dir is not None else default_out_dir(config.name)
@@ -161,7 +128,10 @@ def run_suite(
         "notes": [],
     }
     write_results(results, out)
-    context = RunContext(device=config.device, progress=progress, out_dir=out, threads=threads)
+    context = RunContext(
+        device=config.device, progress=progress, out_dir=out, threads=threads,
+        data_root=None if data_root is None else Path(data_root),
+    )
     # Worker processes of the speed benchmarks read it when their torch starts.
     previous_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)

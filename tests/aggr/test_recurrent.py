@@ -10,7 +10,6 @@ import weakref
 
 import pytest
 import torch
-from allocations import AllocationLog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -26,6 +25,8 @@ from gnnagg.aggr.recurrent import (
     pack_neighbourhoods,
     total_permutation_loss,
 )
+
+from ..allocations import AllocationLog
 
 CLASSES = [GRUAggregation, LSTMAggregation]
 F_IN, F_OUT = 3, 4

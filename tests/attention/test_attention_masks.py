@@ -2,17 +2,6 @@
 
 import pytest
 import torch
-from attention_graphs import (
-    adjacency_reference,
-    batches,
-    jumps_bound,
-    khop_reference,
-    morton_reference,
-    node_dense,
-    positions_from_order,
-    token_reference,
-    window_reference,
-)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,6 +13,18 @@ from gnnagg.attention import (
     morton_codes,
     random_jumps,
     reverse_cuthill_mckee,
+)
+
+from .attention_graphs import (
+    adjacency_reference,
+    batches,
+    jumps_bound,
+    khop_reference,
+    morton_reference,
+    node_dense,
+    positions_from_order,
+    token_reference,
+    window_reference,
 )
 
 

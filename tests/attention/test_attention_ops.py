@@ -3,7 +3,6 @@ BlockMask construction and errors."""
 
 import pytest
 import torch
-from attention_graphs import batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.attention.flex_attention import create_block_mask
@@ -18,6 +17,8 @@ from gnnagg.attention import (
 )
 from gnnagg.attention.graph_mask import csr_mask_mod
 from gnnagg.attention.ops import SparseAttention
+
+from .attention_graphs import batches
 
 MASKS = st.sampled_from(
     [

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from networkx.algorithms.isomorphism import GraphMatcher
-from poly_brute import BruteForce
 
 from gnnagg.poly import SUBSETS, Polynomial, enumerate_basis
+
+from .poly_brute import BruteForce
 
 
 def _at_degree(max_degree, order, **kwargs):

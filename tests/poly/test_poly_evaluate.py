@@ -8,9 +8,10 @@ import scipy.sparse
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from poly_brute import BruteForce, dense_adjacency
 
 from gnnagg.poly import Polynomial, enumerate_basis, evaluate
+
+from .poly_brute import BruteForce, dense_adjacency
 
 
 @functools.cache

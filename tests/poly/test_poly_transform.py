@@ -6,10 +6,11 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-from poly_brute import BruteForce, dense_adjacency, undirected_edge_index
 from torch_geometric.data import Batch, Data, HeteroData
 
 from gnnagg.poly import AddEquivariantPolynomials, Polynomial, enumerate_basis
+
+from .poly_brute import BruteForce, dense_adjacency, undirected_edge_index
 
 
 def _data(graph: nx.Graph, **attrs) -> Data:

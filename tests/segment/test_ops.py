@@ -6,9 +6,10 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import reference_segment, reference_softmax
 
 from gnnagg.segment import REDUCTIONS, SegmentPlan, available_backends, segment, segment_softmax
+
+from .reference import reference_segment, reference_softmax
 
 BACKENDS = available_backends()
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]

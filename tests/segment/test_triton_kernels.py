@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("triton")
 
-from cuda_compile import compile_in_subprocess  # noqa: E402
+from ..cuda_compile import compile_in_subprocess  # noqa: E402
 
 
 def test_segment_kernel_compiles_for_every_reduction_and_dtype(tmp_path):

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..section import ReportBlock, RunContext, Section
 from ..validation import NUMBER, check_finite, check_int, check_names, check_shape
-from .base import ReportBlock, RunContext, Section
 
 __all__ = ["AttentionConfig", "AttentionSection"]
 

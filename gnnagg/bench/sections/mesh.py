@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..jobs import MAX_JOBS
+from ..section import ReportBlock, RunContext, Section
 from ..validation import (
     NUMBER,
     STATS,
@@ -85,7 +86,6 @@ from ..validation import (
     check_shape,
     format_bytes,
 )
-from .base import ReportBlock, RunContext, Section
 
 __all__ = [
     "MESH_BASELINES",
@@ -370,7 +370,7 @@ def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
 
 
 def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, device: str) -> str:
-    from ..train import settings_digest
+    from ..checkpoints import settings_digest
 
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
     return settings_digest(config, _JOB_FIELDS, ell=ell, name=name, seed=seed, device=device_type)
@@ -445,7 +445,7 @@ def _mesh_job(
 
 def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """The kept job at ``path`` if it exists and was computed with the same settings."""
-    from ..train import load_checkpoint
+    from ..checkpoints import load_checkpoint
 
     if not path.exists():
         return None
@@ -476,6 +476,7 @@ def run_mesh(
 
     from tqdm.auto import tqdm
 
+    from ..checkpoints import save_checkpoint
     from ..jobs import run_in_processes
     from ..mesh_rollout import (
         MeanDeltaBaseline,
@@ -483,7 +484,6 @@ def run_mesh(
         SolverOracle,
         summarise_mesh_runs,
     )
-    from ..train import save_checkpoint
 
     if not isinstance(config, MeshConfig):
         raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
@@ -952,7 +952,7 @@ class MeshSection(Section):
         return None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ..options import add_jobs_option, positive_int
+        from ..fields import positive_int
 
         d = MeshConfig()
         parser.add_argument("--dim", type=int, default=d.dim, help="2 or 3")
@@ -983,7 +983,10 @@ class MeshSection(Section):
         parser.add_argument("--baselines", nargs="*", choices=MESH_BASELINES,
                             default=list(d.baselines))  # fmt: skip
         parser.add_argument("--no-cache", action="store_true", help="do not cache the data")
-        add_jobs_option(parser)
+        parser.add_argument(
+            "--jobs", type=positive_int, default=1,
+            help="training jobs at once, each a worker process with threads // jobs torch threads",
+        )
         parser.add_argument("--checkpoints", action="store_true",
                             help="keep every finished job in OUT/checkpoints and reuse it when "
                             "rerun with the same --out")  # fmt: skip
