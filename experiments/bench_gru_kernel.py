@@ -32,11 +32,12 @@ from pathlib import Path
 import torch
 
 from gnnagg.bench.machine import machine_info
-from gnnagg.bench.speed.timing import median_time_ms, write_result
+from gnnagg.bench.measure import median_time_ms
+from gnnagg.bench.studies.speed.output import write_result
 from gnnagg.monoids.gru_kernel import GRUPairKernel
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_gru_kernel.json"
-# Uniform degree 10 at E = 100k (the uniform case of gnnagg.bench.speed.aggr) puts about 50k
+# Uniform degree 10 at E = 100k (the uniform case of gnnagg.bench.studies.speed.aggr) puts about 50k
 # pairs in the first level; the upper levels are a tenth of that and less.
 DEFAULT_SIZES = [(50_000, 64), (5_000, 64)]
 LAUNCH_SHAPES = [(128, 4), (256, 4), (512, 4), (1024, 4), (512, 8), (1024, 8)]

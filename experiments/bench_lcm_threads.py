@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from gnnagg.bench.speed.messages import make_messages
+from gnnagg.bench.studies.speed.messages import make_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_overhead import count_launching_ops  # noqa: E402

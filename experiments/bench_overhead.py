@@ -39,8 +39,9 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import torch  # noqa: E402
 
 from gnnagg.bench.machine import machine_info  # noqa: E402
-from gnnagg.bench.speed.messages import make_messages  # noqa: E402
-from gnnagg.bench.speed.timing import median_time_ms, write_result  # noqa: E402
+from gnnagg.bench.measure import median_time_ms
+from gnnagg.bench.studies.speed.messages import make_messages  # noqa: E402
+from gnnagg.bench.studies.speed.output import write_result  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_overhead.json"
 CHANNELS = 64

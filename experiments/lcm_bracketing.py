@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gnnagg.bench.jobs import checkpoint_path
-from gnnagg.bench.models import SetClassifier
-from gnnagg.bench.sections.sizegen import paper_config
-from gnnagg.bench.train import build_splits, load_checkpoint
+from gnnagg.bench.checkpoints import load_checkpoint
+from gnnagg.bench.studies.sizegen.config import paper_config
+from gnnagg.bench.studies.sizegen.jobs import checkpoint_path
+from gnnagg.bench.studies.sizegen.model import SetClassifier
+from gnnagg.bench.studies.sizegen.train import CHECKPOINT_FORMAT, build_splits
 from gnnagg.data import TASKS
 
 
@@ -120,11 +121,14 @@ def main() -> None:
     torch.set_num_threads(1)
     config = paper_config((args.seed,))
     state = load_checkpoint(
-        checkpoint_path(args.run_dir, "second_minimum", args.aggregator, args.seed)
+        checkpoint_path(args.run_dir, "second_minimum", args.aggregator, args.seed),
+        CHECKPOINT_FORMAT,
     )
     splits = build_splits("second_minimum", args.seed, config)
     model = SetClassifier(
-        args.aggregator, TASKS["second_minimum"].num_classes, hidden=config.hidden
+        args.aggregator,
+        TASKS["second_minimum"].num_classes,
+        hidden_channels=config.hidden_channels,
     )
     model.load_state_dict(state["best_state"])
     model.eval()

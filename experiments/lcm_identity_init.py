@@ -42,9 +42,10 @@ from torch import Tensor
 
 from gnnagg.aggr import LCMAggregation
 from gnnagg.aggr.base import Neighbourhoods
-from gnnagg.bench.models import SetClassifier
-from gnnagg.bench.sections.sizegen import paper_config
-from gnnagg.bench.train import build_splits, seed_everything
+from gnnagg.bench.studies.sizegen.config import paper_config
+from gnnagg.bench.studies.sizegen.model import SetClassifier
+from gnnagg.bench.studies.sizegen.train import build_splits
+from gnnagg.bench.training import seed_everything
 from gnnagg.data import TASKS
 from gnnagg.segment import SegmentPlan
 
@@ -75,18 +76,18 @@ def build_model(variant: str, seed: int, config) -> SetClassifier:
     model = SetClassifier(
         "lcm_gru",
         TASKS["second_minimum"].num_classes,
-        hidden=config.hidden,
+        hidden_channels=config.hidden_channels,
         regularise=True,
         reg_weight=config.reg_weight,
         reg_samples=config.reg_samples,
     )
     if variant == "identity":
-        padded = IdentityPaddedLCM(config.hidden, config.hidden, monoid="gru")
+        padded = IdentityPaddedLCM(config.hidden_channels, config.hidden_channels, monoid="gru")
         padded.load_state_dict(model.aggr.state_dict())
         model.aggr = padded
     elif variant == "init":
         cell = model.aggr.monoid.cell
-        update_gate = slice(config.hidden, 2 * config.hidden)
+        update_gate = slice(config.hidden_channels, 2 * config.hidden_channels)
         with torch.no_grad():
             cell.bias_ih[update_gate] = 1.0
             cell.bias_hh[update_gate] = 1.0

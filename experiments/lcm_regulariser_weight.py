@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 from lcm_bracketing import measure, train_epoch
 
-from gnnagg.bench.jobs import checkpoint_path
-from gnnagg.bench.models import SetClassifier
-from gnnagg.bench.sections.sizegen import paper_config
-from gnnagg.bench.train import build_splits, load_checkpoint
+from gnnagg.bench.checkpoints import load_checkpoint
+from gnnagg.bench.studies.sizegen.config import paper_config
+from gnnagg.bench.studies.sizegen.jobs import checkpoint_path
+from gnnagg.bench.studies.sizegen.model import SetClassifier
+from gnnagg.bench.studies.sizegen.train import CHECKPOINT_FORMAT, build_splits
 from gnnagg.data import TASKS
 
 SIZES = (16, 32, 64)
@@ -44,7 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = paper_config((args.seed,))
-    state = load_checkpoint(checkpoint_path(args.run_dir, "second_minimum", "lcm_gru", args.seed))
+    state = load_checkpoint(
+        checkpoint_path(args.run_dir, "second_minimum", "lcm_gru", args.seed), CHECKPOINT_FORMAT
+    )
     splits = build_splits("second_minimum", args.seed, config)
     train = splits["train"]
     results = {"start_epoch": state["best_epoch"], "runs": {}}
@@ -54,7 +57,7 @@ def main() -> None:
         model = SetClassifier(
             "lcm_gru",
             TASKS["second_minimum"].num_classes,
-            hidden=config.hidden,
+            hidden_channels=config.hidden_channels,
             regularise=True,
             reg_weight=weight,
             reg_samples=config.reg_samples,

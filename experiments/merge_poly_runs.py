@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 
 from gnnagg.bench.report import write_report
-from gnnagg.bench.runner import write_results
-from gnnagg.bench.sections.polynomial_features import summarise_poly
+from gnnagg.bench.results import write_results
+from gnnagg.bench.studies.poly.train import summarise_poly
 
 
 def merge(parts: list[dict], name: str) -> dict:

@@ -8,7 +8,7 @@ mkdir -p "$out"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 timeout 90 python3 experiments/gpu_check.py --scale 4 --out "$out/gpu_check_recheck.json"
 timeout 60 python3 experiments/bench_gru_kernel.py --device cuda --out "$out/bench_gru_kernel.json"
-timeout 160 python3 -m gnnagg.bench.speed.aggr --device cuda --timeout 30 \
+timeout 160 python3 -m gnnagg.bench.studies.speed.aggr --device cuda --timeout 30 \
   --methods "pyg LCM" "gnnagg LCM[gru]" "gnnagg LCM[gru] triton" "gnnagg GRU" \
   --cases uniform random hub5000 \
   --out "$out/bench_aggr_recheck.json"

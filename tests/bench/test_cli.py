@@ -7,7 +7,7 @@ import os
 import pytest
 
 from gnnagg.bench.cli import _suite, build_parser, main
-from gnnagg.bench.config import SuiteConfig
+from gnnagg.bench.config import SuiteConfig, suite_config
 from gnnagg.bench.results import SCHEMA
 from gnnagg.bench.runner import run_suite
 from gnnagg.bench.studies import SECTIONS, SUITES
@@ -336,3 +336,24 @@ def test_report_reads_the_largest_test_size_whatever_the_key_order():
     assert lcm_paper_comparison(summary, "t")[0].startswith("Best at size 64")
     header = sizegen_table(summary, "t").splitlines()[0]
     assert header.index("size 20") < header.index("size 64")
+
+
+@pytest.mark.parametrize("command", [["sizegen", "--quiet"], ["train"]])
+def test_an_out_that_cannot_be_a_folder_is_one_line_and_exit_2(command, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, reason in ((afile, "exists and is not a folder"), (afile / "sub", "is a file")):
+        assert main([*command, "--out", str(out), "--epochs", "1"]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_config_file_never_chooses_where_data_is_built(tmp_path, capsys):
+    config = suite_config("smoke").to_dict()
+    config["real"]["data_root"] = str(tmp_path / "elsewhere")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema": "gnnagg-bench/1", "config": config}))
+    parsed = _suite(build_parser().parse_args(["run", "--config", str(path)]))
+    assert "ignored real.data_root" in capsys.readouterr().err
+    assert parsed.real == suite_config("smoke").real
+    assert not (tmp_path / "elsewhere").exists()
