@@ -27,7 +27,7 @@ from gnnagg.bench.mesh_rollout import (
     node_input_channels,
 )
 from gnnagg.data import mesh_simulation
-from gnnagg.data.advection_diffusion import NODE_TYPES
+from gnnagg.data import NODE_TYPES
 
 
 def _models() -> dict[str, MeshSimulator]:

@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from ..data.advection_diffusion import NODE_TYPES, MeshSimulation
+from ..data import NODE_TYPES, MeshSimulation
 
 __all__ = [
     "EdgeFeatureModel",
@@ -234,8 +234,7 @@ class MeshSimulator(nn.Module):
     """A :class:`MeshStepModel` wrapped with the feature construction, the three online
     normalisers (node inputs, edge features, output Δu) and the update rule.
 
-    ``x`` per node: ``u``, one-hot node type (:data:`~gnnagg.data.advection_diffusion.
-    NODE_TYPES`), κ and the drift of the trajectory (and ``pos`` if ``position_features``).
+    ``x`` per node: ``u``, one-hot node type (:data:`~gnnagg.data.meshes.NODE_TYPES`), κ and the drift of the trajectory (and ``pos`` if ``position_features``).
     """
 
     def __init__(

@@ -28,7 +28,7 @@ from gnnagg.bench.mesh_rollout import (
     train_and_evaluate,
 )
 from gnnagg.data import mesh_simulation
-from gnnagg.data.advection_diffusion import NODE_TYPES
+from gnnagg.data import NODE_TYPES
 
 OBSTACLE = NODE_TYPES.index("obstacle")
 

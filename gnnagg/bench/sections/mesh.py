@@ -110,7 +110,7 @@ _BASELINE_LABELS = {
 _MGN = re.compile(r"mgn-(\d{1,4})x(\d{1,5})")
 _GT = re.compile(r"gt-(\d{1,4})x(\d{1,5})-(" + "|".join(re.escape(m) for m in MESH_MASKS) + ")")
 _MAX_DEPTH, _MAX_WIDTH = 64, 4096
-# The data generator's node limits per dimension (gnnagg.data.advection_diffusion).
+# The data generator's node limits per dimension (gnnagg.data.meshes.channel_mesh).
 _NODE_LIMITS = {2: (200, 2_000_000), 3: (1_000, 200_000)}
 # The stored field u [T, steps + 1, N] (float32) is refused above 4 GiB by the generator; the
 # same bound here makes the error name this section's fields.
