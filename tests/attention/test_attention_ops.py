@@ -1,12 +1,11 @@
-"""graph_attention: the three paths against a float64 dense reference, gradients, dropout,
-BlockMask construction and errors."""
+"""graph_attention: the three backends against a float64 dense reference, gradients, dropout and
+errors."""
 
 import pytest
 import torch
 from attention_graphs import batches
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.nn.attention.flex_attention import create_block_mask
 
 from gnnagg.attention import (
     adjacency,
@@ -16,7 +15,6 @@ from gnnagg.attention import (
     khop,
     random_jumps,
 )
-from gnnagg.attention.graph_mask import csr_mask_mod
 from gnnagg.attention.ops import SparseAttention
 
 MASKS = st.sampled_from(
@@ -48,12 +46,12 @@ def inputs(rows, heads=2, dim=8, dim_v=None, dtype=torch.float32, seed=0):
 
 @settings(max_examples=20)
 @given(batches(), MASKS, st.sampled_from(["sparse", "dense"]), st.booleans())
-def test_paths_match_float64_reference(graph, mask, path, different_v):
+def test_backends_match_float64_reference(graph, mask, backend, different_v):
     edge_index, batch, pos = graph
-    gmask = mask.build(edge_index, pos=pos.float(), batch=batch)
-    q, k, v = inputs(gmask.num_rows, dim_v=4 if different_v else None)
-    expected = reference(q, k, v, gmask.to_dense())
-    out = graph_attention(q, k, v, gmask, path=path)
+    mask_index = mask.build(edge_index, pos=pos.float(), batch=batch)
+    q, k, v = inputs(mask_index.num_rows, dim_v=4 if different_v else None)
+    expected = reference(q, k, v, mask_index.to_dense())
+    out = graph_attention(q, k, v, mask_index, backend=backend)
     torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=1e-4)
     grad = torch.randn_like(out)
     got = torch.autograd.grad(out, (q, k, v), grad)
@@ -69,25 +67,25 @@ def test_flex_forward_matches_float64_reference(seed):
     batch = torch.repeat_interleave(torch.arange(3), torch.tensor([40, 25, 70]))
     edge_index = torch.randint(0, 135, (2, 600), generator=generator)
     edge_index = edge_index[:, batch[edge_index[0]] == batch[edge_index[1]]]
-    # With pos the flex path orders rows by Morton code, without by reverse Cuthill-McKee.
+    # With pos the flex backend orders rows by Morton code, without by reverse Cuthill-McKee.
     pos = torch.rand(135, 3, generator=generator) if seed == 0 else None
     mask = [khop(2) | dilated_window(2, 3, "morton") | global_tokens(2),
             adjacency(self_loops=False) | random_jumps(0.2, seed=0)][seed]
-    gmask = mask.build(edge_index, pos=pos, batch=batch)
-    q, k, v = (t.detach() for t in inputs(gmask.num_rows, heads=2, dim=16, seed=seed))
-    out = graph_attention(q, k, v, gmask, path="flex")
-    torch.testing.assert_close(out.double(), reference(q, k, v, gmask.to_dense()), atol=2e-5,
+    mask_index = mask.build(edge_index, pos=pos, batch=batch)
+    q, k, v = (t.detach() for t in inputs(mask_index.num_rows, heads=2, dim=16, seed=seed))
+    out = graph_attention(q, k, v, mask_index, backend="flex")
+    torch.testing.assert_close(out.double(), reference(q, k, v, mask_index.to_dense()), atol=2e-5,
                                rtol=1e-4)
 
 
 def test_sparse_gradcheck_with_tokens_and_empty_rows():
     edge_index = torch.tensor([[0, 1, 2, 3, 4, 4], [1, 2, 0, 4, 3, 5]])
     batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
-    gmask = (adjacency(self_loops=False) | global_tokens(1)).build(edge_index, batch=batch)
-    q, k, v = inputs(gmask.num_rows, heads=2, dim=3, dtype=torch.float64)
+    mask_index = (adjacency(self_loops=False) | global_tokens(1)).build(edge_index, batch=batch)
+    q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
 
     def run(q, k, v):
-        return graph_attention(q, k, v, gmask, scale=0.7, path="sparse")
+        return graph_attention(q, k, v, mask_index, scale=0.7, backend="sparse")
 
     assert torch.autograd.gradcheck(run, (q, k, v))
 
@@ -95,10 +93,10 @@ def test_sparse_gradcheck_with_tokens_and_empty_rows():
 def test_head_csr_is_block_diagonal_with_its_transpose():
     from gnnagg.attention.ops import head_csr
 
-    gmask = (khop(2) | global_tokens(1)).build(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
-    plan = head_csr(gmask, 3)
-    assert head_csr(gmask, 3) is plan
-    dense = torch.block_diag(*[gmask.to_dense().double()] * 3)
+    mask_index = (khop(2) | global_tokens(1)).build(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
+    plan = head_csr(mask_index, 3)
+    assert head_csr(mask_index, 3) is plan
+    dense = torch.block_diag(*[mask_index.to_dense().double()] * 3)
     values = torch.arange(1.0, plan.nnz + 1, dtype=torch.float64)
     matrix = plan.matrix(values).to_dense()
     assert torch.equal(matrix != 0, dense != 0)
@@ -106,46 +104,46 @@ def test_head_csr_is_block_diagonal_with_its_transpose():
 
 
 def test_sparse_dropout_gradcheck_and_determinism():
-    gmask = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
-    q, k, v = inputs(gmask.num_rows, heads=2, dim=3, dtype=torch.float64)
+    mask_index = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
+    q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
     from gnnagg.attention.ops import head_csr
 
-    plan = head_csr(gmask, 2)
+    plan = head_csr(mask_index, 2)
 
     def run(q, k, v):
         return SparseAttention.apply(q, k, v, plan, 0.5, 0.4, 1234)
 
     assert torch.autograd.gradcheck(run, (q, k, v))
     torch.manual_seed(7)
-    first = graph_attention(q, k, v, gmask, dropout=0.4, path="sparse")
+    first = graph_attention(q, k, v, mask_index, dropout=0.4, backend="sparse")
     torch.manual_seed(7)
-    again = graph_attention(q, k, v, gmask, dropout=0.4, path="sparse")
-    other = graph_attention(q, k, v, gmask, dropout=0.4, path="sparse")
+    again = graph_attention(q, k, v, mask_index, dropout=0.4, backend="sparse")
+    other = graph_attention(q, k, v, mask_index, dropout=0.4, backend="sparse")
     assert torch.equal(first, again) and not torch.equal(first, other)
-    plain = graph_attention(q, k, v, gmask, path="sparse")
+    plain = graph_attention(q, k, v, mask_index, backend="sparse")
     assert not torch.allclose(first, plain)
 
 
 def test_dense_dropout_is_deterministic_under_a_seed():
-    gmask = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
-    q, k, v = inputs(gmask.num_rows)
+    mask_index = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
+    q, k, v = inputs(mask_index.num_rows)
     torch.manual_seed(3)
-    first = graph_attention(q, k, v, gmask, dropout=0.5, path="dense")
+    first = graph_attention(q, k, v, mask_index, dropout=0.5, backend="dense")
     torch.manual_seed(3)
-    assert torch.equal(first, graph_attention(q, k, v, gmask, dropout=0.5, path="dense"))
+    assert torch.equal(first, graph_attention(q, k, v, mask_index, dropout=0.5, backend="dense"))
 
 
 def test_half_precision_accumulates_in_float32():
     edge_index = torch.randint(0, 40, (2, 120), generator=torch.Generator().manual_seed(0))
-    gmask = khop(2).build(edge_index, num_nodes=40)
-    q, k, v = (t.detach() for t in inputs(gmask.num_rows, dtype=torch.bfloat16))
-    out = graph_attention(q, k, v, gmask, path="sparse")
+    mask_index = khop(2).build(edge_index, num_nodes=40)
+    q, k, v = (t.detach() for t in inputs(mask_index.num_rows, dtype=torch.bfloat16))
+    out = graph_attention(q, k, v, mask_index, backend="sparse")
     assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.double(), reference(q, k, v, gmask.to_dense()), atol=2e-2,
+    torch.testing.assert_close(out.double(), reference(q, k, v, mask_index.to_dense()), atol=2e-2,
                                rtol=2e-2)
 
 
-def test_auto_path_follows_size_and_gradients(monkeypatch):
+def test_auto_backend_follows_size_and_gradients(monkeypatch):
     from gnnagg.attention import ops
 
     chosen = []
@@ -166,82 +164,35 @@ def test_auto_path_follows_size_and_gradients(monkeypatch):
     assert chosen == ["_dense_attention"] and out.grad_fn is not None
 
 
-@pytest.mark.parametrize("block_size", [2, 3, 8, 128])
-@pytest.mark.parametrize("separate_full_blocks", [False, True])
-def test_block_mask_from_csr_equals_create_block_mask(block_size, separate_full_blocks):
-    generator = torch.Generator().manual_seed(block_size)
-    edge_index = torch.randint(0, 21, (2, 50), generator=generator)
-    batch = (torch.arange(21) >= 12).long()
-    edge_index = edge_index[:, batch[edge_index[0]] == batch[edge_index[1]]]
-    gmask = (khop(2) | global_tokens(2)).build(edge_index, batch=batch)
-    dense = gmask.to_dense()
-    rows = gmask.num_rows
-
-    def lookup(b, h, q_idx, kv_idx):
-        return dense[q_idx.clamp(max=rows - 1), kv_idx.clamp(max=rows - 1)] & (q_idx < rows) & (
-            kv_idx < rows
-        )
-
-    expected = create_block_mask(lookup, None, None, rows, rows, device="cpu",
-                                 BLOCK_SIZE=block_size, separate_full_blocks=separate_full_blocks)
-    got = gmask.to_block_mask(block_size, separate_full_blocks=separate_full_blocks)
-
-    def ordered(num, idx):
-        return [sorted(idx[0, 0, i, : num[0, 0, i]].tolist()) for i in range(num.size(-1))]
-
-    assert ordered(got.kv_num_blocks, got.kv_indices) == ordered(
-        expected.kv_num_blocks, expected.kv_indices)
-    assert ordered(got.q_num_blocks, got.q_indices) == ordered(
-        expected.q_num_blocks, expected.q_indices)
-    if separate_full_blocks:
-        assert ordered(got.full_kv_num_blocks, got.full_kv_indices) == ordered(
-            expected.full_kv_num_blocks, expected.full_kv_indices)
-    # The element-wise mask_mod reproduces the CSR exactly.
-    q_idx = torch.arange(rows + 3).view(-1, 1)
-    kv_idx = torch.arange(rows + 3).view(1, -1)
-    zero = torch.zeros((), dtype=torch.int64)
-    element = csr_mask_mod(gmask.rowptr, gmask.col)(zero, zero, q_idx, kv_idx)
-    assert torch.equal(element[:rows, :rows], dense) and not element[rows:].any()
-
-
-def test_block_density_counts_non_empty_tiles():
-    gmask = adjacency().build(torch.tensor([[0, 5], [5, 0]]), num_nodes=8)
-    # Diagonal + (0, 5) + (5, 0) with 4-wide blocks: tiles (0,0), (1,1), (0,1), (1,0).
-    assert gmask.block_density(4) == 1.0
-    assert gmask.block_density(8) == 1.0
-    assert adjacency().build(torch.zeros(2, 0, dtype=torch.long), num_nodes=8).block_density(
-        4) == 0.5
-
-
 def test_flex_refuses_training_on_cpu():
-    gmask = adjacency().build(torch.tensor([[0, 1], [1, 2]]))
-    q, k, v = inputs(gmask.num_rows)
+    mask_index = adjacency().build(torch.tensor([[0, 1], [1, 2]]))
+    q, k, v = inputs(mask_index.num_rows)
     with pytest.raises(ValueError, match="cannot train on CPU"):
-        graph_attention(q, k, v, gmask, path="flex")
+        graph_attention(q, k, v, mask_index, backend="flex")
     with pytest.raises(ValueError, match="no attention dropout"):
-        graph_attention(q.detach(), k.detach(), v.detach(), gmask, path="flex", dropout=0.1)
+        graph_attention(q.detach(), k.detach(), v.detach(), mask_index, backend="flex", dropout=0.1)
 
 
 def test_errors_name_the_argument():
-    gmask = (adjacency() | global_tokens(1)).build(torch.tensor([[0, 1], [1, 2]]))
-    q, k, v = inputs(gmask.num_rows)
+    mask_index = (adjacency() | global_tokens(1)).build(torch.tensor([[0, 1], [1, 2]]))
+    q, k, v = inputs(mask_index.num_rows)
     with pytest.raises(ValueError, match=r"q has 3 rows but the mask has 4 \(3 nodes \+ 1"):
-        graph_attention(q[:3], k, v, gmask)
+        graph_attention(q[:3], k, v, mask_index)
     with pytest.raises(ValueError, match="k must have the shape of q"):
-        graph_attention(q, k[:, :1], v, gmask)
+        graph_attention(q, k[:, :1], v, mask_index)
     with pytest.raises(ValueError, match="v must be"):
-        graph_attention(q, k, v[:, :1], gmask)
+        graph_attention(q, k, v[:, :1], mask_index)
     with pytest.raises(ValueError, match=r"q must be \[rows, heads, dim\]"):
-        graph_attention(q[:, 0], k, v, gmask)
+        graph_attention(q[:, 0], k, v, mask_index)
     with pytest.raises(TypeError, match="k has dtype torch.float64"):
-        graph_attention(q, k.double(), v, gmask)
+        graph_attention(q, k.double(), v, mask_index)
     with pytest.raises(ValueError, match="q is on meta"):
-        graph_attention(q.to("meta"), k, v, gmask)
-    with pytest.raises(TypeError, match="gmask must be a GraphMask"):
+        graph_attention(q.to("meta"), k, v, mask_index)
+    with pytest.raises(TypeError, match="mask_index must be a MaskIndex"):
         graph_attention(q, k, v, adjacency())
-    with pytest.raises(ValueError, match="path must be one of"):
-        graph_attention(q, k, v, gmask, path="fast")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        graph_attention(q, k, v, mask_index, backend="fast")
     with pytest.raises(ValueError, match="dropout must be in"):
-        graph_attention(q, k, v, gmask, dropout=1.0)
+        graph_attention(q, k, v, mask_index, dropout=1.0)
     with pytest.raises(ValueError, match="scale must be a finite number"):
-        graph_attention(q, k, v, gmask, scale=float("nan"))
+        graph_attention(q, k, v, mask_index, scale=float("nan"))
