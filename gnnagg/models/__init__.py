@@ -2,7 +2,8 @@
 
 * :class:`GraphTransformer` -- the mesh graph transformer (masked attention blocks) of Garnier
   et al. 2025;
-* :class:`MeshGraphNet` -- the message-passing simulator of Pfaff et al. 2021;
+* :class:`MeshGraphNet` -- the message-passing simulator of Pfaff et al. 2021, with any PyG or
+  gnnagg aggregation (``aggr=``);
 * :class:`MeshSimulator` -- a network wrapped into a next-step simulator of
   :func:`gnnagg.data.mesh_simulation` data (features, :class:`OnlineNormalizer`\\ s, update
   rule), evaluated by :func:`rollout`, :func:`one_step_rmse` and :func:`rollout_rmse`;

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.aggr import Aggregation
+from torch_geometric.nn.resolver import aggregation_resolver
 
-from ..segment import segment
 from .mlp import _check_positive, mlp
 
 __all__ = ["MeshGraphNet", "mesh_edge_features"]
@@ -23,16 +27,18 @@ class MeshGraphNet(nn.Module):
     encode, ``num_layers`` message-passing steps, decode.
 
     Node and edge encoders are MLPs (``mlp_layers`` hidden layers of width
-    ``hidden_channels``, ReLU, LayerNorm on the output). Each processor step updates, with
-    residuals,
+    ``hidden_channels``, ReLU, LayerNorm on the output). Each processor step computes, for an
+    edge from sender :math:`i` to receiver :math:`j`,
 
     .. math::
 
-        e_{ij} &\leftarrow e_{ij} + \mathrm{MLP}_e([x_i, x_j, e_{ij}]) \\
-        x_j &\leftarrow x_j + \mathrm{MLP}_x\big([x_j, \textstyle\sum_{i \to j} e_{ij}]\big)
+        e'_{ij} &= \mathrm{MLP}_e([x_i, x_j, e_{ij}]) \\
+        x'_j &= \mathrm{MLP}_x\big([x_j, \textstyle\bigoplus_{i \to j} e'_{ij}]\big) \\
+        x_j &\leftarrow x_j + x'_j, \qquad e_{ij} \leftarrow e_{ij} + e'_{ij}
 
-    (sender ``i``, receiver ``j``; the sum through :func:`gnnagg.segment.segment`). The decoder
-    MLP has no LayerNorm.
+    as DeepMind's reference implementation does: the node update aggregates the edge MLP's
+    output :math:`e'`, and both residuals come after. :math:`\bigoplus` is ``aggr``, a sum by
+    default. The decoder MLP has no LayerNorm.
 
     Args:
         in_channels: node feature width.
@@ -41,6 +47,13 @@ class MeshGraphNet(nn.Module):
         edge_dim: edge feature width, e.g. ``d + 1`` for :func:`mesh_edge_features`.
         num_layers: processor steps (15 in the paper).
         mlp_layers: hidden layers per MLP (2 in the paper).
+        aggr: how a node gathers its incoming edges: a PyG aggregation name (``"sum"``,
+            ``"mean"``, ``"softmax"``, a list of names for ``MultiAggregation``...) resolved by
+            PyG's ``aggregation_resolver``, or an ``Aggregation`` module (gnnagg's
+            :class:`~gnnagg.aggr.LCMAggregation` and :class:`~gnnagg.aggr.GRUAggregation`
+            included) taking ``hidden_channels`` inputs. Every step gets its own copy of it, so
+            learnable aggregators never share parameters across steps.
+        aggr_kwargs: keyword arguments for the resolver, with a name.
 
     ``forward(x, edge_index, edge_attr=None, pos=None)``: without ``edge_attr`` the edge inputs
     are :func:`mesh_edge_features` of ``pos``.
@@ -55,6 +68,8 @@ class MeshGraphNet(nn.Module):
         edge_dim: int,
         num_layers: int = 15,
         mlp_layers: int = 2,
+        aggr: str | list[str] | Aggregation = "sum",
+        aggr_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         in_channels = _check_positive(in_channels, "in_channels")
@@ -63,10 +78,11 @@ class MeshGraphNet(nn.Module):
         self.edge_dim = _check_positive(edge_dim, "edge_dim")
         num_layers = _check_positive(num_layers, "num_layers")
         mlp_layers = _check_positive(mlp_layers, "mlp_layers")
+        template, aggr_channels = _resolve_aggr(aggr, aggr_kwargs, hidden)
         self.node_encoder = mlp([in_channels] + [hidden] * (mlp_layers + 1), layer_norm=True)
         self.edge_encoder = mlp([edge_dim] + [hidden] * (mlp_layers + 1), layer_norm=True)
         self.processor = nn.ModuleList(
-            _ProcessorStep(hidden, mlp_layers)
+            _ProcessorStep(hidden, mlp_layers, copy.deepcopy(template), aggr_channels)
             for _ in range(num_layers)
         )
         self.decoder = mlp([hidden] * (mlp_layers + 1) + [out_channels])
@@ -95,14 +111,48 @@ class MeshGraphNet(nn.Module):
 
 
 class _ProcessorStep(nn.Module):
-    def __init__(self, hidden: int, mlp_layers: int) -> None:
+    def __init__(self, hidden: int, mlp_layers: int, aggr: Aggregation, aggr_channels: int):
         super().__init__()
         self.edge_mlp = mlp([3 * hidden] + [hidden] * mlp_layers + [hidden], layer_norm=True)
-        self.node_mlp = mlp([2 * hidden] + [hidden] * mlp_layers + [hidden], layer_norm=True)
+        self.aggr = aggr
+        self.node_mlp = mlp(
+            [hidden + aggr_channels] + [hidden] * mlp_layers + [hidden], layer_norm=True
+        )
 
     def forward(self, x: Tensor, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         src, dst = edge_index
-        e = e + self.edge_mlp(torch.cat([x[src], x[dst], e], dim=-1))
-        incoming = segment(e, index=dst, dim_size=x.size(0), reduce="sum")
+        message = self.edge_mlp(torch.cat([x[src], x[dst], e], dim=-1))
+        incoming = self.aggr(message, dst, dim_size=x.size(0))
         x = x + self.node_mlp(torch.cat([x, incoming], dim=-1))
-        return x, e
+        return x, e + message
+
+
+def _resolve_aggr(aggr: object, kwargs: dict[str, Any] | None, hidden: int):
+    """The aggregation module ``aggr`` names (a template to copy per step) and its output
+    width for ``hidden`` input channels."""
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"aggr_kwargs must be a dict, got {type(kwargs).__name__}")
+    if not isinstance(aggr, (str, list, tuple, Aggregation)):
+        raise TypeError(
+            f"aggr must be an aggregation name, a list of names or an Aggregation module, got "
+            f"{type(aggr).__name__}"
+        )
+    if isinstance(aggr, Aggregation) and kwargs:
+        raise ValueError("aggr_kwargs: only used with an aggregation name, not a module")
+    try:
+        module = aggregation_resolver(aggr, **(kwargs or {}))
+    except ValueError as error:
+        raise ValueError(f"aggr: {error}") from None
+    in_channels = getattr(module, "in_channels", None)
+    if isinstance(in_channels, int) and in_channels != hidden:
+        raise ValueError(
+            f"aggr takes {in_channels} input channels but the edge latents have "
+            f"hidden_channels={hidden}"
+        )
+    if hasattr(module, "get_out_channels"):
+        width = module.get_out_channels(hidden)
+    else:
+        width = getattr(module, "out_channels", hidden)
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"aggr: cannot tell its output width (got {width!r})")
+    return module, width
