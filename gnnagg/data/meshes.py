@@ -114,8 +114,7 @@ def delaunay_mesh(n: int, seed: int = 0) -> Data:
     """Delaunay tetrahedralisation of ``n`` points drawn uniformly in the unit cube.
 
     Edges are the tetrahedra's edges (mean degree about 15). Points come from
-    ``numpy.random.default_rng(seed)``; the triangulation is scipy's Qhull, which takes a few
-    seconds per 100k points (about 20 s for 300k on one CPU core).
+    ``numpy.random.default_rng(seed)``; the triangulation is scipy's Qhull.
     """
     n = _check_n(n, 5)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -318,8 +317,8 @@ def channel_mesh(
         keep[drop] = False
         points, types = points[keep], types[keep]
 
-    # 3-D wall points are co-planar by design; Qhull resolves such degeneracies slowly (4x on
-    # 30k nodes) unless it joggles the input ("QJ", seeded, so still deterministic). Flat
+    # 3-D wall points are co-planar by design; Qhull resolves such degeneracies several times
+    # more slowly unless it joggles the input ("QJ", seeded, so still deterministic). Flat
     # elements the joggle leaves on the walls are dropped below with the degenerate ones.
     options = "QJ Qbb Qc Q12" if dim == 3 else None
     cells = Delaunay(points, qhull_options=options).simplices.astype(np.int64)
