@@ -17,23 +17,23 @@ import sys
 
 import torch
 
-from gnnagg.attention import GraphTransformer, MeshGraphNet
 from gnnagg.bench.attention import make_mask
-from gnnagg.bench.mesh_rollout import (
+from gnnagg.data import NODE_TYPES, mesh_simulation
+from gnnagg.models import (
     EdgeFeatureModel,
+    GraphTransformer,
+    MeshGraphNet,
     MeshSimulator,
     NodeFeatureModel,
     edge_input_channels,
     node_input_channels,
 )
-from gnnagg.data import mesh_simulation
-from gnnagg.data.advection_diffusion import NODE_TYPES
 
 
 def _models() -> dict[str, MeshSimulator]:
-    mgn = MeshGraphNet(node_input_channels(2), edge_input_channels(2), 16, out_channels=1, steps=3)
+    mgn = MeshGraphNet(node_input_channels(2), 16, 1, edge_dim=edge_input_channels(2), num_layers=3)
     gt = GraphTransformer(
-        node_input_channels(2, position_features=True), 16, out_channels=1, heads=2, layers=2,
+        node_input_channels(2, position_features=True), 16, 1, heads=2, num_layers=2,
         mask=make_mask("khop2+dilated+global"),
     )  # fmt: skip
     return {

@@ -39,7 +39,7 @@ for mask in (adjacency(self_loops=False), khop(2) | dilated_window(2, 4) | globa
             if path == "flex" and dtype == torch.float64:
                 continue
             xs = [t.to(device, dtype).requires_grad_() for t in inputs]
-            out = graph_attention(*xs, gmask, path=path)
+            out = graph_attention(*xs, gmask, backend=path)
             grads = torch.autograd.grad(out, xs, grad.to(device, dtype))
             tol = 1e-9 if dtype == torch.float64 else 2e-4
             errors = [(out.double().cpu() - ref).abs().max().item()] + [

@@ -6,8 +6,11 @@ Layers, from the bottom up (nothing imports from a layer above it):
 * :mod:`gnnagg.monoids` -- learnable commutative monoids, tree reduction, law checks.
 * :mod:`gnnagg.aggr` -- PyG ``Aggregation`` modules built on the two above.
 * :mod:`gnnagg.poly` -- equivariant polynomial features (PyG transforms), beside the above.
-* :mod:`gnnagg.attention` -- masked graph attention, graph transformers, MeshGraphNet, beside.
-* :mod:`gnnagg.data` -- synthetic tasks and real data sets, beside the above.
+* :mod:`gnnagg.attention` -- masked graph attention: masks, ``graph_attention``, one layer,
+  beside the above.
+* :mod:`gnnagg.data` -- synthetic tasks, meshes and mesh simulations, real data sets, beside.
+* :mod:`gnnagg.models` -- graph transformers, MeshGraphNet, learned mesh simulators, above
+  ``attention`` and ``data``.
 * :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
 
 ``gnnagg._checks`` holds argument checks shared by every layer and imports nothing.

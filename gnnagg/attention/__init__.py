@@ -1,37 +1,38 @@
-"""Mesh graph-transformer attention: composable masks, one attention op, models.
+"""Mesh graph-transformer attention: composable masks and one attention op.
 
-Implements "Training Transformers for Mesh-Based Simulations" (Garnier et al. 2025,
-`arXiv:2508.18051 <https://arxiv.org/abs/2508.18051>`_) natively on PyG batches:
+Implements the attention of "Training Transformers for Mesh-Based Simulations" (Garnier et al.
+2025, `arXiv:2508.18051 <https://arxiv.org/abs/2508.18051>`_) natively on PyG batches:
 
 * masks -- :func:`adjacency`, :func:`khop`, :func:`dilated_window`, :func:`global_tokens`,
-  :func:`random_jumps`, composed with ``|`` and ``&``; ``mask.build(...)`` gives a
-  :class:`GraphMask` (a CSR over query rows);
+  :func:`random_jumps`, composed with ``|`` and ``&``. A :class:`Mask` is a recipe;
+  ``mask.build(...)`` gives a :class:`MaskIndex` (a CSR over query rows). New masks implement
+  :meth:`Mask.pairs` on a :class:`MaskContext`, or wrap a function with :func:`pair_mask`;
 * :func:`graph_attention` -- masked multi-head attention with a ``"sparse"`` (chunked,
-  recomputing), ``"flex"`` (FlexAttention block mask) and ``"dense"`` path;
-* models -- :class:`GraphAttention`, :class:`GraphTransformer` and the message-passing baseline
-  :class:`MeshGraphNet`.
+  recomputing), ``"flex"`` (FlexAttention block mask) and ``"dense"`` backend;
+* :class:`GraphAttention` -- one attention layer. The models built from it (the graph
+  transformer, MeshGraphNet, simulators) are in :mod:`gnnagg.models`.
 """
 
-from .graph_mask import GraphMask
-from .masks import Mask, adjacency, dilated_window, global_tokens, khop, random_jumps
-from .models import GraphAttention, GraphTransformer, MeshGraphNet, mesh_edge_features
-from .ops import PATHS, graph_attention
+from .builtin_masks import adjacency, dilated_window, global_tokens, khop, random_jumps
+from .layers import GraphAttention
+from .mask_context import MaskContext
+from .mask_index import MaskIndex
+from .masks import Mask, pair_mask
+from .ops import graph_attention
 from .ordering import morton_codes, reverse_cuthill_mckee
 
 __all__ = [
-    "PATHS",
     "GraphAttention",
-    "GraphMask",
-    "GraphTransformer",
-    "MeshGraphNet",
     "Mask",
+    "MaskContext",
+    "MaskIndex",
     "adjacency",
     "dilated_window",
     "global_tokens",
     "graph_attention",
     "khop",
-    "mesh_edge_features",
     "morton_codes",
+    "pair_mask",
     "random_jumps",
     "reverse_cuthill_mckee",
 ]

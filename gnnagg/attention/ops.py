@@ -1,4 +1,4 @@
-r"""Masked multi-head attention over a :class:`GraphMask`: one op, three paths.
+r"""Masked multi-head attention over a :class:`MaskIndex`: one op, three backends.
 
 .. math::
 
@@ -26,16 +26,17 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .graph_mask import DEFAULT_DENSE_LIMIT, GraphMask
+from .mask_index import DEFAULT_DENSE_LIMIT, MaskIndex
 
-__all__ = ["PATHS", "HeadCSR", "SparseAttention", "graph_attention", "head_csr"]
+__all__ = ["BACKENDS", "HeadCSR", "SparseAttention", "graph_attention", "head_csr"]
 
-PATHS = ("auto", "sparse", "flex", "dense")
+#: Values of ``backend=``: which implementation computes the attention.
+BACKENDS = ("auto", "sparse", "flex", "dense")
 
-#: ``"auto"`` uses the dense path up to this many rows.
+#: ``"auto"`` uses the dense backend up to this many rows.
 AUTO_DENSE_ROWS = 512
 #: Eager FlexAttention materialises every score: beyond this many ``heads × R × R`` entries the
-#: flex path compiles the kernel instead.
+#: flex backend compiles the kernel instead.
 EAGER_FLEX_LIMIT = 1 << 24
 
 
@@ -45,20 +46,20 @@ class HeadCSR:
     Head ``h`` of row ``r`` is row ``h * R + r`` of an ``[H·R, H·R]`` sparse matrix, so one
     sampled dense-dense product (SDDMM) computes every head's scores on the allowed pairs and one
     sparse-dense product (SpMM) every head's weighted sum. Index memory O(H·nnz); built once per
-    (mask, heads) and cached on the :class:`GraphMask`.
+    (mask, heads) and cached on the :class:`MaskIndex`.
     """
 
-    def __init__(self, gmask: GraphMask, heads: int) -> None:
-        rows, nnz, device = gmask.num_rows, gmask.nnz, gmask.device
+    def __init__(self, mask_index: MaskIndex, heads: int) -> None:
+        rows, nnz, device = mask_index.num_rows, mask_index.nnz, mask_index.device
         head = torch.arange(heads, device=device)
         self.size = heads * rows
         self.nnz = heads * nnz
         self.rowptr = torch.cat(
-            [(gmask.rowptr[:-1].unsqueeze(0) + (head * nnz).unsqueeze(1)).reshape(-1),
+            [(mask_index.rowptr[:-1].unsqueeze(0) + (head * nnz).unsqueeze(1)).reshape(-1),
              torch.tensor([heads * nnz], device=device)]
         )
-        self.col = (gmask.col.unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
-        self.row = (gmask.row().unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
+        self.col = (mask_index.col.unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
+        self.row = (mask_index.row().unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
         # The transpose: pairs sorted by key row; values are permuted with transpose_perm.
         self.transpose_perm = torch.sort(self.col, stable=True).indices
         self.transpose_col = self.row[self.transpose_perm]
@@ -88,12 +89,12 @@ def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
                                        check_invariants=False)
 
 
-def head_csr(gmask: GraphMask, heads: int) -> HeadCSR:
-    """The cached :class:`HeadCSR` of ``gmask`` for ``heads`` heads."""
+def head_csr(mask_index: MaskIndex, heads: int) -> HeadCSR:
+    """The cached :class:`HeadCSR` of ``mask_index`` for ``heads`` heads."""
     key = ("head_csr", heads)
-    if key not in gmask._cache:
-        gmask._cache[key] = HeadCSR(gmask, heads)
-    return gmask._cache[key]
+    if key not in mask_index._cache:
+        mask_index._cache[key] = HeadCSR(mask_index, heads)
+    return mask_index._cache[key]
 
 
 def _dropout_keep(seed: int, size: int, p: float, device: torch.device) -> Tensor:
@@ -178,30 +179,30 @@ def graph_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    gmask: GraphMask,
+    mask_index: MaskIndex,
     scale: float | None = None,
     dropout: float = 0.0,
-    path: str = "auto",
+    backend: str = "auto",
 ) -> Tensor:
-    r"""Multi-head attention of each row over the keys ``gmask`` allows.
+    r"""Multi-head attention of each row over the keys ``mask_index`` allows.
 
     Args:
-        q, k: ``[R, heads, d]`` queries and keys, ``R = gmask.num_rows`` (nodes and global
-            tokens in the mask's row layout: ``x[gmask.node_rows]`` for nodes).
+        q, k: ``[R, heads, d]`` queries and keys, ``R = mask_index.num_rows`` (nodes and global
+            tokens in the mask's row layout: ``x[mask_index.node_rows]`` for nodes).
         v: ``[R, heads, d_v]`` values.
-        gmask: the :class:`GraphMask` from ``mask.build(...)``, on the same device.
+        mask_index: the :class:`MaskIndex` from ``mask.build(...)``, on the same device.
         scale: score factor, default :math:`1/\sqrt{d}`.
         dropout: probability of zeroing an attention weight (training); the survivors are
-            scaled by :math:`1/(1-p)`. Deterministic under ``torch.manual_seed``. Not on
-            ``"flex"``.
-        path: ``"sparse"``, ``"flex"``, ``"dense"`` or ``"auto"``: dense up to
-            ``AUTO_DENSE_ROWS`` rows, otherwise sparse; flex when forced (or on CUDA, for
-            inputs that need no gradient and no dropout).
+            scaled by :math:`1/(1-p)`. Deterministic under ``torch.manual_seed``. Not with
+            ``backend="flex"``.
+        backend: which implementation computes it: ``"sparse"``, ``"flex"``, ``"dense"`` or
+            ``"auto"``: dense up to ``AUTO_DENSE_ROWS`` rows, otherwise sparse; flex when asked
+            for (or on CUDA, for inputs that need no gradient and no dropout).
 
     Returns:
         ``[R, heads, d_v]``; rows whose mask row is empty are 0.
     """
-    _check_inputs(q, k, v, gmask)
+    _check_inputs(q, k, v, mask_index)
     dim = q.size(-1)
     if scale is None:
         scale = 1.0 / math.sqrt(dim) if dim else 1.0
@@ -211,42 +212,46 @@ def graph_attention(
         raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if path not in PATHS:
-        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if path == "auto":
-        path = _choose_path(q, gmask, dropout, needs_grad)
-    if path == "dense":
-        return _dense_attention(q, k, v, gmask, float(scale), float(dropout))
-    if path == "flex":
+    if backend == "auto":
+        backend = _choose_backend(q, mask_index, dropout, needs_grad)
+    if backend == "dense":
+        return _dense_attention(q, k, v, mask_index, float(scale), float(dropout))
+    if backend == "flex":
         if dropout > 0:
-            raise ValueError("path='flex' has no attention dropout; use path='sparse' or 'dense'")
+            raise ValueError(
+                "backend='flex' has no attention dropout; use backend='sparse' or 'dense'"
+            )
         if needs_grad and q.device.type == "cpu":
             raise ValueError(
-                "path='flex' cannot train on CPU: torch's FlexAttention has no CPU backward "
-                "(it raises NotImplementedError); use path='sparse', or run under "
+                "backend='flex' cannot train on CPU: torch's FlexAttention has no CPU backward "
+                "(it raises NotImplementedError); use backend='sparse', or run under "
                 "torch.no_grad() / on detached inputs for inference"
             )
-        return _flex_attention(q, k, v, gmask, float(scale))
-    if gmask.nnz == 0 or q.numel() == 0 or v.numel() == 0:
+        return _flex_attention(q, k, v, mask_index, float(scale))
+    if mask_index.nnz == 0 or q.numel() == 0 or v.numel() == 0:
         # Nothing is attended: every row is 0 (a constant; its gradients are zero).
         return torch.zeros_like(v)
     seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
-    return SparseAttention.apply(q, k, v, head_csr(gmask, q.size(1)), float(scale),
+    return SparseAttention.apply(q, k, v, head_csr(mask_index, q.size(1)), float(scale),
                                  float(dropout), seed)
 
 
-def _choose_path(q: Tensor, gmask: GraphMask, dropout: float, needs_grad: bool) -> str:
-    if gmask.num_rows <= AUTO_DENSE_ROWS:
+def _choose_backend(q: Tensor, mask_index: MaskIndex, dropout: float, needs_grad: bool) -> str:
+    if mask_index.num_rows <= AUTO_DENSE_ROWS:
         return "dense"
     if q.device.type == "cuda" and not needs_grad and dropout == 0:
         return "flex"
     return "sparse"
 
 
-def _check_inputs(q: object, k: object, v: object, gmask: object) -> None:
-    if not isinstance(gmask, GraphMask):
-        raise TypeError(f"gmask must be a GraphMask (from mask.build), got {type(gmask).__name__}")
+def _check_inputs(q: object, k: object, v: object, mask_index: object) -> None:
+    if not isinstance(mask_index, MaskIndex):
+        raise TypeError(
+            f"mask_index must be a MaskIndex (from mask.build), got {type(mask_index).__name__}"
+        )
     for name, tensor in (("q", q), ("k", k), ("v", v)):
         if not isinstance(tensor, Tensor):
             raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
@@ -254,14 +259,15 @@ def _check_inputs(q: object, k: object, v: object, gmask: object) -> None:
             raise ValueError(f"{name} must be [rows, heads, dim], got shape {tuple(tensor.shape)}")
         if not tensor.is_floating_point():
             raise TypeError(f"{name} must be floating point, got {tensor.dtype}")
-        if tensor.size(0) != gmask.num_rows:
+        if tensor.size(0) != mask_index.num_rows:
             raise ValueError(
-                f"{name} has {tensor.size(0)} rows but the mask has {gmask.num_rows} "
-                f"({gmask.num_nodes} nodes + {gmask.num_tokens} global tokens)"
+                f"{name} has {tensor.size(0)} rows but the mask has {mask_index.num_rows} "
+                f"({mask_index.num_nodes} nodes + {mask_index.num_tokens} global tokens)"
             )
-        if tensor.device != gmask.device:
+        if tensor.device != mask_index.device:
             raise ValueError(
-                f"{name} is on {tensor.device} but gmask on {gmask.device}; use gmask.to(device)"
+                f"{name} is on {tensor.device} but mask_index on {mask_index.device}; use "
+                "mask_index.to(device)"
             )
         if tensor.dtype != q.dtype:
             raise TypeError(f"{name} has dtype {tensor.dtype} but q has {q.dtype}")
@@ -274,9 +280,9 @@ def _check_inputs(q: object, k: object, v: object, gmask: object) -> None:
         )
 
 
-def _dense_attention(q, k, v, gmask, scale, dropout):
-    allowed = gmask.to_dense(max_entries=DEFAULT_DENSE_LIMIT)
-    empty = gmask.degree() == 0
+def _dense_attention(q, k, v, mask_index, scale, dropout):
+    allowed = mask_index.to_dense(max_entries=DEFAULT_DENSE_LIMIT)
+    empty = mask_index.degree() == 0
     # A row without keys would be a softmax over nothing (NaN, and NaN gradients into every
     # key): let it see itself, then zero its output, which also zeroes its gradients.
     allowed[empty, empty.nonzero().view(-1)] = True
@@ -288,18 +294,18 @@ def _dense_attention(q, k, v, gmask, scale, dropout):
                        out)
 
 
-def _flex_attention(q, k, v, gmask, scale):
+def _flex_attention(q, k, v, mask_index, scale):
     from torch.nn.attention.flex_attention import flex_attention
 
     heads = q.size(1)
-    rows = gmask.num_rows
+    rows = mask_index.num_rows
     # Eager FlexAttention materialises every score; beyond a small size compile it (on CPU a
     # C++ template, on CUDA Triton), which is also the only fast way on CUDA.
     use_compiled = q.device.type == "cuda" or heads * rows * rows > EAGER_FLEX_LIMIT
-    order = gmask.locality_order()
-    ordered = gmask._cache.get("locality_mask")
+    order = mask_index.locality_order()
+    ordered = mask_index._cache.get("locality_mask")
     if ordered is None:
-        ordered = gmask._cache["locality_mask"] = gmask.reorder(order)
+        ordered = mask_index._cache["locality_mask"] = mask_index.reorder(order)
     block_mask = ordered.to_block_mask(_flex_block_size(q.device))
     if use_compiled and not torch.compiler.is_compiling():
         kernel = flex_attention_compiled()
@@ -318,7 +324,7 @@ def _flex_attention(q, k, v, gmask, scale):
     result = torch.empty_like(out)
     result[order] = out
     # FlexAttention leaves rows without keys at 0 already; keep the definition explicit.
-    empty = (gmask.degree() == 0).view(-1, 1, 1)
+    empty = (mask_index.degree() == 0).view(-1, 1, 1)
     return torch.where(empty, torch.zeros((), dtype=out.dtype, device=out.device), result)
 
 

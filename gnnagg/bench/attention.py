@@ -110,7 +110,7 @@ class AttentionLayer(torch.nn.Module):
 
         shape = (x.size(0), self.heads, self.channels)
         q, k, v = self.query(x).view(shape), self.key(x).view(shape), self.value(x).view(shape)
-        return self.out(graph_attention(q, k, v, gmask, path=self.path).flatten(1))
+        return self.out(graph_attention(q, k, v, gmask, backend=self.path).flatten(1))
 
 
 def _table_mb(block_mask: Any) -> float:
@@ -177,13 +177,13 @@ def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, 
 
 def _block_stats(gmask: Any, block_size: int = 128) -> dict[str, Any]:
     """Block density in index, Morton and RCM row order; BlockMask build time and tables."""
-    from ..attention import GraphMask
+    from ..attention import MaskIndex
 
     out: dict[str, Any] = {"density_index": gmask.block_density(block_size)}
     morton = gmask.reorder(gmask.locality_order())
     out["density_morton"] = morton.block_density(block_size)
     # Without positions the locality order is reverse Cuthill-McKee.
-    no_pos = GraphMask(
+    no_pos = MaskIndex(
         gmask.rowptr, gmask.col, num_nodes=gmask.num_nodes, num_graphs=gmask.num_graphs,
         tokens_per_graph=gmask.tokens_per_graph, node_rows=gmask.node_rows,
         token_rows=gmask.token_rows, row_graph=gmask.row_graph,

@@ -1,29 +1,14 @@
-r"""Next-step training and rollout evaluation of learned simulators on mesh simulations.
+r"""Next-step training of learned mesh simulators, and the records of the mesh study.
 
 The recipe is MeshGraphNet's (Pfaff et al. 2021, https://arxiv.org/abs/2010.03409, and its
-public code): a network maps the current state to the change of the field over one time step,
-
-.. math::
-
-    \hat u^{t+1} = u^t + \mathcal N\bigl(u^t, \text{node type}, \kappa, \mathbf b\bigr),
-
-trained on single steps with Gaussian noise added to the input state (the target is the change
-from the *noisy* state, so the network learns to undo its own drift), with inputs, edge features
-and targets standardised by online normalisers that accumulate mean and variance over the first
-training batches. Evaluation: the 1-step RMSE (from true states) and the all-rollout RMSE (the
-network fed its own predictions over a whole held-out trajectory), with the per-step curve;
-obstacle nodes are held at their boundary value, as the solver does.
-
-Models plug in through :class:`MeshStepModel`: ``model(x, edge_index, pos=, edge_attr=,
-batch=)`` returning one value per node. :class:`NodeFeatureModel` adapts models called as
-``model(x, edge_index, pos=pos, batch=batch)`` (a graph transformer) and
-:class:`EdgeFeatureModel` models called as ``model(x, edge_index, edge_attr)`` (MeshGraphNet,
-whose edge features are the relative position and distance). Data come from
-:func:`gnnagg.data.mesh_simulation`.
+public code): a :class:`~gnnagg.models.MeshSimulator` is trained on single steps with Gaussian
+noise added to the input state (the target is the change from the *noisy* state, so the
+network learns to undo its own drift), its online normalisers accumulating over the first
+training batches; it is evaluated with :func:`~gnnagg.models.one_step_rmse` and
+:func:`~gnnagg.models.rollout_rmse`.
 
 Entry point: :func:`train_and_evaluate` (one model, one seed, a JSON-friendly record), built from
-:class:`MeshSimulator`, :func:`fit_mesh_model`, :func:`one_step_rmse` and :func:`rollout_rmse`;
-:func:`summarise_mesh_runs` gives mean ± std over seeds.
+:func:`fit_mesh_model`; :func:`summarise_mesh_runs` gives mean ± std over seeds; field plots.
 """
 
 from __future__ import annotations
@@ -37,350 +22,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..data.advection_diffusion import NODE_TYPES, MeshSimulation
+from ..data import NODE_TYPES, MeshSimulation
+from ..models import MeshSimulator, one_step_rmse, rollout_rmse
 
 __all__ = [
-    "EdgeFeatureModel",
-    "MeanDeltaBaseline",
-    "MeshStepModel",
-    "MeshSimulator",
     "MeshTrainingConfig",
-    "NextStepPredictor",
-    "NodeFeatureModel",
-    "OnlineNormalizer",
-    "PersistenceBaseline",
-    "SolverOracle",
-    "edge_input_channels",
     "fit_mesh_model",
-    "node_input_channels",
-    "one_step_rmse",
     "peak_extra_memory_bytes",
     "peak_memory_bytes",
     "plot_field",
     "plot_field_arrays",
-    "rollout",
-    "rollout_rmse",
     "summarise_mesh_runs",
     "train_and_evaluate",
 ]
 
 _OBSTACLE = NODE_TYPES.index("obstacle")
-
-
-# --------------------------------------------------------------------------------------------
-# Model protocol and adapters
-# --------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class MeshStepModel(Protocol):
-    """What the training core calls: normalised node features ``x`` ``[N, C_in]``, the batched
-    mesh ``edge_index`` ``[2, E]`` (both directions), node positions ``pos`` ``[N, dim]``,
-    normalised edge features ``edge_attr`` ``[E, dim + 1]`` (relative position of the source
-    seen from the target, and its length) and the graph id of every node ``batch`` ``[N]``;
-    returns ``[N, 1]`` (or ``[N]``): the normalised change of ``u`` over one step."""
-
-    def __call__(
-        self, x: Tensor, edge_index: Tensor, *, pos: Tensor, edge_attr: Tensor, batch: Tensor
-    ) -> Tensor: ...
-
-
-class NodeFeatureModel(nn.Module):
-    """Adapts ``model(x, edge_index, pos=pos, batch=batch)`` (e.g. a ``GraphTransformer``, whose
-    masks may use ``pos``) to :class:`MeshStepModel`; edge features are not passed."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        if not callable(model):
-            raise TypeError(f"model: expected a callable module, got {type(model).__name__}")
-        self.model = model
-
-    def forward(
-        self, x: Tensor, edge_index: Tensor, *, pos: Tensor, edge_attr: Tensor, batch: Tensor
-    ) -> Tensor:
-        return self.model(x, edge_index, pos=pos, batch=batch)
-
-
-class EdgeFeatureModel(nn.Module):
-    """Adapts ``model(x, edge_index, edge_attr)`` (e.g. ``MeshGraphNet(in_channels,
-    edge_channels=dim + 1, ...)``) to :class:`MeshStepModel`."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        if not callable(model):
-            raise TypeError(f"model: expected a callable module, got {type(model).__name__}")
-        self.model = model
-
-    def forward(
-        self, x: Tensor, edge_index: Tensor, *, pos: Tensor, edge_attr: Tensor, batch: Tensor
-    ) -> Tensor:
-        return self.model(x, edge_index, edge_attr)
-
-
-def node_input_channels(dim: int, position_features: bool = False) -> int:
-    """Width of ``x``: ``u``, the node-type one-hot, κ, the drift (and the position)."""
-    if dim not in (2, 3):
-        raise ValueError(f"dim: expected 2 or 3, got {dim!r}")
-    return 1 + len(NODE_TYPES) + 1 + dim + (dim if position_features else 0)
-
-
-def edge_input_channels(dim: int) -> int:
-    """Width of ``edge_attr``: relative position and distance."""
-    if dim not in (2, 3):
-        raise ValueError(f"dim: expected 2 or 3, got {dim!r}")
-    return dim + 1
-
-
-# --------------------------------------------------------------------------------------------
-# Normalisation
-# --------------------------------------------------------------------------------------------
-
-
-class OnlineNormalizer(nn.Module):
-    """Standardises features with a mean and standard deviation accumulated online, as
-    MeshGraphNet's ``Normalizer``: while ``accumulate=True`` and fewer than
-    ``max_accumulations`` batches have been seen, each batch's rows are added to running sums
-    (float64); :math:`\\sigma = \\max(\\sqrt{E[x^2] - E[x]^2}, \\epsilon)`. Before any
-    accumulation it is the identity. The sums are buffers, saved in ``state_dict``."""
-
-    def __init__(self, size: int, max_accumulations: int = 10**6, std_epsilon: float = 1e-8):
-        super().__init__()
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size: expected a positive int, got {size!r}")
-        if isinstance(max_accumulations, bool) or not isinstance(max_accumulations, int):
-            raise TypeError("max_accumulations: expected an int")
-        if max_accumulations < 0:
-            raise ValueError(f"max_accumulations: expected >= 0, got {max_accumulations}")
-        if not std_epsilon > 0:
-            raise ValueError(f"std_epsilon: expected > 0, got {std_epsilon}")
-        self.size = size
-        self.max_accumulations = max_accumulations
-        self.std_epsilon = float(std_epsilon)
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("accumulations", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("total", torch.zeros(size, dtype=torch.float64))
-        self.register_buffer("total_squared", torch.zeros(size, dtype=torch.float64))
-
-    def _apply(self, fn, recurse=True):
-        # The running sums stay float64 whatever dtype the model is cast to.
-        result = super()._apply(fn, recurse)
-        for name in ("count", "total", "total_squared"):
-            setattr(self, name, getattr(self, name).to(torch.float64))
-        return result
-
-    def accumulate(self, x: Tensor) -> None:
-        if int(self.accumulations) >= self.max_accumulations:
-            return
-        flat = x.detach().reshape(-1, self.size).to(torch.float64)
-        self.count += flat.shape[0]
-        self.total += flat.sum(dim=0)
-        self.total_squared += (flat * flat).sum(dim=0)
-        self.accumulations += 1
-
-    def mean(self) -> Tensor:
-        return self.total / self.count.clamp_min(1.0)
-
-    def std(self) -> Tensor:
-        if float(self.count) == 0:
-            return torch.ones_like(self.total)
-        variance = (self.total_squared / self.count - self.mean() ** 2).clamp_min(0.0)
-        return variance.sqrt().clamp_min(self.std_epsilon)
-
-    def forward(self, x: Tensor, accumulate: bool = False) -> Tensor:
-        if x.shape[-1] != self.size:
-            raise ValueError(f"x: expected {self.size} features in the last dim, got {x.shape}")
-        if accumulate:
-            self.accumulate(x)
-        return (x - self.mean().to(x.dtype)) / self.std().to(x.dtype)
-
-    def inverse(self, x: Tensor) -> Tensor:
-        return x * self.std().to(x.dtype) + self.mean().to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, accumulations={int(self.accumulations)}"
-
-
-# --------------------------------------------------------------------------------------------
-# The learned simulator
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _BatchedMesh:
-    edge_index: Tensor
-    pos: Tensor
-    node_type_one_hot: Tensor
-    edge_attr: Tensor
-    batch: Tensor
-    obstacle: Tensor
-    # The data set's own edge_index: held so that a cache key reusing a freed object's id
-    # cannot match (a new data set has a new tensor).
-    source: Tensor
-
-
-class NextStepPredictor(Protocol):
-    """Anything :func:`rollout` and :func:`one_step_rmse` can evaluate: maps the states
-    ``u`` ``[B, N]`` of trajectories ``trajectories`` ``[B]`` of ``sim`` to the next states."""
-
-    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor: ...
-
-
-class MeshSimulator(nn.Module):
-    """A :class:`MeshStepModel` wrapped with the feature construction, the three online
-    normalisers (node inputs, edge features, output Δu) and the update rule.
-
-    ``x`` per node: ``u``, one-hot node type (:data:`~gnnagg.data.advection_diffusion.
-    NODE_TYPES`), κ and the drift of the trajectory (and ``pos`` if ``position_features``).
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        dim: int,
-        *,
-        position_features: bool = False,
-        max_accumulations: int = 10**6,
-    ) -> None:
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-        self.model = model
-        self.dim = dim
-        self.position_features = bool(position_features)
-        self.node_normalizer = OnlineNormalizer(
-            node_input_channels(dim, position_features), max_accumulations
-        )
-        self.edge_normalizer = OnlineNormalizer(edge_input_channels(dim), max_accumulations)
-        self.output_normalizer = OnlineNormalizer(1, max_accumulations)
-        self._meshes: dict[tuple[int, int, str, torch.dtype], _BatchedMesh] = {}
-
-    def _dtype(self) -> torch.dtype:
-        for p in self.model.parameters():
-            return p.dtype
-        return torch.get_default_dtype()
-
-    def _device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return self.output_normalizer.total.device
-
-    def batched_mesh(self, sim: MeshSimulation, num_graphs: int) -> _BatchedMesh:
-        """``num_graphs`` copies of the mesh as one graph (cached per size, device, dtype)."""
-        device, dtype = self._device(), self._dtype()
-        key = (id(sim), num_graphs, str(device), dtype)
-        cached = self._meshes.get(key)
-        if cached is None or cached.source is not sim.edge_index:
-            if len(self._meshes) > 8:
-                self._meshes.clear()
-            n = sim.num_nodes
-            offsets = torch.arange(num_graphs).repeat_interleave(sim.edge_index.shape[1]) * n
-            edge_index = sim.edge_index.repeat(1, num_graphs) + offsets
-            pos = sim.pos.to(dtype).repeat(num_graphs, 1)
-            src, dst = sim.edge_index
-            rel = (sim.pos[src] - sim.pos[dst]).to(dtype)
-            edge_attr = torch.cat([rel, rel.norm(dim=1, keepdim=True)], dim=1)
-            one_hot = nn.functional.one_hot(sim.node_type, len(NODE_TYPES)).to(dtype)
-            self._meshes[key] = _BatchedMesh(
-                edge_index=edge_index.to(device),
-                pos=pos.to(device),
-                node_type_one_hot=one_hot.repeat(num_graphs, 1).to(device),
-                edge_attr=edge_attr.repeat(num_graphs, 1).to(device),
-                batch=torch.arange(num_graphs).repeat_interleave(n).to(device),
-                obstacle=(sim.node_type == _OBSTACLE).to(device),
-                source=sim.edge_index,
-            )
-        return self._meshes[key]
-
-    def node_features(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
-        """Raw (unnormalised) node features ``[B * N, C_in]`` for states ``u`` ``[B, N]``."""
-        b, n = u.shape
-        mesh = self.batched_mesh(sim, b)
-        dtype = mesh.pos.dtype
-        ids = trajectories.cpu()
-        constants = torch.cat([sim.kappa[ids].unsqueeze(1), sim.drift[ids]], dim=1)
-        constants = constants.to(device=u.device, dtype=dtype).repeat_interleave(n, dim=0)
-        parts = [u.reshape(-1, 1).to(dtype), mesh.node_type_one_hot, constants]
-        if self.position_features:
-            parts.append(mesh.pos)
-        return torch.cat(parts, dim=1)
-
-    def forward(
-        self,
-        u: Tensor,
-        trajectories: Tensor,
-        sim: MeshSimulation,
-        accumulate: bool = False,
-    ) -> Tensor:
-        """The normalised predicted change ``[B, N]`` from states ``u`` ``[B, N]``."""
-        b, n = u.shape
-        mesh = self.batched_mesh(sim, b)
-        x = self.node_normalizer(self.node_features(u, trajectories, sim), accumulate)
-        edge_attr = self.edge_normalizer(mesh.edge_attr, accumulate)
-        out = self.model(x, mesh.edge_index, pos=mesh.pos, edge_attr=edge_attr, batch=mesh.batch)
-        if out.shape not in ((b * n, 1), (b * n,)):
-            raise ValueError(
-                f"model: expected an output of shape [{b * n}, 1] (one value per node), "
-                f"got {tuple(out.shape)}"
-            )
-        return out.reshape(b, n)
-
-    @torch.no_grad()
-    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
-        """``u + Δu`` with the obstacle nodes left for the caller to hold (see :func:`rollout`)."""
-        delta = self.output_normalizer.inverse(self(u, trajectories, sim).unsqueeze(-1))
-        return u + delta.squeeze(-1).to(u.dtype)
-
-
-class SolverOracle:
-    """The exact solver as a :class:`NextStepPredictor` (one LU per trajectory, cached): what
-    a perfect learned simulator would return. Rollout RMSE against the data is zero up to the
-    data's storage precision."""
-
-    def __init__(self) -> None:
-        self._solvers: dict[tuple[int, int], tuple[MeshSimulation, Any]] = {}
-
-    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
-        out = torch.empty_like(u)
-        for row, trajectory in enumerate(trajectories.tolist()):
-            key = (id(sim), trajectory)
-            # The entry holds the data set, so its id cannot be reused while cached.
-            if key not in self._solvers or self._solvers[key][0] is not sim:
-                self._solvers[key] = (sim, sim.solver(trajectory))
-            state = u[row].detach().cpu().to(torch.float64).numpy()
-            out[row] = torch.from_numpy(self._solvers[key][1].step(state)).to(u)
-        return out
-
-
-class PersistenceBaseline:
-    """The trivial baseline :math:`u^{t+1} = u^t` (nothing changes): a learned simulator that
-    does not beat it has learned nothing about the dynamics."""
-
-    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
-        return u.clone()
-
-
-class MeanDeltaBaseline:
-    r"""The trivial baseline :math:`u^{t+1} = u^t + \overline{\Delta u}`: the mean change of
-    every node over all transitions of the ``split`` trajectories (a per-node constant that
-    knows where the obstacle feeds the field in on average, and nothing else)."""
-
-    def __init__(self, sim: MeshSimulation, split: str = "train") -> None:
-        ids = sim.split(split)
-        if len(ids) == 0:
-            raise ValueError(f"split: {split!r} has no trajectories in this data set")
-        u = sim.u[ids].to(torch.float64)
-        self.mean_delta = (u[:, 1:] - u[:, :-1]).mean(dim=(0, 1))
-        self.sim = sim
-
-    def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
-        if sim.num_nodes != self.mean_delta.numel():
-            raise ValueError(f"sim: built for {self.mean_delta.numel()} nodes, got {sim.num_nodes}")
-        return (u.to(torch.float64) + self.mean_delta).to(u.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,15 +134,6 @@ def _check_int(name: str, value: object, low: int) -> None:
         raise ValueError(f"{name}: expected an int >= {low}, got {value}")
 
 
-def _transitions(sim: MeshSimulation, split: str) -> Tensor:
-    """``[K, 2]`` (trajectory, step) pairs of every transition of a split."""
-    ids = sim.split(split)
-    if len(ids) == 0:
-        raise ValueError(f"split: {split!r} has no trajectories in this data set")
-    steps = torch.arange(sim.num_steps)
-    return torch.stack([ids.repeat_interleave(sim.num_steps), steps.repeat(len(ids))], dim=1).long()
-
-
 def fit_mesh_model(
     simulator: MeshSimulator,
     sim: MeshSimulation,
@@ -501,10 +153,12 @@ def fit_mesh_model(
         raise TypeError(f"config: expected a MeshTrainingConfig, got {type(config).__name__}")
     if simulator.dim != sim.config.dim:
         raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
-    device, dtype = simulator._device(), simulator._dtype()
+    device, dtype = simulator.device, simulator.dtype
     clock_name, clock = budget_clock(config.budget_clock, device)
     generator = torch.Generator().manual_seed(config.seed)
-    transitions = _transitions(sim, "train")
+    transitions = sim.transition_index("train")
+    if len(transitions) == 0:
+        raise ValueError("split: 'train' has no trajectories in this data set")
     batches_per_epoch = math.ceil(len(transitions) / config.batch_size)
     total_steps = None if config.epochs is None else config.epochs * batches_per_epoch
     obstacle = (sim.node_type == _OBSTACLE).to(device)
@@ -579,127 +233,6 @@ def fit_mesh_model(
         "loss_per_epoch": losses,
         "stopped_by": stopped_by,
         "clock": clock_name,
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def _held(prediction: Tensor, truth: Tensor, obstacle: Tensor) -> Tensor:
-    """Obstacle nodes take the true (boundary) value, as in the solver."""
-    return torch.where(obstacle, truth, prediction)
-
-
-@torch.no_grad()
-def one_step_rmse(
-    predictor: NextStepPredictor,
-    sim: MeshSimulation,
-    split: str = "test",
-    batch_size: int = 8,
-    max_trajectories: int | None = None,
-    stride: int = 1,
-) -> float:
-    """RMSE of one step predicted from the true state, over the transitions of ``split`` (of
-    its first ``max_trajectories`` trajectories when given) from steps 0, ``stride``,
-    2 ``stride``, ... and every non-obstacle node. A stride above 1 estimates the RMSE of all
-    transitions at a fraction of the cost (neighbouring steps are strongly correlated)."""
-    _check_int("batch_size", batch_size, 1)
-    _check_int("stride", stride, 1)
-    pairs = _transitions(sim, split)
-    if max_trajectories is not None:
-        _check_int("max_trajectories", max_trajectories, 1)
-        pairs = pairs[: max_trajectories * sim.num_steps]
-    pairs = pairs[pairs[:, 1] % stride == 0]
-    free = sim.node_type != _OBSTACLE
-    squared, count = 0.0, 0
-    for first in range(0, len(pairs), batch_size):
-        traj, step = pairs[first : first + batch_size].unbind(1)
-        current, truth = sim.u[traj, step], sim.u[traj, step + 1]
-        prediction = _predict(predictor, current, traj, sim)
-        error = (prediction.to(torch.float64) - truth.to(torch.float64))[:, free]
-        squared += float(error.pow(2).sum())
-        count += error.numel()
-    return math.sqrt(squared / count)
-
-
-def _predict(predictor: NextStepPredictor, u: Tensor, traj: Tensor, sim: MeshSimulation):
-    if isinstance(predictor, MeshSimulator):
-        device, dtype = predictor._device(), predictor._dtype()
-        return predictor.predict_next(u.to(device=device, dtype=dtype), traj, sim).cpu()
-    return predictor.predict_next(u, traj, sim)
-
-
-@torch.no_grad()
-def rollout(
-    predictor: NextStepPredictor,
-    sim: MeshSimulation,
-    trajectories: Sequence[int] | Tensor,
-    num_steps: int | None = None,
-) -> tuple[Tensor, float]:
-    """Autoregressive prediction from the true initial states of ``trajectories`` (all at
-    once, as one batch): ``[len(trajectories), num_steps + 1, N]`` (float64, step 0 the truth)
-    and the wall-clock seconds per step of the batch. Obstacle nodes are held at their true
-    values."""
-    ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1)
-    if len(ids) == 0:
-        raise ValueError("trajectories: expected at least one trajectory id")
-    if ids.min() < 0 or ids.max() >= sim.num_trajectories:
-        raise ValueError(f"trajectories: ids must lie in [0, {sim.num_trajectories})")
-    num_steps = sim.num_steps if num_steps is None else num_steps
-    _check_int("num_steps", num_steps, 1)
-    if num_steps > sim.num_steps:
-        raise ValueError(f"num_steps: the data have {sim.num_steps} steps, got {num_steps}")
-    obstacle = sim.node_type == _OBSTACLE
-    out = torch.empty(len(ids), num_steps + 1, sim.num_nodes, dtype=torch.float64)
-    out[:, 0] = sim.u[ids, 0]
-    state = sim.u[ids, 0]
-    start = time.perf_counter()
-    for t in range(num_steps):
-        prediction = _predict(predictor, state, ids, sim)
-        state = _held(prediction.to(sim.u.dtype), sim.u[ids, t + 1], obstacle)
-        out[:, t + 1] = state
-    return out, (time.perf_counter() - start) / num_steps
-
-
-def rollout_rmse(
-    predictor: NextStepPredictor,
-    sim: MeshSimulation,
-    split: str = "test",
-    batch_size: int = 8,
-    max_trajectories: int | None = None,
-) -> dict[str, Any]:
-    """Roll out every trajectory of ``split`` (its first ``max_trajectories`` when given;
-    ``batch_size`` at a time) and compare with the data over the non-obstacle nodes:
-    ``{"rmse"`` (all steps), ``"rmse_per_step"`` (steps 1..T, over trajectories and nodes),
-    ``"seconds_per_step"`` (one step of a batch), ``"seconds_per_graph_step"``,
-    ``"batch_size"``, ``"trajectories"`` (the ids rolled out)``}``."""
-    _check_int("batch_size", batch_size, 1)
-    ids = sim.split(split)
-    if len(ids) == 0:
-        raise ValueError(f"split: {split!r} has no trajectories in this data set")
-    if max_trajectories is not None:
-        _check_int("max_trajectories", max_trajectories, 1)
-        ids = ids[:max_trajectories]
-    free = sim.node_type != _OBSTACLE
-    squared = torch.zeros(sim.num_steps, dtype=torch.float64)
-    seconds: list[float] = []
-    for first in range(0, len(ids), batch_size):
-        chunk = ids[first : first + batch_size]
-        predicted, per_step = rollout(predictor, sim, chunk)
-        error = (predicted[:, 1:] - sim.u[chunk, 1:].to(torch.float64))[:, :, free]
-        squared += error.pow(2).sum(dim=(0, 2))
-        seconds.append(per_step)
-    per_step_mse = squared / (len(ids) * int(free.sum()))
-    batch = min(batch_size, len(ids))
-    return {
-        "rmse": float(per_step_mse.mean().sqrt()),
-        "rmse_per_step": per_step_mse.sqrt().tolist(),
-        "seconds_per_step": statistics.fmean(seconds),
-        "seconds_per_graph_step": statistics.fmean(seconds) / batch,
-        "batch_size": batch,
-        "trajectories": ids.tolist(),
     }
 
 
@@ -797,10 +330,10 @@ def train_and_evaluate(
     one_step_stride: int = 1,
 ) -> dict[str, Any]:
     """Seed torch with ``config.seed``, build the step model (``build_model()``, already
-    adapted to :class:`MeshStepModel`), train it and evaluate it on ``split`` (its first
-    ``max_trajectories`` trajectories when given; the 1-step RMSE from every
-    ``one_step_stride``-th step, see :func:`one_step_rmse`); ``on_trained(simulator)`` is
-    called with the trained simulator after the evaluation.
+    adapted to :class:`~gnnagg.models.MeshStepModel`), train it and evaluate it on ``split``
+    (its first ``max_trajectories`` trajectories when given; the 1-step RMSE from every
+    ``one_step_stride``-th step, see :func:`~gnnagg.models.one_step_rmse`);
+    ``on_trained(simulator)`` is called with the trained simulator after the evaluation.
 
     Returns a JSON-friendly record: ``name``, ``seed``, ``num_params``, the training record of
     :func:`fit_mesh_model`, ``one_step_rmse``, ``rollout_rmse``, ``rollout_rmse_per_step``,
@@ -902,7 +435,7 @@ def plot_field(
     for the two fields and a symmetric one for the error).
 
     ``predicted``: ``[N]`` (the state at ``step`` of ``trajectory``, e.g. a row of
-    :func:`rollout`'s output).
+    :func:`~gnnagg.models.rollout`'s output).
     """
     if sim.config.dim != 2:
         raise ValueError(f"sim: plot_field draws 2-D meshes, this one is {sim.config.dim}-D")

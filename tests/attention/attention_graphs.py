@@ -38,10 +38,10 @@ def batches(draw, max_graphs: int = 3, max_nodes: int = 9, shuffle: bool = True)
     return edge_index, batch, pos
 
 
-def node_dense(gmask, node_matrix: torch.Tensor) -> torch.Tensor:
+def node_dense(mask_index, node_matrix: torch.Tensor) -> torch.Tensor:
     """A ``[N, N]`` node-pair matrix placed into the mask's ``[R, R]`` row layout."""
-    out = torch.zeros(gmask.num_rows, gmask.num_rows, dtype=torch.bool)
-    rows = gmask.node_rows
+    out = torch.zeros(mask_index.num_rows, mask_index.num_rows, dtype=torch.bool)
+    rows = mask_index.node_rows
     out[rows.unsqueeze(1), rows.unsqueeze(0)] = node_matrix
     return out
 
@@ -119,13 +119,13 @@ def morton_reference(pos, batch=None):
     return codes
 
 
-def token_reference(gmask, count):
+def token_reference(mask_index, count):
     """Pairs of global_tokens(count) in row space."""
-    dense = torch.zeros(gmask.num_rows, gmask.num_rows, dtype=torch.bool)
-    node_graph = gmask.row_graph[gmask.node_rows]
-    for graph in range(gmask.num_graphs):
-        tokens = gmask.token_rows[graph, :count].tolist()
-        nodes = gmask.node_rows[node_graph == graph].tolist()
+    dense = torch.zeros(mask_index.num_rows, mask_index.num_rows, dtype=torch.bool)
+    node_graph = mask_index.row_graph[mask_index.node_rows]
+    for graph in range(mask_index.num_graphs):
+        tokens = mask_index.token_rows[graph, :count].tolist()
+        nodes = mask_index.node_rows[node_graph == graph].tolist()
         for t in tokens:
             for other in nodes + tokens:
                 dense[t, other] = True

@@ -1,43 +1,28 @@
-"""Next-step training and rollout evaluation on generated mesh simulations."""
+"""Next-step training of mesh simulators, the study's records, summaries and field plots."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from gnnagg.bench import mesh_rollout
 from gnnagg.bench.mesh_rollout import (
-    EdgeFeatureModel,
-    MeshSimulator,
-    MeshStepModel,
     MeshTrainingConfig,
-    NodeFeatureModel,
-    OnlineNormalizer,
-    SolverOracle,
-    edge_input_channels,
     fit_mesh_model,
-    node_input_channels,
-    one_step_rmse,
     peak_memory_bytes,
     plot_field,
-    rollout,
-    rollout_rmse,
     summarise_mesh_runs,
     train_and_evaluate,
 )
 from gnnagg.data import mesh_simulation
-from gnnagg.data.advection_diffusion import NODE_TYPES
-
-OBSTACLE = NODE_TYPES.index("obstacle")
-
-
-@pytest.fixture(scope="module")
-def sim64():
-    return mesh_simulation(
-        2, 300, 4, 8, splits=(0.5, 0.25, 0.25), dtype="float64", max_drift=1.0, cache=False
-    )
+from gnnagg.models import (
+    EdgeFeatureModel,
+    MeshSimulator,
+    edge_input_channels,
+    node_input_channels,
+    rollout,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,200 +51,8 @@ class TinyMessagePassing(nn.Module):
         return self.decode(h)
 
 
-class Recorder(nn.Module):
-    """Records how it is called; returns zeros."""
-
-    def __init__(self):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1))
-        self.calls = []
-
-    def forward(self, *args, **kwargs):
-        self.calls.append((args, kwargs))
-        return torch.zeros(args[0].shape[0], 1) * self.weight
-
-
-class NormalisedSolverOracle(nn.Module):
-    """A step model that undoes the simulator's input normalisation, runs the exact solver and
-    normalises its answer like a trained network would: the whole learned path with the
-    network replaced by the truth."""
-
-    def __init__(self, sim):
-        super().__init__()
-        self.sim = sim
-        self.weight = nn.Parameter(torch.zeros((), dtype=torch.float64))
-        # Set after wrapping: the normalisers live in the simulator (a list, so that the
-        # simulator is not registered as a submodule of its own model).
-        self.simulator = []
-
-    def forward(self, x, edge_index, *, pos, edge_attr, batch):
-        sim, simulator = self.sim, self.simulator[0]
-        raw = simulator.node_normalizer.inverse(x)
-        n = sim.num_nodes
-        u = raw[:, 0].reshape(-1, n)
-        kappa = raw[::n, 1 + len(NODE_TYPES)]
-        trajectories = [int((sim.kappa - k).abs().argmin()) for k in kappa]
-        nxt = torch.stack(
-            [
-                torch.from_numpy(sim.solver(t).step(u[row].numpy()))
-                for row, t in enumerate(trajectories)
-            ]
-        )
-        return simulator.output_normalizer((nxt - u).reshape(-1, 1)) + 0 * self.weight
-
-
 def _tiny_model(dim=2):
     return EdgeFeatureModel(TinyMessagePassing(node_input_channels(dim), edge_input_channels(dim)))
-
-
-# ------------------------------------------------------------------------ exact rollouts
-
-
-def test_solver_oracle_has_zero_rollout_error(sim64):
-    result = rollout_rmse(SolverOracle(), sim64)
-    assert result["rmse"] < 1e-12
-    assert len(result["rmse_per_step"]) == sim64.num_steps
-    assert max(result["rmse_per_step"]) < 1e-12
-    assert one_step_rmse(SolverOracle(), sim64) < 1e-12
-
-
-def test_solver_oracle_on_float32_data_is_exact_to_storage_precision(sim32):
-    result = rollout_rmse(SolverOracle(), sim32, split="val")
-    scale = float(sim32.u.abs().max())
-    assert result["rmse"] < 1e-6 * scale
-
-
-def test_learned_path_with_an_exact_network_has_zero_rollout_error(sim64):
-    oracle = NormalisedSolverOracle(sim64)
-    simulator = MeshSimulator(oracle, 2).double()
-    oracle.simulator.append(simulator)
-    # Non-trivial normalisers, as after training.
-    config = MeshTrainingConfig(epochs=1, batch_size=2, warmup_batches=3, lr=1e-9, lr_final=1e-9)
-    fit_mesh_model(simulator, sim64, config)
-    assert int(simulator.node_normalizer.accumulations) > 3
-    assert not torch.allclose(simulator.output_normalizer.std(), torch.ones(1, dtype=torch.float64))
-    result = rollout_rmse(simulator, sim64)
-    assert result["rmse"] < 1e-9
-    assert one_step_rmse(simulator, sim64) < 1e-9
-
-
-def test_rmse_of_persistence_matches_a_direct_computation(sim64):
-    class Persistence:
-        def predict_next(self, u, trajectories, sim):
-            return u.clone()
-
-    result = rollout_rmse(Persistence(), sim64, split="train", batch_size=1)
-    ids = sim64.splits["train"]
-    free = sim64.node_type != OBSTACLE
-    u = sim64.u[ids].numpy()
-    # Persistence keeps u0 on free nodes; obstacle nodes are held at the truth.
-    errors = (u[:, 1:] - u[:, :1])[:, :, free.numpy()]
-    per_step = np.sqrt((errors**2).mean(axis=(0, 2)))
-    np.testing.assert_allclose(result["rmse_per_step"], per_step, rtol=1e-12)
-    assert result["rmse"] == pytest.approx(math.sqrt((errors**2).mean()), rel=1e-12)
-    one_step = (u[:, 1:] - u[:, :-1])[:, :, free.numpy()]
-    assert one_step_rmse(Persistence(), sim64, split="train") == pytest.approx(
-        math.sqrt((one_step**2).mean()), rel=1e-12
-    )
-    # A stride keeps the transitions from steps 0, 3, 6, ...
-    strided = one_step_rmse(Persistence(), sim64, split="train", stride=3)
-    assert strided == pytest.approx(math.sqrt((one_step[:, ::3] ** 2).mean()), rel=1e-12)
-    with pytest.raises(ValueError, match="stride"):
-        one_step_rmse(Persistence(), sim64, stride=0)
-
-
-def test_rollout_holds_obstacle_nodes_and_checks_arguments(sim64):
-    class Zeros:
-        def predict_next(self, u, trajectories, sim):
-            return torch.zeros_like(u)
-
-    predicted, seconds = rollout(Zeros(), sim64, [0, 2], num_steps=3)
-    assert predicted.shape == (2, 4, sim64.num_nodes) and seconds >= 0
-    obstacle = sim64.node_type == OBSTACLE
-    assert (predicted[:, 1:, obstacle] == 1).all()
-    assert (predicted[:, 1:, ~obstacle] == 0).all()
-    torch.testing.assert_close(predicted[:, 0], sim64.u[[0, 2], 0])
-    with pytest.raises(ValueError, match="trajectories"):
-        rollout(Zeros(), sim64, [7])
-    with pytest.raises(ValueError, match="num_steps"):
-        rollout(Zeros(), sim64, [0], num_steps=99)
-    with pytest.raises(ValueError, match="split"):
-        rollout_rmse(Zeros(), sim64, split="holdout")
-
-
-# ------------------------------------------------------------------------- normalisers
-
-
-def test_online_normalizer_matches_batch_statistics_and_stops_accumulating():
-    gen = torch.Generator().manual_seed(1)
-    batches = [torch.randn(50, 3, generator=gen) * 4 + 2 for _ in range(4)]
-    norm = OnlineNormalizer(3, max_accumulations=3)
-    x = torch.randn(5, 3, generator=gen)
-    torch.testing.assert_close(norm(x), x)  # identity before any data
-    for b in batches:
-        norm(b, accumulate=True)
-    seen = torch.cat(batches[:3]).double()
-    torch.testing.assert_close(norm.mean(), seen.mean(0))
-    torch.testing.assert_close(norm.std(), seen.std(0, unbiased=False))
-    assert int(norm.accumulations) == 3
-    torch.testing.assert_close(norm.inverse(norm(x)), x, rtol=1e-5, atol=1e-5)
-    constant = OnlineNormalizer(1, std_epsilon=1e-8)
-    constant(torch.ones(10, 1), accumulate=True)
-    assert float(constant.std()) == 1e-8
-    # The sums stay float64 when the module is cast, and survive state_dict.
-    norm.float()
-    assert norm.total.dtype == torch.float64
-    other = OnlineNormalizer(3)
-    other.load_state_dict(norm.state_dict())
-    torch.testing.assert_close(other.mean(), norm.mean())
-    with pytest.raises(ValueError, match="x"):
-        norm(torch.zeros(2, 4))
-    with pytest.raises(ValueError, match="size"):
-        OnlineNormalizer(0)
-
-
-# --------------------------------------------------------------------------- adapters
-
-
-def test_adapters_pass_what_each_model_family_takes(sim32):
-    node_model, edge_model = Recorder(), Recorder()
-    for adapter in (
-        NodeFeatureModel(node_model),
-        EdgeFeatureModel(edge_model),
-    ):
-        assert isinstance(adapter, MeshStepModel)
-        simulator = MeshSimulator(adapter, 2)
-        out = simulator(sim32.u[[0, 1], 0], torch.tensor([0, 1]), sim32)
-        assert out.shape == (2, sim32.num_nodes)
-    ((args, kwargs),) = node_model.calls
-    assert len(args) == 2 and set(kwargs) == {"pos", "batch"}
-    assert kwargs["pos"].shape == (2 * sim32.num_nodes, 2)
-    assert kwargs["batch"].tolist() == [0] * sim32.num_nodes + [1] * sim32.num_nodes
-    assert args[1].max() == 2 * sim32.num_nodes - 1
-    ((args, kwargs),) = edge_model.calls
-    assert len(args) == 3 and kwargs == {}
-    assert args[2].shape == (args[1].shape[1], edge_input_channels(2))
-    assert args[0].shape == (2 * sim32.num_nodes, node_input_channels(2))
-
-
-def test_node_features_carry_state_type_and_trajectory_constants(sim32):
-    simulator = MeshSimulator(Recorder(), 2, position_features=True)
-    x = simulator.node_features(sim32.u[[2], 3], torch.tensor([2]), sim32)
-    assert x.shape == (sim32.num_nodes, node_input_channels(2, position_features=True))
-    torch.testing.assert_close(x[:, 0], sim32.u[2, 3])
-    assert torch.equal(x[:, 1:4].argmax(1), sim32.node_type)
-    torch.testing.assert_close(x[:, 4], sim32.kappa[2].float().expand(sim32.num_nodes))
-    torch.testing.assert_close(x[:, 5:7], sim32.drift[2].float().expand(sim32.num_nodes, 2))
-    torch.testing.assert_close(x[:, 7:], sim32.pos)
-
-
-def test_wrong_model_output_shape_is_named(sim32):
-    class Wide(nn.Module):
-        def forward(self, x, edge_index, *, pos, edge_attr, batch):
-            return torch.zeros(x.shape[0], 2)
-
-    with pytest.raises(ValueError, match="model"):
-        MeshSimulator(Wide(), 2)(sim32.u[[0], 0], torch.tensor([0]), sim32)
 
 
 # --------------------------------------------------------------------------- training
@@ -282,6 +75,15 @@ def test_training_reduces_the_loss_and_is_deterministic(sim32):
     assert again["loss_per_epoch"] == record["loss_per_epoch"]
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_warmup_and_training_feed_the_normalisers(sim32):
+    simulator = MeshSimulator(_tiny_model(), 2)
+    config = MeshTrainingConfig(epochs=1, batch_size=2, warmup_batches=3)
+    record = fit_mesh_model(simulator, sim32, config)
+    assert int(simulator.node_normalizer.accumulations) == 3 + record["steps"]
+    assert int(simulator.output_normalizer.accumulations) == 3 + record["steps"]
+    assert not torch.allclose(simulator.output_normalizer.std(), torch.ones(1, dtype=torch.float64))
 
 
 def test_time_budget_stops_training(sim32):
@@ -367,18 +169,6 @@ def test_dimension_mismatch_is_refused(sim32):
     simulator = MeshSimulator(EdgeFeatureModel(TinyMessagePassing(8, 4)), 3)
     with pytest.raises(ValueError, match="dim"):
         fit_mesh_model(simulator, sim32, MeshTrainingConfig(epochs=1))
-
-
-def test_mesh_cache_never_serves_another_data_set(sim32, sim64):
-    simulator = MeshSimulator(Recorder(), 2)
-    first = simulator.batched_mesh(sim32, 1)
-    assert first.source is sim32.edge_index
-    # Pretend sim64 got a freed data set's id: the stale entry must not be used.
-    (key,) = simulator._meshes
-    simulator._meshes[(id(sim64),) + key[1:]] = first
-    second = simulator.batched_mesh(sim64, 1)
-    assert second.source is sim64.edge_index
-    assert torch.equal(second.edge_index, sim64.edge_index)
 
 
 def test_plot_field_writes_a_png_and_checks_its_inputs(sim32, tmp_path):

@@ -9,13 +9,7 @@ import torch
 
 from gnnagg.bench import cli
 from gnnagg.bench.config import SuiteConfig
-from gnnagg.bench.mesh_rollout import (
-    MeanDeltaBaseline,
-    PersistenceBaseline,
-    peak_extra_memory_bytes,
-    plot_field_arrays,
-    rollout_rmse,
-)
+from gnnagg.bench.mesh_rollout import peak_extra_memory_bytes, plot_field_arrays
 from gnnagg.bench.runner import run_suite
 from gnnagg.bench.sections import SECTIONS
 from gnnagg.bench.sections.mesh import (
@@ -26,6 +20,7 @@ from gnnagg.bench.sections.mesh import (
     run_mesh,
 )
 from gnnagg.data import mesh_simulation
+from gnnagg.models import MeanDeltaBaseline, PersistenceBaseline, rollout_rmse
 
 TINY = MeshConfig(
     nodes=200,

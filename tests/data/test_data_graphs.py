@@ -1,13 +1,13 @@
-"""MUTAG, QM9 and mesh data sets from fixtures, and the generated 3-D meshes."""
+"""MUTAG, QM9 and the airfoil mesh from fixtures."""
 
 import shutil
 
 import pytest
 import torch
 from torch_geometric.datasets import TUDataset
-from torch_geometric.utils import is_undirected, to_networkx
+from torch_geometric.utils import is_undirected
 
-from gnnagg.data import QM9_TARGETS, QM9Dataset, delaunay_mesh, fetch, lattice_mesh
+from gnnagg.data import QM9_TARGETS, QM9Dataset, fetch
 from gnnagg.data.download import datasets_dir
 from gnnagg.data.safe_load import pyg_safe_globals
 from gnnagg.data.tu_format import MUTAG_FILES, TUFormatDataset
@@ -107,49 +107,3 @@ def test_airfoil_mesh_matches_mat_file(cache):
     assert mesh.edge_index.size(1) == len(expected)
     shifted = fetch("airfoil", root=cache, fixture=True, transform=lambda d: d.pos.sum())
     assert torch.is_tensor(shifted)
-
-
-def _check_mesh(mesh, n):
-    assert mesh.num_nodes == n and mesh.pos.shape == (n, 3)
-    ei = mesh.edge_index
-    assert is_undirected(ei) and not torch.any(ei[0] == ei[1])
-    assert torch.unique(ei, dim=1).size(1) == ei.size(1)
-    assert mesh.pos.min() >= 0 and mesh.pos.max() <= 1
-
-
-def test_lattice_mesh_exact_sizes_and_degrees():
-    cube = lattice_mesh(27)
-    _check_mesh(cube, 27)
-    assert cube.edge_index.size(1) == 2 * 3 * 3 * 3 * 2  # 3 axes, 9 lines, 2 edges each
-    for n in (1, 2, 28, 1000, 4097):
-        mesh = lattice_mesh(n)
-        _check_mesh(mesh, n)
-        deg = torch.bincount(mesh.edge_index[0], minlength=n)
-        assert deg.max() <= 6
-        if n > 1:
-            assert to_networkx(mesh, to_undirected=True).number_of_edges() * 2 == deg.sum()
-    assert torch.equal(lattice_mesh(500).edge_index, lattice_mesh(500).edge_index)
-
-
-def test_delaunay_mesh_is_connected_and_seeded():
-    nx = pytest.importorskip("networkx")
-    pytest.importorskip("scipy")
-    mesh = delaunay_mesh(300, seed=1)
-    _check_mesh(mesh, 300)
-    assert nx.is_connected(to_networkx(mesh, to_undirected=True))
-    assert torch.equal(mesh.edge_index, delaunay_mesh(300, seed=1).edge_index)
-    assert not torch.equal(mesh.pos, delaunay_mesh(300, seed=2).pos)
-
-
-@pytest.mark.parametrize(
-    ("fn", "args", "exc", "match"),
-    [
-        (lattice_mesh, (0,), ValueError, "n: need at least 1"),
-        (lattice_mesh, (2.5,), TypeError, "n: expected an int"),
-        (delaunay_mesh, (4,), ValueError, "n: need at least 5"),
-        (delaunay_mesh, (10, -1), ValueError, "seed"),
-    ],
-)
-def test_mesh_bad_arguments(fn, args, exc, match):
-    with pytest.raises(exc, match=match):
-        fn(*args)

@@ -10,19 +10,19 @@ global attention lower the rollout error*.
 Per value of :math:`\ell` (the diffusion length per step in mesh spacings,
 :func:`gnnagg.data.mesh_simulation`; a step moves information about :math:`\ell` hops) one data
 set is generated (cached, hash-checked), and every model is trained per seed with
-MeshGraphNet's recipe (:mod:`gnnagg.bench.mesh_rollout`: Δu targets, input noise, online
-normalisers, Adam with an exponentially decaying learning rate over the budget) and evaluated
-on the test trajectories: the 1-step RMSE (from true states) and the all-rollout RMSE
-(autoregressive over whole trajectories), mean ± sample std over seeds, with the number of
-parameters, training time per epoch, inference time per step (one mesh, from batched
+MeshGraphNet's recipe (:mod:`gnnagg.models.simulator`, :mod:`gnnagg.bench.mesh_rollout`: Δu
+targets, input noise, online normalisers, Adam with an exponentially decaying learning rate over
+the budget) and evaluated on the test trajectories: the 1-step RMSE (from true states) and the
+all-rollout RMSE (autoregressive over whole trajectories), mean ± sample std over seeds, with the
+number of parameters, training time per epoch, inference time per step (one mesh, from batched
 rollouts), and the peak memory training added. Three reference rows need no training:
 persistence (:math:`u^{t+1} = u^t`), the per-node mean change of the training data
 (:math:`u^{t+1} = u^t + \overline{\Delta u}`) and the exact solver (its RMSE must be 0: a check
 of the evaluation itself).
 
-Models are named ``mgn-<steps>x<hidden>`` (:class:`~gnnagg.attention.MeshGraphNet` with
+Models are named ``mgn-<steps>x<hidden>`` (:class:`~gnnagg.models.MeshGraphNet` with
 ``steps`` message-passing steps of width ``hidden``; ``mgn-15x128`` is the paper's) and
-``gt-<layers>x<hidden>-<mask>`` (:class:`~gnnagg.attention.GraphTransformer`, ``heads``
+``gt-<layers>x<hidden>-<mask>`` (:class:`~gnnagg.models.GraphTransformer`, ``heads``
 heads, the node coordinates among its inputs since it has no edge features), with masks
 ``adjacency``, ``khop2``, ``khop2+dilated`` (``| dilated_window(4, 8, "morton")``) and
 ``khop2+dilated+global`` (``| global_tokens(4)``).
@@ -110,7 +110,7 @@ _BASELINE_LABELS = {
 _MGN = re.compile(r"mgn-(\d{1,4})x(\d{1,5})")
 _GT = re.compile(r"gt-(\d{1,4})x(\d{1,5})-(" + "|".join(re.escape(m) for m in MESH_MASKS) + ")")
 _MAX_DEPTH, _MAX_WIDTH = 64, 4096
-# The data generator's node limits per dimension (gnnagg.data.advection_diffusion).
+# The data generator's node limits per dimension (gnnagg.data.meshes.channel_mesh).
 _NODE_LIMITS = {2: (200, 2_000_000), 3: (1_000, 200_000)}
 # The stored field u [T, steps + 1, N] (float32) is refused above 4 GiB by the generator; the
 # same bound here makes the error name this section's fields.
@@ -277,24 +277,25 @@ class MeshConfig:
 
 
 def _build_model(spec: dict[str, Any], dim: int, heads: int) -> Any:
-    from ...attention import GraphTransformer, MeshGraphNet
-    from ..attention import make_mask
-    from ..mesh_rollout import (
+    from ...models import (
         EdgeFeatureModel,
+        GraphTransformer,
+        MeshGraphNet,
         NodeFeatureModel,
         edge_input_channels,
         node_input_channels,
     )
+    from ..attention import make_mask
 
     if spec["family"] == "mgn":
         model = MeshGraphNet(
-            node_input_channels(dim), edge_input_channels(dim), spec["hidden"],
-            out_channels=1, steps=spec["depth"],
+            node_input_channels(dim), spec["hidden"], 1, edge_dim=edge_input_channels(dim),
+            num_layers=spec["depth"],
         )  # fmt: skip
         return EdgeFeatureModel(model)
     model = GraphTransformer(
-        node_input_channels(dim, position_features=True), spec["hidden"], out_channels=1,
-        heads=heads, layers=spec["depth"], mask=make_mask(spec["mask"]),
+        node_input_channels(dim, position_features=True), spec["hidden"], 1,
+        heads=heads, num_layers=spec["depth"], mask=make_mask(spec["mask"]),
     )  # fmt: skip
     return NodeFeatureModel(model)
 
@@ -309,7 +310,7 @@ def _simulation(config: MeshConfig, ell: float) -> Any:
 
 
 def _baseline_row(name: str, predictor: Any, sim: Any, config: MeshConfig) -> dict[str, Any]:
-    from ..mesh_rollout import one_step_rmse, rollout_rmse
+    from ...models import one_step_rmse, rollout_rmse
 
     limit = config.eval_trajectories
     rolled = rollout_rmse(predictor, sim, "test", batch_size=8, max_trajectories=limit)
@@ -330,7 +331,7 @@ def _rounded(values: Any, digits: int = 5) -> list[Any]:
 
 
 def _field(sim: Any, simulator: Any, name: str, trajectory: int) -> dict[str, Any]:
-    from ..mesh_rollout import rollout
+    from ...models import rollout
 
     predicted, _ = rollout(simulator, sim, [trajectory])
     step = sim.num_steps
@@ -377,7 +378,7 @@ def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, devic
 
 
 def _simulator(spec: dict[str, Any], config: MeshConfig, state: dict[str, Any] | None = None):
-    from ..mesh_rollout import MeshSimulator
+    from ...models import MeshSimulator
 
     simulator = MeshSimulator(
         _build_model(spec, config.dim, config.heads),
@@ -476,14 +477,10 @@ def run_mesh(
 
     from tqdm.auto import tqdm
 
+    from ...models import MeanDeltaBaseline, PersistenceBaseline, SolverOracle
     from ..checkpoints import save_checkpoint
     from ..jobs import run_in_processes
-    from ..mesh_rollout import (
-        MeanDeltaBaseline,
-        PersistenceBaseline,
-        SolverOracle,
-        summarise_mesh_runs,
-    )
+    from ..mesh_rollout import summarise_mesh_runs
 
     if not isinstance(config, MeshConfig):
         raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")

@@ -1,4 +1,7 @@
-"""Masks against brute-force definitions, composition laws, batch isolation and errors."""
+"""Masks against brute-force definitions, composition laws, batch isolation, errors, and the
+extension protocol (a subclass, a function mask, checks of their pairs)."""
+
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -6,11 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gnnagg.attention import (
+    Mask,
+    MaskContext,
     adjacency,
     dilated_window,
     global_tokens,
     khop,
-    morton_codes,
+    pair_mask,
     random_jumps,
     reverse_cuthill_mckee,
 )
@@ -28,34 +33,34 @@ from .attention_graphs import (
 )
 
 
-def same_graph(gmask):
-    return gmask.row_graph.unsqueeze(1) == gmask.row_graph.unsqueeze(0)
+def same_graph(mask_index):
+    return mask_index.row_graph.unsqueeze(1) == mask_index.row_graph.unsqueeze(0)
 
 
-def check_csr(gmask):
+def check_csr(mask_index):
     """Sorted keys, no duplicates, consistent sizes."""
-    assert gmask.rowptr[0] == 0 and gmask.rowptr[-1] == gmask.nnz
-    assert bool((gmask.degree() >= 0).all())
-    keys = gmask.row() * gmask.num_rows + gmask.col
+    assert mask_index.rowptr[0] == 0 and mask_index.rowptr[-1] == mask_index.nnz
+    assert bool((mask_index.degree() >= 0).all())
+    keys = mask_index.row() * mask_index.num_rows + mask_index.col
     assert bool((keys[1:] > keys[:-1]).all())
 
 
 @given(batches(), st.booleans())
 def test_adjacency_matches_definition(graph, self_loops):
     edge_index, batch, pos = graph
-    gmask = adjacency(self_loops=self_loops).build(edge_index, batch=batch)
-    check_csr(gmask)
+    mask_index = adjacency(self_loops=self_loops).build(edge_index, batch=batch)
+    check_csr(mask_index)
     expected = adjacency_reference(edge_index, batch.numel(), self_loops)
-    assert torch.equal(gmask.to_dense(), node_dense(gmask, expected))
+    assert torch.equal(mask_index.to_dense(), node_dense(mask_index, expected))
 
 
 @given(batches(), st.integers(1, 4))
 def test_khop_matches_breadth_first_search(graph, k):
     edge_index, batch, _ = graph
-    gmask = khop(k).build(edge_index, batch=batch)
-    check_csr(gmask)
+    mask_index = khop(k).build(edge_index, batch=batch)
+    check_csr(mask_index)
     expected = khop_reference(edge_index, batch.numel(), k)
-    assert torch.equal(gmask.to_dense(), node_dense(gmask, expected))
+    assert torch.equal(mask_index.to_dense(), node_dense(mask_index, expected))
 
 
 def test_sorted_merge_is_the_sorted_union():
@@ -66,19 +71,6 @@ def test_sorted_merge_is_the_sorted_union():
         a = torch.unique(torch.randint(0, 200, (size_a,), generator=generator))
         b = torch.unique(torch.randint(0, 200, (size_b,), generator=generator))
         assert torch.equal(_merge_sorted(a, b), torch.unique(torch.cat([a, b])))
-
-
-def test_khop_is_cached_per_graph():
-    from gnnagg.attention import masks
-
-    masks._khop_cache.clear()
-    edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
-    khop(2).build(edge_index)
-    khop(2).build(edge_index)
-    assert len(masks._khop_cache) == 1
-    edge_index[0, 0] = 3  # an in-place change bumps the version: no stale reuse
-    gmask = khop(2).build(edge_index)
-    assert torch.equal(gmask.to_dense(), node_dense(gmask, khop_reference(edge_index, 4, 2)))
 
 
 @given(
@@ -100,61 +92,41 @@ def test_dilated_window_matches_formula(graph, size, dilation, order):
     else:
         global_order = reverse_cuthill_mckee(edge_index, n)
     mask = dilated_window(size, dilation, global_order if order == "perm" else order)
-    gmask = mask.build(edge_index, pos=pos, batch=batch)
-    check_csr(gmask)
+    mask_index = mask.build(edge_index, pos=pos, batch=batch)
+    check_csr(mask_index)
     positions = positions_from_order(global_order, batch)
     expected = window_reference(positions, batch, size, dilation)
-    assert torch.equal(gmask.to_dense(), node_dense(gmask, expected))
-
-
-def test_morton_codes_interleave_bits():
-    pos = torch.rand(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert morton_codes(pos).tolist() == morton_reference(pos)
-    pos2 = pos[:, :2]
-    assert morton_codes(pos2).tolist() == morton_reference(pos2)
-    batch = torch.arange(50) % 3
-    assert morton_codes(pos, batch).tolist() == morton_reference(pos, batch)
-
-
-def test_rcm_is_a_permutation_with_small_bandwidth():
-    from gnnagg.data.meshes import lattice_mesh
-
-    mesh = lattice_mesh(343)
-    order = reverse_cuthill_mckee(mesh.edge_index, 343)
-    assert torch.equal(torch.sort(order).values, torch.arange(343))
-    position = torch.empty_like(order)
-    position[order] = torch.arange(343)
-    bandwidth = (position[mesh.edge_index[0]] - position[mesh.edge_index[1]]).abs().max()
-    assert bandwidth < 343 // 3
+    assert torch.equal(mask_index.to_dense(), node_dense(mask_index, expected))
 
 
 @given(batches(), st.integers(0, 3), st.integers(0, 3))
 def test_global_tokens_layout_and_pairs(graph, g, other):
     edge_index, batch, _ = graph
     mask = global_tokens(g) | global_tokens(other) if other else global_tokens(g)
-    gmask = mask.build(edge_index, batch=batch)
+    mask_index = mask.build(edge_index, batch=batch)
     tokens = max(g, other)
-    assert gmask.tokens_per_graph == tokens
-    assert gmask.num_rows == batch.numel() + tokens * gmask.num_graphs
+    assert mask_index.tokens_per_graph == tokens
+    assert mask_index.num_rows == batch.numel() + tokens * mask_index.num_graphs
     # Tokens come first in each graph's block, then the graph's nodes.
-    for graph_id in range(gmask.num_graphs):
-        rows = torch.nonzero(gmask.row_graph == graph_id).view(-1)
-        assert torch.equal(rows[:tokens], gmask.token_rows[graph_id])
-    expected = token_reference(gmask, g) | token_reference(gmask, other)
-    assert torch.equal(gmask.to_dense(), expected)
-    rows = torch.cat([gmask.node_rows, gmask.token_rows.view(-1)])
-    assert torch.equal(torch.sort(rows).values, torch.arange(gmask.num_rows))
+    for graph_id in range(mask_index.num_graphs):
+        rows = torch.nonzero(mask_index.row_graph == graph_id).view(-1)
+        assert torch.equal(rows[:tokens], mask_index.token_rows[graph_id])
+    expected = token_reference(mask_index, g) | token_reference(mask_index, other)
+    assert torch.equal(mask_index.to_dense(), expected)
+    rows = torch.cat([mask_index.node_rows, mask_index.token_rows.view(-1)])
+    assert torch.equal(torch.sort(rows).values, torch.arange(mask_index.num_rows))
 
 
 @given(batches(), st.floats(0.0, 2.0), st.integers(0, 100))
 def test_random_jumps_symmetric_inside_graphs_and_reproducible(graph, ratio, seed):
     edge_index, batch, _ = graph
-    gmask = random_jumps(ratio, seed=seed).build(edge_index, batch=batch)
-    dense = gmask.to_dense()
+    mask_index = random_jumps(ratio, seed=seed).build(edge_index, batch=batch)
+    dense = mask_index.to_dense()
     assert torch.equal(dense, dense.t())
     assert not bool(dense.diagonal().any())
-    assert not bool((dense & ~same_graph(gmask)).any())
-    per_graph = torch.bincount(gmask.row_graph[gmask.row()], minlength=gmask.num_graphs)
+    assert not bool((dense & ~same_graph(mask_index)).any())
+    graphs = mask_index.row_graph[mask_index.row()]
+    per_graph = torch.bincount(graphs, minlength=mask_index.num_graphs)
     for pairs, bound in zip(per_graph.tolist(), jumps_bound(edge_index, batch, ratio)):
         assert pairs <= 2 * bound
     again = random_jumps(ratio, seed=seed).build(edge_index, batch=batch)
@@ -193,9 +165,9 @@ def test_union_and_intersection_laws(graph, a, b):
     edge_index, batch, pos = graph
 
     def dense(mask):
-        gmask = mask.build(edge_index, pos=pos, batch=batch)
+        mask_index = mask.build(edge_index, pos=pos, batch=batch)
         # Compare in a common layout: both sides get the larger token count.
-        return gmask, gmask.to_dense()
+        return mask_index, mask_index.to_dense()
 
     union_mask, union = dense(a | b)
     _, union_swapped = dense(b | a)
@@ -258,21 +230,109 @@ def test_bad_build_inputs_are_refused():
         adjacency().build(edge_index, generator=5)
 
 
-def test_to_dense_refuses_large_masks():
-    gmask = adjacency().build(torch.tensor([[0], [1]]), num_nodes=100)
-    with pytest.raises(ValueError, match="max_entries=1000"):
-        gmask.to_dense(max_entries=1000)
 
 
-@given(batches())
-def test_reorder_and_device_round_trip(graph):
+# ------------------------------------------------------------------- the extension protocol
+
+
+@dataclass(frozen=True, repr=False)
+class Radius(Mask):
+    """Pairs of nodes of one graph within distance ``r`` (brute force, for the tests)."""
+
+    r: float
+    needs_pos = True
+
+    def pairs(self, ctx):
+        close = torch.cdist(ctx.pos, ctx.pos) <= self.r
+        close &= ctx.batch.unsqueeze(0) == ctx.batch.unsqueeze(1)
+        query, key = close.nonzero().unbind(1)
+        return ctx.node_rows[query], ctx.node_rows[key]
+
+    def __repr__(self):
+        return f"radius({self.r})"
+
+
+def radius_reference(pos, batch, r):
+    n = batch.numel()
+    return torch.tensor([[bool(batch[i] == batch[j] and (pos[i] - pos[j]).norm() <= r)
+                          for j in range(n)] for i in range(n)])
+
+
+@given(batches(), st.floats(0.0, 0.8))
+def test_a_subclassed_mask_builds_and_composes(graph, r):
     edge_index, batch, pos = graph
-    gmask = (khop(2) | global_tokens(1)).build(edge_index, pos=pos, batch=batch)
-    perm = torch.randperm(gmask.num_rows, generator=torch.Generator().manual_seed(0))
-    moved = gmask.reorder(perm)
-    check_csr(moved)
-    assert torch.equal(moved.to_dense(), gmask.to_dense()[perm][:, perm])
-    assert torch.equal(perm[moved.node_rows], gmask.node_rows)
-    assert torch.equal(perm[moved.token_rows], gmask.token_rows)
-    assert torch.equal(gmask.to("cpu").col, gmask.col)
-    assert torch.equal(gmask.edge_index[1], gmask.row())
+    mask_index = Radius(r).build(edge_index, pos=pos, batch=batch)
+    check_csr(mask_index)
+    expected = radius_reference(pos, batch, r)
+    assert torch.equal(mask_index.to_dense(), node_dense(mask_index, expected))
+    both = (Radius(r) | global_tokens(1)) & (adjacency() | global_tokens(1))
+    built = both.build(edge_index, pos=pos, batch=batch)
+    adjacent = adjacency_reference(edge_index, batch.numel(), True)
+    nodes = built.to_dense()[built.node_rows][:, built.node_rows]
+    assert torch.equal(nodes, expected & adjacent)
+    assert repr(both) == "(radius(" + repr(r) + ") | global_tokens(1)) & (adjacency() | " \
+        "global_tokens(1))"
+
+
+def test_declarations_of_parts_carry_to_expressions():
+    assert Radius(0.1).needs_pos and not adjacency().needs_pos
+    assert (adjacency() | Radius(0.1)).needs_pos and (khop(2) & Radius(0.1)).needs_pos
+    assert dilated_window(1, order="morton").needs_pos
+    assert not dilated_window(1, order="rcm").needs_pos
+    assert (khop(2) | global_tokens(3) | global_tokens(1)).tokens_per_graph == 3
+    assert (Radius(0.1) & global_tokens(2)).tokens_per_graph == 2
+    edge_index = torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match=r"pos is required: radius\(0.1\) uses node coordinates"):
+        (adjacency() | Radius(0.1)).build(edge_index)
+
+
+def test_a_function_mask_equals_the_subclass():
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    pos = torch.tensor([[0.0], [0.1], [0.5], [0.55], [2.0]])
+
+    def close_pairs(ctx):
+        return Radius(0.2).pairs(ctx)
+
+    made = pair_mask(close_pairs, needs_pos=True)
+    assert repr(made) == "pair_mask(close_pairs)"
+    assert repr(pair_mask(close_pairs, name="close")) == "close"
+    assert made == pair_mask(close_pairs, needs_pos=True) and made != pair_mask(close_pairs)
+    got = (made | adjacency()).build(edge_index, pos=pos).to_dense()
+    assert torch.equal(got, (Radius(0.2) | adjacency()).build(edge_index, pos=pos).to_dense())
+    with pytest.raises(ValueError, match="pos is required"):
+        made.build(edge_index)
+    with pytest.raises(TypeError, match="function must be callable"):
+        pair_mask(3)
+    with pytest.raises(TypeError, match="needs_pos must be a bool"):
+        pair_mask(close_pairs, needs_pos="yes")
+
+
+@pytest.mark.parametrize(
+    ("pairs", "error", "match"),
+    [
+        (lambda ctx: ([0], [1]), TypeError, "two 1-D integer tensors"),
+        (lambda ctx: (torch.tensor([0.0]), torch.tensor([1.0])), TypeError, "not int64"),
+        (lambda ctx: (torch.tensor([0, 1]), torch.tensor([1])), ValueError, "2 query rows but 1"),
+        (lambda ctx: (torch.tensor([0]), torch.tensor([9])), ValueError, "outside"),
+        (lambda ctx: (torch.tensor([0]), torch.tensor([4])), ValueError, "joining two graphs"),
+    ],
+)
+def test_invalid_pairs_of_a_new_mask_are_refused(pairs, error, match):
+    edge_index = torch.tensor([[0, 3], [1, 4]])
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    with pytest.raises(error, match=r"pair_mask\(<lambda>\): pairs\(ctx\).*" + match):
+        (adjacency() | pair_mask(pairs)).build(edge_index, batch=batch)
+
+
+def test_built_in_masks_answer_the_public_pairs_method():
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    ctx = MaskContext(edge_index, tokens_per_graph=1)
+    query, key = khop(2).pairs(ctx)
+    assert query.shape == key.shape and bool((ctx.row_graph[query] == ctx.row_graph[key]).all())
+    union = khop(1) | global_tokens(1)
+    query, key = union.pairs(ctx)
+    dense = torch.zeros(ctx.num_rows, ctx.num_rows, dtype=torch.bool)
+    dense[query, key] = True
+    assert torch.equal(dense, union.build(edge_index).to_dense())
+    with pytest.raises(NotImplementedError, match="Bare must implement pairs"):
+        type("Bare", (Mask,), {})().build(edge_index)

@@ -1,4 +1,7 @@
-"""The built attention pattern of one graph or batch: a CSR over query rows."""
+"""The built attention pattern of one graph or batch: a CSR over query rows.
+
+A :class:`~gnnagg.attention.Mask` is a recipe; ``mask.build(...)`` gives a :class:`MaskIndex`.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,18 @@ from torch import Tensor
 
 from .ordering import morton_codes, reverse_cuthill_mckee
 
-__all__ = ["DEFAULT_DENSE_LIMIT", "GraphMask"]
+__all__ = ["DEFAULT_DENSE_LIMIT", "MaskIndex"]
 
 #: ``to_dense`` refuses masks with more entries than this (64 Mi booleans = 64 MiB).
 DEFAULT_DENSE_LIMIT = 1 << 26
 
 
-class GraphMask:
+class MaskIndex:
     r"""Which key rows each query row attends: the result of ``mask.build(...)``.
+
+    A :class:`~gnnagg.attention.Mask` is the recipe (``khop(2) | global_tokens(4)``); a
+    :class:`MaskIndex` is what it gives for one graph or batch, reusable while the graph stays
+    the same (e.g. every step of a rollout on a fixed mesh).
 
     Rows are the graph's nodes plus ``tokens_per_graph`` global tokens per graph, laid out graph
     by graph: each graph's block holds its tokens first, then its nodes in index order. Without
@@ -37,7 +44,8 @@ class GraphMask:
         expression: the ``repr`` of the mask that built it.
 
     Construct it through :meth:`Mask.build <gnnagg.attention.masks.Mask.build>`; the
-    constructor checks only shapes.
+    constructor checks only shapes. :meth:`to_rows` and :meth:`to_nodes` move node features
+    into this row layout and back.
     """
 
     def __init__(
@@ -120,10 +128,51 @@ class GraphMask:
 
     def __repr__(self) -> str:
         return (
-            f"GraphMask({self.expression or '?'}, rows={self.num_rows}, nodes={self.num_nodes}, "
+            f"MaskIndex({self.expression or '?'}, rows={self.num_rows}, nodes={self.num_nodes}, "
             f"graphs={self.num_graphs}, tokens_per_graph={self.tokens_per_graph}, "
             f"nnz={self.nnz}, device={self.device})"
         )
+
+    # ------------------------------------------------------------------ row layout
+    def to_rows(self, x: Tensor, tokens: Tensor | None = None) -> Tensor:
+        """Node features ``x`` ``[num_nodes, C]`` laid out as rows ``[num_rows, C]``.
+
+        Node ``i`` goes to row ``node_rows[i]``; the token rows of every graph take the first
+        ``tokens_per_graph`` rows of ``tokens`` ``[T, C]`` (the same embeddings in every graph),
+        which a mask with global tokens requires. When the rows are the nodes in order, ``x``
+        itself is returned.
+        """
+        if x.size(0) != self.num_nodes:
+            raise ValueError(f"x has {x.size(0)} rows but the mask was built for {self.num_nodes}")
+        if self.tokens_per_graph == 0 and self._identity_rows():
+            return x
+        rows = x.new_zeros(self.num_rows, x.size(1)).index_copy(0, self.node_rows, x)
+        if self.tokens_per_graph:
+            if tokens is None or tokens.size(0) < self.tokens_per_graph:
+                raise ValueError(
+                    f"tokens: the mask has {self.tokens_per_graph} global tokens per graph but "
+                    f"{0 if tokens is None else tokens.size(0)} token embeddings were given"
+                )
+            values = tokens[: self.tokens_per_graph].to(x.dtype)
+            values = values.unsqueeze(0).expand(self.num_graphs, -1, -1).reshape(-1, x.size(1))
+            rows = rows.index_copy(0, self.token_rows.reshape(-1), values)
+        return rows
+
+    def to_nodes(self, rows: Tensor) -> Tensor:
+        """The node rows of ``rows`` ``[num_rows, C]`` in node order, ``[num_nodes, C]``."""
+        if rows.size(0) != self.num_rows:
+            raise ValueError(f"rows has {rows.size(0)} rows but the mask has {self.num_rows}")
+        if self.tokens_per_graph == 0 and self._identity_rows():
+            return rows
+        return rows.index_select(0, self.node_rows)
+
+    def _identity_rows(self) -> bool:
+        """Whether row ``i`` is node ``i`` for every node (cached)."""
+        if "identity_rows" not in self._cache:
+            self._cache["identity_rows"] = self.num_rows == self.num_nodes and bool(
+                torch.equal(self.node_rows, torch.arange(self.num_nodes, device=self.device))
+            )
+        return self._cache["identity_rows"]
 
     # ------------------------------------------------------------------ conversions
     def to_dense(self, max_entries: int = DEFAULT_DENSE_LIMIT) -> Tensor:
@@ -142,10 +191,10 @@ class GraphMask:
         dense[self.row(), self.col] = True
         return dense
 
-    def to(self, device: torch.device | str) -> GraphMask:
+    def to(self, device: torch.device | str) -> MaskIndex:
         """A copy with every tensor on ``device``."""
         device = torch.device(device)
-        return GraphMask(
+        return MaskIndex(
             self.rowptr.to(device),
             self.col.to(device),
             num_nodes=self.num_nodes,
@@ -158,7 +207,7 @@ class GraphMask:
             expression=self.expression,
         )
 
-    def reorder(self, perm: Tensor) -> GraphMask:
+    def reorder(self, perm: Tensor) -> MaskIndex:
         """The same pattern with rows renumbered: new row ``r`` is old row ``perm[r]``.
 
         q/k/v for the result are ``q[perm]``; ``node_rows``/``token_rows`` follow the rows.
@@ -173,7 +222,7 @@ class GraphMask:
         counts = torch.bincount(new_rows, minlength=self.num_rows)
         rowptr = torch.zeros(self.num_rows + 1, dtype=torch.int64, device=self.device)
         torch.cumsum(counts, 0, out=rowptr[1:])
-        return GraphMask(
+        return MaskIndex(
             rowptr,
             keys - new_rows * self.num_rows,
             num_nodes=self.num_nodes,
@@ -190,7 +239,7 @@ class GraphMask:
         """A row permutation for block-sparse kernels: every token row first, then each graph's
         nodes in Morton order of ``pos`` (reverse Cuthill–McKee of the pattern without ``pos``).
 
-        Cached. Use as ``gmask.reorder(gmask.locality_order())``.
+        Cached. Use as ``mask_index.reorder(mask_index.locality_order())``.
         """
         if "locality" in self._cache:
             return self._cache["locality"]

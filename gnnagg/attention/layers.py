@@ -1,0 +1,121 @@
+"""One masked multi-head attention layer: :class:`GraphAttention`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_count
+from .builtin_masks import adjacency
+from .mask_index import MaskIndex
+from .masks import Mask
+from .ops import BACKENDS, graph_attention
+
+__all__ = ["GraphAttention"]
+
+
+class GraphAttention(nn.Module):
+    r"""One masked multi-head attention layer: q/k/v projections, :func:`graph_attention`, an
+    output projection,
+
+    .. math::
+
+        \mathrm{out} = W_o \, \mathrm{Attn}_{\mathcal{M}}(W_q x, W_k x, W_v x)
+
+    with attention restricted to the pairs of the mask :math:`\mathcal{M}` (Garnier et al.
+    2025, `arXiv:2508.18051 <https://arxiv.org/abs/2508.18051>`_).
+
+    Args:
+        channels: feature width ``C`` (in and out), divisible by ``heads``.
+        heads: attention heads; each has ``C / heads`` channels.
+        mask: a mask (default :func:`~gnnagg.attention.adjacency`). Its
+            :func:`~gnnagg.attention.global_tokens` get learnable embeddings owned here.
+        dropout: attention-weight dropout in training.
+        backend: which implementation computes the attention (:func:`graph_attention`'s
+            ``backend``, ``"auto"`` by default).
+        bias: whether the projections have biases.
+
+    ``forward(x, edge_index, pos=None, batch=None, mask_index=None, generator=None)`` returns
+    ``[N, C]``; :meth:`attend` works on rows already laid out as ``mask_index`` expects (nodes
+    and tokens), as :class:`~gnnagg.models.GraphTransformer` does across layers.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        heads: int = 8,
+        mask: Mask | None = None,
+        *,
+        dropout: float = 0.0,
+        backend: str = "auto",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.channels = _check_positive(channels, "channels")
+        self.heads = _check_positive(heads, "heads")
+        if channels % heads:
+            raise ValueError(f"channels={channels} must be divisible by heads={heads}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if mask is None:
+            mask = adjacency()
+        if not isinstance(mask, Mask):
+            raise TypeError(
+                f"mask must be a Mask such as khop(2) | global_tokens(4), got "
+                f"{type(mask).__name__}"
+            )
+        self.mask = mask
+        self.dropout = float(dropout)
+        self.backend = backend
+        self.query = nn.Linear(channels, channels, bias=bias)
+        self.key = nn.Linear(channels, channels, bias=bias)
+        self.value = nn.Linear(channels, channels, bias=bias)
+        self.out = nn.Linear(channels, channels, bias=bias)
+        tokens = self.mask.tokens_per_graph
+        self.tokens = nn.Parameter(torch.randn(tokens, channels) * 0.02) if tokens else None
+
+    def attend(self, rows: Tensor, mask_index: MaskIndex) -> Tensor:
+        """Attention over rows ``[R, C]`` in ``mask_index``'s layout; returns ``[R, C]``."""
+        shape = (rows.size(0), self.heads, self.channels // self.heads)
+        q = self.query(rows).view(shape)
+        k = self.key(rows).view(shape)
+        v = self.value(rows).view(shape)
+        out = graph_attention(q, k, v, mask_index, dropout=self.dropout if self.training else 0.0,
+                              backend=self.backend)
+        return self.out(out.reshape(rows.size(0), self.channels))
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor | None = None,
+        pos: Tensor | None = None,
+        batch: Tensor | None = None,
+        mask_index: MaskIndex | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``[N, C]`` node features to ``[N, C]``; the mask is built from ``edge_index``,
+        ``pos`` and ``batch`` unless a built ``mask_index`` is given."""
+        if mask_index is None:
+            if edge_index is None:
+                raise ValueError("pass edge_index (to build the mask) or a built mask_index")
+            mask_index = self.mask.build(edge_index, num_nodes=x.size(0), pos=pos, batch=batch,
+                                         generator=generator)
+        rows = mask_index.to_rows(x, self.tokens)
+        return mask_index.to_nodes(self.attend(rows, mask_index))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, heads={self.heads}, mask={self.mask!r}, "
+            f"backend={self.backend!r}"
+        )
+
+
+def _check_positive(value: object, name: str) -> int:
+    count = check_count(value, name)
+    if count < 1:
+        raise ValueError(f"{name} must be at least 1, got {count}")
+    return count

@@ -1,0 +1,247 @@
+"""Mesh simulations on disk: atomic ``.npz`` files without pickles, a hash-stamped cache, and
+the small committed fixture.
+
+:func:`mesh_simulation` is the entry point: it generates a data set
+(:func:`~gnnagg.data.simulation.generate.generate_simulation`) or loads it from the cache. The
+card is ``datasets/mesh_simulation.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..download import cache_root, datasets_dir, sha256_file
+from ..meshes import ChannelMesh
+from .generate import RECIPE_VERSION, MeshSimulation, MeshSimulationConfig, generate_simulation
+
+__all__ = ["load_mesh_simulation", "mesh_simulation", "save_mesh_simulation", "write_fixture"]
+
+# The committed fixture (datasets/mesh_simulation.md): its configuration, path and sha256.
+_FIXTURE_OPTIONS: dict[str, Any] = {
+    "dim": 2,
+    "num_nodes": 300,
+    "num_trajectories": 4,
+    "num_steps": 10,
+    "splits": (0.5, 0.25, 0.25),
+}
+_FIXTURE_PATH = "fixtures/mesh_simulation/advection_diffusion_2d_300.npz"
+_FIXTURE_SHA256 = "ea8c71716b9ee4e9702f71b0de14fd6a47a8b8290525daa2886d85f3d5fe6fd5"
+
+
+def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> str:
+    """Write ``sim`` to ``path`` (an ``.npz`` of plain arrays, no pickled objects) atomically:
+    a temporary file in the same folder, renamed into place when complete. Returns its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "config": np.array(json.dumps(sim.config.to_dict(), sort_keys=True)),
+        "recipe": np.array(RECIPE_VERSION),
+        "pos": sim.mesh.pos,
+        "cells": sim.mesh.cells,
+        "node_type": sim.mesh.node_type,
+        "spacing": np.array(sim.mesh.spacing),
+        "u": sim.u.numpy(),
+        "kappa": sim.kappa.numpy(),
+        "drift": sim.drift.numpy(),
+        "ell": sim.ell.numpy(),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+_ARRAYS = ("config", "recipe", "pos", "cells", "node_type", "spacing", "u", "kappa", "drift", "ell")
+
+
+def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None) -> MeshSimulation:
+    """Load a file written by :func:`save_mesh_simulation` (``allow_pickle=False``); with
+    ``sha256``, the file's hash must match. A file that is not such a data set, or whose arrays
+    disagree with its configuration, raises ``ValueError`` naming the file."""
+    path = Path(path)
+    if sha256 is not None and sha256_file(path) != sha256:
+        raise ValueError(f"{path}: sha256 does not match the expected {sha256}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        missing = [k for k in _ARRAYS if k not in arrays]
+        if missing:
+            raise ValueError(f"arrays {missing} are missing")
+        config_dict = json.loads(str(arrays["config"]))
+        config_dict["splits"] = tuple(config_dict["splits"])
+        config = MeshSimulationConfig(**config_dict)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: not a mesh simulation file ({err})") from err
+    n, dim, num = config.num_nodes, config.dim, config.num_trajectories
+    expected = {
+        "pos": (n, dim),
+        "node_type": (n,),
+        "u": (num, config.num_steps + 1, n),
+        "kappa": (num,),
+        "drift": (num, dim),
+        "ell": (num,),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
+    cells = arrays["cells"]
+    if cells.ndim != 2 or cells.shape[1] != dim + 1 or cells.min() < 0 or cells.max() >= n:
+        raise ValueError(f"{path}: cells do not index the {n} nodes with {dim + 1} corners")
+    mesh = ChannelMesh(
+        pos=arrays["pos"],
+        cells=cells,
+        node_type=arrays["node_type"],
+        spacing=float(arrays["spacing"]),
+        obstacle=config.obstacle,
+    )
+    return MeshSimulation(
+        config=config,
+        mesh=mesh,
+        u=torch.from_numpy(arrays["u"]),
+        kappa=torch.from_numpy(arrays["kappa"]),
+        drift=torch.from_numpy(arrays["drift"]),
+        ell=torch.from_numpy(arrays["ell"]),
+        splits={k: torch.from_numpy(v) for k, v in config.split_ids().items()},
+    )
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cached(config: MeshSimulationConfig, root: Path) -> MeshSimulation | None:
+    folder = root / "mesh_simulation"
+    data, stamp = folder / f"{config.key()}.npz", folder / f"{config.key()}.json"
+    try:
+        with open(stamp, encoding="utf-8") as f:
+            expected = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if expected.get("config") != config.to_dict() or expected.get("recipe") != RECIPE_VERSION:
+        return None
+    if not data.is_file() or sha256_file(data) != expected.get("sha256"):
+        warnings.warn(
+            f"{data}: missing or its sha256 does not match {stamp}; rebuilding", stacklevel=3
+        )
+        return None
+    try:
+        loaded = load_mesh_simulation(data)
+    except ValueError as err:
+        warnings.warn(f"{err}; rebuilding", stacklevel=3)
+        return None
+    if loaded.config != config:
+        warnings.warn(f"{data}: holds another configuration than {stamp}; rebuilding", stacklevel=3)
+        return None
+    return loaded
+
+
+def mesh_simulation(
+    dim: int = 2,
+    num_nodes: int = 10_000,
+    num_trajectories: int = 50,
+    num_steps: int = 100,
+    *,
+    ell: float = 2.0,
+    ell_spread: float = 0.25,
+    max_drift: float = 0.25,
+    dt: float = 0.01,
+    obstacle: bool = True,
+    seed: int = 0,
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    dtype: str = "float32",
+    root: str | os.PathLike[str] | None = None,
+    cache: bool = True,
+    fixture: bool = False,
+) -> MeshSimulation:
+    """Generate (or load from the cache) an advection–diffusion data set.
+
+    The arguments are those of :class:`MeshSimulationConfig`. With ``cache=True`` the result is
+    stored in ``<root>/mesh_simulation/<key>.npz`` beside a ``<key>.json`` stamp holding the
+    configuration and the file's sha256; both are written atomically (temporary file, then
+    ``os.replace``) and a file whose hash no longer matches is rebuilt. ``root`` defaults to
+    ``$GNNAGG_DATA`` or ``~/.cache/gnnagg``. ``fixture=True`` returns the small committed data
+    set instead (2-D, 300 nodes, 4 trajectories of 10 steps, hash-checked; the other arguments
+    must be left at their defaults), as generated by :func:`write_fixture`.
+
+    The generation cost of the default sizes is measured in ``datasets/mesh_simulation.md``.
+    """
+    if fixture:
+        given = {
+            "dim": dim,
+            "num_nodes": num_nodes,
+            "num_trajectories": num_trajectories,
+            "num_steps": num_steps,
+            "ell": ell,
+            "ell_spread": ell_spread,
+            "max_drift": max_drift,
+            "dt": dt,
+            "obstacle": obstacle,
+            "seed": seed,
+            "splits": tuple(splits),
+            "dtype": dtype,
+        }
+        defaults = MeshSimulationConfig().to_dict() | {"splits": MeshSimulationConfig().splits}
+        changed = sorted(k for k, v in given.items() if v != defaults[k])
+        if changed:
+            raise ValueError(f"fixture=True loads a fixed data set; do not pass {changed}")
+        return load_mesh_simulation(datasets_dir() / _FIXTURE_PATH, sha256=_FIXTURE_SHA256)
+    config = MeshSimulationConfig(
+        dim=dim,
+        num_nodes=num_nodes,
+        num_trajectories=num_trajectories,
+        num_steps=num_steps,
+        ell=ell,
+        ell_spread=ell_spread,
+        max_drift=max_drift,
+        dt=dt,
+        obstacle=obstacle,
+        seed=seed,
+        splits=splits,
+        dtype=dtype,
+    )
+    if not cache:
+        return generate_simulation(config)
+    folder = cache_root(root) / "mesh_simulation"
+    found = _cached(config, folder.parent)
+    if found is not None:
+        return found
+    sim = generate_simulation(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = save_mesh_simulation(sim, folder / f"{config.key()}.npz")
+    _write_json(
+        folder / f"{config.key()}.json",
+        {"config": config.to_dict(), "recipe": RECIPE_VERSION, "sha256": digest},
+    )
+    return sim
+
+
+def write_fixture(folder: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Regenerate the committed fixture into ``folder`` (default: the ``datasets/`` folder);
+    returns its path and sha256 (to be written into ``_FIXTURE_SHA256``)."""
+    base = Path(folder) if folder is not None else datasets_dir()
+    sim = mesh_simulation(**_FIXTURE_OPTIONS, cache=False)
+    path = base / _FIXTURE_PATH
+    return path, save_mesh_simulation(sim, path)

@@ -1,0 +1,46 @@
+"""GraphAttention: the layer owns its tokens, reuses a built mask, checks its arguments."""
+
+import pytest
+import torch
+
+from gnnagg.attention import GraphAttention, adjacency, global_tokens
+
+
+def random_edges(n=24, edges=70, seed=0):
+    return torch.randint(0, n, (2, edges), generator=torch.Generator().manual_seed(seed))
+
+
+def test_graph_attention_layer_owns_tokens_and_matches_prebuilt_mask():
+    edge_index = random_edges()
+    layer = GraphAttention(8, heads=2, mask=adjacency() | global_tokens(1)).double()
+    feats = torch.randn(24, 8, dtype=torch.float64)
+    out = layer(feats, edge_index)
+    assert out.shape == (24, 8) and layer.tokens.shape == (1, 8)
+    mask_index = layer.mask.build(edge_index, num_nodes=24)
+    torch.testing.assert_close(layer(feats, mask_index=mask_index), out)
+    assert "heads=2" in repr(layer) and "backend='auto'" in repr(layer)
+
+
+@pytest.mark.parametrize("backend", ["sparse", "dense"])
+def test_backends_give_the_same_layer_output(backend):
+    edge_index = random_edges()
+    torch.manual_seed(0)
+    layer = GraphAttention(8, heads=2, backend=backend).double()
+    torch.manual_seed(0)
+    auto = GraphAttention(8, heads=2).double()
+    feats = torch.randn(24, 8, dtype=torch.float64)
+    torch.testing.assert_close(layer(feats, edge_index), auto(feats, edge_index))
+
+
+def test_layer_arguments_are_checked():
+    with pytest.raises(ValueError, match="channels=10 must be divisible by heads=4"):
+        GraphAttention(10, heads=4)
+    with pytest.raises(TypeError, match="mask must be a Mask"):
+        GraphAttention(8, heads=2, mask="khop")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        GraphAttention(8, heads=2, backend="fast")
+    with pytest.raises(ValueError, match="dropout must be in"):
+        GraphAttention(8, heads=2, dropout=1.0)
+    with pytest.raises(ValueError, match="x has 23 rows but the mask was built for 24"):
+        GraphAttention(8, 2)(torch.randn(23, 8),
+                             mask_index=adjacency().build(random_edges(), num_nodes=24))

@@ -1,0 +1,199 @@
+"""graph_attention: the three backends against a float64 dense reference, gradients, dropout and
+errors."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gnnagg.attention import (
+    adjacency,
+    dilated_window,
+    global_tokens,
+    graph_attention,
+    khop,
+    random_jumps,
+)
+from gnnagg.attention.ops import SparseAttention
+
+from .attention_graphs import batches
+
+MASKS = st.sampled_from(
+    [
+        adjacency(),
+        adjacency(self_loops=False),  # rows without keys
+        khop(2) | global_tokens(2),
+        dilated_window(2, 2, "morton") | random_jumps(0.3, seed=0),
+        khop(2) & dilated_window(3, 1, "index") | global_tokens(1),
+    ]
+)
+
+
+def reference(q, k, v, dense, scale=None):
+    """Float64 masked softmax attention; empty rows give 0."""
+    q, k, v = q.double(), k.double(), v.double()
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    scores = torch.einsum("ihd,jhd->hij", q, k) * scale
+    scores = scores.masked_fill(~dense, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return torch.einsum("hij,jhd->ihd", weights, v)
+
+
+def inputs(rows, heads=2, dim=8, dim_v=None, dtype=torch.float32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(rows, heads, dim), (rows, heads, dim), (rows, heads, dim_v or dim)]
+    return [torch.randn(s, generator=generator, dtype=dtype).requires_grad_() for s in shapes]
+
+
+@settings(max_examples=20)
+@given(batches(), MASKS, st.sampled_from(["sparse", "dense"]), st.booleans())
+def test_backends_match_float64_reference(graph, mask, backend, different_v):
+    edge_index, batch, pos = graph
+    mask_index = mask.build(edge_index, pos=pos.float(), batch=batch)
+    q, k, v = inputs(mask_index.num_rows, dim_v=4 if different_v else None)
+    expected = reference(q, k, v, mask_index.to_dense())
+    out = graph_attention(q, k, v, mask_index, backend=backend)
+    torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=1e-4)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (q, k, v), grad)
+    want = torch.autograd.grad(expected, (q, k, v), grad.double())
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a.double(), b.double(), atol=5e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_flex_forward_matches_float64_reference(seed):
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.repeat_interleave(torch.arange(3), torch.tensor([40, 25, 70]))
+    edge_index = torch.randint(0, 135, (2, 600), generator=generator)
+    edge_index = edge_index[:, batch[edge_index[0]] == batch[edge_index[1]]]
+    # With pos the flex backend orders rows by Morton code, without by reverse Cuthill-McKee.
+    pos = torch.rand(135, 3, generator=generator) if seed == 0 else None
+    mask = [khop(2) | dilated_window(2, 3, "morton") | global_tokens(2),
+            adjacency(self_loops=False) | random_jumps(0.2, seed=0)][seed]
+    mask_index = mask.build(edge_index, pos=pos, batch=batch)
+    q, k, v = (t.detach() for t in inputs(mask_index.num_rows, heads=2, dim=16, seed=seed))
+    out = graph_attention(q, k, v, mask_index, backend="flex")
+    torch.testing.assert_close(out.double(), reference(q, k, v, mask_index.to_dense()), atol=2e-5,
+                               rtol=1e-4)
+
+
+def test_sparse_gradcheck_with_tokens_and_empty_rows():
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 4], [1, 2, 0, 4, 3, 5]])
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    mask_index = (adjacency(self_loops=False) | global_tokens(1)).build(edge_index, batch=batch)
+    q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
+
+    def run(q, k, v):
+        return graph_attention(q, k, v, mask_index, scale=0.7, backend="sparse")
+
+    assert torch.autograd.gradcheck(run, (q, k, v))
+
+
+def test_head_csr_is_block_diagonal_with_its_transpose():
+    from gnnagg.attention.ops import head_csr
+
+    mask_index = (khop(2) | global_tokens(1)).build(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
+    plan = head_csr(mask_index, 3)
+    assert head_csr(mask_index, 3) is plan
+    dense = torch.block_diag(*[mask_index.to_dense().double()] * 3)
+    values = torch.arange(1.0, plan.nnz + 1, dtype=torch.float64)
+    matrix = plan.matrix(values).to_dense()
+    assert torch.equal(matrix != 0, dense != 0)
+    assert torch.equal(plan.transposed(values).to_dense(), matrix.t())
+
+
+def test_sparse_dropout_gradcheck_and_determinism():
+    mask_index = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
+    q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
+    from gnnagg.attention.ops import head_csr
+
+    plan = head_csr(mask_index, 2)
+
+    def run(q, k, v):
+        return SparseAttention.apply(q, k, v, plan, 0.5, 0.4, 1234)
+
+    assert torch.autograd.gradcheck(run, (q, k, v))
+    torch.manual_seed(7)
+    first = graph_attention(q, k, v, mask_index, dropout=0.4, backend="sparse")
+    torch.manual_seed(7)
+    again = graph_attention(q, k, v, mask_index, dropout=0.4, backend="sparse")
+    other = graph_attention(q, k, v, mask_index, dropout=0.4, backend="sparse")
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    plain = graph_attention(q, k, v, mask_index, backend="sparse")
+    assert not torch.allclose(first, plain)
+
+
+def test_dense_dropout_is_deterministic_under_a_seed():
+    mask_index = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
+    q, k, v = inputs(mask_index.num_rows)
+    torch.manual_seed(3)
+    first = graph_attention(q, k, v, mask_index, dropout=0.5, backend="dense")
+    torch.manual_seed(3)
+    assert torch.equal(first, graph_attention(q, k, v, mask_index, dropout=0.5, backend="dense"))
+
+
+def test_half_precision_accumulates_in_float32():
+    edge_index = torch.randint(0, 40, (2, 120), generator=torch.Generator().manual_seed(0))
+    mask_index = khop(2).build(edge_index, num_nodes=40)
+    q, k, v = (t.detach() for t in inputs(mask_index.num_rows, dtype=torch.bfloat16))
+    out = graph_attention(q, k, v, mask_index, backend="sparse")
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.double(), reference(q, k, v, mask_index.to_dense()), atol=2e-2,
+                               rtol=2e-2)
+
+
+def test_auto_backend_follows_size_and_gradients(monkeypatch):
+    from gnnagg.attention import ops
+
+    chosen = []
+    for name in ("_dense_attention", "_flex_attention"):
+        original = getattr(ops, name)
+
+        def spy(*args, _name=name, _original=original):
+            chosen.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(ops, name, spy)
+    small = adjacency().build(torch.tensor([[0, 1], [1, 2]]))
+    q, k, v = inputs(small.num_rows)
+    graph_attention(q, k, v, small)
+    assert chosen == ["_dense_attention"]
+    monkeypatch.setattr(ops, "AUTO_DENSE_ROWS", 1)
+    out = graph_attention(q, k, v, small)  # CPU, gradients: sparse
+    assert chosen == ["_dense_attention"] and out.grad_fn is not None
+
+
+def test_flex_refuses_training_on_cpu():
+    mask_index = adjacency().build(torch.tensor([[0, 1], [1, 2]]))
+    q, k, v = inputs(mask_index.num_rows)
+    with pytest.raises(ValueError, match="cannot train on CPU"):
+        graph_attention(q, k, v, mask_index, backend="flex")
+    with pytest.raises(ValueError, match="no attention dropout"):
+        graph_attention(q.detach(), k.detach(), v.detach(), mask_index, backend="flex", dropout=0.1)
+
+
+def test_errors_name_the_argument():
+    mask_index = (adjacency() | global_tokens(1)).build(torch.tensor([[0, 1], [1, 2]]))
+    q, k, v = inputs(mask_index.num_rows)
+    with pytest.raises(ValueError, match=r"q has 3 rows but the mask has 4 \(3 nodes \+ 1"):
+        graph_attention(q[:3], k, v, mask_index)
+    with pytest.raises(ValueError, match="k must have the shape of q"):
+        graph_attention(q, k[:, :1], v, mask_index)
+    with pytest.raises(ValueError, match="v must be"):
+        graph_attention(q, k, v[:, :1], mask_index)
+    with pytest.raises(ValueError, match=r"q must be \[rows, heads, dim\]"):
+        graph_attention(q[:, 0], k, v, mask_index)
+    with pytest.raises(TypeError, match="k has dtype torch.float64"):
+        graph_attention(q, k.double(), v, mask_index)
+    with pytest.raises(ValueError, match="q is on meta"):
+        graph_attention(q.to("meta"), k, v, mask_index)
+    with pytest.raises(TypeError, match="mask_index must be a MaskIndex"):
+        graph_attention(q, k, v, adjacency())
+    with pytest.raises(ValueError, match="backend must be one of"):
+        graph_attention(q, k, v, mask_index, backend="fast")
+    with pytest.raises(ValueError, match="dropout must be in"):
+        graph_attention(q, k, v, mask_index, dropout=1.0)
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        graph_attention(q, k, v, mask_index, scale=float("nan"))
