@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from gnnagg.bench.attention import make_mask
+from gnnagg.bench.studies.attention.run import make_mask
 from gnnagg.data import NODE_TYPES, mesh_simulation
 from gnnagg.models import (
     EdgeFeatureModel,

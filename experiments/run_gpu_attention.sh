@@ -54,11 +54,12 @@ EOF
 
 # Layer timing: each (mask, path) in a fresh process; flex compiles its Triton kernel on first
 # use (warm-up pass), the median covers the following passes.
-timeout 420 python3 -m gnnagg.bench.attention --device cuda --parts layer \
+timeout 420 python3 -m gnnagg.bench.studies.attention.run --device cuda --parts layer \
   --nodes 300000 --mesh lattice --heads 8 --channels 16 --in-channels 128 \
-  --masks adjacency khop2+dilated+global --paths sparse flex TransformerConv \
-  --repeats 20 --timeout 120 \
+  --masks adjacency khop2+dilated+global --backends sparse flex TransformerConv \
+  --repeats 20 --timeout-s 120 \
   --out "$out/bench_attention_gpu.json" 2>&1 | tail -30 | tee "$out/bench_attention_gpu.txt"
 
-# The 300k mask build is CPU work; python -m gnnagg.bench.attention --parts big measures it on
+# The 300k mask build is CPU work; python -m gnnagg.bench.studies.attention.run --parts big
+# measures it on
 # any machine (left out here to keep within a 15-minute device budget).

@@ -1,4 +1,4 @@
-"""The mesh-attention section: a tiny run through the harness, its report, its config errors."""
+"""The mesh-attention study: a tiny run through the harness, its report, its config errors."""
 
 import json
 
@@ -6,15 +6,15 @@ import pytest
 
 from gnnagg.bench.config import SuiteConfig
 from gnnagg.bench.runner import run_suite
-from gnnagg.bench.sections import SECTIONS
-from gnnagg.bench.sections.attention import AttentionConfig
+from gnnagg.bench.studies import SECTIONS
+from gnnagg.bench.studies.attention.config import AttentionConfig
 
 TINY = AttentionConfig(
     parts=("layer", "masks", "big"),
     nodes=200,
     big_nodes=400,
     masks=("adjacency",),
-    paths=("sparse", "dense", "TransformerConv"),
+    backends=("sparse", "dense", "TransformerConv"),
     heads=2,
     channels=8,
     in_channels=8,
@@ -26,14 +26,14 @@ TINY = AttentionConfig(
 def test_tiny_run_is_measured_and_reported(tmp_path):
     results, out = run_suite(SuiteConfig("tiny", attention=TINY), tmp_path / "out", progress=False)
     result = results["attention"]
-    layer = {(r["mask"], r["path"]): r for r in result["layer"]}
+    layer = {(r["mask"], r["backend"]): r for r in result["layer"]}
     assert set(layer) == {
         ("adjacency", "sparse"), ("adjacency", "dense"), ("adjacency", "TransformerConv")
     }  # fmt: skip
     for row in layer.values():
         assert row["status"] == "ok", row
         assert row["fwd_bwd_ms"] > 0 and row["nnz"] > 0
-    # The same mask has the same attended pairs on every path.
+    # The same mask has the same attended pairs on every backend.
     assert layer[("adjacency", "sparse")]["nnz"] == layer[("adjacency", "dense")]["nnz"]
     (masks,) = result["masks"]
     assert masks["nnz"] == layer[("adjacency", "sparse")]["nnz"]
@@ -51,7 +51,7 @@ def test_tiny_run_is_measured_and_reported(tmp_path):
 @pytest.mark.parametrize(
     "field, value",
     [("nodes", 0), ("nodes", 10**9), ("heads", 2.5), ("masks", ["everything"]),
-     ("paths", ["sparse", "nope"]), ("repeats", 0), ("timeout_s", float("nan")),
+     ("backends", ["sparse", "nope"]), ("repeats", 0), ("timeout_s", float("nan")),
      ("mesh", "sphere"), ("parts", "layer")],
 )  # fmt: skip
 def test_bad_config_names_the_field(field, value):
@@ -62,7 +62,7 @@ def test_bad_config_names_the_field(field, value):
 def test_malformed_result_is_refused_naming_the_place():
     section = SECTIONS["attention"]
     with pytest.raises(ValueError, match=r"attention\.layer\[0\]"):
-        section.check_result({"layer": [{"mask": "adjacency", "path": "sparse"}]})
+        section.check_result({"layer": [{"mask": "adjacency", "backend": "sparse"}]})
     with pytest.raises(ValueError, match=r"attention\.big"):
         section.check_result({"big": {"status": "ok", "build_s": "fast"}})
 

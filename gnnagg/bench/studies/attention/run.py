@@ -1,4 +1,4 @@
-"""Mesh graph attention benchmark: one attention layer per mask and path, next to PyG's
+"""Mesh graph attention benchmark: one attention layer per mask and backend, next to PyG's
 ``TransformerConv``; mask build cost, nnz and block density per node ordering; the large build.
 
 Three parts, every measurement in a fresh subprocess (peak resident memory only grows within a
@@ -7,24 +7,26 @@ process, and a crash or an out-of-memory then costs only its own row):
 * ``layer`` -- a 3-D mesh (:func:`gnnagg.data.meshes.delaunay_mesh`, about 15 directed edges
   per node, or :func:`~gnnagg.data.meshes.lattice_mesh`), ``x [N, in_channels]``; one layer
   with q/k/v projections to ``heads x channels``, :func:`gnnagg.attention.graph_attention` and
-  an output projection, for each mask and path. PyG's ``TransformerConv(in, channels, heads)``
-  (q/k/v/skip projections) runs on the adjacency. Time: median forward and forward + backward
-  after one warm-up; memory: peak growth of the resident set (CPU) or of allocated memory
-  (CUDA) over the first forward + backward. On the CPU the flex path runs forward only (torch
-  has no CPU backward for FlexAttention).
+  an output projection, for each mask and backend. PyG's ``TransformerConv(in, channels,
+  heads)`` (q/k/v/skip projections) runs on the adjacency. Time: median forward and forward +
+  backward after one warm-up; memory: the peak extra memory of the first forward + backward.
+  On the CPU the flex backend runs forward only (torch has no CPU backward for FlexAttention).
 * ``masks`` -- build time, nnz, and block density at block 128 in index, Morton and reverse
   Cuthill-McKee row order, with the BlockMask's table size.
 * ``big`` -- building ``khop(2) | dilated_window(4, 8) | global_tokens(4)`` on a large mesh:
   time, peak extra memory, BlockMask table bytes and block density (Morton order).
 
-    python -m gnnagg.bench.attention [--parts layer masks big] [--nodes N] [--device cuda]
+Time and memory come from :mod:`gnnagg.bench.measure`.
 
-(the harness runs it as the ``attention`` section: ``gnnagg-bench attention``).
+    python -m gnnagg.bench.studies.attention.run [--parts layer masks big] [--nodes N]
+
+(the harness runs it as the ``attention`` study: ``gnnagg-bench attention``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -37,30 +39,28 @@ from typing import Any
 
 import torch
 
-from .machine import machine_info
-from .measure import MIB, median_time_ms, peak_extra_memory, significant
+from ...._files import atomic_write, write_text
+from ...fields import add_options, config_from_args
+from ...machine import machine_info
+from ...measure import MIB, median_time_ms, peak_extra_memory
+from .config import BACKENDS, MASKS, PARTS, AttentionConfig
+from .report import format_layer_table, format_mask_table
 
 __all__ = [
+    "BACKENDS",
     "MASKS",
     "PARTS",
-    "PATHS",
-    "format_layer_table",
-    "format_mask_table",
     "make_mask",
     "run_attention",
 ]
 
-MASKS = ("adjacency", "khop2", "khop2+dilated", "khop2+dilated+global")
-PATHS = ("sparse", "flex", "dense", "TransformerConv")
-PARTS = ("layer", "masks", "big")
-MESHES = ("delaunay", "lattice")
-# The dense path builds an N x N mask: only on small meshes.
+# The dense backend builds an N x N mask: only on small meshes.
 DENSE_MAX_NODES = 4_000
 
 
 def make_mask(name: str) -> Any:
     """The mask called ``name`` (one of :data:`MASKS`, or ``"big"``)."""
-    from ..attention import adjacency, dilated_window, global_tokens, khop
+    from ....attention import adjacency, dilated_window, global_tokens, khop
 
     wide = khop(2) | dilated_window(4, 8, "morton")
     masks = {
@@ -78,7 +78,7 @@ def make_mask(name: str) -> Any:
 def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The mesh as ``(pos, edge_index)``; kept in ``folder`` (the run's output folder) so that
     every worker process of a run measures the same mesh without generating it again."""
-    from ..data.meshes import delaunay_mesh, lattice_mesh
+    from ....data.meshes import delaunay_mesh, lattice_mesh
 
     path = None if folder is None else folder / f"mesh-{kind}-{nodes}.pt"
     if path is not None and path.exists():
@@ -87,30 +87,29 @@ def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor,
     mesh = delaunay_mesh(nodes, seed=0) if kind == "delaunay" else lattice_mesh(nodes)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"pos": mesh.pos, "edge_index": mesh.edge_index}, partial)
-        os.replace(partial, path)
+        tensors = {"pos": mesh.pos, "edge_index": mesh.edge_index}
+        atomic_write(path, lambda handle: torch.save(tensors, handle))
     return mesh.pos, mesh.edge_index
 
 
 class AttentionLayer(torch.nn.Module):
     """q/k/v projections ``in -> heads x channels``, masked attention, output projection."""
 
-    def __init__(self, in_channels: int, channels: int, heads: int, path: str) -> None:
+    def __init__(self, in_channels: int, channels: int, heads: int, backend: str) -> None:
         super().__init__()
         width = heads * channels
-        self.heads, self.channels, self.path = heads, channels, path
+        self.heads, self.channels, self.backend = heads, channels, backend
         self.query = torch.nn.Linear(in_channels, width)
         self.key = torch.nn.Linear(in_channels, width)
         self.value = torch.nn.Linear(in_channels, width)
         self.out = torch.nn.Linear(width, in_channels)
 
     def forward(self, x: torch.Tensor, gmask: Any) -> torch.Tensor:
-        from ..attention import graph_attention
+        from ....attention import graph_attention
 
         shape = (x.size(0), self.heads, self.channels)
         q, k, v = self.query(x).view(shape), self.key(x).view(shape), self.value(x).view(shape)
-        return self.out(graph_attention(q, k, v, gmask, backend=self.path).flatten(1))
+        return self.out(graph_attention(q, k, v, gmask, backend=self.backend).flatten(1))
 
 
 def _table_mb(block_mask: Any) -> float:
@@ -122,7 +121,7 @@ def _peak_extra_mb(fn: Callable[[], object], device: torch.device) -> float:
     return round(peak_extra_memory(fn, device)[1] / MIB, 1)
 
 
-def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, Any]:
+def measure_layer(spec: dict[str, Any], mask_name: str, backend: str) -> dict[str, Any]:
     """One attention layer (or ``TransformerConv``) forward and forward + backward."""
     from torch_geometric.nn import TransformerConv
 
@@ -130,10 +129,10 @@ def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, 
     device = torch.device(spec["device"])
     pos, edge_index = load_mesh(spec["mesh"], spec["nodes"], spec["folder"])
     pos, edge_index = pos.to(device), edge_index.to(device)
-    row: dict[str, Any] = dict(mask=mask_name, path=path, nodes=spec["nodes"])
+    row: dict[str, Any] = dict(mask=mask_name, backend=backend, nodes=spec["nodes"])
     row["edges"] = int(edge_index.size(1))
     heads, channels, in_channels = spec["heads"], spec["channels"], spec["in_channels"]
-    if path == "TransformerConv":
+    if backend == "TransformerConv":
         conv = TransformerConv(in_channels, channels, heads=heads).to(device)
         x = torch.randn(spec["nodes"], in_channels, device=device, requires_grad=True)
         row["nnz"] = row["edges"]
@@ -143,13 +142,13 @@ def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, 
     else:
         gmask = make_mask(mask_name).build(edge_index, pos=pos)
         row["nnz"] = gmask.nnz
-        layer = AttentionLayer(in_channels, channels, heads, path).to(device)
+        layer = AttentionLayer(in_channels, channels, heads, backend).to(device)
         x = torch.randn(gmask.num_rows, in_channels, device=device, requires_grad=True)
 
         def forward() -> torch.Tensor:
             return layer(x, gmask)
 
-    forward_only = path == "flex" and device.type == "cpu"
+    forward_only = backend == "flex" and device.type == "cpu"
 
     def step() -> None:
         if forward_only:
@@ -160,7 +159,7 @@ def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, 
         forward().square().mean().backward()
 
     try:
-        if path == "flex":
+        if backend == "flex":
             # Compilation, the locality order and the BlockMask happen on first use: mask-build
             # cost (the masks part measures it), kept out of the memory measurement.
             step()
@@ -177,7 +176,7 @@ def measure_layer(spec: dict[str, Any], mask_name: str, path: str) -> dict[str, 
 
 def _block_stats(gmask: Any, block_size: int = 128) -> dict[str, Any]:
     """Block density in index, Morton and RCM row order; BlockMask build time and tables."""
-    from ..attention import MaskIndex
+    from ....attention import MaskIndex
 
     out: dict[str, Any] = {"density_index": gmask.block_density(block_size)}
     morton = gmask.reorder(gmask.locality_order())
@@ -238,7 +237,7 @@ def _run_worker(spec: dict[str, Any], job: list[str]) -> dict[str, Any]:
     """Run one measurement in a fresh process; a crash, a timeout or an out-of-memory becomes
     that row's status."""
     worker_spec = {**spec, "folder": None if spec["folder"] is None else str(spec["folder"])}
-    command = [sys.executable, "-m", "gnnagg.bench.attention", "--worker", json.dumps(
+    command = [sys.executable, "-m", __name__, "--worker", json.dumps(
         {"spec": worker_spec, "job": job})]  # fmt: skip
     try:
         done = subprocess.run(
@@ -270,26 +269,30 @@ def _worker_main(payload: str) -> None:
 
 
 def run_attention(
-    spec: dict[str, Any],
-    parts: tuple[str, ...],
-    masks: tuple[str, ...],
-    paths: tuple[str, ...],
+    config: AttentionConfig,
+    device: str = "cpu",
+    folder: Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``parts`` with the mesh and sizes of ``spec`` (``device``, ``mesh``, ``nodes``,
-    ``heads``, ``channels``, ``in_channels``, ``repeats``, ``big_mesh``, ``big_nodes``,
-    ``cap_gb``, ``timeout_s``, ``folder``); returns JSON-ready rows per part."""
+    """Run the parts of ``config`` on ``device``, every measurement in a fresh process (the
+    mesh is kept in ``folder`` for them); returns JSON-ready rows per part. ``backends``
+    ``None`` means sparse and ``TransformerConv``, plus flex on CUDA."""
     tick = progress or (lambda row: None)
+    spec = {**dataclasses.asdict(config), "device": device, "folder": folder}
+    parts, masks = config.parts, config.masks
+    backends = config.backends or (
+        ("sparse", "TransformerConv") + (("flex",) if device == "cuda" else ())
+    )
     result: dict[str, Any] = {"machine": machine_info(spec["device"])}
     result["load_average_start"] = list(os.getloadavg())
     if "layer" in parts:
         rows = []
-        for path in paths:
-            if path == "dense" and spec["nodes"] > DENSE_MAX_NODES:
+        for backend in backends:
+            if backend == "dense" and spec["nodes"] > DENSE_MAX_NODES:
                 continue
-            for mask_name in ("adjacency",) if path == "TransformerConv" else masks:
-                measured = _run_worker(spec, ["layer", mask_name, path])
-                row = {"mask": mask_name, "path": path, **measured}
+            for mask_name in ("adjacency",) if backend == "TransformerConv" else masks:
+                measured = _run_worker(spec, ["layer", mask_name, backend])
+                row = {"mask": mask_name, "backend": backend, **measured}
                 rows.append(row)
                 tick(row)
         result["layer"] = rows
@@ -307,84 +310,32 @@ def run_attention(
     return result
 
 
-def _cell(row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    return "-" if value is None else significant(float(value))
-
-
-def format_layer_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: one row per (mask, path) with nnz, times, peak extra memory and status."""
-    lines = [
-        "| mask | path | attended pairs | fwd ms | fwd+bwd ms | peak extra MB | status |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.get('mask', '-')} | {r.get('path', '-')} | {r.get('nnz', '-')} | "
-            f"{_cell(r, 'fwd_ms')} | {_cell(r, 'fwd_bwd_ms')} | {_cell(r, 'extra_mb')} | "
-            f"{r.get('status', '-')} |"
-        )
-    return "\n".join(lines)
-
-
-def format_mask_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: build time, nnz and block density per ordering for each mask."""
-    lines = [
-        "| mask | build s | attended pairs | density index | density Morton | density RCM | "
-        "BlockMask MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        if r.get("status") != "ok":
-            lines.append(f"| {r.get('mask', '-')} | {r.get('status')} | | | | | |")
-            continue
-        lines.append(
-            f"| {r['mask']} | {significant(r['build_s'])} | {r['nnz']} | "
-            f"{100 * r['density_index']:.3g} % | {100 * r['density_morton']:.3g} % | "
-            f"{100 * r['density_rcm']:.3g} % | {significant(r['block_mask_mb'])} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
+    """``python -m gnnagg.bench.studies.attention.run``: the study's options (its config's
+    fields) plus ``--device`` and ``--out``; also the entry point of its worker processes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--nodes", type=int, default=30_000)
-    parser.add_argument("--mesh", default="delaunay", choices=MESHES)
-    parser.add_argument("--big-nodes", type=int, default=300_000)
-    parser.add_argument("--big-mesh", default="lattice", choices=MESHES)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--channels", type=int, default=64, help="channels per head")
-    parser.add_argument("--in-channels", type=int, default=64)
-    parser.add_argument("--masks", nargs="+", default=list(MASKS), choices=MASKS)
-    parser.add_argument("--paths", nargs="+", default=None, choices=PATHS,
-                        help="default: sparse and TransformerConv (+ flex on CUDA)")
-    parser.add_argument("--repeats", type=int, default=2)
+    add_options(parser, AttentionConfig)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--cap-gb", type=float, default=16.0)
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=Path("bench_attention.json"))
     args = parser.parse_args(argv)
     if args.worker:
         _worker_main(args.worker)
         return
-    flex = ["flex"] if args.device == "cuda" else []
-    paths = args.paths or ["sparse", "TransformerConv", *flex]
-    spec = dict(
-        device=args.device, mesh=args.mesh, nodes=args.nodes, heads=args.heads,
-        channels=args.channels, in_channels=args.in_channels, repeats=args.repeats,
-        big_mesh=args.big_mesh, big_nodes=args.big_nodes, cap_gb=args.cap_gb,
-        timeout_s=args.timeout, folder=args.out.resolve().parent,
+    try:
+        config = config_from_args(args, AttentionConfig(parts=PARTS, nodes=30_000))
+    except ValueError as error:
+        parser.error(str(error))
+    result = run_attention(
+        config, args.device, args.out.resolve().parent,
+        progress=lambda row: print(json.dumps(row), flush=True),
     )  # fmt: skip
-    result = run_attention(spec, tuple(args.parts), tuple(args.masks), tuple(paths),
-                           progress=lambda row: print(json.dumps(row), flush=True))
-    result["config"] = {k: v for k, v in spec.items() if k != "folder"}
+    result["config"] = dataclasses.asdict(config)
     if "layer" in result:
         print(format_layer_table(result["layer"]))
     if "masks" in result:
         print(format_mask_table(result["masks"]))
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,73 @@
+"""The mesh-attention config: every field declared once (check, option)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...fields import StudyConfig, finite, integer, names, optional, positive_int, setting
+
+__all__ = ["BACKENDS", "MASKS", "MESHES", "PARTS", "AttentionConfig"]
+
+PARTS: tuple[str, ...] = ("layer", "masks", "big")
+MASKS: tuple[str, ...] = ("adjacency", "khop2", "khop2+dilated", "khop2+dilated+global")
+# gnnagg's backends of graph_attention, and PyG's TransformerConv as the reference.
+BACKENDS: tuple[str, ...] = ("sparse", "flex", "dense", "TransformerConv")
+MESHES: tuple[str, ...] = ("delaunay", "lattice")
+# A 3-D mesh of 10M nodes needs about 10 GB for its edges alone: beyond this machine's kind.
+_MAX_NODES = 10_000_000
+
+
+def _one_of(valid: tuple[str, ...]) -> Any:
+    def check(value: Any, name: str) -> str:
+        return names(valid)([value], name)[0]
+
+    return check
+
+
+def _size(maximum: int) -> Any:
+    return integer(minimum=8, maximum=maximum)
+
+
+@dataclass
+class AttentionConfig(StudyConfig):
+    """Mesh attention: ``parts`` (see :mod:`~gnnagg.bench.studies.attention.run`) on a 3-D
+    ``mesh`` of ``nodes`` nodes (``big_nodes`` for the ``big`` build), ``heads`` x
+    ``channels`` per head from ``in_channels`` input features; ``masks`` and ``backends`` of
+    the layer part (``backends`` ``None``: sparse and ``TransformerConv``, plus flex on CUDA;
+    the dense backend runs only up to 4,000 nodes). ``repeats`` timed calls after a warm-up;
+    ``cap_gb`` caps a CPU worker's address space, ``timeout_s`` each measurement."""
+
+    parts: tuple[str, ...] = setting(
+        ("layer", "masks"), names(PARTS), "parts to run", choices=lambda: PARTS
+    )
+    mesh: str = setting("delaunay", _one_of(MESHES), "3-D mesh", choices=lambda: MESHES)
+    nodes: int = setting(3_000, _size(_MAX_NODES), "nodes of the mesh", cli_type=positive_int)
+    big_mesh: str = setting(
+        "lattice", _one_of(MESHES), "mesh of the big build", choices=lambda: MESHES
+    )
+    big_nodes: int = setting(
+        300_000, _size(_MAX_NODES), "nodes of the big build", cli_type=positive_int
+    )
+    heads: int = setting(4, integer(maximum=256), "attention heads", cli_type=positive_int)
+    channels: int = setting(
+        64, integer(maximum=4096), "channels per head", cli_type=positive_int
+    )
+    in_channels: int = setting(
+        64, integer(maximum=4096), "input features per node", cli_type=positive_int
+    )
+    masks: tuple[str, ...] = setting(MASKS, names(MASKS), "masks", choices=lambda: MASKS)
+    backends: tuple[str, ...] | None = setting(
+        None, optional(names(BACKENDS)),
+        "backends of the layer part (default: sparse and TransformerConv, + flex on CUDA)",
+        choices=lambda: BACKENDS,
+    )  # fmt: skip
+    repeats: int = setting(
+        2, integer(maximum=100), "timed calls after a warm-up", cli_type=positive_int
+    )
+    cap_gb: float = setting(
+        16.0, finite(positive=True, maximum=1 << 20), "address-space cap of a CPU worker (GB)"
+    )
+    timeout_s: float = setting(
+        900.0, finite(positive=True, maximum=86400), "seconds per measurement"
+    )
