@@ -1,9 +1,10 @@
 """k-hop reachability: cached per edge_index tensor, never stale after an in-place change."""
 
 import torch
-from .attention_graphs import khop_reference, node_dense
 
 from gnnagg.attention import hops, khop
+
+from .attention_graphs import khop_reference, node_dense
 
 
 def test_khop_is_cached_per_graph():

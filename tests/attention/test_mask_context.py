@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from .attention_graphs import batches
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gnnagg.attention import MaskContext
+
+from .attention_graphs import batches
 
 
 @given(batches(), st.integers(0, 3))

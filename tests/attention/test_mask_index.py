@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from .attention_graphs import batches
 from hypothesis import given
 from torch.nn.attention.flex_attention import create_block_mask
 
 from gnnagg.attention import adjacency, global_tokens, khop
 from gnnagg.attention.mask_index import csr_mask_mod
+
+from .attention_graphs import batches
 
 
 def check_csr(mask_index):

@@ -1,9 +1,10 @@
 """Node orderings: Morton codes against a bit-by-bit reference, reverse Cuthill-McKee."""
 
 import torch
-from .attention_graphs import morton_reference
 
 from gnnagg.attention import morton_codes, reverse_cuthill_mckee
+
+from .attention_graphs import morton_reference
 
 
 def test_morton_codes_interleave_bits():

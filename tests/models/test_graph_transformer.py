@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from .model_graphs import permuted, random_graph
 
 from gnnagg.attention import adjacency, dilated_window, global_tokens, khop, random_jumps
 from gnnagg.models import GraphTransformer
+
+from .model_graphs import permuted, random_graph
 
 
 def transformer(mask, backend="sparse"):

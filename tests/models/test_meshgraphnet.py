@@ -3,11 +3,12 @@ from PyG and gnnagg, equivariance, size and argument checks."""
 
 import pytest
 import torch
-from .model_graphs import permuted, random_graph
 from torch_geometric.nn.aggr import MeanAggregation, MultiAggregation, SoftmaxAggregation
 
 from gnnagg.aggr import GRUAggregation, LCMAggregation
 from gnnagg.models import MeshGraphNet, mesh_edge_features
+
+from .model_graphs import permuted, random_graph
 
 
 def naive_forward(model, x, edge_index, edge_attr):

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from .step_models import NormalisedSolverOracle, Recorder, TinyMessagePassing
 from torch import nn
 
 from gnnagg.data import NODE_TYPES
@@ -21,6 +20,8 @@ from gnnagg.models import (
     rollout,
     rollout_rmse,
 )
+
+from .step_models import NormalisedSolverOracle, Recorder, TinyMessagePassing
 
 OBSTACLE = NODE_TYPES.index("obstacle")
 
