@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_bool, check_count, check_positive, check_seed, check_tensor
 from ..monoids import (
     MONOIDS,
     GRUMonoid,
@@ -27,13 +28,6 @@ from ..monoids import (
     identity_gap,
     sample_rows,
     tree_reduce,
-)
-from ..monoids._checks import (
-    check_count,
-    check_flag,
-    check_positive,
-    check_seed,
-    check_tensor,
 )
 from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
@@ -95,10 +89,9 @@ class LCMAggregation(NeighbourhoodAggregation):
                 stacklevel=2,
             )
             allow_direct_reduce = monoid_kwargs.pop("fold")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        project = check_flag(project, "project")
+        in_channels = check_positive(in_channels, "in_channels")
+        out_channels = check_positive(out_channels, "out_channels")
+        project = check_bool(project, "project")
         if not project and in_channels != out_channels:
             raise ValueError(
                 f"in_channels ({in_channels}) must equal out_channels ({out_channels}) "
@@ -123,7 +116,7 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"monoid has {monoid.channels} channels but out_channels is {out_channels}"
             )
         self.monoid = monoid
-        self.allow_direct_reduce = check_flag(allow_direct_reduce, "allow_direct_reduce")
+        self.allow_direct_reduce = check_bool(allow_direct_reduce, "allow_direct_reduce")
 
     @property
     def gru_cell(self) -> nn.GRUCell:
@@ -162,7 +155,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         warnings.warn(
             "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
         )
-        self.allow_direct_reduce = check_flag(value, "fold")
+        self.allow_direct_reduce = check_bool(value, "fold")
 
     def reset_parameters(self) -> None:
         if self.lin is not None:
@@ -217,7 +210,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         A monoid that is only approximately associative (the GRU monoid) gives a merged result
         that differs from one pass, so it is refused unless ``allow_inexact=True``.
         """
-        if not self.monoid.exact and not check_flag(allow_inexact, "allow_inexact"):
+        if not self.monoid.exact and not check_bool(allow_inexact, "allow_inexact"):
             raise ValueError(
                 f"{type(self.monoid).__name__} is not exactly associative, so merged partial "
                 "results differ from one pass; use an exact monoid (conjugated_sum, softmax) "

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..monoids._checks import check_flag
+from .._checks import check_bool
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = [
@@ -236,9 +236,9 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         super().__init__(shuffle=shuffle)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.learn_initial_state = check_flag(learn_initial_state, "learn_initial_state")
+        self.learn_initial_state = check_bool(learn_initial_state, "learn_initial_state")
         self.implementation = implementation
-        bias = check_flag(bias, "bias")
+        bias = check_bool(bias, "bias")
         self.rnn = self.rnn_class(in_channels, out_channels, bias=bias, **rnn_kwargs)
         rnn = self.rnn
         self.num_directions = 2 if rnn.bidirectional else 1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
 
+from .._checks import check_positive
 from ..segment import SegmentPlan
 
 if TYPE_CHECKING:
@@ -37,10 +38,8 @@ class Monoid(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
-        self.channels = channels
-        self.state_channels = channels
+        self.channels = check_positive(channels, "channels")
+        self.state_channels = self.channels
 
     def reset_parameters(self) -> None:
         """Re-initialise the learnable parameters as at construction (by default: every child

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_bool, check_count, check_positive
 from ..segment import SegmentPlan, segment
-from ._checks import check_count, check_flag, check_positive
 from .base import Monoid
 
 __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
@@ -32,7 +32,7 @@ class AffineCoupling(nn.Module):
         channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
         if channels < 2:
             raise ValueError(f"channels must be at least 2 for a coupling layer, got {channels}")
-        flip = check_flag(flip, "flip")
+        flip = check_bool(flip, "flip")
         self.split = channels // 2
         self.flip = flip
         conditioning = channels - self.split if flip else self.split

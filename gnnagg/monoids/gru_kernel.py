@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_tensor
+
 __all__ = [
     "GRUPairKernel",
     "gru_cell_parameters",
@@ -217,9 +219,8 @@ def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
     derivatives use the hand-derived backward; second derivatives (``create_graph=True``)
     differentiate the plain formulation.
     """
-    for name, value in (("a", a), ("b", b)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    check_tensor(a, "a")
+    check_tensor(b, "b")
     if not isinstance(cell, nn.GRUCell):
         raise TypeError(f"cell must be an nn.GRUCell, got {type(cell).__name__}")
     if a.shape != b.shape:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_tensor
 from ..segment import SegmentPlan
-from ._checks import check_tensor
 
 __all__ = [
     "PairKernel",

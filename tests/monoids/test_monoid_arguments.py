@@ -39,7 +39,8 @@ STATES = torch.randn(4, 3)
         (lambda: InvertibleMap(4, "4", 1), TypeError, "hidden must be an int"),
         (lambda: AffineCoupling(4, 4, flip="yes"), TypeError, "flip must be a bool"),
         (lambda: AffineCoupling(1, 4, flip=False), ValueError, "channels must be at least 2"),
-        (lambda: GRUMonoid(2.5), ValueError, "channels must be"),
+        (lambda: GRUMonoid(2.5), TypeError, "channels must be an integer"),
+        (lambda: GRUMonoid(0), ValueError, "channels must be positive"),
     ],
 )
 def test_bad_constructor_arguments(build, error, match):

@@ -215,7 +215,7 @@ def test_truthy_strings_and_bools_are_not_options():
         plan_contraction(k2, "sparse", "no")
     with pytest.raises(TypeError, match="num_nodes"):
         Polynomial.from_edges([(0, 1)], num_nodes=True)
-    with pytest.raises(TypeError, match="num_nodes"):
+    with pytest.raises(ValueError, match="num_nodes must be non-negative"):
         Polynomial.from_edges([(0, 1)], num_nodes=-1)
     with pytest.raises(TypeError, match="dense_pairs must be a bool"):
         evaluate([k2], _star(2), 3, dense_pairs="no")
