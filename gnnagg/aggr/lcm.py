@@ -12,8 +12,6 @@ Exactly associative monoids (``exact = True``) may reduce each group without a t
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -58,7 +56,7 @@ class LCMAggregation(NeighbourhoodAggregation):
             changes the tree's leaves; off in eval mode).
         allow_direct_reduce: let exactly associative monoids reduce each group in one step
             (:meth:`~gnnagg.monoids.Monoid.direct_reduce`) instead of a tree (same result up to
-            rounding). ``fold=`` is its deprecated name.
+            rounding).
         **monoid_kwargs: passed to the monoid's constructor when ``monoid`` is a name.
 
     Messages may carry extra dimensions (GATConv's ``[E, heads, C]``): each is reduced
@@ -82,13 +80,6 @@ class LCMAggregation(NeighbourhoodAggregation):
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
-        if "fold" in monoid_kwargs:
-            warnings.warn(
-                "LCMAggregation(fold=...) is deprecated: use allow_direct_reduce=...",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            allow_direct_reduce = monoid_kwargs.pop("fold")
         in_channels = check_positive(in_channels, "in_channels")
         out_channels = check_positive(out_channels, "out_channels")
         project = check_bool(project, "project")
@@ -141,21 +132,6 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"{prefix}monoid.identity_element", self.monoid.identity_element.detach().clone()
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @property
-    def fold(self) -> bool:
-        """Deprecated name of :attr:`allow_direct_reduce`."""
-        warnings.warn(
-            "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
-        )
-        return self.allow_direct_reduce
-
-    @fold.setter
-    def fold(self, value: bool) -> None:
-        warnings.warn(
-            "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
-        )
-        self.allow_direct_reduce = check_bool(value, "fold")
 
     def reset_parameters(self) -> None:
         if self.lin is not None:

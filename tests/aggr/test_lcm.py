@@ -469,30 +469,3 @@ def test_pyg_checkpoint_needs_the_gru_monoid():
         LCMAggregation(4, 4, monoid="softmax").load_state_dict(PyGLCMAggregation(4, 4).state_dict())
     with pytest.raises(AttributeError, match="gru_cell"):
         _ = LCMAggregation(4, 4, monoid="softmax").gru_cell
-
-
-def test_fold_is_a_deprecated_name_of_allow_direct_reduce():
-    with pytest.warns(DeprecationWarning, match="allow_direct_reduce"):
-        aggr = LCMAggregation(4, 4, monoid="softmax", fold=False)
-    assert aggr.allow_direct_reduce is False
-    with pytest.warns(DeprecationWarning, match="allow_direct_reduce"):
-        aggr.fold = True
-    assert aggr.allow_direct_reduce is True
-    with pytest.warns(DeprecationWarning, match="allow_direct_reduce"):
-        assert aggr.fold is True
-
-
-def test_a_monoid_written_with_fold_still_reduces_directly():
-    from gnnagg.monoids import ConjugatedSumMonoid
-
-    calls = []
-    with pytest.warns(DeprecationWarning, match="direct_reduce"):
-
-        class OldStyle(ConjugatedSumMonoid):
-            def fold(self, states, plan):
-                calls.append(1)
-                return ConjugatedSumMonoid.direct_reduce(self, states, plan)
-
-    aggr = LCMAggregation(4, 4, monoid=OldStyle(4))
-    aggr(torch.randn(5, 4), torch.tensor([0, 0, 1, 1, 1]))
-    assert calls == [1]
