@@ -64,7 +64,7 @@ class LCMAggregation(NeighbourhoodAggregation):
     output is cast back to their dtype.
 
     The GRU monoid's tree runs as one autograd node with a hand-derived backward (see
-    :func:`~gnnagg.monoids.fused_tree_reduce`); ``kernel="triton"`` (passed on to
+    :func:`~gnnagg.monoids.fused_tree_reduce`); ``backend="triton"`` (passed on to
     :class:`~gnnagg.monoids.GRUMonoid`) runs its gate arithmetic in Triton kernels on CUDA.
     Second derivatives are supported.
     """

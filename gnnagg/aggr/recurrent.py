@@ -30,7 +30,7 @@ Conventions:
   CPU, where ATen's backward of a packed RNN is ``O(D_max·E)``, one dense call per run of steps
   with the same number of running nodes does, carrying every layer's state across runs; a
   bidirectional RNN runs there layer by layer, its reverse direction on rows permuted so that
-  each sequence reads backwards (``implementation=`` overrides the choice). cuDNN
+  each sequence reads backwards (``backend=`` overrides the choice). cuDNN
   computes in TF32 on Ampere and later unless ``torch.backends.cudnn.allow_tf32`` is off
   (PyTorch's default is on): about 1e-4 from float32.
 * Dtypes: the recurrence runs in the dtype of the module's parameters. Lower-precision messages
@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .._checks import check_bool
+from .._checks import check_bool, check_choice
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = [
@@ -64,7 +64,8 @@ __all__ = [
 State = tuple[Tensor, ...]
 Transition = Callable[[State, Tensor], State]
 
-IMPLEMENTATIONS = ("auto", "packed", "segments")
+#: The values of ``backend=``: which RNN calls run the packed neighbourhoods.
+_BACKENDS = ("auto", "packed", "segments")
 
 
 @dataclass
@@ -220,13 +221,10 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         shuffle: bool = False,
         learn_initial_state: bool = False,
         bias: bool = True,
-        implementation: str = "auto",
+        backend: str = "auto",
         **rnn_kwargs,
     ) -> None:
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}"
-            )
+        backend = check_choice(backend, "backend", _BACKENDS)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -237,7 +235,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.learn_initial_state = check_bool(learn_initial_state, "learn_initial_state")
-        self.implementation = implementation
+        self.backend = backend
         bias = check_bool(bias, "bias")
         self.rnn = self.rnn_class(in_channels, out_channels, bias=bias, **rnn_kwargs)
         rnn = self.rnn
@@ -328,9 +326,9 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _runs_packed(self, device: torch.device) -> bool:
-        if self.implementation == "auto":
+        if self.backend == "auto":
             return device.type == "cuda" and torch.backends.cudnn.enabled
-        return self.implementation == "packed"
+        return self.backend == "packed"
 
     def _weights(self, layer: int | None = None, direction: int = 0) -> list[Tensor]:
         """The RNN's weights in ATen's order: all of them, or one layer's in one direction."""
@@ -387,9 +385,9 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         return output, tuple(final)
 
     def _runs_packed(self, device: torch.device) -> bool:
-        if self.implementation == "auto":
+        if self.backend == "auto":
             return device.type == "cuda" and torch.backends.cudnn.enabled
-        return self.implementation == "packed"
+        return self.backend == "packed"
 
     def _run_packed(
         self, sequence: PackedSequence, hx: State, packed: PackedNeighbourhoods
@@ -675,7 +673,7 @@ class GRUAggregation(RecurrentAggregation):
             is the backward direction after reading the last message only.
             :meth:`permutation_loss` needs ``bidirectional=False``; with stacked layers the
             state it regularises is every layer's (``h``, and ``c`` for the LSTM).
-        implementation: ``"packed"``: one ``nn.GRU`` call on the packed batch (cuDNN on CUDA;
+        backend: ``"packed"``: one ``nn.GRU`` call on the packed batch (cuDNN on CUDA;
             its CPU backward is ``O(D_max·E)``); ``"segments"``: one dense ``nn.GRU`` call per
             run of steps with the same number of running nodes (at most ``sqrt(2E)`` calls,
             ``O(E)`` work); ``"auto"`` (default): ``"packed"`` on CUDA with cuDNN, else

@@ -225,7 +225,7 @@ class _Join:
                 f"{num_rows:,} rows (about {format_bytes(needed)}) at one elimination step, "
                 f"over sparse_budget={self.budget:,} bytes: the graph has nodes of high degree "
                 "(the join grows like degree ** pattern nodes). Raise sparse_budget in "
-                "gnnagg.poly.evaluate, use method='dense' for small graphs, or drop this pattern."
+                "gnnagg.poly.evaluate, use backend='dense' for small graphs, or drop this pattern."
             )
 
     def keep(self, mask: Tensor) -> None:

@@ -194,9 +194,9 @@ def test_packing_matches_torch_pack_sequence():
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
-def test_output_is_the_same_with_and_without_grad(cls, implementation):
-    aggr = make(cls, implementation=implementation)
+@pytest.mark.parametrize("backend", ["segments", "packed"])
+def test_output_is_the_same_with_and_without_grad(cls, backend):
+    aggr = make(cls, backend=backend)
     x, index = random_graph(7, 50)
     with torch.no_grad():
         quiet = aggr(x, index)
@@ -264,9 +264,9 @@ def test_no_nodes(cls):
 
 # -- gradients ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
-def test_gradcheck(cls, implementation):
-    aggr = make(cls, 2, 3, learn_initial_state=True, implementation=implementation)
+@pytest.mark.parametrize("backend", ["segments", "packed"])
+def test_gradcheck(cls, backend):
+    aggr = make(cls, 2, 3, learn_initial_state=True, backend=backend)
     index = torch.tensor([2, 0, 2, 2, 0, 3])
     x = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
     names = ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_hh_l0", "initial_state.0"]
@@ -282,9 +282,9 @@ def test_gradcheck(cls, implementation):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_implementations_agree(cls):
-    segments = make(cls, implementation="segments", learn_initial_state=True)
-    packed = make(cls, implementation="packed", learn_initial_state=True)
+def test_backends_agree(cls):
+    segments = make(cls, backend="segments", learn_initial_state=True)
+    packed = make(cls, backend="packed", learn_initial_state=True)
     packed.load_state_dict(segments.state_dict())
     x, index = random_graph(7, 50)
     x.requires_grad_(True)
@@ -396,7 +396,7 @@ def test_more_precise_messages_than_parameters_is_an_error(cls):
         ((3, -1), ValueError, "out_channels must be positive"),
         ((3.0, 4), TypeError, "in_channels must be an int"),
         ((3, True), TypeError, "out_channels must be an int"),
-        ((3, 4, False, False, True, "cudnn"), ValueError, "implementation must be one of"),
+        ((3, 4, False, False, True, "cudnn"), ValueError, "backend must be one of"),
     ],
 )
 def test_bad_constructor_arguments(args, error, match):
@@ -584,13 +584,13 @@ def test_only_the_last_forward_is_kept(cls):
 
 # -- memory and work ------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
-def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation):
+@pytest.mark.parametrize("backend", ["segments", "packed"])
+def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, backend):
     # One hub of degree k among k degree-1 nodes: E = 2k, padding would need (k + 1) * k rows.
     channels = 8
     logs = {}
     for hub in (250, 1000):
-        aggr = cls(channels, channels, implementation=implementation)
+        aggr = cls(channels, channels, backend=backend)
         index = torch.cat([torch.arange(1, hub + 1), torch.zeros(hub, dtype=torch.long)])
         x = torch.randn(2 * hub, channels, requires_grad=True)
         logs[hub] = log = AllocationLog()
@@ -601,7 +601,7 @@ def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation
         assert log.largest <= padded_bytes / 4
     # Quadrupling E (and D_max, and N) quadruples the largest tensor; padding would give 16x.
     assert logs[1000].largest <= 6 * logs[250].largest
-    if implementation == "segments":
+    if backend == "segments":
         # ... and the total work. ATen's packed CPU backward is quadratic in D_max, hence
         # "segments" on the CPU.
         assert logs[1000].total <= 6 * logs[250].total
@@ -610,11 +610,11 @@ def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation
 # -- CUDA (runs only where a GPU is present; CI has none) -----------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["auto", "segments"])
-def test_cuda_matches_the_cpu_reference(cls, implementation, monkeypatch):
+@pytest.mark.parametrize("backend", ["auto", "segments"])
+def test_cuda_matches_the_cpu_reference(cls, backend, monkeypatch):
     # cuDNN's RNNs use TF32 by default on Ampere and later, ~1e-3 off over thousands of steps.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    aggr = cls(F_IN, F_OUT, learn_initial_state=True, implementation=implementation)
+    aggr = cls(F_IN, F_OUT, learn_initial_state=True, backend=backend)
     with torch.no_grad():
         for part in aggr.initial_state:
             part.normal_()

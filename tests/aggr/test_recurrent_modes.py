@@ -8,13 +8,13 @@ from gnnagg.aggr import GRUAggregation, LSTMAggregation
 
 
 @pytest.mark.parametrize("cls", [GRUAggregation, LSTMAggregation])
-@pytest.mark.parametrize("implementation", ["packed", "segments"])
+@pytest.mark.parametrize("backend", ["packed", "segments"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_eval_mode_runs_rnn_in_training_mode_only_when_differentiating(
-    cls, implementation, bidirectional, monkeypatch
+    cls, backend, bidirectional, monkeypatch
 ):
     aggr = cls(
-        4, 4, implementation=implementation, num_layers=2, dropout=0.5, bidirectional=bidirectional
+        4, 4, backend=backend, num_layers=2, dropout=0.5, bidirectional=bidirectional
     ).eval()
     name = "gru" if cls is GRUAggregation else "lstm"
     original = getattr(torch._VF, name)

@@ -1,6 +1,6 @@
 """The Triton gate kernels agree with the torch pair kernel, forward and backward (run on
-Triton's CPU interpreter in CI); the GRU monoid runs them with ``kernel="triton"``, and under
-``kernel="auto"`` inside ``use_backend("triton")``."""
+Triton's CPU interpreter in CI); the GRU monoid runs them with ``backend="triton"``, and under
+``backend="auto"`` inside ``use_backend("triton")``."""
 
 import os
 
@@ -50,37 +50,37 @@ def test_triton_kernel_matches_torch_kernel(rows, channels, seed):
 
 
 def test_gru_monoid_chooses_its_kernel_itself():
-    assert type(GRUMonoid(4, kernel="triton").pair_kernel()[0]) is TritonGRUPairKernel
+    assert type(GRUMonoid(4, backend="triton").pair_kernel()[0]) is TritonGRUPairKernel
     with use_backend("triton"):
-        assert type(GRUMonoid(4, kernel="torch").pair_kernel()[0]) is GRUPairKernel
-    aggr = LCMAggregation(4, 4, kernel="triton")
-    assert aggr.monoid.kernel == "triton"
+        assert type(GRUMonoid(4, backend="torch").pair_kernel()[0]) is GRUPairKernel
+    aggr = LCMAggregation(4, 4, backend="triton")
+    assert aggr.monoid.backend == "triton"
 
 
 def test_triton_kernel_refuses_what_it_cannot_run(monkeypatch):
-    with pytest.raises(TypeError, match="kernel='triton' computes in float32"):
-        GRUMonoid(4, kernel="triton").double().pair_kernel()
+    with pytest.raises(TypeError, match="backend='triton' computes in float32"):
+        GRUMonoid(4, backend="triton").double().pair_kernel()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
-        LCMAggregation(4, 4, kernel="triton")(torch.randn(3, 4), torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="backend='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(4, 4, backend="triton")(torch.randn(3, 4), torch.tensor([0, 0, 1]))
     # "auto" runs the torch kernel then.
     assert type(GRUMonoid(4).pair_kernel()[0]) is GRUPairKernel
 
 
-@pytest.mark.parametrize("kernel", ["cuda", "", None, 1])
-def test_unknown_kernel_is_refused(kernel):
-    with pytest.raises(ValueError, match="kernel must be one of"):
-        GRUMonoid(4, kernel=kernel)
+@pytest.mark.parametrize("backend", ["cuda", "", None, 1])
+def test_unknown_backend_is_refused(backend):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        GRUMonoid(4, backend=backend)
 
 
-def test_lcm_aggregation_same_with_kernel_argument():
+def test_lcm_aggregation_same_with_backend_argument():
     torch.manual_seed(0)
     x = torch.randn(40, 8, requires_grad=True)
     index = torch.randint(0, 6, (40,))
     outs = []
-    for kernel in ("torch", "triton"):
+    for backend in ("torch", "triton"):
         torch.manual_seed(1)
-        outs.append(LCMAggregation(8, 8, kernel=kernel)(x, index, dim_size=7))
+        outs.append(LCMAggregation(8, 8, backend=backend)(x, index, dim_size=7))
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
 
 
@@ -156,18 +156,18 @@ def test_launch_shape_must_be_powers_of_two(bad):
     not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
     reason="needs CUDA with compiled Triton kernels (GNNAGG_TRITON_ON_GPU=1)",
 )
-def test_kernel_argument_on_cuda():
+def test_backend_argument_on_cuda():
     torch.manual_seed(0)
     x = torch.randn(500, 16, device="cuda", requires_grad=True)
     index = torch.randint(0, 40, (500,), device="cuda")
     results = []
-    for kernel in ("torch", "triton"):
+    for backend in ("torch", "triton"):
         torch.manual_seed(1)
-        aggr = LCMAggregation(16, 16, kernel=kernel).cuda()
+        aggr = LCMAggregation(16, 16, backend=backend).cuda()
         out = aggr(x, index, dim_size=45)
         results.append((out, torch.autograd.grad(out.square().sum(), [x, *aggr.parameters()])))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     for got, want in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
-        LCMAggregation(16, 16, kernel="triton")(x.detach().cpu(), index.cpu())
+    with pytest.raises(ValueError, match="backend='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(16, 16, backend="triton")(x.detach().cpu(), index.cpu())
