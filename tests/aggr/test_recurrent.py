@@ -19,13 +19,9 @@ from torch_geometric.nn.aggr import GRUAggregation as PyGGRUAggregation
 from torch_geometric.nn.aggr import LSTMAggregation as PyGLSTMAggregation
 
 from gnnagg.aggr.base import group_neighbourhoods
-from gnnagg.aggr.recurrent import (
-    GRUAggregation,
-    LSTMAggregation,
-    commutator_loss,
-    pack_neighbourhoods,
-    total_permutation_loss,
-)
+from gnnagg.aggr.permutation import commutator_loss
+from gnnagg.aggr.recurrent import GRUAggregation, LSTMAggregation, total_permutation_loss
+from gnnagg.aggr.sequences import pack_neighbourhoods
 
 CLASSES = [GRUAggregation, LSTMAggregation]
 F_IN, F_OUT = 3, 4
