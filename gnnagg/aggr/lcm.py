@@ -24,9 +24,9 @@ from ..monoids import (
     associativity_gap,
     fused_tree_reduce,
     identity_gap,
-    sample_rows,
     tree_reduce,
 )
+from ..monoids.laws import sample_rows
 from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
 

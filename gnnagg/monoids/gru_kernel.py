@@ -13,7 +13,7 @@ Commutativity stays exact: in :func:`symmetric_gru` each operand is projected fr
 copy by its own GEMM of one shape, and the two orderings are averaged (a sum of two terms), so
 swapping ``a`` and ``b`` swaps bit-identical terms.
 
-:func:`symmetric_gru_reference` is the same operator written with ``nn.GRUCell``; the tests
+``symmetric_gru_reference`` is the same operator written with ``nn.GRUCell``; the tests
 compare the two.
 """
 
@@ -28,7 +28,6 @@ __all__ = [
     "GRUPairKernel",
     "gru_cell_parameters",
     "symmetric_gru",
-    "symmetric_gru_reference",
 ]
 
 
@@ -215,9 +214,9 @@ class _SymmetricGRU(torch.autograd.Function):
 def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
     """½(GRUCell(a, b) + GRUCell(b, a)) for ``a``, ``b`` ``[..., C]`` with ``cell``'s weights.
 
-    Equal to :func:`symmetric_gru_reference` up to rounding and exactly commutative. First
-    derivatives use the hand-derived backward; second derivatives (``create_graph=True``)
-    differentiate the plain formulation.
+    Equal to ``symmetric_gru_reference`` (``nn.GRUCell`` twice) up to rounding, and exactly
+    commutative. First derivatives use the hand-derived backward; second derivatives
+    (``create_graph=True``) differentiate the plain formulation.
     """
     check_tensor(a, "a")
     check_tensor(b, "b")

@@ -24,7 +24,6 @@ from ..segment import SegmentPlan
 
 __all__ = [
     "PairKernel",
-    "TreeLevel",
     "TreeSchedule",
     "cached_tree_schedule",
     "fused_tree_reduce",

@@ -7,17 +7,16 @@ import torch
 from gnnagg.monoids import (
     ConjugatedSumMonoid,
     GRUMonoid,
-    InvertibleMap,
     SoftmaxMonoid,
     associativity_gap,
     check_laws,
     identity_gap,
-    sample_rows,
     symmetric_gru,
     tree_reduce,
-    tree_schedule,
 )
-from gnnagg.monoids.conjugated import AffineCoupling
+from gnnagg.monoids.conjugated import AffineCoupling, InvertibleMap
+from gnnagg.monoids.laws import sample_rows
+from gnnagg.monoids.tree import tree_schedule
 from gnnagg.segment import SegmentPlan
 
 STATES = torch.randn(4, 3)
