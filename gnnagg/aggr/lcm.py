@@ -245,10 +245,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         before calling ``backward()`` on that loss.
 
         Its cost grows with ``num_triples`` faster than linearly once the operands leave the
-        cache: next to a GRU-monoid tree forward + backward over 4,558 messages of 128 channels
-        (1 CPU thread), 64 triples add about 12 %, 256 about 28 % and 1,024 about 160 %
-        (the one-off script ``bench_regulariser.py`` in ``experiments/``). Two ways to pay
-        less: fewer triples, or
+        cache (a thousand triples can cost more than the tree's own forward and backward;
+        measurements in the benchmark pages). Two ways to pay less: fewer triples, or
         ``every=k`` with the training ``step``: the loss is evaluated on every ``k``-th step
         only, scaled by ``k`` so that its average over steps is unchanged, and is an exact zero
         (no work) on the others.

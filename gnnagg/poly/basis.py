@@ -46,8 +46,9 @@ SUBSETS = ("all", "beyond-2fwl", "within-2fwl")
 # Largest ``max_degree`` that :func:`enumerate_basis` accepts, per ``(connected, simple, order)``.
 # The number of basis elements grows 3-7x per degree (for connected simple patterns at order 0:
 # 1, 1, 1, 3, 5, 12, 30, 79, 227, 710 at degrees 0..9) and the enumeration time faster still:
-# each limit's full enumeration takes at most about 12 s on one core of an x86 server CPU, one
-# degree more takes 3-8x as long. Patterns beyond these limits can still be built one by one
+# each limit is the largest degree whose full enumeration takes seconds on one CPU core, one
+# degree more takes several times as long (timings: docs/benchmarks/cpu-epyc-2core.rst).
+# Patterns beyond these limits can still be built one by one
 # (:meth:`Polynomial.from_edges`) and evaluated.
 ENUMERATION_LIMITS: dict[tuple[bool, bool, int], int] = {
     (True, True, 0): 8,
