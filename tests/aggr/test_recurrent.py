@@ -18,10 +18,7 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv, to_hetero
 from torch_geometric.nn.aggr import GRUAggregation as PyGGRUAggregation
 from torch_geometric.nn.aggr import LSTMAggregation as PyGLSTMAggregation
 
-from gnnagg.aggr.base import group_neighbourhoods
-from gnnagg.aggr.permutation import commutator_loss
 from gnnagg.aggr.recurrent import GRUAggregation, LSTMAggregation, total_permutation_loss
-from gnnagg.aggr.sequences import pack_neighbourhoods
 
 CLASSES = [GRUAggregation, LSTMAggregation]
 F_IN, F_OUT = 3, 4
@@ -172,21 +169,6 @@ def test_equals_pyg_when_all_degrees_are_equal(ours, theirs):
     index = torch.arange(6).repeat_interleave(4)
     x = torch.randn(24, F_IN, dtype=torch.float64)
     torch.testing.assert_close(aggr(x, index), pyg(x, index))
-
-
-def test_packing_matches_torch_pack_sequence():
-    x, index = random_graph(9, 60)
-    groups = group_neighbourhoods(x, index, dim_size=11)
-    packed = pack_neighbourhoods(groups)
-    degrees = torch.bincount(index, minlength=11)
-    order = torch.sort(degrees, descending=True, stable=True).indices
-    active = [int(v) for v in order if degrees[v] > 0]
-    expected = nn.utils.rnn.pack_sequence([x[index == v] for v in active])
-    assert packed.num_active == len(active)
-    assert torch.equal(packed.order[: len(active)], torch.tensor(active))
-    assert torch.equal(packed.sequence.batch_sizes, expected.batch_sizes)
-    assert torch.equal(packed.sequence.data, expected.data)
-    assert torch.equal(packed.lengths, degrees[active])
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -434,23 +416,6 @@ def test_loads_a_pyg_checkpoint(ours, theirs):
 
 
 # -- the regulariser ------------------------------------------------------------------------------
-def test_commutator_loss_formula():
-    # Small integers keep every sum exact, so the additive transition commutes bit for bit.
-    s = (torch.randint(-9, 9, (5, 3)).double(),)
-    a, b = torch.randint(-9, 9, (5, 3)).double(), torch.randint(-9, 9, (5, 3)).double()
-
-    def additive(state, x):
-        return (state[0] + x,)
-
-    def damped(state, x):
-        return (0.5 * state[0] + x,)
-
-    assert commutator_loss(additive, s, a, b) == 0
-    # f(f(s,a),b) - f(f(s,b),a) = 0.5 a + b - 0.5 b - a = 0.5 (b - a)
-    expected = (0.5 * (b - a)).square().sum(-1).mean()
-    torch.testing.assert_close(commutator_loss(damped, s, a, b), expected)
-
-
 @pytest.mark.parametrize("cls", CLASSES)
 def test_permutation_loss_zero_for_commuting_positive_otherwise(cls):
     aggr = make(cls)

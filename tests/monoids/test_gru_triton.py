@@ -3,6 +3,7 @@ Triton's CPU interpreter in CI); the GRU monoid runs them with ``backend="triton
 ``backend="auto"`` inside ``use_backend("triton")``."""
 
 import os
+from collections import Counter
 
 import pytest
 import torch
@@ -47,6 +48,52 @@ def test_triton_kernel_matches_torch_kernel(rows, channels, seed):
     torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-5)
     for g, w in zip(got[2], want[2]):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("block, num_warps", [(128, 4), (512, 4), (1024, 8)])
+def test_every_launch_shape_matches_the_torch_kernel(block, num_warps):
+    """The launch shape (elements per program, warps) changes no result: more elements than
+    one program holds, and fewer."""
+    generator = torch.Generator().manual_seed(block)
+    monoid = GRUMonoid(37)
+    params = [p.detach() for p in gru_cell_parameters(monoid.cell)]
+    level = torch.randn(2 * 30 + 1, 37, generator=generator)
+    pair = level[:60].view(2, 30, 37).transpose(0, 1)
+    grad = torch.randn(30, 37, generator=generator)
+    want = _run(GRUPairKernel(), pair, params, grad)
+    got = _run(TritonGRUPairKernel(block, num_warps), pair, params, grad)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-5)
+    for g, w in zip(got[2], want[2]):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+class _CountingKernel:
+    """Stands in for a Triton kernel: counts launches instead of running them."""
+
+    def __init__(self, counts: Counter, name: str) -> None:
+        self.counts, self.name = counts, name
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs) -> None:
+            self.counts[self.name] += 1
+
+        return launch
+
+
+def test_one_forward_and_one_backward_launch_per_tree_level(monkeypatch):
+    """What the Triton tree saves on a GPU: the gates of a whole level are one kernel each
+    way, however many pairs the level has."""
+    from gnnagg.monoids import gru_triton
+
+    counts = Counter()
+    for name in ("_pair_forward_kernel", "_pair_backward_kernel"):
+        monkeypatch.setattr(gru_triton, name, _CountingKernel(counts, name))
+    degrees = torch.tensor([9, 12, 10, 8, 11, 0, 1, 10])  # the deepest tree: 4 levels
+    index = torch.repeat_interleave(torch.arange(degrees.numel()), degrees)
+    x = torch.randn(index.numel(), 8, requires_grad=True)
+    LCMAggregation(8, 8, backend="triton")(x, index).sum().backward()
+    assert counts == {"_pair_forward_kernel": 4, "_pair_backward_kernel": 4}
 
 
 def test_gru_monoid_chooses_its_kernel_itself():
