@@ -193,9 +193,17 @@ def test_kernels_compile_for_cuda_targets(tmp_path):
     assert all(r["stack"] == 0 and r["local"] == 0 for r in compiled), compiled
 
 
-@pytest.mark.parametrize("bad", [dict(block=300), dict(num_warps=0), dict(block=2.0)])
-def test_launch_shape_must_be_powers_of_two(bad):
-    with pytest.raises(ValueError, match=next(iter(bad))):
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (dict(block=300), ValueError),
+        (dict(num_warps=0), ValueError),
+        (dict(block=2.0), TypeError),
+        (dict(block=True), TypeError),
+    ],
+)
+def test_launch_shape_must_be_powers_of_two(bad, error):
+    with pytest.raises(error, match=next(iter(bad))):
         TritonGRUPairKernel(**bad)
 
 
