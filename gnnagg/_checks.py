@@ -1,43 +1,162 @@
-"""Argument checks shared by every layer (it imports nothing from the package, and torch only
-where a check needs it)."""
+"""Argument checks shared by every layer, and the one byte formatter.
+
+Each check is ``check_x(value, name, ...)``: the value first, then the name of the argument it
+came from, then options by keyword. It returns the value as a plain Python object (``int``,
+``float``, ``bool``, ...) or raises a ``TypeError`` (wrong kind) or ``ValueError`` (wrong value)
+whose message starts with ``name``, instead of letting a bad value be coerced (``bool("no")``
+is True, ``int(2.5)`` is 2) or fail later with an error about something else.
+
+This module imports nothing from the package, and torch only where a check needs it.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 import os
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = [
+    "available_memory",
+    "check_allocation",
+    "check_bool",
+    "check_choice",
+    "check_count",
+    "check_finite",
+    "check_int",
+    "check_names",
+    "check_positive",
+    "check_seed",
+    "check_tensor",
+    "format_bytes",
+]
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _bound_words(minimum: float) -> str:
+    return {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
+
+
+def check_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as a Python int in ``[minimum, maximum]`` (either bound optional).
+
+    Anything integral is accepted (Python and NumPy ints, 0-d integer tensors); a float such as
+    ``2.5``, a string or a bool is a ``TypeError`` rather than silently truncated.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got a bool ({value!r})")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r} ({_type_name(value)})") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be {_bound_words(minimum)}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {number}")
+    return number
 
 
 def check_count(value: object, name: str) -> int:
-    """``value`` as a non-negative Python int, for sizes such as ``dim_size`` or ``num_nodes``.
+    """``value`` as a non-negative Python int, for sizes such as ``dim_size`` or ``num_nodes``."""
+    return check_int(value, name, minimum=0)
 
-    Anything integral is accepted (Python and NumPy ints, 0-d integer tensors); a float such as
-    ``2.5`` or a bool is a ``TypeError`` naming ``name`` rather than silently truncated, and a
-    negative count a ``ValueError``.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got a bool")
-    try:
-        count = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an integer, got {value!r} ({type(value).__name__})"
-        ) from None
-    if count < 0:
-        raise ValueError(f"{name} must be non-negative, got {count}")
-    return count
+
+def check_positive(value: object, name: str) -> int:
+    """``value`` as a positive Python int, for widths and numbers of things (``channels``)."""
+    return check_int(value, name, minimum=1)
+
+
+def check_seed(value: object, name: str = "seed") -> int | None:
+    """``None`` or a non-negative int seed."""
+    return None if value is None else check_count(value, name)
+
+
+def check_finite(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+) -> float:
+    """``value`` as a finite Python float in ``[minimum, maximum]``, and ``> 0`` with
+    ``positive``; NaN and ±inf are a ``ValueError``, a string or a bool a ``TypeError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({_type_name(value)})")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    if positive and not number > 0:
+        raise ValueError(f"{name} must be positive, got {number}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be {_bound_words(minimum)}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {number}")
+    return number
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` as a bool; anything else (``"no"``, ``0``, ``0.5``, a tensor) is a
+    ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({_type_name(value)})")
+    return bool(value)
+
+
+def check_choice(value: object, name: str, choices: Collection[str]) -> str:
+    """``value`` if it is one of the strings ``choices`` (a ``ValueError`` listing them
+    otherwise)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_names(values: object, name: str, valid: Collection[str]) -> tuple[str, ...]:
+    """``values`` (a list or tuple) as a non-empty tuple of strings from ``valid``."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name} must be a list of names, got {values!r} ({_type_name(values)})")
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name} must name at least one of {list(valid)}")
+    unknown = [v for v in values if not isinstance(v, str) or v not in valid]
+    if unknown:
+        raise ValueError(f"{name} has unknown entries {unknown}; valid entries are {list(valid)}")
+    return values
+
+
+def check_tensor(value: object, name: str) -> Tensor:
+    """``value`` itself when it is a tensor; a list or array is a ``TypeError`` naming it."""
+    from torch import Tensor
+
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {_type_name(value)}")
+    return value
+
+
+def format_bytes(num_bytes: float) -> str:
+    """``num_bytes`` in binary units with three significant figures (``"4.00 TiB"``,
+    ``"512 B"``)."""
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            return f"{value:#.3g} {unit}" if unit != "B" else f"{value:.0f} B"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 _MEMORY_CHECK_THRESHOLD = 1 << 30
-
-
-def format_bytes(num_bytes: int) -> str:
-    """``num_bytes`` in binary units with three significant figures (``"4.00 TiB"``)."""
-    value = float(num_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:#.3g} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def available_memory(device: object) -> int | None:

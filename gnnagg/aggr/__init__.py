@@ -12,7 +12,6 @@ from .recurrent import (
     GRUAggregation,
     LSTMAggregation,
     RecurrentAggregation,
-    commutator_loss,
     total_permutation_loss,
 )
 
@@ -23,7 +22,6 @@ __all__ = [
     "NeighbourhoodAggregation",
     "Neighbourhoods",
     "RecurrentAggregation",
-    "commutator_loss",
     "group_neighbourhoods",
     "total_permutation_loss",
 ]

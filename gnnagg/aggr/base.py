@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
-from ..monoids._checks import check_flag
-from ..segment import SegmentPlan, check_dim_size, resolve_plan
+from .._checks import check_bool, check_int, check_tensor
+from ..segment import SegmentPlan, resolve_plan
+from ..segment.plan import check_dim_size
 
 __all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "PerThread", "group_neighbourhoods"]
 
@@ -139,7 +140,7 @@ class NeighbourhoodAggregation(Aggregation):
 
     def __init__(self, shuffle: bool = False) -> None:
         super().__init__()
-        self.shuffle = check_flag(shuffle, "shuffle")
+        self.shuffle = check_bool(shuffle, "shuffle")
         #: What the last forward of each thread remembered for the regularisers.
         self._last_forward = PerThread()
 
@@ -213,13 +214,11 @@ class NeighbourhoodAggregation(Aggregation):
         # PyG's __call__ reads index.max() and invents a zero index when neither index nor ptr
         # is given; check the types first (so bad ones get errors that name them) and keep a
         # plan from being mixed with that invented index.
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        check_tensor(x, "x")
         for name, value in (("index", index), ("ptr", ptr)):
-            if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if isinstance(dim, bool) or not isinstance(dim, int):
-            raise TypeError(f"dim must be an int, got {dim!r}")
+            if value is not None:
+                check_tensor(value, name)
+        dim = check_int(dim, "dim")
         dim_size = check_dim_size(dim_size)
         if kwargs.get("plan") is not None:
             return nn.Module.__call__(self, x, index, ptr, dim_size, dim, **kwargs)

@@ -12,12 +12,11 @@ Exactly associative monoids (``exact = True``) may reduce each group without a t
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_bool, check_count, check_positive, check_seed, check_tensor
 from ..monoids import (
     MONOIDS,
     GRUMonoid,
@@ -25,16 +24,9 @@ from ..monoids import (
     associativity_gap,
     fused_tree_reduce,
     identity_gap,
-    sample_rows,
     tree_reduce,
 )
-from ..monoids._checks import (
-    check_count,
-    check_flag,
-    check_positive,
-    check_seed,
-    check_tensor,
-)
+from ..monoids.laws import sample_rows
 from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
@@ -64,7 +56,7 @@ class LCMAggregation(NeighbourhoodAggregation):
             changes the tree's leaves; off in eval mode).
         allow_direct_reduce: let exactly associative monoids reduce each group in one step
             (:meth:`~gnnagg.monoids.Monoid.direct_reduce`) instead of a tree (same result up to
-            rounding). ``fold=`` is its deprecated name.
+            rounding).
         **monoid_kwargs: passed to the monoid's constructor when ``monoid`` is a name.
 
     Messages may carry extra dimensions (GATConv's ``[E, heads, C]``): each is reduced
@@ -72,7 +64,7 @@ class LCMAggregation(NeighbourhoodAggregation):
     output is cast back to their dtype.
 
     The GRU monoid's tree runs as one autograd node with a hand-derived backward (see
-    :func:`~gnnagg.monoids.fused_tree_reduce`); ``kernel="triton"`` (passed on to
+    :func:`~gnnagg.monoids.fused_tree_reduce`); ``backend="triton"`` (passed on to
     :class:`~gnnagg.monoids.GRUMonoid`) runs its gate arithmetic in Triton kernels on CUDA.
     Second derivatives are supported.
     """
@@ -88,17 +80,9 @@ class LCMAggregation(NeighbourhoodAggregation):
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
-        if "fold" in monoid_kwargs:
-            warnings.warn(
-                "LCMAggregation(fold=...) is deprecated: use allow_direct_reduce=...",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            allow_direct_reduce = monoid_kwargs.pop("fold")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        project = check_flag(project, "project")
+        in_channels = check_positive(in_channels, "in_channels")
+        out_channels = check_positive(out_channels, "out_channels")
+        project = check_bool(project, "project")
         if not project and in_channels != out_channels:
             raise ValueError(
                 f"in_channels ({in_channels}) must equal out_channels ({out_channels}) "
@@ -123,7 +107,7 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"monoid has {monoid.channels} channels but out_channels is {out_channels}"
             )
         self.monoid = monoid
-        self.allow_direct_reduce = check_flag(allow_direct_reduce, "allow_direct_reduce")
+        self.allow_direct_reduce = check_bool(allow_direct_reduce, "allow_direct_reduce")
 
     @property
     def gru_cell(self) -> nn.GRUCell:
@@ -148,21 +132,6 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"{prefix}monoid.identity_element", self.monoid.identity_element.detach().clone()
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @property
-    def fold(self) -> bool:
-        """Deprecated name of :attr:`allow_direct_reduce`."""
-        warnings.warn(
-            "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
-        )
-        return self.allow_direct_reduce
-
-    @fold.setter
-    def fold(self, value: bool) -> None:
-        warnings.warn(
-            "LCMAggregation.fold is deprecated: use allow_direct_reduce", DeprecationWarning, 2
-        )
-        self.allow_direct_reduce = check_flag(value, "fold")
 
     def reset_parameters(self) -> None:
         if self.lin is not None:
@@ -217,7 +186,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         A monoid that is only approximately associative (the GRU monoid) gives a merged result
         that differs from one pass, so it is refused unless ``allow_inexact=True``.
         """
-        if not self.monoid.exact and not check_flag(allow_inexact, "allow_inexact"):
+        if not self.monoid.exact and not check_bool(allow_inexact, "allow_inexact"):
             raise ValueError(
                 f"{type(self.monoid).__name__} is not exactly associative, so merged partial "
                 "results differ from one pass; use an exact monoid (conjugated_sum, softmax) "
@@ -276,10 +245,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         before calling ``backward()`` on that loss.
 
         Its cost grows with ``num_triples`` faster than linearly once the operands leave the
-        cache: next to a GRU-monoid tree forward + backward over 4,558 messages of 128 channels
-        (1 CPU thread), 64 triples add about 12 %, 256 about 28 % and 1,024 about 160 %
-        (the one-off script ``bench_regulariser.py`` in ``experiments/``). Two ways to pay
-        less: fewer triples, or
+        cache (a thousand triples can cost more than the tree's own forward and backward;
+        measurements in the benchmark pages). Two ways to pay less: fewer triples, or
         ``every=k`` with the training ``step``: the loss is evaluated on every ``k``-th step
         only, scaled by ``k`` so that its average over steps is unchanged, and is an exact zero
         (no work) on the others.

@@ -2,16 +2,21 @@
 
 Every check raises a ``ValueError`` whose message starts with the name of the bad field, so
 that ``gnnagg-bench`` can print it as one line (exit code 2) instead of running with poison
-(an ``Infinity`` learning rate trains to 0 % and exits 0) or crashing in the report.
+(an ``Infinity`` learning rate trains to 0 % and exits 0) or crashing in the report. The
+field checks are :mod:`gnnagg._checks`' (the ones every layer uses), with their ``TypeError``
+raised as a ``ValueError``; ``format_bytes`` is that module's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .. import _checks
+from .._checks import format_bytes
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -39,54 +44,42 @@ MAX_JSON_BYTES = 256 * 2**20
 MAX_JSON_DEPTH = 64
 
 
+def _one_line(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``check(*args, **kwargs)`` with its ``TypeError`` raised as a ``ValueError``: a bad
+    config field is one line on stderr and exit code 2, whatever kind of mistake it is."""
+    try:
+        return check(*args, **kwargs)
+    except TypeError as error:
+        raise ValueError(str(error)) from None
+
+
 def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: expected an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name}: expected an int <= {maximum}, got {value!r}")
-    return value
+    """``value`` as an int (not a bool) in ``[minimum, maximum]``
+    (:func:`gnnagg._checks.check_int`)."""
+    return _one_line(_checks.check_int, value, name, minimum=minimum, maximum=maximum)
 
 
 def check_finite(
     value: Any, name: str, positive: bool = False, maximum: float | None = None
 ) -> float:
-    """``value`` as a float if it is a finite real number, ``> 0`` with ``positive`` (else
-    ``>= 0``), and at most ``maximum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if positive and not value > 0:
-        raise ValueError(f"{name}: expected a number > 0, got {value!r}")
-    if not positive and value < 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name}: expected a number <= {maximum}, got {value!r}")
-    return value
+    """``value`` as a finite float, ``> 0`` with ``positive`` (else ``>= 0``), and at most
+    ``maximum`` (:func:`gnnagg._checks.check_finite`)."""
+    minimum = None if positive else 0
+    return _one_line(
+        _checks.check_finite, value, name, minimum=minimum, maximum=maximum, positive=positive
+    )
 
 
 def check_bool(value: Any, name: str) -> bool:
     """``value`` if it is a bool (JSON ``true``/``false``; not ``"no"`` or ``0``)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected true or false, got {value!r}")
-    return value
+    return _one_line(_checks.check_bool, value, name)
 
 
 def check_names(values: Any, valid: tuple[str, ...] | list[str], name: str) -> tuple[str, ...]:
-    """``values`` as a non-empty tuple of strings from ``valid``."""
-    if isinstance(values, str) or not isinstance(values, (list, tuple)):
-        raise ValueError(f"{name}: expected a list of names, got {values!r}")
-    values = tuple(values)
-    if not values:
-        raise ValueError(f"{name}: needs at least one entry; valid entries are {list(valid)}")
-    unknown = [v for v in values if not isinstance(v, str) or v not in valid]
-    if unknown:
-        raise ValueError(f"{name}: unknown {unknown}; valid entries are {list(valid)}")
-    return values
+    """``values`` as a non-empty tuple of strings from ``valid``
+    (:func:`gnnagg._checks.check_names`, whose arguments come in the order ``values, name,
+    valid``)."""
+    return _one_line(_checks.check_names, values, name, valid)
 
 
 MAX_SEEDS = 1000
@@ -96,15 +89,12 @@ _FALLBACK_MEMORY = 64 * 2**30
 def check_seeds(seeds: Any, name: str = "seeds") -> tuple[int, ...]:
     """``seeds`` as a tuple of 1 to :data:`MAX_SEEDS` distinct ints in ``[0, 2**32)``."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
-        raise ValueError(f"{name}: expected a list of ints, got {seeds!r}")
-    seeds = tuple(seeds)
+        raise ValueError(f"{name} must be a list of ints, got {seeds!r}")
     if not seeds:
-        raise ValueError(f"{name}: needs at least one seed")
+        raise ValueError(f"{name} needs at least one seed")
     if len(seeds) > MAX_SEEDS:
-        raise ValueError(f"{name}: at most {MAX_SEEDS} seeds, got {len(seeds)}")
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise ValueError(f"{name}: expected non-negative ints below 2**32, got {seed!r}")
+        raise ValueError(f"{name} holds at most {MAX_SEEDS} seeds, got {len(seeds)}")
+    seeds = tuple(check_int(seed, f"{name}[{i}]", 0, 2**32 - 1) for i, seed in enumerate(seeds))
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{name}: seeds repeat: {list(seeds)}")
     return seeds
@@ -126,15 +116,6 @@ def memory_limit() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return _FALLBACK_MEMORY
-
-
-def format_bytes(nbytes: float) -> str:
-    """``nbytes`` as ``"1.5 GB"`` (powers of 1000, as the reports print memory)."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(nbytes) < 1000 or unit == "PB":
-            return f"{nbytes:.3g} {unit}"
-        nbytes /= 1000
-    raise AssertionError("unreachable")
 
 
 def check_memory(nbytes: float, name: str, what: str) -> None:

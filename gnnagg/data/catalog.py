@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._checks import check_bool, check_positive
 from .download import (
     DEFAULT_DOWNLOAD_TIMEOUT,
     FetchError,
@@ -112,10 +113,10 @@ def _check_options(name: str, options: dict[str, Any], where: str) -> None:
     for key, value in options.items():
         if value is None and key in _NULLABLE_OPTIONS:
             continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{key}: expected a positive int, got {value!r} ({where} of {name!r})")
-        if value < 1:
-            raise ValueError(f"{key}: expected a positive int, got {value!r} ({where} of {name!r})")
+        try:
+            check_positive(value, key)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{error} ({where} of {name!r})") from None
 
 
 def _cache_key(name: str, fixture: bool, options: dict[str, Any], defaults: dict[str, Any]):
@@ -258,8 +259,7 @@ def fetch(
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a str, got {type(name).__name__}")
-    if not isinstance(fixture, bool):
-        raise TypeError(f"fixture: expected a bool, got {fixture!r}")
+    fixture = check_bool(fixture, "fixture")
     if transform is not None and not callable(transform):
         raise TypeError(f"transform: expected a callable or None, got {type(transform).__name__}")
     timeout = check_timeout(timeout)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -35,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .._checks import check_finite
 
 __all__ = [
     "FetchError",
@@ -103,11 +104,7 @@ def contained(base: Path, path: Path, arg: str) -> Path:
 
 def check_timeout(timeout: object) -> float:
     """A positive, finite number of seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout: expected seconds as a number, got {timeout!r}")
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(f"timeout: expected a positive finite number of seconds, got {timeout}")
-    return float(timeout)
+    return check_finite(timeout, "timeout", positive=True)
 
 
 class FetchError(RuntimeError):

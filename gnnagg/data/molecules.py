@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_positive
 from .ogb_layout import (
     load_ogb_layout,
     require_ogb,
@@ -183,11 +184,9 @@ def build_zinc_plogp(
     """
     require_ogb()
     require_rdkit()
-    for arg, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{arg}: expected a positive int, got {value!r}")
-        if value < 1:
-            raise ValueError(f"{arg}: expected a positive int, got {value!r}")
+    num_train = check_positive(num_train, "num_train")
+    num_val = check_positive(num_val, "num_val")
+    num_test = check_positive(num_test, "num_test")
     (path,) = raw.values()
     smiles_all = _read_csv(path, usecols=["SMILES"])["SMILES"].astype(str).tolist()
     total = num_train + num_val + num_test

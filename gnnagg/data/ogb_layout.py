@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_finite
 from .download import FetchError, check_file_name
 from .safe_load import safe_graph_prop_pred_dataset
 
@@ -93,9 +94,8 @@ def scaffold_split(
     Returns sorted index arrays ``{"train", "valid", "test"}``.
     """
     require_rdkit()
-    for arg, value in (("frac_train", frac_train), ("frac_valid", frac_valid)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{arg}: expected a number, got {value!r}")
+    frac_train = check_finite(frac_train, "frac_train")
+    frac_valid = check_finite(frac_valid, "frac_valid")
     if not 0 < frac_train < 1 or not 0 <= frac_valid < 1 or frac_train + frac_valid > 1:
         raise ValueError(
             f"frac_train, frac_valid: need 0 < frac_train < 1 and frac_train + frac_valid <= 1, "

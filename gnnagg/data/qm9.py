@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from .._checks import check_positive
 from .molecules import stable_rank
 from .safe_load import load_collated
 
@@ -85,8 +86,7 @@ def build_qm9(raw: dict[str, Path], out: Path, subset: int | None = None) -> Non
     frames = [pd.read_csv(raw[name], usecols=_COLUMNS) for name in sorted(raw)]
     df = pd.concat(frames, ignore_index=True).sort_values("Index", kind="stable")
     if subset is not None:
-        if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
-            raise ValueError(f"subset: expected a positive int or None, got {subset!r}")
+        subset = check_positive(subset, "subset")
         if subset > len(df):
             raise ValueError(f"subset: {subset} requested, the source has {len(df)} molecules")
         keep = stable_rank([str(i) for i in df["Index"]], QM9_SALT)[:subset]

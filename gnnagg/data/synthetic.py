@@ -42,6 +42,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
+from .._checks import check_int, check_positive, format_bytes
+
 __all__ = [
     "GENERATION_MEMORY_LIMIT",
     "NUM_BITS",
@@ -210,34 +212,25 @@ def _get_task(name: str) -> MultisetTask:
 
 def _check_sizes(sizes: int | Iterable[int], task: MultisetTask, arg: str = "sizes") -> Tensor:
     if isinstance(sizes, bool):
-        raise TypeError(f"{arg}: expected an int or a sequence of ints, got a bool")
+        raise TypeError(f"{arg} must be an int or a sequence of ints, got a bool")
     if isinstance(sizes, int):
         sizes = (sizes,)
     try:
         items = list(sizes)
     except TypeError:
         raise TypeError(
-            f"{arg}: expected an int or a sequence of ints, got {type(sizes).__name__}"
+            f"{arg} must be an int or a sequence of ints, got {type(sizes).__name__}"
         ) from None
     if not items:
         raise ValueError(f"{arg}: needs at least one multiset size")
+    items = [check_int(s, f"{arg}[{i}]") for i, s in enumerate(items)]
     for s in items:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise TypeError(f"{arg}: sizes must be ints, got {s!r}")
         if s < task.min_size:
             raise ValueError(
                 f"{arg}: size {s} is below {task.min_size}, the smallest size for which "
                 f"{task.name!r} is defined"
             )
     return torch.tensor(sorted(set(items)), dtype=torch.long)
-
-
-def _check_positive_int(value: object, arg: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{arg}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{arg}: must be at least 1, got {value}")
-    return value
 
 
 def _check_generation_memory(
@@ -253,8 +246,8 @@ def _check_generation_memory(
     if needed > GENERATION_MEMORY_LIMIT:
         raise ValueError(
             f"num_graphs: {num_graphs:,} graphs of up to {max_size} elements ({form} form) need "
-            f"about {needed / 2**30:.1f} GiB to generate, over the "
-            f"{GENERATION_MEMORY_LIMIT / 2**30:.0f} GiB limit (GENERATION_MEMORY_LIMIT); "
+            f"about {format_bytes(needed)} to generate, over the "
+            f"{format_bytes(GENERATION_MEMORY_LIMIT)} limit (GENERATION_MEMORY_LIMIT); "
             "generate fewer graphs at a time"
         )
 
@@ -406,10 +399,9 @@ class MultisetTaskDataset(InMemoryDataset):
             raise ValueError(f"form: unknown form {form!r}; valid forms are {list(FORMS)}")
         if not isinstance(split, str):
             raise TypeError(f"split: expected a str, got {type(split).__name__}")
-        num_graphs = _check_positive_int(num_graphs, "num_graphs")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _SEED_LIMIT:
-            # Larger seeds would wrap in the stream derivation onto the streams of small ones.
-            raise ValueError(f"seed: expected an int in [0, 2**63 - 1), got {seed!r}")
+        num_graphs = check_positive(num_graphs, "num_graphs")
+        # Larger seeds would wrap in the stream derivation onto the streams of small ones.
+        seed = check_int(seed, "seed", minimum=0, maximum=_SEED_LIMIT - 1)
         train_t = _check_sizes(train_sizes, spec, "train_sizes")
         test_t = _check_sizes(test_sizes, spec, "test_sizes")
         if sizes is None:
@@ -421,7 +413,7 @@ class MultisetTaskDataset(InMemoryDataset):
         if form == "node":
             if num_nodes is None:
                 num_nodes = max(2 * max_size, 32)
-            num_nodes = _check_positive_int(num_nodes, "num_nodes")
+            num_nodes = check_positive(num_nodes, "num_nodes")
             if num_nodes <= max_size:
                 raise ValueError(
                     f"num_nodes: {num_nodes} nodes cannot give a node {max_size} distinct "
@@ -538,7 +530,7 @@ def make_splits(
     """
     train_sizes, test_sizes = list(train_sizes), list(test_sizes)
     for arg, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-        _check_positive_int(value, arg)  # named here: the datasets only know num_graphs
+        check_positive(value, arg)  # named here: the datasets only know num_graphs
     counts = {"train": num_train, "val": num_val}
     out = {}
     for split in split_names(test_sizes):

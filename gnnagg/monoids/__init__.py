@@ -11,19 +11,12 @@
 """
 
 from .base import Monoid
-from .conjugated import ConjugatedSumMonoid, InvertibleMap
+from .conjugated import ConjugatedSumMonoid
 from .gru import GRUMonoid
-from .gru_kernel import symmetric_gru, symmetric_gru_reference
-from .laws import associativity_gap, check_laws, identity_gap, sample_rows
+from .gru_kernel import symmetric_gru
+from .laws import associativity_gap, check_laws, identity_gap
 from .softmax import SoftmaxMonoid
-from .tree import (
-    PairKernel,
-    TreeLevel,
-    TreeSchedule,
-    fused_tree_reduce,
-    tree_reduce,
-    tree_schedule,
-)
+from .tree import PairKernel, fused_tree_reduce, tree_reduce
 
 MONOIDS = {
     "gru": GRUMonoid,
@@ -35,19 +28,13 @@ __all__ = [
     "MONOIDS",
     "ConjugatedSumMonoid",
     "GRUMonoid",
-    "InvertibleMap",
     "Monoid",
     "PairKernel",
     "SoftmaxMonoid",
-    "TreeLevel",
-    "TreeSchedule",
     "associativity_gap",
     "check_laws",
     "fused_tree_reduce",
     "identity_gap",
-    "sample_rows",
     "symmetric_gru",
-    "symmetric_gru_reference",
     "tree_reduce",
-    "tree_schedule",
 ]

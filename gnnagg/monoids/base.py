@@ -12,11 +12,11 @@ bracketing gives the same result up to rounding, so it may also offer
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
 
+from .._checks import check_positive
 from ..segment import SegmentPlan
 
 if TYPE_CHECKING:
@@ -37,10 +37,8 @@ class Monoid(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
-        self.channels = channels
-        self.state_channels = channels
+        self.channels = check_positive(channels, "channels")
+        self.state_channels = self.channels
 
     def reset_parameters(self) -> None:
         """Re-initialise the learnable parameters as at construction (by default: every child
@@ -74,17 +72,6 @@ class Monoid(nn.Module):
         """Reduce each group of ``states`` (rows grouped as ``plan`` says) in one step, or return
         ``None`` when the monoid has no such shortcut and must be reduced as a tree."""
         return None
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        # Monoids written against the old name keep working, with a warning at definition.
-        if "fold" in cls.__dict__ and "direct_reduce" not in cls.__dict__:
-            warnings.warn(
-                f"{cls.__name__}.fold is deprecated: name the method direct_reduce",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            cls.direct_reduce = cls.__dict__["fold"]
 
     def pair_kernel(self) -> tuple[PairKernel, tuple[Tensor, ...]] | None:
         """``(kernel, parameters)`` when the operator has a hand-derived backward that lets the

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_bool, check_count, check_positive
 from ..segment import SegmentPlan, segment
-from ._checks import check_count, check_flag, check_positive
 from .base import Monoid
 
 __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
@@ -27,18 +27,21 @@ __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
 class AffineCoupling(nn.Module):
     """y_b = x_b · exp(s(x_a)) + t(x_a), y_a = x_a, with (a, b) one of the two channel halves."""
 
-    def __init__(self, channels: int, hidden: int, flip: bool) -> None:
+    def __init__(self, channels: int, hidden_channels: int, flip: bool) -> None:
         super().__init__()
-        channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
+        channels = check_positive(channels, "channels")
+        hidden_channels = check_positive(hidden_channels, "hidden_channels")
         if channels < 2:
             raise ValueError(f"channels must be at least 2 for a coupling layer, got {channels}")
-        flip = check_flag(flip, "flip")
+        flip = check_bool(flip, "flip")
         self.split = channels // 2
         self.flip = flip
         conditioning = channels - self.split if flip else self.split
         transformed = channels - conditioning
         self.net = nn.Sequential(
-            nn.Linear(conditioning, hidden), nn.Tanh(), nn.Linear(hidden, 2 * transformed)
+            nn.Linear(conditioning, hidden_channels),
+            nn.Tanh(),
+            nn.Linear(hidden_channels, 2 * transformed),
         )
         self._start_at_identity()
 
@@ -80,16 +83,17 @@ class AffineCoupling(nn.Module):
 class InvertibleMap(nn.Module):
     """A learnable bijection of R^channels: an element-wise affine map and coupling layers."""
 
-    def __init__(self, channels: int, hidden: int, num_layers: int) -> None:
+    def __init__(self, channels: int, hidden_channels: int, num_layers: int) -> None:
         super().__init__()
-        channels, hidden = check_positive(channels, "channels"), check_positive(hidden, "hidden")
+        channels = check_positive(channels, "channels")
+        hidden_channels = check_positive(hidden_channels, "hidden_channels")
         num_layers = check_count(num_layers, "num_layers")
         if channels < 2:
             raise ValueError(f"channels must be at least 2 for coupling layers, got {channels}")
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.shift = nn.Parameter(torch.zeros(channels))
         self.layers = nn.ModuleList(
-            AffineCoupling(channels, hidden, flip=i % 2 == 1) for i in range(num_layers)
+            AffineCoupling(channels, hidden_channels, flip=i % 2 == 1) for i in range(num_layers)
         )
 
     def reset_parameters(self) -> None:
@@ -112,16 +116,25 @@ class InvertibleMap(nn.Module):
 
 
 class ConjugatedSumMonoid(Monoid):
-    """x ⊕ y = g⁻¹(g(x) + g(y)) with g an :class:`InvertibleMap`; exactly associative."""
+    """x ⊕ y = g⁻¹(g(x) + g(y)) with g an :class:`InvertibleMap`; exactly associative.
+
+    Args:
+        channels: size of the features and states (at least 2).
+        hidden_channels: width of the coupling layers' conditioning networks (default:
+            ``channels``).
+        num_layers: number of affine coupling layers in g.
+    """
 
     exact = True
 
-    def __init__(self, channels: int, hidden: int | None = None, num_layers: int = 2) -> None:
+    def __init__(
+        self, channels: int, hidden_channels: int | None = None, num_layers: int = 2
+    ) -> None:
         super().__init__(channels)
         num_layers = check_count(num_layers, "num_layers")
-        if hidden is not None:
-            hidden = check_positive(hidden, "hidden")
-        self.g = InvertibleMap(channels, hidden if hidden is not None else channels, num_layers)
+        if hidden_channels is None:
+            hidden_channels = self.channels
+        self.g = InvertibleMap(self.channels, hidden_channels, num_layers)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
         return self.g.inverse(self.g(a) + self.g(b))

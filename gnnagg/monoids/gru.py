@@ -13,14 +13,15 @@ import os
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice
 from ..segment.backends import get_backend
 from .base import Monoid
 from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
 
-__all__ = ["KERNELS", "GRUMonoid"]
+__all__ = ["GRUMonoid"]
 
-#: The tree kernels a :class:`GRUMonoid` can run with.
-KERNELS = ("auto", "torch", "triton")
+#: The values of :class:`GRUMonoid`'s ``backend=``.
+_BACKENDS = ("auto", "torch", "triton")
 
 #: Dtypes the Triton kernel takes (it computes the gates in float32).
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -38,26 +39,26 @@ class GRUMonoid(Monoid):
 
     Args:
         channels: size of the features and states.
-        kernel: how the tree's levels are computed. ``"torch"``: hand-derived forward and
-            backward in torch ops (:class:`~gnnagg.monoids.gru_kernel.GRUPairKernel`), on any
-            device and dtype. ``"triton"``: the gate arithmetic in Triton kernels
+        backend: which kernels compute the tree's levels. ``"torch"``: hand-derived forward
+            and backward in torch ops (:class:`~gnnagg.monoids.gru_kernel.GRUPairKernel`), on
+            any device and dtype. ``"triton"``: the gate arithmetic in Triton kernels
             (float32/float16/bfloat16 parameters on a CUDA device, or on the CPU under
             ``TRITON_INTERPRET=1``; anything else is an error at the forward). ``"auto"``
-            (default): the torch kernels, which are the timed default; for compatibility,
-            the Triton ones inside ``gnnagg.segment.use_backend("triton")`` where they can run.
+            (default): the torch kernels, except inside
+            ``gnnagg.segment.use_backend("triton")``, where the Triton ones run wherever they
+            can (so one switch moves every kernel of a model to Triton).
     """
 
     exact = False
 
-    def __init__(self, channels: int, kernel: str = "auto") -> None:
+    def __init__(self, channels: int, backend: str = "auto") -> None:
         super().__init__(channels)
-        if not isinstance(kernel, str) or kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-        if kernel == "triton" and importlib.util.find_spec("triton") is None:
-            raise ValueError("kernel='triton' needs triton (pip install 'gnnagg[triton]')")
-        self.kernel = kernel
-        self.cell = nn.GRUCell(channels, channels)
-        self.identity_element = nn.Parameter(torch.zeros(channels))
+        backend = check_choice(backend, "backend", _BACKENDS)
+        if backend == "triton" and importlib.util.find_spec("triton") is None:
+            raise ValueError("backend='triton' needs triton (pip install 'gnnagg[triton]')")
+        self.backend = backend
+        self.cell = nn.GRUCell(self.channels, self.channels)
+        self.identity_element = nn.Parameter(torch.zeros(self.channels))
 
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
@@ -67,7 +68,7 @@ class GRUMonoid(Monoid):
         return symmetric_gru(a, b, self.cell)
 
     def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]]:
-        """The tree kernel ``kernel`` selects, with the cell's parameters."""
+        """The tree kernel ``backend`` selects, with the cell's parameters."""
         params = gru_cell_parameters(self.cell)
         if self._runs_triton(params[0]):
             from .gru_triton import TritonGRUPairKernel
@@ -76,9 +77,9 @@ class GRUMonoid(Monoid):
         return GRUPairKernel(), params
 
     def _runs_triton(self, weight: Tensor) -> bool:
-        if self.kernel == "torch":
+        if self.backend == "torch":
             return False
-        if self.kernel == "auto":
+        if self.backend == "auto":
             return (
                 get_backend().uses_triton
                 and weight.dtype in TRITON_DTYPES
@@ -86,19 +87,19 @@ class GRUMonoid(Monoid):
             )
         if not _triton_can_run_on(weight):
             raise ValueError(
-                f"kernel='triton' needs the monoid on a CUDA device, got {weight.device} (set "
+                f"backend='triton' needs the monoid on a CUDA device, got {weight.device} (set "
                 "TRITON_INTERPRET=1 to run the kernels on Triton's CPU interpreter, or use "
-                "kernel='torch')"
+                "backend='torch')"
             )
         if weight.dtype not in TRITON_DTYPES:
             raise TypeError(
-                f"kernel='triton' computes in float32, float16 or bfloat16, but the monoid's "
-                f"parameters are {weight.dtype}; convert it or use kernel='torch'"
+                f"backend='triton' computes in float32, float16 or bfloat16, but the monoid's "
+                f"parameters are {weight.dtype}; convert it or use backend='torch'"
             )
         return True
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, kernel={self.kernel!r}"
+        return f"{super().extra_repr()}, backend={self.backend!r}"
 
     def identity(self, like: Tensor, num: int) -> Tensor:
         element = self.identity_element.to(like.dtype)

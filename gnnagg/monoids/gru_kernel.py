@@ -13,7 +13,7 @@ Commutativity stays exact: in :func:`symmetric_gru` each operand is projected fr
 copy by its own GEMM of one shape, and the two orderings are averaged (a sum of two terms), so
 swapping ``a`` and ``b`` swaps bit-identical terms.
 
-:func:`symmetric_gru_reference` is the same operator written with ``nn.GRUCell``; the tests
+``symmetric_gru_reference`` is the same operator written with ``nn.GRUCell``; the tests
 compare the two.
 """
 
@@ -22,11 +22,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_tensor
+
 __all__ = [
     "GRUPairKernel",
     "gru_cell_parameters",
     "symmetric_gru",
-    "symmetric_gru_reference",
 ]
 
 
@@ -213,13 +214,12 @@ class _SymmetricGRU(torch.autograd.Function):
 def symmetric_gru(a: Tensor, b: Tensor, cell: nn.GRUCell) -> Tensor:
     """½(GRUCell(a, b) + GRUCell(b, a)) for ``a``, ``b`` ``[..., C]`` with ``cell``'s weights.
 
-    Equal to :func:`symmetric_gru_reference` up to rounding and exactly commutative. First
-    derivatives use the hand-derived backward; second derivatives (``create_graph=True``)
-    differentiate the plain formulation.
+    Equal to ``symmetric_gru_reference`` (``nn.GRUCell`` twice) up to rounding, and exactly
+    commutative. First derivatives use the hand-derived backward; second derivatives
+    (``create_graph=True``) differentiate the plain formulation.
     """
-    for name, value in (("a", a), ("b", b)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    check_tensor(a, "a")
+    check_tensor(b, "b")
     if not isinstance(cell, nn.GRUCell):
         raise TypeError(f"cell must be an nn.GRUCell, got {type(cell).__name__}")
     if a.shape != b.shape:

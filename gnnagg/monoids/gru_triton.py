@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .._checks import check_positive
 from .gru_kernel import GRUPairKernel
 
 __all__ = ["TritonGRUPairKernel"]
@@ -164,9 +165,10 @@ class TritonGRUPairKernel(GRUPairKernel):
     """
 
     def __init__(self, block: int = BLOCK, num_warps: int = NUM_WARPS) -> None:
+        block, num_warps = check_positive(block, "block"), check_positive(num_warps, "num_warps")
         for name, value in (("block", block), ("num_warps", num_warps)):
-            if not isinstance(value, int) or value < 1 or value & (value - 1):
-                raise ValueError(f"{name} must be a positive power of two, got {value!r}")
+            if value & (value - 1):
+                raise ValueError(f"{name} must be a power of two, got {value}")
         self.block, self.num_warps = block, num_warps
 
     def _launch(self, kernel, num_elements: int, *args) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_positive, check_seed, check_tensor
+from .._checks import check_positive, check_seed, check_tensor
 from .base import Monoid
 
 __all__ = ["associativity_gap", "check_laws", "identity_gap", "sample_rows"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_bool, check_finite
 from ..segment import SegmentPlan, broadcast_to_rows, segment
-from ._checks import check_finite, check_flag
 from .base import Monoid
 
 __all__ = ["SoftmaxMonoid"]
@@ -34,7 +34,7 @@ class SoftmaxMonoid(Monoid):
         # A NaN or infinite temperature makes every output NaN (inf·0 in the lift).
         self.initial_beta = check_finite(beta, "beta")
         self.beta = nn.Parameter(
-            torch.full((channels,), self.initial_beta), requires_grad=check_flag(learn, "learn")
+            torch.full((channels,), self.initial_beta), requires_grad=check_bool(learn, "learn")
         )
 
     def reset_parameters(self) -> None:

@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_tensor
 from ..segment import SegmentPlan
-from ._checks import check_tensor
 
 __all__ = [
     "PairKernel",
-    "TreeLevel",
     "TreeSchedule",
     "cached_tree_schedule",
     "fused_tree_reduce",

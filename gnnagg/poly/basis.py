@@ -37,6 +37,7 @@ from collections.abc import Iterable, Sequence
 
 import networkx as nx
 
+from .._checks import check_bool, check_count, check_int
 from .canonical import Certificate, canonical_form
 from .fwl2 import elimination_width, reduces_to_outputs
 
@@ -45,8 +46,9 @@ SUBSETS = ("all", "beyond-2fwl", "within-2fwl")
 # Largest ``max_degree`` that :func:`enumerate_basis` accepts, per ``(connected, simple, order)``.
 # The number of basis elements grows 3-7x per degree (for connected simple patterns at order 0:
 # 1, 1, 1, 3, 5, 12, 30, 79, 227, 710 at degrees 0..9) and the enumeration time faster still:
-# each limit's full enumeration takes at most about 12 s on one core of an x86 server CPU, one
-# degree more takes 3-8x as long. Patterns beyond these limits can still be built one by one
+# each limit is the largest degree whose full enumeration takes seconds on one CPU core, one
+# degree more takes several times as long (timings: docs/benchmarks/cpu-epyc-2core.rst).
+# Patterns beyond these limits can still be built one by one
 # (:meth:`Polynomial.from_edges`) and evaluated.
 ENUMERATION_LIMITS: dict[tuple[bool, bool, int], int] = {
     (True, True, 0): 8,
@@ -117,8 +119,7 @@ class Polynomial:
 
         ``num_nodes`` adds isolated nodes ``0..num_nodes-1`` that no edge mentions.
         """
-        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
-            raise TypeError(f"num_nodes must be a non-negative int, got {num_nodes!r}")
+        num_nodes = check_count(num_nodes, "num_nodes")
         graph = nx.MultiGraph()
         graph.add_nodes_from(range(num_nodes))
         graph.add_nodes_from(outputs)
@@ -439,8 +440,7 @@ def check_subset(subset: str | None) -> str:
 
 def check_order(order: int, name: str = "order") -> int:
     """Validate an output order (0, 1 or 2) and return it."""
-    if isinstance(order, bool) or not isinstance(order, int):
-        raise TypeError(f"{name} must be an int in (0, 1, 2), got {type(order).__name__}")
+    order = check_int(order, name)
     if order not in (0, 1, 2):
         raise ValueError(f"{name} must be 0 (invariant), 1 (node) or 2 (edge), got {order}")
     return order
@@ -479,16 +479,11 @@ def enumerate_basis(
         ValueError: ``max_degree`` beyond :data:`ENUMERATION_LIMITS` for these options (the
             enumeration would take minutes to hours); refused before any work.
     """
-    if isinstance(max_degree, bool) or not isinstance(max_degree, int):
-        raise TypeError(f"max_degree must be an int, got {type(max_degree).__name__}")
-    if max_degree < 0:
-        raise ValueError(f"max_degree must be >= 0, got {max_degree}")
-    check_order(order)
+    max_degree = check_count(max_degree, "max_degree")
+    order = check_order(order)
     subset = check_subset(subset)
-    if not isinstance(connected, bool):
-        raise TypeError(f"connected must be a bool, got {type(connected).__name__}")
-    if not isinstance(simple, bool):
-        raise TypeError(f"simple must be a bool, got {type(simple).__name__}")
+    connected = check_bool(connected, "connected")
+    simple = check_bool(simple, "simple")
     limit = ENUMERATION_LIMITS[(connected, simple, order)]
     if max_degree > limit:
         kind = f"{'connected' if connected else 'possibly disconnected'} " + (

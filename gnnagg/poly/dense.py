@@ -1,7 +1,7 @@
 """Dense evaluation on zero-padded per-graph blocks ``[b, n, n]``.
 
 Used for all-pairs edge-level features (``AddEquivariantPolynomials.dense``) and as the
-``method="dense"`` alternative. Each elimination step of the plan is one einsum over the factors
+``backend="dense"`` alternative. Each elimination step of the plan is one einsum over the factors
 that mention the summed-out node, so the largest intermediate is ``b * n^(width + 1)`` rather than
 what a left-to-right einsum over all of H's edges would build. Padding nodes have no edges, so they
 contribute nothing to any pattern component that has an edge; single-node components (the node

@@ -10,7 +10,7 @@ Semantics of the input (PyG's conventions where PyG has one; the paper fixes non
   onto a loop; pattern self-loops read the diagonal). Drop them beforehand if unwanted.
 * Computation runs in ``dtype``: ``torch.float64`` (default; counts are exact below 2^53),
   ``torch.int64`` (exact for integer weights; a value that would pass 2^63 - 1 raises
-  :class:`Int64OverflowError` instead of wrapping; CPU only for ``method="dense"``) or
+  :class:`Int64OverflowError` instead of wrapping; CPU only for ``backend="dense"``) or
   ``torch.float32``. Weights must be real (complex weights are refused), and representable in
   ``dtype`` (non-finite or out-of-range weights for int64, and finite weights that overflow
   float32, are refused).
@@ -26,23 +26,22 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from .._checks import check_count
+from .._checks import check_bool, check_choice, check_count, check_positive, format_bytes
 from .basis import Polynomial
 from .dense import DenseEvaluator
-from .plan import plan_contraction
+from .plan import BACKENDS, plan_contraction
 from .sparse import SparseEvaluator
 
-METHODS = ("sparse", "dense")
 DTYPES = (torch.float64, torch.float32, torch.int64)
 DEFAULT_DENSE_BUDGET = 1 << 25
 # A single graph whose dense intermediates exceed this (about 2 GB in float64) is refused with a
-# clear error instead of exhausting memory; such graphs belong to the sparse method.
+# clear error instead of exhausting memory; such graphs belong to the sparse backend.
 DENSE_SINGLE_GRAPH_LIMIT = 1 << 28
 # Most elements of the zero-padded all-pairs output [B, n_max, n_max, C] (8 GiB in float64);
 # one large graph in a batch of small ones pads every graph to its size.
 DENSE_PAIRS_LIMIT = 1 << 30
 # Most bytes one step of the sparse evaluator may allocate for its join (its rows times the
-# columns, values and index temporaries), about the dense path's single-graph limit.
+# columns, values and index temporaries), about the dense backend's single-graph limit.
 DEFAULT_SPARSE_BUDGET = 1 << 31
 _INT64_MAX = 2**63 - 1
 
@@ -213,7 +212,7 @@ class GraphBatch:
         if largest ** (width + 1) > max(budget, DENSE_SINGLE_GRAPH_LIMIT):
             raise ValueError(
                 f"dense evaluation of a graph with {largest} nodes needs intermediates of "
-                f"{largest}^{width + 1} elements; use method='sparse' (edge-level values on the "
+                f"{largest}^{width + 1} elements; use backend='sparse' (edge-level values on the "
                 f"edges) or raise dense_budget"
             )
         edge_graph = self.batch[self.edge_index[0]]
@@ -264,7 +263,7 @@ def evaluate(
     edge_weight: Tensor | None = None,
     batch: Tensor | None = None,
     num_graphs: int | None = None,
-    method: str = "sparse",
+    backend: str = "sparse",
     dense_pairs: bool = False,
     dtype: torch.dtype = torch.float64,
     dense_budget: int = DEFAULT_DENSE_BUDGET,
@@ -279,14 +278,14 @@ def evaluate(
         edge_weight: optional ``[E]`` (or ``[E, 1]``) scalar weights; default all ones.
         batch: optional ``[N]`` graph id of each node, non-decreasing.
         num_graphs: number of graphs B (default: ``batch.max() + 1``, or 1 without ``batch``).
-        method: ``"sparse"`` (default; sparse tables on the block-diagonal batch, scales to
+        backend: ``"sparse"`` (default; sparse tables on the block-diagonal batch, scales to
             large sparse graphs) or ``"dense"`` (padded per-graph dense blocks).
         dense_pairs: edge-level output for all node pairs instead of the edges only (dense).
         dtype: computation and output dtype, ``torch.float64`` (default), ``torch.int64`` or
             ``torch.float32``.
         dense_budget: most elements of one dense intermediate; chunks of graphs are sized by it.
             A single graph that needs more than ``max(dense_budget, 2**28)`` is refused.
-        sparse_budget: most bytes one step of the sparse method may allocate for its join
+        sparse_budget: most bytes one step of the sparse backend may allocate for its join
             (default 2 GiB); a step that would need more is refused before allocating, with
             the size it needs. Joins grow like (node degree) ** (pattern nodes), so hubs
             (a star with 20,000 leaves) hit it first.
@@ -302,20 +301,17 @@ def evaluate(
     """
     polynomials = list(polynomials)  # any iterable, read once
     order = _check_polynomials(polynomials)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not isinstance(dense_pairs, bool):
-        raise TypeError(f"dense_pairs must be a bool, got {type(dense_pairs).__name__}")
-    for arg, value in (("dense_budget", dense_budget), ("sparse_budget", sparse_budget)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{arg} must be a positive int, got {value!r}")
+    backend = check_choice(backend, "backend", BACKENDS)
+    dense_pairs = check_bool(dense_pairs, "dense_pairs")
+    dense_budget = check_positive(dense_budget, "dense_budget")
+    sparse_budget = check_positive(sparse_budget, "sparse_budget")
     graphs = GraphBatch(edge_index, num_nodes, edge_weight, batch, num_graphs, dtype)
     single = batch is None
     return evaluate_on(
         polynomials,
         graphs,
         order,
-        method=method,
+        backend=backend,
         dense_pairs=dense_pairs,
         single=single,
         dense_budget=dense_budget,
@@ -328,7 +324,7 @@ def evaluate_on(
     graphs: GraphBatch,
     order: int,
     *,
-    method: str,
+    backend: str,
     dense_pairs: bool,
     single: bool,
     dense_budget: int = DEFAULT_DENSE_BUDGET,
@@ -339,9 +335,9 @@ def evaluate_on(
         raise ValueError("dense_pairs applies to edge-level (order 2) polynomials only")
     if graphs.dtype == torch.int64:
         _check_int64_range(
-            polynomials, graphs, order, method, dense_pairs, dense_budget, sparse_budget
+            polynomials, graphs, order, backend, dense_pairs, dense_budget, sparse_budget
         )
-    if method == "sparse" and not dense_pairs:
+    if backend == "sparse" and not dense_pairs:
         sparse = graphs.sparse
         sparse.join_budget = sparse_budget
         plans = [plan_contraction(p, "sparse", True) for p in polynomials]
@@ -380,7 +376,7 @@ def _check_int64_range(
     polynomials: list[Polynomial],
     graphs: GraphBatch,
     order: int,
-    method: str,
+    backend: str,
     dense_pairs: bool,
     dense_budget: int,
     sparse_budget: int,
@@ -407,7 +403,7 @@ def _check_int64_range(
         risky,
         magnitudes,
         order,
-        method=method,
+        backend=backend,
         dense_pairs=dense_pairs,
         single=False,
         dense_budget=dense_budget,
@@ -448,8 +444,8 @@ def _evaluate_dense(
         if size > DENSE_PAIRS_LIMIT:
             raise ValueError(
                 f"dense_pairs: the all-pairs output [{graphs.num_graphs}, {n_max}, {n_max}, "
-                f"{channels}] has {size:,} elements (about "
-                f"{size * dtype.itemsize / 2**30:.1f} GiB), over {DENSE_PAIRS_LIMIT:,}; the "
+                f"{channels}] has {size:,} elements ({format_bytes(size * dtype.itemsize)}), "
+                f"over {DENSE_PAIRS_LIMIT:,}; the "
                 "largest graph sets n_max for every graph of the batch: evaluate the large "
                 "graphs on their own, or use edge-level values on the edges (dense_pairs=False)"
             )

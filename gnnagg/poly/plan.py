@@ -9,7 +9,8 @@ the 2^k states are cheap, and the elimination graph after eliminating a set does
 order in which it was eliminated. The objective is lexicographic: first the largest factor
 (the elimination width, i.e. an exact treewidth-optimal order), then a cost model.
 
-Cost models (the constants only rank orders, they are not timings):
+Cost models, one per evaluation ``backend`` (the constants only rank orders, they are not
+timings):
 
 * ``"dense"``: a step over nodes T costs n^|T| for a typical graph size n.
 * ``"sparse"``: intermediate factors are sparse tables whose support is limited by graph distance.
@@ -29,9 +30,11 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .._checks import check_bool, check_choice
 from .basis import Polynomial
 
-MODES = ("sparse", "dense")
+#: The evaluation backends, each with its cost model: sparse tables, or dense blocks per graph.
+BACKENDS = ("sparse", "dense")
 _TYPICAL_DEGREE = 4.0
 _TYPICAL_NODES = 24.0
 _MAX_EXACT_NODES = 14
@@ -49,7 +52,7 @@ class ComponentPlan:
         loops: ``(u, multiplicity)``: factor ``A[phi(u), phi(u)] ** mult``.
         order: the non-output nodes in elimination order (all nodes when there is no output).
         width: the most other nodes any eliminated node is linked to when it is summed out.
-        cost: model cost of the order (only comparable within one mode).
+        cost: model cost of the order (only comparable within one backend).
     """
 
     nodes: tuple[int, ...]
@@ -66,7 +69,7 @@ class ContractionPlan:
     """Elimination plans for all components of one polynomial."""
 
     polynomial: Polynomial
-    mode: str
+    backend: str
     masked_outputs: bool
     components: tuple[ComponentPlan, ...]
 
@@ -112,7 +115,9 @@ def _relax(dist: list[list[int]], via: int) -> list[list[int]]:
     return [[min(d_ab, d_a[via] + row[b]) for b, d_ab in enumerate(d_a)] for d_a in dist]
 
 
-def _plan_component(nodes: list[int], poly: Polynomial, mode: str, masked: bool) -> ComponentPlan:
+def _plan_component(
+    nodes: list[int], poly: Polynomial, backend: str, masked: bool
+) -> ComponentPlan:
     local = {v: k for k, v in enumerate(nodes)}
     size = len(nodes)
     outputs = tuple(o for o in poly.outputs if o in local)
@@ -140,7 +145,7 @@ def _plan_component(nodes: list[int], poly: Polynomial, mode: str, masked: bool)
             for u in range(size)
             if u != v and u not in eliminated and state_dist[v][u] < _UNREACHABLE
         ]
-        if mode == "dense":
+        if backend == "dense":
             return len(linked), _TYPICAL_NODES ** (len(linked) + 1)
         if not linked:
             return 0, 1.0
@@ -216,13 +221,14 @@ def _greedy_order(
 
 @functools.cache
 def plan_contraction(
-    poly: Polynomial, mode: str = "sparse", masked_outputs: bool = True
+    poly: Polynomial, backend: str = "sparse", masked_outputs: bool = True
 ) -> ContractionPlan:
     """Plan the evaluation of ``poly``.
 
     Args:
         poly: the basis element.
-        mode: ``"sparse"`` (sparse tables) or ``"dense"`` (dense blocks per graph) cost model.
+        backend: the evaluator the plan is for, whose cost model ranks the orders:
+            ``"sparse"`` (sparse tables) or ``"dense"`` (dense blocks per graph).
         masked_outputs: edge-level values are only wanted on existing edges, so the two outputs
             are adjacent (this lets the sparse plan sample products on the edge set).
 
@@ -231,11 +237,9 @@ def plan_contraction(
     """
     if not isinstance(poly, Polynomial):
         raise TypeError(f"poly must be a Polynomial, got {type(poly).__name__}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(masked_outputs, bool):
-        raise TypeError(f"masked_outputs must be a bool, got {masked_outputs!r}")
+    backend = check_choice(backend, "backend", BACKENDS)
+    masked_outputs = check_bool(masked_outputs, "masked_outputs")
     components = tuple(
-        _plan_component(nodes, poly, mode, masked_outputs) for nodes in _components(poly)
+        _plan_component(nodes, poly, backend, masked_outputs) for nodes in _components(poly)
     )
-    return ContractionPlan(poly, mode, masked_outputs, components)
+    return ContractionPlan(poly, backend, masked_outputs, components)

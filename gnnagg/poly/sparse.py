@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import format_bytes
 from .canonical import canonical_form
 from .plan import ContractionPlan
 
@@ -221,10 +222,10 @@ class _Join:
         if needed > self.budget:
             raise ValueError(
                 f"sparse evaluation of {self.label or 'a polynomial'} needs a join of "
-                f"{num_rows:,} rows (about {needed / 2**30:.1f} GiB) at one elimination step, "
+                f"{num_rows:,} rows (about {format_bytes(needed)}) at one elimination step, "
                 f"over sparse_budget={self.budget:,} bytes: the graph has nodes of high degree "
                 "(the join grows like degree ** pattern nodes). Raise sparse_budget in "
-                "gnnagg.poly.evaluate, use method='dense' for small graphs, or drop this pattern."
+                "gnnagg.poly.evaluate, use backend='dense' for small graphs, or drop this pattern."
             )
 
     def keep(self, mask: Tensor) -> None:

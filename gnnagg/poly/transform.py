@@ -21,8 +21,10 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import BaseTransform
 
+from .._checks import check_choice
 from .basis import Polynomial, check_order, enumerate_basis
-from .evaluation import DTYPES, METHODS, GraphBatch, evaluate_on
+from .evaluation import DTYPES, GraphBatch, evaluate_on
+from .plan import BACKENDS
 
 NORMALIZATIONS = (None, "density", "log1p")
 ATTRIBUTES = {0: "poly_graph", 1: "poly_x", 2: "poly_edge_attr"}
@@ -41,7 +43,7 @@ class AddEquivariantPolynomials(BaseTransform):
         simple: only simple patterns (default); ``False`` adds multigraph patterns.
         edge_weight: name of a data attribute with one scalar weight per edge (``[E]`` or
             ``[E, 1]``) to use as the entries of A; default ``None`` uses a 0/1 adjacency.
-        method: ``"sparse"`` (default; scales to large sparse graphs) or ``"dense"``
+        backend: ``"sparse"`` (default; scales to large sparse graphs) or ``"dense"``
             (padded per-graph blocks; can be faster for small dense graphs).
         normalize: ``None`` (default, raw counts), ``"density"`` (each channel divided by
             ``n ** (number of non-output pattern nodes)``, n the graph's node count: a
@@ -63,7 +65,7 @@ class AddEquivariantPolynomials(BaseTransform):
         connected: bool = True,
         simple: bool = True,
         edge_weight: str | None = None,
-        method: str = "sparse",
+        backend: str = "sparse",
         normalize: str | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
@@ -74,7 +76,7 @@ class AddEquivariantPolynomials(BaseTransform):
             )
             for order in orders
         }
-        self._setup(basis, edge_weight, method, normalize, dtype)
+        self._setup(basis, edge_weight, backend, normalize, dtype)
         self.max_degree = max_degree
         self.subset = subset
         self.connected, self.simple = connected, simple
@@ -86,7 +88,7 @@ class AddEquivariantPolynomials(BaseTransform):
         orders: Sequence[int] | None = None,
         *,
         edge_weight: str | None = None,
-        method: str = "sparse",
+        backend: str = "sparse",
         normalize: str | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> AddEquivariantPolynomials:
@@ -109,7 +111,7 @@ class AddEquivariantPolynomials(BaseTransform):
             raise ValueError(f"polynomials have orders {extra} that are not in orders={orders}")
         basis = {order: [p for p in polynomials if p.order == order] for order in orders}
         transform = cls.__new__(cls)
-        transform._setup(basis, edge_weight, method, normalize, dtype)
+        transform._setup(basis, edge_weight, backend, normalize, dtype)
         transform.max_degree = max((p.degree for p in polynomials), default=0)
         transform.subset = None
         transform.connected = transform.simple = None
@@ -119,7 +121,7 @@ class AddEquivariantPolynomials(BaseTransform):
         self,
         basis: dict[int, list[Polynomial]],
         edge_weight: str | None,
-        method: str,
+        backend: str,
         normalize: str | None,
         dtype: torch.dtype,
     ) -> None:
@@ -128,8 +130,7 @@ class AddEquivariantPolynomials(BaseTransform):
                 f"edge_weight must be an attribute name (str) or None, got "
                 f"{type(edge_weight).__name__}"
             )
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        backend = check_choice(backend, "backend", BACKENDS)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
         if dtype not in DTYPES:
@@ -139,7 +140,7 @@ class AddEquivariantPolynomials(BaseTransform):
         self.basis = basis
         self.orders = tuple(basis)
         self.edge_weight = edge_weight
-        self.method = method
+        self.backend = backend
         self.normalize = normalize
         self.dtype = dtype
 
@@ -179,7 +180,12 @@ class AddEquivariantPolynomials(BaseTransform):
             polynomials = self.basis[order]
             if polynomials:
                 values = evaluate_on(
-                    polynomials, graphs, order, method=self.method, dense_pairs=False, single=False
+                    polynomials,
+                    graphs,
+                    order,
+                    backend=self.backend,
+                    dense_pairs=False,
+                    single=False,
                 )
                 values = self._normalize(values, polynomials, graphs, order)
             else:
@@ -201,7 +207,7 @@ class AddEquivariantPolynomials(BaseTransform):
             shape = (graphs.num_nodes,) * 2 if single else (graphs.num_graphs, n_max, n_max)
             return torch.zeros(*shape, 0, dtype=self.dtype, device=graphs.device)
         values = evaluate_on(
-            polynomials, graphs, 2, method="dense", dense_pairs=True, single=single
+            polynomials, graphs, 2, backend="dense", dense_pairs=True, single=single
         )
         if self.normalize == "density":
             sizes = graphs.sizes.to(self.dtype).clamp(min=1)
@@ -238,7 +244,7 @@ class AddEquivariantPolynomials(BaseTransform):
         return (
             f"{self.__class__.__name__}(max_degree={self.max_degree}, orders={self.orders}, "
             f"subset={self.subset!r}, connected={self.connected}, simple={self.simple}, "
-            f"edge_weight={self.edge_weight!r}, method={self.method!r}, "
+            f"edge_weight={self.edge_weight!r}, backend={self.backend!r}, "
             f"normalize={self.normalize!r}, dtype={self.dtype}, channels={{{channels}}}, "
             f"basis={fingerprint})"
         )

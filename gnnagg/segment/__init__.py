@@ -10,14 +10,7 @@
 
 from .backends import SegmentBackend, available_backends, get_backend, register_backend, use_backend
 from .ops import REDUCE_ALIASES, REDUCTIONS, broadcast_to_rows, segment, segment_softmax
-from .plan import (
-    SegmentPlan,
-    check_dim_size,
-    check_index,
-    check_ptr,
-    clear_plan_cache,
-    resolve_plan,
-)
+from .plan import SegmentPlan, clear_plan_cache, resolve_plan
 
 __all__ = [
     "REDUCE_ALIASES",
@@ -26,9 +19,6 @@ __all__ = [
     "SegmentPlan",
     "available_backends",
     "broadcast_to_rows",
-    "check_dim_size",
-    "check_index",
-    "check_ptr",
     "clear_plan_cache",
     "get_backend",
     "register_backend",

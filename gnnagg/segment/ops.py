@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_allocation
+from .._checks import check_allocation, check_int, check_tensor
 from .backends import BASIC_REDUCTIONS, get_backend
 from .plan import SegmentPlan, resolve_plan
 
@@ -34,8 +34,7 @@ _SRC_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_src(src: Tensor, dim: int) -> int:
-    if not isinstance(src, Tensor):
-        raise TypeError(f"src must be a torch.Tensor, got {type(src).__name__}")
+    check_tensor(src, "src")
     if src.layout != torch.strided:
         raise TypeError(
             f"src must be a dense (strided) tensor, got layout {src.layout} (convert it with "
@@ -51,8 +50,7 @@ def _check_src(src: Tensor, dim: int) -> int:
         )
     if src.dim() == 0:
         raise ValueError("src must have at least one dimension")
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int, got {dim!r}")
+    dim = check_int(dim, "dim")
     if not -src.dim() <= dim < src.dim():
         raise ValueError(f"dim={dim} is out of range for src with {src.dim()} dimensions")
     return dim % src.dim()

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .._checks import check_allocation, check_count
+from .._checks import check_allocation, check_count, check_tensor
 
 __all__ = [
     "SegmentPlan",
@@ -47,8 +47,7 @@ def check_dim_size(dim_size: object) -> int | None:
 
 
 def _check_integer_tensor(tensor: object, name: str) -> None:
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    check_tensor(tensor, name)
     if tensor.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {tensor.layout}")
     if tensor.dtype not in _INDEX_DTYPES:

@@ -28,7 +28,7 @@ from gnnagg.monoids import GRUMonoid
             "num_layers must be an int",
         ),
         (
-            lambda: LCMAggregation(4, 4, monoid=GRUMonoid(4), kernel="torch"),
+            lambda: LCMAggregation(4, 4, monoid=GRUMonoid(4), backend="torch"),
             TypeError,
             "configure a monoid built by name",
         ),

@@ -16,7 +16,9 @@ AGGREGATORS = {
     "lcm_gru": lambda: LCMAggregation(CHANNELS, CHANNELS, monoid="gru"),
     "lcm_conjugated_sum": lambda: LCMAggregation(CHANNELS, CHANNELS, monoid="conjugated_sum"),
     "lcm_softmax": lambda: LCMAggregation(CHANNELS, CHANNELS, monoid="softmax"),
-    "lcm_softmax_no_fold": lambda: LCMAggregation(CHANNELS, CHANNELS, monoid="softmax", fold=False),
+    "lcm_softmax_tree": lambda: LCMAggregation(
+        CHANNELS, CHANNELS, monoid="softmax", allow_direct_reduce=False
+    ),
     "gru": lambda: GRUAggregation(CHANNELS, CHANNELS),
     "lstm": lambda: LSTMAggregation(CHANNELS, CHANNELS),
 }

@@ -17,14 +17,7 @@ from torch_geometric.nn import GATConv, GCNConv, SAGEConv, to_hetero
 from torch_geometric.nn.aggr import GRUAggregation as PyGGRUAggregation
 from torch_geometric.nn.aggr import LSTMAggregation as PyGLSTMAggregation
 
-from gnnagg.aggr.base import group_neighbourhoods
-from gnnagg.aggr.recurrent import (
-    GRUAggregation,
-    LSTMAggregation,
-    commutator_loss,
-    pack_neighbourhoods,
-    total_permutation_loss,
-)
+from gnnagg.aggr.recurrent import GRUAggregation, LSTMAggregation, total_permutation_loss
 
 from ..allocations import AllocationLog
 
@@ -179,25 +172,10 @@ def test_equals_pyg_when_all_degrees_are_equal(ours, theirs):
     torch.testing.assert_close(aggr(x, index), pyg(x, index))
 
 
-def test_packing_matches_torch_pack_sequence():
-    x, index = random_graph(9, 60)
-    groups = group_neighbourhoods(x, index, dim_size=11)
-    packed = pack_neighbourhoods(groups)
-    degrees = torch.bincount(index, minlength=11)
-    order = torch.sort(degrees, descending=True, stable=True).indices
-    active = [int(v) for v in order if degrees[v] > 0]
-    expected = nn.utils.rnn.pack_sequence([x[index == v] for v in active])
-    assert packed.num_active == len(active)
-    assert torch.equal(packed.order[: len(active)], torch.tensor(active))
-    assert torch.equal(packed.sequence.batch_sizes, expected.batch_sizes)
-    assert torch.equal(packed.sequence.data, expected.data)
-    assert torch.equal(packed.lengths, degrees[active])
-
-
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
-def test_output_is_the_same_with_and_without_grad(cls, implementation):
-    aggr = make(cls, implementation=implementation)
+@pytest.mark.parametrize("backend", ["segments", "packed"])
+def test_output_is_the_same_with_and_without_grad(cls, backend):
+    aggr = make(cls, backend=backend)
     x, index = random_graph(7, 50)
     with torch.no_grad():
         quiet = aggr(x, index)
@@ -265,9 +243,9 @@ def test_no_nodes(cls):
 
 # -- gradients ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
-def test_gradcheck(cls, implementation):
-    aggr = make(cls, 2, 3, learn_initial_state=True, implementation=implementation)
+@pytest.mark.parametrize("backend", ["segments", "packed"])
+def test_gradcheck(cls, backend):
+    aggr = make(cls, 2, 3, learn_initial_state=True, backend=backend)
     index = torch.tensor([2, 0, 2, 2, 0, 3])
     x = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
     names = ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_hh_l0", "initial_state.0"]
@@ -283,9 +261,9 @@ def test_gradcheck(cls, implementation):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_implementations_agree(cls):
-    segments = make(cls, implementation="segments", learn_initial_state=True)
-    packed = make(cls, implementation="packed", learn_initial_state=True)
+def test_backends_agree(cls):
+    segments = make(cls, backend="segments", learn_initial_state=True)
+    packed = make(cls, backend="packed", learn_initial_state=True)
     packed.load_state_dict(segments.state_dict())
     x, index = random_graph(7, 50)
     x.requires_grad_(True)
@@ -397,7 +375,7 @@ def test_more_precise_messages_than_parameters_is_an_error(cls):
         ((3, -1), ValueError, "out_channels must be positive"),
         ((3.0, 4), TypeError, "in_channels must be an int"),
         ((3, True), TypeError, "out_channels must be an int"),
-        ((3, 4, False, False, True, "cudnn"), ValueError, "implementation must be one of"),
+        ((3, 4, False, False, True, "cudnn"), ValueError, "backend must be one of"),
     ],
 )
 def test_bad_constructor_arguments(args, error, match):
@@ -439,23 +417,6 @@ def test_loads_a_pyg_checkpoint(ours, theirs):
 
 
 # -- the regulariser ------------------------------------------------------------------------------
-def test_commutator_loss_formula():
-    # Small integers keep every sum exact, so the additive transition commutes bit for bit.
-    s = (torch.randint(-9, 9, (5, 3)).double(),)
-    a, b = torch.randint(-9, 9, (5, 3)).double(), torch.randint(-9, 9, (5, 3)).double()
-
-    def additive(state, x):
-        return (state[0] + x,)
-
-    def damped(state, x):
-        return (0.5 * state[0] + x,)
-
-    assert commutator_loss(additive, s, a, b) == 0
-    # f(f(s,a),b) - f(f(s,b),a) = 0.5 a + b - 0.5 b - a = 0.5 (b - a)
-    expected = (0.5 * (b - a)).square().sum(-1).mean()
-    torch.testing.assert_close(commutator_loss(damped, s, a, b), expected)
-
-
 @pytest.mark.parametrize("cls", CLASSES)
 def test_permutation_loss_zero_for_commuting_positive_otherwise(cls):
     aggr = make(cls)
@@ -585,13 +546,13 @@ def test_only_the_last_forward_is_kept(cls):
 
 # -- memory and work ------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
-def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation):
+@pytest.mark.parametrize("backend", ["segments", "packed"])
+def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, backend):
     # One hub of degree k among k degree-1 nodes: E = 2k, padding would need (k + 1) * k rows.
     channels = 8
     logs = {}
     for hub in (250, 1000):
-        aggr = cls(channels, channels, implementation=implementation)
+        aggr = cls(channels, channels, backend=backend)
         index = torch.cat([torch.arange(1, hub + 1), torch.zeros(hub, dtype=torch.long)])
         x = torch.randn(2 * hub, channels, requires_grad=True)
         logs[hub] = log = AllocationLog()
@@ -602,7 +563,7 @@ def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation
         assert log.largest <= padded_bytes / 4
     # Quadrupling E (and D_max, and N) quadruples the largest tensor; padding would give 16x.
     assert logs[1000].largest <= 6 * logs[250].largest
-    if implementation == "segments":
+    if backend == "segments":
         # ... and the total work. ATen's packed CPU backward is quadratic in D_max, hence
         # "segments" on the CPU.
         assert logs[1000].total <= 6 * logs[250].total
@@ -611,11 +572,11 @@ def test_no_buffer_of_nodes_times_max_degree_and_linear_work(cls, implementation
 # -- CUDA (runs only where a GPU is present; CI has none) -----------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("cls", CLASSES)
-@pytest.mark.parametrize("implementation", ["auto", "segments"])
-def test_cuda_matches_the_cpu_reference(cls, implementation, monkeypatch):
+@pytest.mark.parametrize("backend", ["auto", "segments"])
+def test_cuda_matches_the_cpu_reference(cls, backend, monkeypatch):
     # cuDNN's RNNs use TF32 by default on Ampere and later, ~1e-3 off over thousands of steps.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    aggr = cls(F_IN, F_OUT, learn_initial_state=True, implementation=implementation)
+    aggr = cls(F_IN, F_OUT, learn_initial_state=True, backend=backend)
     with torch.no_grad():
         for part in aggr.initial_state:
             part.normal_()

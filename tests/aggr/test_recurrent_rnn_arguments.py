@@ -25,9 +25,9 @@ CASES = [(ours, theirs, kw) for ours, theirs in PAIRS for kw in CONFIGS] + [
 ]
 
 
-def pair(ours, theirs, kwargs, implementation="auto"):
+def pair(ours, theirs, kwargs, backend="auto"):
     pyg = theirs(3, 4, **kwargs).double()
-    aggr = ours(3, 4, implementation=implementation, **kwargs).double()
+    aggr = ours(3, 4, backend=backend, **kwargs).double()
     aggr.load_state_dict(pyg.state_dict())
     return aggr, pyg
 
@@ -52,11 +52,11 @@ def per_node(pyg, x, index, num_nodes):
     return torch.stack([torch.zeros_like(width) if r is None else r for r in rows])
 
 
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
+@pytest.mark.parametrize("backend", ["segments", "packed"])
 @pytest.mark.parametrize("ours, theirs, kwargs", CASES)
-def test_matches_pyg_node_by_node(ours, theirs, kwargs, implementation):
+def test_matches_pyg_node_by_node(ours, theirs, kwargs, backend):
     torch.manual_seed(0)
-    aggr, pyg = pair(ours, theirs, kwargs, implementation)
+    aggr, pyg = pair(ours, theirs, kwargs, backend)
     aggr.eval(), pyg.eval()
     gen = torch.Generator().manual_seed(1)
     index = torch.tensor([0, 2, 2, 0, 3, 2, 0, 2, 3, 2, 5, 2])  # degrees 3, 0, 6, 2, 0, 1
@@ -71,7 +71,7 @@ def test_matches_pyg_node_by_node(ours, theirs, kwargs, implementation):
 
 
 @pytest.mark.parametrize("ours, theirs, kwargs", CASES)
-def test_implementations_agree_with_gradients(ours, theirs, kwargs):
+def test_backends_agree_with_gradients(ours, theirs, kwargs):
     kwargs = {k: v for k, v in kwargs.items() if k != "dropout"}
     segments, _ = pair(ours, theirs, kwargs, "segments")
     packed, _ = pair(ours, theirs, kwargs, "packed")
@@ -143,10 +143,11 @@ def test_pyg_attribute_names():
         ({"input_size": 3}, TypeError, "input_size is given by in_channels"),
         ({"hidden_size": 4}, TypeError, "hidden_size is given by out_channels"),
         ({"num_layers": 2.5}, TypeError, "num_layers must be an int"),
-        ({"num_layers": 0}, ValueError, "num_layers must be at least 1"),
+        ({"num_layers": 0}, ValueError, "num_layers must be positive"),
         ({"bidirectional": "yes"}, TypeError, "bidirectional must be a bool"),
-        ({"dropout": float("nan")}, ValueError, "dropout must be a probability"),
-        ({"dropout": 2}, ValueError, "dropout must be a probability"),
+        ({"dropout": float("nan")}, ValueError, "dropout must be finite"),
+        ({"dropout": 2}, ValueError, "dropout must be at most 1"),
+        ({"dropout": "0.1"}, TypeError, "dropout must be a real number"),
         ({"proj_size": 2}, ValueError, "proj_size"),
         ({"not_an_argument": 1}, TypeError, "not_an_argument"),
     ],
@@ -171,11 +172,11 @@ STACKED = [
 ]
 
 
-@pytest.mark.parametrize("implementation", ["segments", "packed"])
+@pytest.mark.parametrize("backend", ["segments", "packed"])
 @pytest.mark.parametrize("cls, kwargs", STACKED)
-def test_stacked_states_before_are_the_states_reached(cls, kwargs, implementation):
+def test_stacked_states_before_are_the_states_reached(cls, kwargs, backend):
     torch.manual_seed(0)
-    aggr = cls(3, 4, learn_initial_state=True, implementation=implementation, **kwargs).double()
+    aggr = cls(3, 4, learn_initial_state=True, backend=backend, **kwargs).double()
     with torch.no_grad():
         for part in aggr.initial_state:
             part.normal_()

@@ -218,9 +218,9 @@ def test_fetch_rejects_bad_names_and_options(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"fixture": "no"}, TypeError, "fixture: expected a bool, got 'no'"),
-        ({"fixture": 1}, TypeError, "fixture: expected a bool"),
-        ({"timeout": 0}, ValueError, "timeout: expected a positive finite"),
+        ({"fixture": "no"}, TypeError, "fixture must be a bool, got 'no'"),
+        ({"fixture": 1}, TypeError, "fixture must be a bool"),
+        ({"timeout": 0}, ValueError, "timeout must be positive"),
         ({"timeout": float("nan")}, ValueError, "timeout"),
         ({"timeout": "10"}, TypeError, "timeout"),
         ({"transform": "Compose"}, TypeError, "transform: expected a callable"),

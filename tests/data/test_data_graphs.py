@@ -90,7 +90,7 @@ def test_qm9_subset_is_deterministic_and_validated(cache):
     assert a.idx.tolist() == sorted(a.idx.tolist())
     with pytest.raises(ValueError, match="subset: 500 requested"):
         fetch("qm9", root=cache, fixture=True, subset=500)
-    with pytest.raises(ValueError, match="subset: expected a positive int"):
+    with pytest.raises(ValueError, match="subset must be positive, got 0 \\(option of 'qm9'\\)"):
         fetch("qm9", root=cache, fixture=True, subset=0)
 
 

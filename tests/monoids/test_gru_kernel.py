@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from gnnagg.monoids import symmetric_gru, symmetric_gru_reference
+from gnnagg.monoids.gru_kernel import symmetric_gru, symmetric_gru_reference
 
 
 def make_cell(channels, seed=0, bias=True, dtype=torch.float64):

@@ -1,8 +1,9 @@
 """The Triton gate kernels agree with the torch pair kernel, forward and backward (run on
-Triton's CPU interpreter in CI); the GRU monoid runs them with ``kernel="triton"``, and under
-``kernel="auto"`` inside ``use_backend("triton")``."""
+Triton's CPU interpreter in CI); the GRU monoid runs them with ``backend="triton"``, and under
+``backend="auto"`` inside ``use_backend("triton")``."""
 
 import os
+from collections import Counter
 
 import pytest
 import torch
@@ -49,38 +50,84 @@ def test_triton_kernel_matches_torch_kernel(rows, channels, seed):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("block, num_warps", [(128, 4), (512, 4), (1024, 8)])
+def test_every_launch_shape_matches_the_torch_kernel(block, num_warps):
+    """The launch shape (elements per program, warps) changes no result: more elements than
+    one program holds, and fewer."""
+    generator = torch.Generator().manual_seed(block)
+    monoid = GRUMonoid(37)
+    params = [p.detach() for p in gru_cell_parameters(monoid.cell)]
+    level = torch.randn(2 * 30 + 1, 37, generator=generator)
+    pair = level[:60].view(2, 30, 37).transpose(0, 1)
+    grad = torch.randn(30, 37, generator=generator)
+    want = _run(GRUPairKernel(), pair, params, grad)
+    got = _run(TritonGRUPairKernel(block, num_warps), pair, params, grad)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-5)
+    for g, w in zip(got[2], want[2]):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+class _CountingKernel:
+    """Stands in for a Triton kernel: counts launches instead of running them."""
+
+    def __init__(self, counts: Counter, name: str) -> None:
+        self.counts, self.name = counts, name
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs) -> None:
+            self.counts[self.name] += 1
+
+        return launch
+
+
+def test_one_forward_and_one_backward_launch_per_tree_level(monkeypatch):
+    """What the Triton tree saves on a GPU: the gates of a whole level are one kernel each
+    way, however many pairs the level has."""
+    from gnnagg.monoids import gru_triton
+
+    counts = Counter()
+    for name in ("_pair_forward_kernel", "_pair_backward_kernel"):
+        monkeypatch.setattr(gru_triton, name, _CountingKernel(counts, name))
+    degrees = torch.tensor([9, 12, 10, 8, 11, 0, 1, 10])  # the deepest tree: 4 levels
+    index = torch.repeat_interleave(torch.arange(degrees.numel()), degrees)
+    x = torch.randn(index.numel(), 8, requires_grad=True)
+    LCMAggregation(8, 8, backend="triton")(x, index).sum().backward()
+    assert counts == {"_pair_forward_kernel": 4, "_pair_backward_kernel": 4}
+
+
 def test_gru_monoid_chooses_its_kernel_itself():
-    assert type(GRUMonoid(4, kernel="triton").pair_kernel()[0]) is TritonGRUPairKernel
+    assert type(GRUMonoid(4, backend="triton").pair_kernel()[0]) is TritonGRUPairKernel
     with use_backend("triton"):
-        assert type(GRUMonoid(4, kernel="torch").pair_kernel()[0]) is GRUPairKernel
-    aggr = LCMAggregation(4, 4, kernel="triton")
-    assert aggr.monoid.kernel == "triton"
+        assert type(GRUMonoid(4, backend="torch").pair_kernel()[0]) is GRUPairKernel
+    aggr = LCMAggregation(4, 4, backend="triton")
+    assert aggr.monoid.backend == "triton"
 
 
 def test_triton_kernel_refuses_what_it_cannot_run(monkeypatch):
-    with pytest.raises(TypeError, match="kernel='triton' computes in float32"):
-        GRUMonoid(4, kernel="triton").double().pair_kernel()
+    with pytest.raises(TypeError, match="backend='triton' computes in float32"):
+        GRUMonoid(4, backend="triton").double().pair_kernel()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
-        LCMAggregation(4, 4, kernel="triton")(torch.randn(3, 4), torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="backend='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(4, 4, backend="triton")(torch.randn(3, 4), torch.tensor([0, 0, 1]))
     # "auto" runs the torch kernel then.
     assert type(GRUMonoid(4).pair_kernel()[0]) is GRUPairKernel
 
 
-@pytest.mark.parametrize("kernel", ["cuda", "", None, 1])
-def test_unknown_kernel_is_refused(kernel):
-    with pytest.raises(ValueError, match="kernel must be one of"):
-        GRUMonoid(4, kernel=kernel)
+@pytest.mark.parametrize("backend", ["cuda", "", None, 1])
+def test_unknown_backend_is_refused(backend):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        GRUMonoid(4, backend=backend)
 
 
-def test_lcm_aggregation_same_with_kernel_argument():
+def test_lcm_aggregation_same_with_backend_argument():
     torch.manual_seed(0)
     x = torch.randn(40, 8, requires_grad=True)
     index = torch.randint(0, 6, (40,))
     outs = []
-    for kernel in ("torch", "triton"):
+    for backend in ("torch", "triton"):
         torch.manual_seed(1)
-        outs.append(LCMAggregation(8, 8, kernel=kernel)(x, index, dim_size=7))
+        outs.append(LCMAggregation(8, 8, backend=backend)(x, index, dim_size=7))
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
 
 
@@ -146,9 +193,17 @@ def test_kernels_compile_for_cuda_targets(tmp_path):
     assert all(r["stack"] == 0 and r["local"] == 0 for r in compiled), compiled
 
 
-@pytest.mark.parametrize("bad", [dict(block=300), dict(num_warps=0), dict(block=2.0)])
-def test_launch_shape_must_be_powers_of_two(bad):
-    with pytest.raises(ValueError, match=next(iter(bad))):
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (dict(block=300), ValueError),
+        (dict(num_warps=0), ValueError),
+        (dict(block=2.0), TypeError),
+        (dict(block=True), TypeError),
+    ],
+)
+def test_launch_shape_must_be_powers_of_two(bad, error):
+    with pytest.raises(error, match=next(iter(bad))):
         TritonGRUPairKernel(**bad)
 
 
@@ -156,18 +211,18 @@ def test_launch_shape_must_be_powers_of_two(bad):
     not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
     reason="needs CUDA with compiled Triton kernels (GNNAGG_TRITON_ON_GPU=1)",
 )
-def test_kernel_argument_on_cuda():
+def test_backend_argument_on_cuda():
     torch.manual_seed(0)
     x = torch.randn(500, 16, device="cuda", requires_grad=True)
     index = torch.randint(0, 40, (500,), device="cuda")
     results = []
-    for kernel in ("torch", "triton"):
+    for backend in ("torch", "triton"):
         torch.manual_seed(1)
-        aggr = LCMAggregation(16, 16, kernel=kernel).cuda()
+        aggr = LCMAggregation(16, 16, backend=backend).cuda()
         out = aggr(x, index, dim_size=45)
         results.append((out, torch.autograd.grad(out.square().sum(), [x, *aggr.parameters()])))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     for got, want in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
-    with pytest.raises(ValueError, match="kernel='triton' needs the monoid on a CUDA device"):
-        LCMAggregation(16, 16, kernel="triton")(x.detach().cpu(), index.cpu())
+    with pytest.raises(ValueError, match="backend='triton' needs the monoid on a CUDA device"):
+        LCMAggregation(16, 16, backend="triton")(x.detach().cpu(), index.cpu())

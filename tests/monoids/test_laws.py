@@ -120,5 +120,5 @@ def test_softmax_monoid_propagates_nan_to_its_own_node(direct):
 
 @pytest.mark.parametrize("cls", [GRUMonoid, ConjugatedSumMonoid, SoftmaxMonoid])
 def test_bool_channels_are_rejected(cls):
-    with pytest.raises(ValueError, match="channels must be"):
+    with pytest.raises(TypeError, match="channels must be an integer, got a bool"):
         cls(True)

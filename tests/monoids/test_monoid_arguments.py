@@ -7,17 +7,16 @@ import torch
 from gnnagg.monoids import (
     ConjugatedSumMonoid,
     GRUMonoid,
-    InvertibleMap,
     SoftmaxMonoid,
     associativity_gap,
     check_laws,
     identity_gap,
-    sample_rows,
     symmetric_gru,
     tree_reduce,
-    tree_schedule,
 )
-from gnnagg.monoids.conjugated import AffineCoupling
+from gnnagg.monoids.conjugated import AffineCoupling, InvertibleMap
+from gnnagg.monoids.laws import sample_rows
+from gnnagg.monoids.tree import tree_schedule
 from gnnagg.segment import SegmentPlan
 
 STATES = torch.randn(4, 3)
@@ -33,13 +32,22 @@ STATES = torch.randn(4, 3)
         (lambda: SoftmaxMonoid(3, learn="no"), TypeError, "learn must be a bool"),
         (lambda: ConjugatedSumMonoid(4, num_layers=2.5), TypeError, "num_layers must be an int"),
         (lambda: ConjugatedSumMonoid(4, num_layers=-1), ValueError, "num_layers must be non-neg"),
-        (lambda: ConjugatedSumMonoid(4, hidden=2.0), TypeError, "hidden must be an int"),
-        (lambda: ConjugatedSumMonoid(4, hidden=0), ValueError, "hidden must be positive"),
+        (
+            lambda: ConjugatedSumMonoid(4, hidden_channels=2.0),
+            TypeError,
+            "hidden_channels must be an int",
+        ),
+        (
+            lambda: ConjugatedSumMonoid(4, hidden_channels=0),
+            ValueError,
+            "hidden_channels must be positive",
+        ),
         (lambda: InvertibleMap(4, 4, 1.5), TypeError, "num_layers must be an int"),
-        (lambda: InvertibleMap(4, "4", 1), TypeError, "hidden must be an int"),
+        (lambda: InvertibleMap(4, "4", 1), TypeError, "hidden_channels must be an int"),
         (lambda: AffineCoupling(4, 4, flip="yes"), TypeError, "flip must be a bool"),
         (lambda: AffineCoupling(1, 4, flip=False), ValueError, "channels must be at least 2"),
-        (lambda: GRUMonoid(2.5), ValueError, "channels must be"),
+        (lambda: GRUMonoid(2.5), TypeError, "channels must be an integer"),
+        (lambda: GRUMonoid(0), ValueError, "channels must be positive"),
     ],
 )
 def test_bad_constructor_arguments(build, error, match):

@@ -171,10 +171,10 @@ def test_edge_weights_are_read_from_the_named_attribute():
     assert not torch.equal(plain.poly_graph, out.poly_graph)
 
 
-def test_dense_method_and_dtypes_agree_with_the_default():
+def test_dense_backend_and_dtypes_agree_with_the_default():
     graphs = Batch.from_data_list(_random_graphs(3, [5, 6]))
     reference = AddEquivariantPolynomials(max_degree=5)(graphs)
-    for options in ({"method": "dense"}, {"dtype": torch.int64}, {"dtype": torch.float32}):
+    for options in ({"backend": "dense"}, {"dtype": torch.int64}, {"dtype": torch.float32}):
         out = AddEquivariantPolynomials(max_degree=5, **options)(graphs)
         for name in ("poly_graph", "poly_x", "poly_edge_attr"):
             assert out[name].dtype == options.get("dtype", torch.float64)
@@ -232,7 +232,7 @@ def test_multigraph_basis_runs_through_the_transform():
         ({"orders": ()}, ValueError, "orders"),
         ({"orders": (1, 1)}, ValueError, "repeat"),
         ({"subset": "2fwl"}, ValueError, "beyond-2fwl"),
-        ({"method": "magic"}, ValueError, "method"),
+        ({"backend": "magic"}, ValueError, "backend"),
         ({"normalize": "zscore"}, ValueError, "normalize"),
         ({"dtype": torch.int64, "normalize": "density"}, ValueError, "floating"),
         ({"dtype": torch.bool}, ValueError, "dtype"),

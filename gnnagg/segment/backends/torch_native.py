@@ -51,7 +51,7 @@ class SortedSegment(torch.autograd.Function):
             src, out = ctx.saved_tensors
             if not torch.is_grad_enabled():
                 # First derivatives only: torch's own kernel finds and splits ties in one pass
-                # (the formula below takes several, about 1.5x the time on a CPU).
+                # (the formula below takes several).
                 grad_src = torch.ops.aten._segment_reduce_backward(
                     grad.contiguous(), out, src, reduce, offsets=plan.ptr, axis=0
                 )
@@ -66,10 +66,9 @@ class SortedSegment(torch.autograd.Function):
 
 
 # On a CPU, torch.segment_reduce is the faster sorted path only for narrow rows: its time grows
-# faster than the row width. Measured side by side with 1 thread (1M sorted rows, mean degree 3,
-# 10 and 50): at 8-32 values per row it beat scatter_add for sums (42 vs 61 ms at 8 values,
-# 158 vs 200 at 32), from 64 values on it lost (386 vs 326 ms at 64, 831 vs 588 at 128), and
-# max/min behaved alike. On CUDA it is the fastest path at every width.
+# faster than the row width, so scatter_add wins on wide rows (max/min alike). The threshold
+# lies between the widths where side-by-side timings changed winner (the numbers:
+# docs/benchmarks/cpu-epyc-2core.rst). On CUDA segment_reduce is the fastest path at every width.
 _CPU_SEGMENT_REDUCE_MAX_ROW_VALUES = 48
 
 
@@ -97,8 +96,8 @@ class TorchBackend(SegmentBackend):
         index = plan.index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
         out = src.new_zeros((plan.dim_size, *src.shape[1:]))
         if reduce in ("sum", "mean"):
-            # On an H200 (10M x 128 rows) PyG's scatter_add path ran at 1.23 TB/s where
-            # scatter_reduce(include_self=False) ran at 0.73; sums need no self-exclusion.
+            # scatter_add, not scatter_reduce(include_self=False): sums need no self-exclusion,
+            # and on a GPU the former is the faster kernel (docs/benchmarks/gpu-h200.rst).
             # In place on the fresh zeros: out of place would copy the whole output once more.
             out = out.scatter_add_(0, index, src)
             if reduce == "mean":

@@ -227,7 +227,7 @@ def bench_molecules(sizes: dict) -> list[dict]:
         cold = time.perf_counter() - start
         warm, warm_all, ours = _timed(lambda t=transform: t(batch), sizes["repeats"])
         dense_transform = AddEquivariantPolynomials(
-            MAX_DEGREE, ORDERS, subset=subset, method="dense"
+            MAX_DEGREE, ORDERS, subset=subset, backend="dense"
         )
         dense_time, _, dense = _timed(lambda t=dense_transform: t(batch), sizes["repeats"])
         # Only the large "all" basis is sampled; the 12 "beyond-2fwl" elements differ too much

@@ -47,7 +47,7 @@ def graph_batches(draw, max_nodes=5, max_graphs=2, weighted=False, directed=Fals
 
 
 def _check_against_brute_force(
-    polys, edge_index, weight, batch, sizes, method="sparse", use_weight=True
+    polys, edge_index, weight, batch, sizes, backend="sparse", use_weight=True
 ):
     order = polys[0].order
     out = evaluate(
@@ -55,7 +55,7 @@ def _check_against_brute_force(
         edge_index,
         sum(sizes),
         batch=batch,
-        method=method,
+        backend=backend,
         edge_weight=weight if use_weight else None,
     )
     offset = 0
@@ -101,19 +101,19 @@ def test_every_element_up_to_degree_6_on_a_six_node_graph(order):
 def test_weighted_directed_looped_input_matches_brute_force(order, data):
     edge_index, weight, batch, sizes = data
     polys = _basis(4, order) + _basis(3, order, simple=False)
-    for method in ("sparse", "dense"):
-        _check_against_brute_force(polys, edge_index, weight, batch, sizes, method=method)
+    for backend in ("sparse", "dense"):
+        _check_against_brute_force(polys, edge_index, weight, batch, sizes, backend=backend)
 
 
 @pytest.mark.parametrize("order", [0, 1, 2])
 @settings(max_examples=5)
 @given(data=graph_batches(max_nodes=5, max_graphs=3))
-def test_dense_method_matches_sparse_method(order, data):
+def test_dense_backend_matches_sparse_backend(order, data):
     edge_index, weight, batch, sizes = data
     polys = list(_basis(6, order))
     sparse = evaluate(polys, edge_index, sum(sizes), batch=batch)
     dense = evaluate(
-        polys, edge_index, sum(sizes), batch=batch, method="dense", dense_budget=200
+        polys, edge_index, sum(sizes), batch=batch, backend="dense", dense_budget=200
     )  # a tiny budget forces several chunks
     torch.testing.assert_close(sparse, dense, rtol=0, atol=0)
 
@@ -124,7 +124,7 @@ def test_all_pairs_output_matches_brute_force(data):
     edge_index, weight, _, sizes = data
     polys = list(_basis(4, 2))
     out = evaluate(
-        polys, edge_index, sizes[0], edge_weight=weight, dense_pairs=True, method="dense"
+        polys, edge_index, sizes[0], edge_weight=weight, dense_pairs=True, backend="dense"
     )
     brute = BruteForce(dense_adjacency(edge_index, sizes[0], weight))
     for c, poly in enumerate(polys):
@@ -140,9 +140,9 @@ def test_permuting_nodes_permutes_the_features():
     moved = perm[edge_index]
     for order in (0, 1, 2):
         polys = list(_basis(5, order))
-        for method in ("sparse", "dense"):
-            before = evaluate(polys, edge_index, n, method=method)
-            after = evaluate(polys, moved, n, method=method)
+        for backend in ("sparse", "dense"):
+            before = evaluate(polys, edge_index, n, backend=backend)
+            after = evaluate(polys, moved, n, backend=backend)
             if order == 1:
                 before = before[torch.argsort(perm)]
             # Graph-level values stay, node rows move with their node, and edge e keeps its
@@ -161,9 +161,9 @@ def test_batch_equals_graphs_evaluated_one_by_one():
     batch = torch.repeat_interleave(torch.arange(len(graphs)), torch.tensor([n for _, n in graphs]))
     for order in (0, 1, 2):
         polys = list(_basis(5, order))
-        for method in ("sparse", "dense"):
-            together = evaluate(polys, edge_index, int(offsets[-1]), batch=batch, method=method)
-            pieces = [evaluate(polys, e, n, method=method) for e, n in graphs]
+        for backend in ("sparse", "dense"):
+            together = evaluate(polys, edge_index, int(offsets[-1]), batch=batch, backend=backend)
+            pieces = [evaluate(polys, e, n, backend=backend) for e, n in graphs]
             torch.testing.assert_close(together, torch.cat(pieces), rtol=0, atol=0)
 
 
@@ -173,11 +173,11 @@ def test_integer_and_single_precision_outputs():
     edge_index = (upper + upper.T).nonzero().T.contiguous()
     polys = list(_basis(6, 0))
     reference = evaluate(polys, edge_index, 12)
-    for method in ("sparse", "dense"):
-        exact = evaluate(polys, edge_index, 12, dtype=torch.int64, method=method)
+    for backend in ("sparse", "dense"):
+        exact = evaluate(polys, edge_index, 12, dtype=torch.int64, backend=backend)
         assert exact.dtype == torch.int64
         assert torch.equal(exact, reference.long())
-        single = evaluate(polys, edge_index, 12, dtype=torch.float32, method=method)
+        single = evaluate(polys, edge_index, 12, dtype=torch.float32, backend=backend)
         torch.testing.assert_close(single.double(), reference, rtol=1e-5, atol=0)
 
 
@@ -228,7 +228,7 @@ def test_empty_inputs():
         ({"batch": torch.tensor([1, 0, 0])}, ValueError, "non-decreasing"),
         ({"batch": torch.tensor([0, 0, 1])}, ValueError, "different graphs"),
         ({"batch": torch.tensor([0, 0])}, ValueError, "batch"),
-        ({"method": "fast"}, ValueError, "method"),
+        ({"backend": "fast"}, ValueError, "backend"),
         ({"dtype": torch.float16}, ValueError, "dtype"),
         ({"dtype": torch.int64, "edge_weight": torch.tensor([0.5, 1.0])}, ValueError, "integral"),
         ({"dense_budget": 0}, ValueError, "dense_budget"),
@@ -251,9 +251,9 @@ def test_dense_evaluation_refuses_graphs_too_large_for_it():
     n = 20_000
     edge_index = torch.stack([torch.arange(n - 1), torch.arange(1, n)])
     k4 = [Polynomial.from_edges([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)], (0, 1))]
-    with pytest.raises(ValueError, match="method='sparse'"):
-        evaluate(k4, edge_index, n, method="dense")
-    assert evaluate(k4, edge_index, n).abs().sum() == 0  # the sparse method copes
+    with pytest.raises(ValueError, match="backend='sparse'"):
+        evaluate(k4, edge_index, n, backend="dense")
+    assert evaluate(k4, edge_index, n).abs().sum() == 0  # the sparse backend copes
 
 
 def test_evaluate_rejects_bad_polynomial_lists():
@@ -277,7 +277,7 @@ def test_integer_like_counts_and_any_iterable_of_polynomials():
     torch.testing.assert_close(evaluate((p for p in basis), edge_index, 3), expected)
 
 
-def test_dense_method_stays_within_its_budget():
+def test_dense_backend_stays_within_its_budget():
     """A chunk holds one polynomial's [b, n, n] result at a time, not all C of them."""
     from allocations import AllocationLog
 
@@ -290,7 +290,7 @@ def test_dense_method_stays_within_its_budget():
     polys = list(enumerate_basis(4, 2, subset="within-2fwl"))
     with AllocationLog() as log:
         out = evaluate(
-            polys, edge_index, n * graphs, batch=batch, method="dense", dense_budget=budget
+            polys, edge_index, n * graphs, batch=batch, backend="dense", dense_budget=budget
         )
     output_bytes = out.numel() * out.element_size()
     # Nothing beyond the output and budget-sized float64 intermediates (the per-chunk stack of
