@@ -11,7 +11,7 @@ from gnnagg.bench import cli
 from gnnagg.bench.config import SuiteConfig
 from gnnagg.bench.mesh_rollout import peak_extra_memory_bytes, plot_field_arrays
 from gnnagg.bench.runner import run_suite
-from gnnagg.bench.sections import SECTIONS
+from gnnagg.bench.studies import SECTIONS
 from gnnagg.bench.sections.mesh import (
     MeshConfig,
     claims_lines,

@@ -101,8 +101,8 @@ def test_a_poisoned_config_file_fails_in_one_line(tmp_path, capsys, section, fie
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["sizegen", "--lr", "inf"], "lr must be finite"),
-        (["sizegen", "--lr", "nan"], "lr must be finite"),
+        (["sizegen", "--lr", "inf"], "argument --lr: expected a finite number"),
+        (["sizegen", "--lr", "nan"], "argument --lr: expected a finite number"),
         (["sizegen", "--num-train", "1000000000000"], "of memory"),
     ],
 )

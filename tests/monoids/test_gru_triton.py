@@ -178,7 +178,7 @@ def test_triton_kernel_saturates_like_torch():
 def test_kernels_compile_for_cuda_targets(tmp_path):
     """The interpreter above checks the arithmetic; this checks that both kernels compile for
     sm_80 and sm_90 in every dtype the monoid hands them (no GPU needed)."""
-    from cuda_compile import compile_in_subprocess
+    from ..cuda_compile import compile_in_subprocess
 
     compiled = compile_in_subprocess("gru_pair", cache_dir=tmp_path)
     seen = {(r["kernel"], r["signature"]["a_ptr"], r["target"]) for r in compiled}

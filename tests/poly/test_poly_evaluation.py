@@ -279,7 +279,7 @@ def test_integer_like_counts_and_any_iterable_of_polynomials():
 
 def test_dense_backend_stays_within_its_budget():
     """A chunk holds one polynomial's [b, n, n] result at a time, not all C of them."""
-    from allocations import AllocationLog
+    from ..allocations import AllocationLog
 
     # One chunk of all ten graphs: its [b, n, n] results are 5x the output's edge rows.
     n, graphs, budget = 10, 10, 1 << 14

@@ -178,7 +178,7 @@ def test_a_priori_bound_covers_the_brute_force_values():
 
 
 def test_hub_of_20k_leaves_is_refused_by_the_estimate_before_allocating():
-    from allocations import AllocationLog
+    from ..allocations import AllocationLog
 
     leaves = 20_000
     edge_index = _star(leaves)
@@ -225,7 +225,7 @@ def test_truthy_strings_and_bools_are_not_options():
 
 
 def test_all_pairs_output_is_refused_before_allocating_when_padding_explodes():
-    from allocations import AllocationLog
+    from ..allocations import AllocationLog
 
     # 40,000 one-node graphs and one graph of 200 nodes: every graph pads to 200 x 200.
     small = 40_000

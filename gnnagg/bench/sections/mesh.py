@@ -285,7 +285,7 @@ def _build_model(spec: dict[str, Any], dim: int, heads: int) -> Any:
         edge_input_channels,
         node_input_channels,
     )
-    from ..attention import make_mask
+    from ..studies.attention.run import make_mask
 
     if spec["family"] == "mgn":
         model = MeshGraphNet(
