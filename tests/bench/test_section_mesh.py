@@ -11,7 +11,6 @@ from gnnagg.bench import cli
 from gnnagg.bench.config import SuiteConfig
 from gnnagg.bench.mesh_rollout import peak_extra_memory_bytes, plot_field_arrays
 from gnnagg.bench.runner import run_suite
-from gnnagg.bench.studies import SECTIONS
 from gnnagg.bench.sections.mesh import (
     MeshConfig,
     claims_lines,
@@ -19,6 +18,7 @@ from gnnagg.bench.sections.mesh import (
     parse_model_name,
     run_mesh,
 )
+from gnnagg.bench.studies import SECTIONS
 from gnnagg.data import mesh_simulation
 from gnnagg.models import MeanDeltaBaseline, PersistenceBaseline, rollout_rmse
 
