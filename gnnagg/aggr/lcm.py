@@ -27,10 +27,13 @@ from ..monoids import (
     tree_reduce,
 )
 from ..monoids.laws import sample_rows
-from ..segment import SegmentPlan
-from .base import NeighbourhoodAggregation, Neighbourhoods
+from ..segment import SegmentPlan, resolve_plan
+from .base import NeighbourhoodAggregation, Neighbourhoods, check_messages, group_neighbourhoods
 
 __all__ = ["LCMAggregation"]
+
+# What the last forward remembers when it ran without gradients: nothing to regularise.
+_NO_GRAD = "no_grad"
 
 
 def _grouped_plan(groups: Neighbourhoods) -> SegmentPlan:
@@ -139,19 +142,23 @@ class LCMAggregation(NeighbourhoodAggregation):
         self.monoid.reset_parameters()
 
     # -- the reduction --------------------------------------------------------------------------
-    def _lift(self, groups: Neighbourhoods) -> Tensor:
-        x = groups.messages
+    def _lift(self, x: Tensor) -> Tensor:
+        """Messages (rows first, in any order) to monoid states, row by row."""
         x = x.to(self.work_dtype(x.dtype))
         if self.lin is not None:
             x = F.relu(self.lin(x))
         states = self.monoid.lift(x)
-        # Kept (with its graph) for the regularisers; replaced at the next forward.
-        self._last_forward.set(states)
+        self._remember(states)
         return states
+
+    def _remember(self, states: Tensor) -> None:
+        # Kept (with its graph) for the regularisers; replaced at the next forward. A forward
+        # without gradients keeps nothing, as the recurrent aggregators (see _remembered_states).
+        self._last_forward.set(states if torch.is_grad_enabled() else _NO_GRAD)
 
     def _reduce(self, states: Tensor, groups: Neighbourhoods) -> Tensor:
         plan = _grouped_plan(groups)
-        if self.allow_direct_reduce and self.monoid.exact:
+        if self._reduces_directly():
             reduced = self.monoid.direct_reduce(states, plan)
             if reduced is not None:
                 return reduced
@@ -161,9 +168,37 @@ class LCMAggregation(NeighbourhoodAggregation):
             return fused_tree_reduce(states, plan, *fused, identity)
         return tree_reduce(states, plan, self.monoid.combine, identity)
 
+    def _reduces_directly(self) -> bool:
+        return self.allow_direct_reduce and self.monoid.exact
+
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
-        out = self.monoid.lower(self._reduce(self._lift(groups), groups))
+        out = self.monoid.lower(self._reduce(self._lift(groups.messages), groups))
         return out.to(groups.messages.dtype)
+
+    def traced_forward(self, x, index, ptr, dim_size, dim, plan) -> Tensor:
+        """The forward under ``torch.compile``: the lift and the lowering trace into the graph
+        and so does the one-step reduction of an exactly associative monoid (no graph break);
+        a tree (the GRU monoid, or ``allow_direct_reduce=False``) is reduced eagerly behind one
+        break, on the plan and tree schedule cached for the index. Messages lift row by row,
+        so they are lifted in their own order and only the states are regrouped."""
+        self._check_channels(x, dim)
+        x0 = check_messages(x, dim).movedim(dim, 0)
+        states = self._lift(x0)
+        reduced = None
+        if self._reduces_directly():
+            rows = resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
+            reduced = self.monoid.direct_reduce(states, rows)
+        if reduced is None:
+            reduced = self._reduce_eagerly(states, index, ptr, dim_size, plan)
+        return self.monoid.lower(reduced).to(x.dtype).movedim(0, dim)
+
+    @torch.compiler.disable
+    def _reduce_eagerly(self, states, index, ptr, dim_size, plan) -> Tensor:
+        shuffle = self.shuffle and self.training
+        groups = group_neighbourhoods(states, index, ptr, dim_size, 0, plan=plan, shuffle=shuffle)
+        # The regularisers sample the grouped states, as after an eager forward.
+        self._remember(groups.messages)
+        return self._reduce(groups.messages, groups)
 
     # -- partial results (exact monoids) ---------------------------------------------------------
     def reduce_partial(
@@ -193,7 +228,7 @@ class LCMAggregation(NeighbourhoodAggregation):
                 "or pass allow_inexact=True to accept the difference"
             )
         groups = self.group(x, index, ptr, dim_size, dim, plan)
-        return self._reduce(self._lift(groups), groups).movedim(0, dim)
+        return self._reduce(self._lift(groups.messages), groups).movedim(0, dim)
 
     def combine_partial(self, a: Tensor, b: Tensor) -> Tensor:
         """Merge two results of :meth:`reduce_partial` (element-wise ⊕)."""
@@ -223,6 +258,11 @@ class LCMAggregation(NeighbourhoodAggregation):
     # -- regularisers ---------------------------------------------------------------------------
     def _remembered_states(self) -> Tensor:
         states = self._last_forward.get()
+        if states is _NO_GRAD:
+            raise RuntimeError(
+                f"{type(self).__name__}: the last forward ran without gradients (torch.no_grad "
+                "or inference_mode), which records no states; run it with gradients enabled"
+            )
         if states is None or states.shape[0] == 0:
             raise RuntimeError(
                 "associativity_loss needs a forward pass with at least one message (in this "
