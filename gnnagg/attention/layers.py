@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_count
+from .._torchscript import NoTorchScript
 from .builtin_masks import adjacency
 from .mask_index import MaskIndex
 from .masks import Mask
@@ -14,7 +15,7 @@ from .ops import BACKENDS, graph_attention
 __all__ = ["GraphAttention"]
 
 
-class GraphAttention(nn.Module):
+class GraphAttention(NoTorchScript, nn.Module):
     r"""One masked multi-head attention layer: q/k/v projections, :func:`graph_attention`, an
     output projection,
 
