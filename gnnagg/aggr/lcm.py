@@ -176,19 +176,22 @@ class LCMAggregation(NeighbourhoodAggregation):
         return out.to(groups.messages.dtype)
 
     def traced_forward(self, x, index, ptr, dim_size, dim, plan) -> Tensor:
-        """The forward under ``torch.compile``: the lift and the lowering trace into the graph
-        and so does the one-step reduction of an exactly associative monoid (no graph break);
-        a tree (the GRU monoid, or ``allow_direct_reduce=False``) is reduced eagerly behind one
-        break, on the plan and tree schedule cached for the index. Messages lift row by row,
-        so they are lifted in their own order and only the states are regrouped."""
+        """The forward under ``torch.compile``. An exactly associative monoid's one-step
+        reduction traces into the graph with the projection, the lift and the lowering (no
+        graph break). A tree (the GRU monoid, or ``allow_direct_reduce=False``) runs eagerly
+        as a whole behind one break, on the plan and tree schedule cached for the index:
+        its levels depend on the degrees, and compiling only the projection around it was
+        measured slower than eager (docs/benchmarks: Inductor's CPU code saves ReLU's
+        backward mask as bytes, slowly)."""
+        if not self._reduces_directly():
+            return super().traced_forward(x, index, ptr, dim_size, dim, plan)
         self._check_channels(x, dim)
         x0 = check_messages(x, dim).movedim(dim, 0)
         states = self._lift(x0)
-        reduced = None
-        if self._reduces_directly():
-            rows = resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
-            reduced = self.monoid.direct_reduce(states, rows)
-        if reduced is None:
+        reduced = self.monoid.direct_reduce(
+            states, resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
+        )
+        if reduced is None:  # a monoid without a one-step reduction for these states
             reduced = self._reduce_eagerly(states, index, ptr, dim_size, plan)
         return self.monoid.lower(reduced).to(x.dtype).movedim(0, dim)
 
