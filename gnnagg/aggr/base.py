@@ -16,20 +16,42 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
-from .._checks import check_bool, check_int, check_tensor
+from .._checks import check_bool, check_int, check_positive, check_tensor
 from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan, resolve_plan
 from ..segment.plan import check_dim_size
 
 __all__ = [
+    "LAZY",
     "NeighbourhoodAggregation",
     "Neighbourhoods",
     "PerThread",
+    "check_in_channels",
     "check_messages",
     "group_neighbourhoods",
+    "linear",
 ]
 
 _PRECISION = {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}
+#: ``in_channels=-1``: learnt from the first forward, as in PyG's lazy modules.
+LAZY = -1
+
+
+def check_in_channels(value: object) -> int:
+    """``in_channels`` as a positive int, or ``-1`` (lazy: learnt from the first forward)."""
+    if check_int(value, "in_channels") == LAZY:
+        return LAZY
+    return check_positive(value, "in_channels")
+
+
+def linear(in_channels: int, out_channels: int, bias: bool = True) -> nn.Module:
+    """``nn.Linear``, or PyG's lazy ``Linear`` for ``in_channels=-1`` (its weight is an
+    uninitialised parameter until the first forward; same keys in a state dict)."""
+    if in_channels == LAZY:
+        from torch_geometric.nn.dense.linear import Linear
+
+        return Linear(LAZY, out_channels, bias=bias)
+    return nn.Linear(in_channels, out_channels, bias=bias)
 
 
 @dataclass
@@ -186,10 +208,23 @@ class NeighbourhoodAggregation(NoTorchScript, Aggregation):
                 f"dim={dim} is the channel dimension of x (shape {tuple(x.shape)}); the "
                 "aggregated dimension must come before the last one"
             )
-        if x.shape[-1] != in_channels:
+        if in_channels == LAZY:
+            self._initialize_lazily(x.shape[-1])
+        elif x.shape[-1] != in_channels:
             raise ValueError(
                 f"x has {x.shape[-1]} channels in its last dimension, but in_channels={in_channels}"
             )
+
+    @torch.compiler.disable
+    def _initialize_lazily(self, in_channels: int) -> None:
+        # Parameters come into being here: not something to trace.
+        self._initialize_channels(int(in_channels))
+
+    def _initialize_channels(self, in_channels: int) -> None:
+        """Learn ``in_channels`` from the first messages of a lazy module (``in_channels=-1``)
+        and initialise what depends on it; subclasses extend it (PyG's lazy ``Linear``
+        initialises itself at its first call)."""
+        self.in_channels = int(in_channels)
 
     def __getstate__(self) -> dict:
         # Tensors remembered from the last forward belong to an autograd graph: copies (shallow

@@ -28,7 +28,15 @@ from ..monoids import (
 )
 from ..monoids.laws import sample_rows
 from ..segment import SegmentPlan, resolve_plan
-from .base import NeighbourhoodAggregation, Neighbourhoods, check_messages, group_neighbourhoods
+from .base import (
+    LAZY,
+    NeighbourhoodAggregation,
+    Neighbourhoods,
+    check_in_channels,
+    check_messages,
+    group_neighbourhoods,
+    linear,
+)
 
 __all__ = ["LCMAggregation"]
 
@@ -48,7 +56,8 @@ class LCMAggregation(NeighbourhoodAggregation):
     """Aggregate each neighbourhood with a learnable commutative monoid, reduced as a tree.
 
     Args:
-        in_channels: size of each message.
+        in_channels: size of each message, or ``-1`` to learn it from the first forward (as
+            PyG's lazy modules: run one batch before building the optimiser).
         out_channels: size of each output (and of the monoid's elements).
         project: apply ``Linear(in_channels, out_channels)`` and ReLU to messages before
             reducing (as PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
@@ -83,9 +92,11 @@ class LCMAggregation(NeighbourhoodAggregation):
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
-        in_channels = check_positive(in_channels, "in_channels")
+        in_channels = check_in_channels(in_channels)
         out_channels = check_positive(out_channels, "out_channels")
         project = check_bool(project, "project")
+        if not project and in_channels == LAZY:
+            in_channels = out_channels  # nothing to learn: the messages are the states
         if not project and in_channels != out_channels:
             raise ValueError(
                 f"in_channels ({in_channels}) must equal out_channels ({out_channels}) "
@@ -93,7 +104,7 @@ class LCMAggregation(NeighbourhoodAggregation):
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.project = project
-        self.lin = nn.Linear(in_channels, out_channels) if project else None
+        self.lin = linear(in_channels, out_channels) if project else None
         if isinstance(monoid, str):
             if monoid not in MONOIDS:
                 raise ValueError(f"monoid must be one of {sorted(MONOIDS)}, got {monoid!r}")
