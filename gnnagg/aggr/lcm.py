@@ -145,6 +145,10 @@ class LCMAggregation(NeighbourhoodAggregation):
             state_dict.setdefault(
                 f"{prefix}monoid.identity_element", self.monoid.identity_element.detach().clone()
             )
+        # A lazy aggregation learns its width from the checkpoint's projection.
+        weight = state_dict.get(f"{prefix}lin.weight")
+        if self.in_channels == LAZY and isinstance(weight, Tensor) and weight.dim() == 2:
+            self.in_channels = int(weight.shape[1])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
