@@ -300,7 +300,10 @@ class LCMAggregation(NeighbourhoodAggregation):
 
         Differentiable with respect to the monoid's parameters and the messages. Near zero for
         exact monoids. It reuses the last forward's autograd graph, so add it to the loss
-        before calling ``backward()`` on that loss.
+        before calling ``backward()`` on that loss. Raises ``RuntimeError`` before any forward
+        or when the last forward ran without gradients (``torch.no_grad``/``inference_mode``:
+        nothing is recorded then, so evaluation holds no extra memory), as the recurrent
+        aggregators' ``permutation_loss`` does.
 
         Its cost grows with ``num_triples`` faster than linearly once the operands leave the
         cache (a thousand triples can cost more than the tree's own forward and backward;
@@ -321,7 +324,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         return every * associativity_gap(self.monoid, a, b, c)
 
     def identity_loss(self, num_samples: int = 1024, seed: int | None = None) -> Tensor:
-        """Mean ‖e⊕a − a‖² over messages of the last forward (keeps a learned identity honest)."""
+        """Mean ‖e⊕a − a‖² over messages of the last forward (keeps a learned identity honest);
+        needs a forward with gradients, as :meth:`associativity_loss`."""
         num_samples, seed = check_positive(num_samples, "num_samples"), check_seed(seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         (a,) = sample_rows(self._remembered_states(), num_samples, 1, generator)
