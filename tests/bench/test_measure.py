@@ -7,6 +7,7 @@ from gnnagg.bench.measure import (
     MIB,
     median_time_ms,
     paired_median_times_ms,
+    paired_times_ms,
     peak_extra_memory,
     peak_method,
     significant,
@@ -37,5 +38,7 @@ def test_paired_timer_calls_in_turns_and_counts_cpu_time():
     times = paired_median_times_ms([first, busy], "cpu", repeats=3, warmup=1, clock="cpu")
     assert calls == ["a", "b"] * 4
     assert len(times) == 2 and all(t >= 0 for t in times)
+    samples = paired_times_ms([first, busy], "cpu", repeats=4, warmup=0)
+    assert [len(s) for s in samples] == [4, 4]
     with pytest.raises(ValueError, match="clock"):
         paired_median_times_ms([first], "cpu", clock="gpu")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 
 from ...machine import describe_machine, machine_info
-from ...measure import paired_median_times_ms
+from ...measure import paired_median_times_ms, paired_times_ms
 from .config import SpeedConfig
 from .messages import make_messages
 from .output import write_result
@@ -124,12 +125,19 @@ def measure(case: str, method: str, repeats: int, num_nodes: int = NUM_NODES) ->
         row["graphs"] = graphs
         row["graph_breaks"] = sum(counters["graph_break"].values())
         pair = [step(module), step(compiled)]
-        eager, fast = paired_median_times_ms(pair, "cpu", repeats, warmup=2, clock="cpu")
+        eager_times, fast_times = paired_times_ms(pair, "cpu", repeats, warmup=2, clock="cpu")
+        eager, fast = statistics.median(eager_times), statistics.median(fast_times)
+        # The spread of the speed-up over the rounds (each a pair timed under one load).
+        ratios = statistics.quantiles(
+            [e / f for e, f in zip(eager_times, fast_times)], n=4, method="inclusive"
+        )
         eager_wall, fast_wall = paired_median_times_ms(pair, "cpu", max(repeats // 2, 1))
         row.update(
             eager_ms=round(eager, 2),
             compiled_ms=round(fast, 2),
             speedup=round(eager / fast, 3),
+            speedup_q1=round(ratios[0], 3),
+            speedup_q3=round(ratios[2], 3),
             eager_wall_ms=round(eager_wall, 2),
             compiled_wall_ms=round(fast_wall, 2),
             status="ok",
@@ -188,18 +196,21 @@ def run(
 
 def format_table(result: dict[str, Any]) -> str:
     """Markdown: one row per (case, method): CPU ms eager and compiled, the speed-up (eager /
-    compiled), compile time, graphs and graph breaks."""
+    compiled medians) and the quartiles of the per-round speed-ups (the noise), compile time,
+    graphs and graph breaks."""
     lines = [
-        "| case | method | eager ms | compiled ms | speed-up | compile s | graphs | breaks |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| case | method | eager ms | compiled ms | speed-up | quartiles | compile s | graphs "
+        "| breaks |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in result["rows"]:
         if r.get("status") != "ok":
-            lines.append(f"| {r['case']} | {r['method']} | {r.get('status')} | | | | | |")
+            lines.append(f"| {r['case']} | {r['method']} | {r.get('status')} | | | | | | |")
             continue
+        spread = f"{r['speedup_q1']:.2f}-{r['speedup_q3']:.2f}" if "speedup_q1" in r else "-"
         lines.append(
             f"| {r['case']} | {r['method']} | {r['eager_ms']:.1f} | {r['compiled_ms']:.1f} "
-            f"| {r['speedup']:.2f}x | {r['compile_s']:.1f} | {r['graphs']} "
+            f"| {r['speedup']:.2f}x | {spread} | {r['compile_s']:.1f} | {r['graphs']} "
             f"| {r['graph_breaks']} |"
         )
     return "\n".join(lines)
