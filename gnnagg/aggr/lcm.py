@@ -197,7 +197,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         as a whole behind one break, on the plan and tree schedule cached for the index:
         its levels depend on the degrees, and compiling only the projection around it was
         measured slower than eager (docs/benchmarks: Inductor's CPU code saves ReLU's
-        backward mask as bytes, slowly)."""
+        backward mask as bytes, slowly). ``shuffle`` changes nothing in a one-step reduction
+        (beyond rounding), so it is not drawn there."""
         if not self._reduces_directly():
             return super().traced_forward(x, index, ptr, dim_size, dim, plan)
         self._check_channels(x, dim)
