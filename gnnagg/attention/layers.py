@@ -61,7 +61,7 @@ class GraphAttention(NoTorchScript, nn.Module):
         self.channels = _check_positive(channels, "channels")
         if in_channels is None:
             in_channels = self.channels
-        elif in_channels != -1 or isinstance(in_channels, bool):
+        elif not (type(in_channels) is int and in_channels == -1):
             in_channels = _check_positive(in_channels, "in_channels")
         self.in_channels = in_channels
         self.heads = _check_positive(heads, "heads")
