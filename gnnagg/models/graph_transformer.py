@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._torchscript import NoTorchScript
 from ..attention import GraphAttention, Mask, MaskIndex, adjacency
 from .mlp import _check_positive, mlp
 
 __all__ = ["GraphTransformer"]
 
 
-class GraphTransformer(nn.Module):
+class GraphTransformer(NoTorchScript, nn.Module):
     r"""Mesh graph transformer: encoder MLP, ``num_layers`` pre-norm blocks, decoder MLP.
 
     Each block is

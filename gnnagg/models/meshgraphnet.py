@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.resolver import aggregation_resolver
 
+from .._torchscript import NoTorchScript
 from .mlp import _check_positive, mlp
 
 __all__ = ["MeshGraphNet", "mesh_edge_features"]
@@ -22,7 +23,7 @@ def mesh_edge_features(edge_index: Tensor, pos: Tensor) -> Tensor:
     return torch.cat([relative, relative.norm(dim=-1, keepdim=True)], dim=-1)
 
 
-class MeshGraphNet(nn.Module):
+class MeshGraphNet(NoTorchScript, nn.Module):
     r"""MeshGraphNet (Pfaff et al. 2021, `arXiv:2010.03409 <https://arxiv.org/abs/2010.03409>`_):
     encode, ``num_layers`` message-passing steps, decode.
 

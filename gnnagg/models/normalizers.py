@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._torchscript import NoTorchScript
+
 __all__ = ["OnlineNormalizer"]
 
 
-class OnlineNormalizer(nn.Module):
+class OnlineNormalizer(NoTorchScript, nn.Module):
     """Standardises features with a mean and standard deviation accumulated online, as
     MeshGraphNet's ``Normalizer``: while ``accumulate=True`` and fewer than
     ``max_accumulations`` batches have been seen, each batch's rows are added to running sums

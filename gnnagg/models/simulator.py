@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from .._torchscript import NoTorchScript
 from ..data import NODE_TYPES, MeshSimulation
 from .meshgraphnet import mesh_edge_features
 from .normalizers import OnlineNormalizer
@@ -84,7 +85,7 @@ class MeshStepModel(Protocol):
     ) -> Tensor: ...
 
 
-class NodeFeatureModel(nn.Module):
+class NodeFeatureModel(NoTorchScript, nn.Module):
     """Adapts ``model(x, edge_index, pos=pos, batch=batch)`` (e.g. a ``GraphTransformer``, whose
     masks may use ``pos``) to :class:`MeshStepModel`; edge features are not passed."""
 
@@ -100,7 +101,7 @@ class NodeFeatureModel(nn.Module):
         return self.model(x, edge_index, pos=pos, batch=batch)
 
 
-class EdgeFeatureModel(nn.Module):
+class EdgeFeatureModel(NoTorchScript, nn.Module):
     """Adapts ``model(x, edge_index, edge_attr)`` (e.g. ``MeshGraphNet(in_channels,
     edge_channels=dim + 1, ...)``) to :class:`MeshStepModel`."""
 
@@ -156,7 +157,7 @@ class NextStepPredictor(Protocol):
     def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor: ...
 
 
-class MeshSimulator(nn.Module):
+class MeshSimulator(NoTorchScript, nn.Module):
     r"""A :class:`MeshStepModel` wrapped with the feature construction, the three online
     normalisers (node inputs, edge features, output Δu) and the update rule
     :math:`u^{t+1} = u^t + \Delta u`.

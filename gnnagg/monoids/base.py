@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 from torch import Tensor, nn
 
 from .._checks import check_positive
+from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Monoid"]
 
 
-class Monoid(nn.Module):
+class Monoid(NoTorchScript, nn.Module):
     """Base class for learnable commutative monoids on ``channels``-wide features.
 
     Subclasses implement :meth:`combine` and :meth:`identity`, and set ``state_channels`` when

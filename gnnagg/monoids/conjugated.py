@@ -18,13 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_bool, check_count, check_positive
+from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan, segment
 from .base import Monoid
 
 __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
 
 
-class AffineCoupling(nn.Module):
+class AffineCoupling(NoTorchScript, nn.Module):
     """y_b = x_b · exp(s(x_a)) + t(x_a), y_a = x_a, with (a, b) one of the two channel halves."""
 
     def __init__(self, channels: int, hidden_channels: int, flip: bool) -> None:
@@ -80,7 +81,7 @@ class AffineCoupling(nn.Module):
         return self._join(conditioning, (transformed - shift) * (-log_scale).exp())
 
 
-class InvertibleMap(nn.Module):
+class InvertibleMap(NoTorchScript, nn.Module):
     """A learnable bijection of R^channels: an element-wise affine map and coupling layers."""
 
     def __init__(self, channels: int, hidden_channels: int, num_layers: int) -> None:

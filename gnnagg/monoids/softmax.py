@@ -69,7 +69,9 @@ class SoftmaxMonoid(Monoid):
 
     def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor:
         logits, _, x = self._split(states)
-        peak = segment(logits, plan=plan, reduce="max")
+        # The shift cancels in what lower() returns (acc / l), so it is a constant to autograd,
+        # as in every stable softmax: no backward through the maximum (ties, a scatter).
+        peak = segment(logits.detach(), plan=plan, reduce="max")
         weights = (logits - broadcast_to_rows(peak, plan)).exp()
         normaliser = segment(weights, plan=plan, reduce="sum")
         acc = segment(weights * x, plan=plan, reduce="sum")

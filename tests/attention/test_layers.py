@@ -44,3 +44,17 @@ def test_layer_arguments_are_checked():
     with pytest.raises(ValueError, match="x has 23 rows but the mask was built for 24"):
         GraphAttention(8, 2)(torch.randn(23, 8),
                              mask_index=adjacency().build(random_edges(), num_nodes=24))
+
+
+def test_lazy_input_width_sizes_projections_and_tokens_at_the_first_forward():
+    edge_index = random_edges()
+    layer = GraphAttention(8, heads=2, mask=adjacency() | global_tokens(2), in_channels=-1)
+    assert "in_channels=-1" in repr(layer)
+    out = layer(torch.randn(24, 5), edge_index)
+    assert out.shape == (24, 8) and layer.tokens.shape == (2, 5) and layer.in_channels == 5
+    out.sum().backward()
+    assert layer.tokens.grad is not None and layer.query.weight.shape == (8, 5)
+    wide = GraphAttention(8, heads=2, in_channels=5)
+    assert wide(torch.randn(24, 5), edge_index).shape == (24, 8)
+    with pytest.raises(ValueError, match="in_channels"):
+        GraphAttention(8, in_channels=0)

@@ -11,7 +11,7 @@ from ...fields import StudyConfig, bool_check, finite, names, optional, setting
 __all__ = ["RECURRENT_CASES", "RECURRENT_METHODS", "SPEED_PARTS", "SpeedConfig"]
 
 # The parts, in the order they run (each a module of this folder: see parts.py).
-SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
+SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "compile", "poly")
 RECURRENT_CASES: tuple[str, ...] = ("uniform", "hub200", "hub5000")
 RECURRENT_METHODS: tuple[str, ...] = (
     "gnnagg GRU",
@@ -58,9 +58,10 @@ class SpeedConfig(StudyConfig):
     methods that do not pad every node to the largest degree (PyG's LCM, GRU and LSTM allocate
     ``[N, max degree, F]``: 12.8 GB at hub5000), which are reported as skipped there.
     ``recurrent_methods`` (``None``: all) run on ``recurrent_cases`` in the ``recurrent``
-    part. ``quick``: fewer repeats and sizes; ``smoke``: toy sizes for the smoke suite (every
-    part in seconds; the numbers mean nothing). ``cap_gb`` caps the address space of a CPU
-    worker process, ``timeout_s`` the seconds per measurement.
+    part. ``compile_methods`` (``None``: all) run eager and compiled on ``compile_cases`` in the
+    ``compile`` part. ``quick``: fewer repeats and sizes; ``smoke``: toy sizes for the smoke
+    suite (every part in seconds; the numbers mean nothing). ``cap_gb`` caps the address space
+    of a CPU worker process, ``timeout_s`` the seconds per measurement.
     """
 
     parts: tuple[str, ...] = setting(
@@ -87,6 +88,12 @@ class SpeedConfig(StudyConfig):
         None, optional(names(RECURRENT_METHODS)), "methods of the recurrent part (default: all)",
         choices=lambda: RECURRENT_METHODS,
     )  # fmt: skip
+    compile_methods: tuple[str, ...] | None = setting(
+        None, optional(_methods), "methods of the compile part (default: all)"
+    )
+    compile_cases: tuple[str, ...] = setting(
+        ("uniform",), _cases, "message sets of the compile part"
+    )
     cap_gb: float = setting(
         12.0, finite(positive=True, maximum=1 << 20), "address-space cap of a CPU worker (GB)"
     )
