@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .mask_context import sorted_unique
+from .._checks import check_allocation
+from .mask_context import PAIR_BYTES, sorted_unique
 
 __all__ = ["khop_pairs"]
 
@@ -40,7 +41,9 @@ def khop_pairs(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Tens
 
 def _expand_khop(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Tensor]:
     """Non-zeros of ``(I + A)^k`` (``A[i, j] = 1`` for the edge ``j -> i``) by sparse CSR
-    products; path counts are float32, which stays positive however large it grows."""
+    products, each refused before it runs when its output could exceed the memory, and
+    stopped as soon as the reachable set stops growing (after at most the longest shortest
+    path, whatever ``k``)."""
     device = edge_index.device
     if num_nodes == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=device)
@@ -57,8 +60,24 @@ def _expand_khop(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Te
                                        torch.ones(keys.numel(), device=device),
                                        (num_nodes, num_nodes), check_invariants=False)
         reach = step
-        for _ in range(k - 1):
-            reach = reach @ step
+        step_rows = rowptr[1:] - rowptr[:-1]
+        for hop in range(2, k + 1):
+            # nnz(reach @ step) is at most sum_j (entries of column j of reach) x (entries of
+            # row j of step), and at most N^2.
+            columns = torch.bincount(reach.col_indices(), minlength=num_nodes)
+            bound = min(int((columns * step_rows).sum()), num_nodes * num_nodes)
+            check_allocation(bound * PAIR_BYTES,
+                             f"khop({k}): {hop} hops on {num_nodes} nodes (up to {bound} pairs)",
+                             device)
+            before = reach.col_indices().numel()
+            grown = reach @ step
+            # The values are path counts; only the pattern matters, so keep them at 1.
+            reach = torch.sparse_csr_tensor(grown.crow_indices(), grown.col_indices(),
+                                            torch.ones(grown.col_indices().numel(),
+                                                       device=device),
+                                            grown.shape, check_invariants=False)
+            if reach.col_indices().numel() == before:
+                break  # (I + A) holds I, so an unchanged count is an unchanged pattern
     if k == 1:
         return rows, keys - rows * num_nodes
     crow, col = reach.crow_indices(), reach.col_indices()

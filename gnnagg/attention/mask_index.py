@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_count
 from .ordering import morton_codes, reverse_cuthill_mckee
 
 __all__ = ["DEFAULT_DENSE_LIMIT", "MaskIndex"]
@@ -181,6 +182,7 @@ class MaskIndex:
         Refuses (``ValueError`` naming ``max_entries``) when ``num_rows ** 2 > max_entries``,
         before allocating anything.
         """
+        max_entries = check_count(max_entries, "max_entries")
         entries = self.num_rows * self.num_rows
         if entries > max_entries:
             raise ValueError(
