@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_count
+from .._checks import check_count, check_features
 from .builtin_masks import adjacency
 from .mask_index import MaskIndex
 from .masks import Mask
@@ -80,6 +80,7 @@ class GraphAttention(nn.Module):
 
     def attend(self, rows: Tensor, mask_index: MaskIndex) -> Tensor:
         """Attention over rows ``[R, C]`` in ``mask_index``'s layout; returns ``[R, C]``."""
+        rows = check_features(rows, "rows", self.channels, like=self.query.weight)
         shape = (rows.size(0), self.heads, self.channels // self.heads)
         q = self.query(rows).view(shape)
         k = self.key(rows).view(shape)
@@ -99,6 +100,11 @@ class GraphAttention(nn.Module):
     ) -> Tensor:
         """``[N, C]`` node features to ``[N, C]``; the mask is built from ``edge_index``,
         ``pos`` and ``batch`` unless a built ``mask_index`` is given."""
+        x = check_features(x, "x", self.channels, like=self.query.weight)
+        if mask_index is not None and not isinstance(mask_index, MaskIndex):
+            raise TypeError(
+                f"mask_index must be a MaskIndex (from mask.build), got {type(mask_index).__name__}"
+            )
         if mask_index is None:
             if edge_index is None:
                 raise ValueError("pass edge_index (to build the mask) or a built mask_index")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_features
 from ..attention import GraphAttention, Mask, MaskIndex, adjacency
 from .mlp import _check_positive, mlp
 
@@ -95,6 +96,11 @@ class GraphTransformer(nn.Module):
         The mask is built from ``edge_index``/``pos``/``batch`` unless a built ``mask_index``
         is given (reuse it across steps on a fixed mesh); ``generator`` redraws random jumps.
         """
+        x = check_features(x, "x", self.encoder[0].in_features, like=self.encoder[0].weight)
+        if mask_index is not None and not isinstance(mask_index, MaskIndex):
+            raise TypeError(
+                f"mask_index must be a MaskIndex (from mask.build), got {type(mask_index).__name__}"
+            )
         if mask_index is None:
             if edge_index is None:
                 raise ValueError("pass edge_index (to build the mask) or a built mask_index")

@@ -98,3 +98,22 @@ def test_graph_transformer_arguments_are_checked():
         GraphTransformer(3, 8, 1, heads=2, backend="fast")
     with pytest.raises(ValueError, match="pass edge_index"):
         GraphTransformer(3, 8, 1, heads=2)(torch.randn(4, 3))
+
+
+@pytest.mark.parametrize(
+    "x, edge_index, error, match",
+    [
+        (torch.randn(6, 4), None, ValueError, r"x must be \[num_nodes, 3\]"),
+        (torch.randn(6), None, ValueError, r"x must be \[num_nodes, 3\]"),
+        (torch.randn(6, 3, dtype=torch.float64), None, TypeError, "x has dtype torch.float64"),
+        (torch.ones(6, 3, dtype=torch.int64), None, TypeError, "x must be floating point"),
+        (torch.randn(6, 3), torch.tensor([[0, 7], [1, 2]]), ValueError, "outside"),
+        (torch.randn(6, 3), torch.tensor([[0, -1], [1, 2]]), ValueError, "outside"),
+        (torch.randn(6, 3), torch.tensor([[0.0, 1.0], [1.0, 2.0]]), TypeError, "int64 or int32"),
+    ],
+)
+def test_bad_inputs_are_named(x, edge_index, error, match):
+    model = GraphTransformer(3, 8, 2, heads=2, num_layers=1)
+    edge_index = torch.tensor([[0, 1], [1, 2]]) if edge_index is None else edge_index
+    with pytest.raises(error, match=match):
+        model(x, edge_index)
