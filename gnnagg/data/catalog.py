@@ -295,6 +295,10 @@ def fetch(
     hashes = _expected_hashes(entry, fixture)
     wanted = _stamp(name, recipe, hashes, effective, fixture)
 
+    # A valid build is never changed by another process (only a stale one is discarded), so
+    # loading one needs no lock: a read-only cache, such as a shared data folder, loads.
+    if _check_build(final, wanted) is None:
+        return recipe.load(final, transform=transform)
     with _build_lock(root, key):
         problem = _check_build(final, wanted)
         if problem is None:

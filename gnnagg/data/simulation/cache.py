@@ -100,14 +100,27 @@ def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
+        kind = "iu" if name == "node_type" else "f"
+        if arrays[name].dtype.kind not in kind:
+            raise ValueError(f"{path}: {name} has dtype {arrays[name].dtype}")
+    if arrays["u"].dtype != np.dtype(config.dtype):
+        raise ValueError(f"{path}: u has dtype {arrays['u'].dtype}, its configuration says "
+                         f"{config.dtype}")
     cells = arrays["cells"]
-    if cells.ndim != 2 or cells.shape[1] != dim + 1 or cells.min() < 0 or cells.max() >= n:
+    if cells.dtype.kind not in "iu":
+        raise ValueError(f"{path}: cells must hold integer node ids, got dtype {cells.dtype}")
+    if cells.ndim != 2 or cells.shape[1] != dim + 1 or (
+        cells.size and (cells.min() < 0 or cells.max() >= n)
+    ):
         raise ValueError(f"{path}: cells do not index the {n} nodes with {dim + 1} corners")
+    spacing = arrays["spacing"]
+    if spacing.shape != () or spacing.dtype.kind != "f" or not np.isfinite(spacing):
+        raise ValueError(f"{path}: spacing must be one finite float, got {spacing!r}")
     mesh = ChannelMesh(
         pos=arrays["pos"],
-        cells=cells,
+        cells=cells.astype(np.int64),
         node_type=arrays["node_type"],
-        spacing=float(arrays["spacing"]),
+        spacing=float(spacing),
         obstacle=config.obstacle,
     )
     return MeshSimulation(
@@ -139,6 +152,9 @@ def _cached(config: MeshSimulationConfig, root: Path) -> MeshSimulation | None:
         with open(stamp, encoding="utf-8") as f:
             expected = json.load(f)
     except (OSError, ValueError):
+        return None
+    if not isinstance(expected, dict):
+        warnings.warn(f"{stamp}: not a stamp of this cache; rebuilding", stacklevel=3)
         return None
     if expected.get("config") != config.to_dict() or expected.get("recipe") != RECIPE_VERSION:
         return None

@@ -150,3 +150,39 @@ def test_cache_rebuilds_when_the_stamp_matches_but_the_file_is_foreign(tmp_path,
     with pytest.warns(UserWarning, match="not a mesh simulation"):
         again = mesh_simulation(**CACHED, root=tmp_path)
     assert torch.equal(again.u, first.u)
+
+
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda a: dict(cells=a["cells"] + 0.5), "cells must hold integer node ids"),
+        (lambda a: dict(cells=a["cells"].astype(np.float64)), "cells must hold integer"),
+        (lambda a: dict(spacing=np.zeros(3)), "spacing must be one finite float"),
+        (lambda a: dict(spacing=np.array("wide")), "spacing must be one finite float"),
+        (lambda a: dict(spacing=np.array(np.nan)), "spacing must be one finite float"),
+        (lambda a: dict(pos=a["pos"].astype(np.int64)), "pos has dtype int64"),
+        (lambda a: dict(u=a["u"].astype(np.float32)), "u has dtype float32"),
+        (lambda a: dict(cells=a["cells"] - 1), "cells do not index"),
+    ],
+)
+def test_forged_arrays_are_refused_by_name(tmp_path, change, match):
+    sim = _small(num_steps=2)
+    save_mesh_simulation(sim, tmp_path / "sim.npz")
+    with np.load(tmp_path / "sim.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "forged.npz", **(arrays | change(arrays)))
+    with pytest.raises(ValueError, match=match):
+        load_mesh_simulation(tmp_path / "forged.npz")
+
+
+@pytest.mark.parametrize("stamp_text", ["[1, 2]", '"text"', "3", "null"])
+def test_a_stamp_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch, stamp_text):
+    first = mesh_simulation(**CACHED, root=tmp_path)
+    stamp = tmp_path / "mesh_simulation" / f"{first.config.key()}.json"
+    stamp.write_text(stamp_text)
+    with pytest.warns(UserWarning, match="not a stamp"):
+        again = mesh_simulation(**CACHED, root=tmp_path)
+    assert torch.equal(again.u, first.u)
+    assert isinstance(json.loads(stamp.read_text()), dict)
