@@ -79,6 +79,11 @@ def group_neighbourhoods(
 
     Give ``index`` (any order), ``ptr`` (rows grouped already; it takes precedence when both
     are given, as in PyG) or ``plan``."""
+    if isinstance(x, Tensor) and x.layout != torch.strided:
+        raise TypeError(
+            f"x must be a dense (strided) tensor, got layout {x.layout} (convert it with "
+            ".to_dense())"
+        )
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
     if not -x.dim() <= dim < x.dim():

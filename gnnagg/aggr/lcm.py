@@ -204,6 +204,14 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"partial states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
             )
         self._check_states(a)
+        weight = next(self.monoid.parameters(), None)
+        dtype = a.dtype if weight is None else weight.dtype
+        if a.dtype != dtype or b.dtype != dtype or a.device != b.device:
+            raise TypeError(
+                f"a and b must be partial states of one dtype and device (those of "
+                f"reduce_partial's output, {dtype} here), got {a.dtype} on {a.device} and "
+                f"{b.dtype} on {b.device}"
+            )
         return self.monoid.combine(a, b)
 
     def _check_states(self, states: Tensor) -> None:
