@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import check_bool, check_positive
+from .._files import write_text
 from .download import (
     DEFAULT_DOWNLOAD_TIMEOUT,
     FetchError,
@@ -334,8 +335,7 @@ def _build(
         outputs = _output_hashes(tmp)
         if not outputs:
             raise FetchError(f"building {final.name} wrote no files (or a link) into {tmp}")
-        with open(tmp / _STAMP, "w", encoding="utf-8") as f:
-            json.dump({**stamp, "outputs": outputs}, f, indent=1)
+        write_text(tmp / _STAMP, json.dumps({**stamp, "outputs": outputs}, indent=1))
         try:
             os.rename(tmp, final)
         except OSError:

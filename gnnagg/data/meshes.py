@@ -28,6 +28,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
+from .._files import atomic_write
 from .download import FetchError
 from .safe_load import load_weights_only
 
@@ -65,10 +66,8 @@ def build_airfoil(raw: dict[str, Path], out: Path) -> None:
         raise ValueError("airfoil.mat: edge indices fall outside the node range")
     edge_index = _undirected(torch.from_numpy(np.stack([rows, cols])), num_nodes)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"pos": torch.from_numpy(pos).to(torch.float32), "edge_index": edge_index},
-        out / _AIRFOIL_FILE,
-    )
+    tensors = {"pos": torch.from_numpy(pos).to(torch.float32), "edge_index": edge_index}
+    atomic_write(out / _AIRFOIL_FILE, lambda handle: torch.save(tensors, handle))
 
 
 def load_airfoil(out: Path) -> Data:

@@ -311,9 +311,9 @@ def test_empty_graphs_and_zero_heads_give_empty_or_zero_outputs(backend):
 
 
 def test_dense_backend_gradcheck_with_dropout_tokens_and_empty_rows():
-    mask_index = (adjacency(self_loops=False) | global_tokens(1)).build(
-        torch.tensor([[0, 1, 2, 3, 4, 4], [1, 2, 0, 4, 3, 5]]), batch=torch.tensor([0, 0, 0, 1, 1, 1, 1])
-    )
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 4], [1, 2, 0, 4, 3, 5]])
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    mask_index = (adjacency(self_loops=False) | global_tokens(1)).build(edge_index, batch=batch)
     q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
     allowed = mask_index.to_dense()
     from gnnagg.attention.ops import DenseAttention

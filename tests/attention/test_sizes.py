@@ -67,8 +67,11 @@ def test_global_tokens_beyond_memory_are_refused(four_gib):
             r"global_tokens\(100000\).*GiB")
 
 
-@pytest.mark.parametrize("ratio, match", [(1e12, r"random_jumps\(1000000000000.0, seed=0\).*291 TiB"),
-                                          (1e300, r"random_jumps\(1e\+300, seed=0\).*beyond int64")])
+@pytest.mark.parametrize(
+    "ratio, match",
+    [(1e12, r"random_jumps\(1000000000000.0, seed=0\).*291 TiB"),
+     (1e300, r"random_jumps\(1e\+300, seed=0\).*beyond int64")],
+)
 def test_random_jumps_beyond_memory_are_refused(ratio, match):
     refused(lambda: random_jumps(ratio, seed=0).build(**SMALL), match)
 

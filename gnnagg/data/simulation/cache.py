@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._files import atomic_write, write_text
 from ..download import cache_root, datasets_dir, sha256_file
 from ..meshes import ChannelMesh
 from .generate import RECIPE_VERSION, MeshSimulation, MeshSimulationConfig, generate_simulation
@@ -37,8 +37,9 @@ _FIXTURE_SHA256 = "ea8c71716b9ee4e9702f71b0de14fd6a47a8b8290525daa2886d85f3d5fe6
 
 
 def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> str:
-    """Write ``sim`` to ``path`` (an ``.npz`` of plain arrays, no pickled objects) atomically:
-    a temporary file in the same folder, renamed into place when complete. Returns its sha256."""
+    """Write ``sim`` to ``path`` (an ``.npz`` of plain arrays, no pickled objects) atomically
+    with :func:`gnnagg._files.atomic_write` (a temporary file in the same folder, renamed into
+    place when complete; a link at ``path`` is replaced, not followed). Returns its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -53,18 +54,8 @@ def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> s
         "drift": sim.drift.numpy(),
         "ell": sim.ell.numpy(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return sha256_file(path)
 
 
 _ARRAYS = ("config", "recipe", "pos", "cells", "node_type", "spacing", "u", "kappa", "drift", "ell")
@@ -135,14 +126,7 @@ def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def _cached(config: MeshSimulationConfig, root: Path) -> MeshSimulation | None:

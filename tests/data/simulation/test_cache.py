@@ -186,3 +186,19 @@ def test_a_stamp_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch, stamp_t
         again = mesh_simulation(**CACHED, root=tmp_path)
     assert torch.equal(again.u, first.u)
     assert isinstance(json.loads(stamp.read_text()), dict)
+
+
+def test_a_link_planted_at_the_cache_files_is_replaced_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    sim = _small(num_steps=2)
+    (tmp_path / "sim.npz").symlink_to(outside)
+    save_mesh_simulation(sim, tmp_path / "sim.npz")
+    assert outside.read_bytes() == b"keep" and not (tmp_path / "sim.npz").is_symlink()
+    config = ms.MeshSimulationConfig(**CACHED)
+    folder = tmp_path / "root" / "mesh_simulation"
+    folder.mkdir(parents=True)
+    for suffix in (".npz", ".json"):
+        (folder / f"{config.key()}{suffix}").symlink_to(outside)
+    mesh_simulation(**CACHED, root=tmp_path / "root")
+    assert outside.read_bytes() == b"keep"
