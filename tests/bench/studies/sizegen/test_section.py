@@ -268,3 +268,28 @@ def test_report_of_an_older_result_computes_its_baselines(tmp_path):
     block = SECTIONS["sizegen"].report(result, config, tmp_path)
     text = "\n".join(block.lines)
     assert "constant predictor (label 24)" in text and "0.1 ± 0.0†‡" in text
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda state: state.pop("fingerprint"),
+        lambda state: state.pop("model"),
+        lambda state: state.update(model={"weight": torch.zeros(3)}),
+        lambda state: state.update(epoch="2"),
+        lambda state: state.update(rng=torch.zeros(3)),
+        lambda state: state.update(optimiser={"state": 1}),
+        lambda state: state.update(best_epoch=5),
+    ],
+)
+def test_a_restamped_checkpoint_is_refused_with_a_value_error_naming_it(tmp_path, forge):
+    # An attacker who can write the folder recomputes the sha256 of what they changed.
+    splits = build_splits("second_minimum", 0, TINY)
+    path = tmp_path / "job.pt"
+    one_epoch = dataclasses.replace(TINY, epochs=1)
+    fit_multiset("second_minimum", "sum", 0, one_epoch, splits=splits, checkpoint=path)
+    state = load_checkpoint(path, CHECKPOINT_FORMAT)
+    forge(state)
+    save_checkpoint(state, path)
+    with pytest.raises(ValueError, match=f"checkpoint {path}"):
+        fit_multiset("second_minimum", "sum", 0, TINY, splits=splits, checkpoint=path)
