@@ -287,7 +287,8 @@ def global_tokens(g: int) -> GlobalTokens:
     of them, and attend each other. The built :class:`~gnnagg.attention.MaskIndex` places them
     first in each graph's block (``MaskIndex.token_rows``); layers own their learnable
     embeddings."""
-    return GlobalTokens(check_count(g, "g"))
+    # Rows are at most 3e9 (the int64 pair encoding): more tokens than that never build.
+    return GlobalTokens(check_int(g, "g", minimum=0, maximum=3_000_000_000))
 
 
 def random_jumps(ratio: float, seed: int | None = None) -> RandomJumps:
@@ -303,5 +304,5 @@ def random_jumps(ratio: float, seed: int | None = None) -> RandomJumps:
     if not math.isfinite(ratio) or ratio < 0:
         raise ValueError(f"ratio must be finite and non-negative, got {ratio}")
     if seed is not None:
-        seed = check_count(seed, "seed")
+        seed = check_int(seed, "seed", minimum=0, maximum=_INT64_MAX)
     return RandomJumps(ratio, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_count, check_features
+from .._checks import check_allocation, check_bool, check_count, check_features
 from .builtin_masks import adjacency
 from .mask_index import MaskIndex
 from .masks import Mask
@@ -61,6 +61,7 @@ class GraphAttention(nn.Module):
             raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        bias = check_bool(bias, "bias")
         if mask is None:
             mask = adjacency()
         if not isinstance(mask, Mask):
@@ -76,6 +77,7 @@ class GraphAttention(nn.Module):
         self.value = nn.Linear(channels, channels, bias=bias)
         self.out = nn.Linear(channels, channels, bias=bias)
         tokens = self.mask.tokens_per_graph
+        check_allocation(tokens * channels * 4, f"{self.mask!r}: {tokens} token embeddings", "cpu")
         self.tokens = nn.Parameter(torch.randn(tokens, channels) * 0.02) if tokens else None
 
     def attend(self, rows: Tensor, mask_index: MaskIndex) -> Tensor:

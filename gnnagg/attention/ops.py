@@ -280,6 +280,8 @@ def _check_inputs(q: object, k: object, v: object, mask_index: object) -> None:
     for name, tensor in (("q", q), ("k", k), ("v", v)):
         if not isinstance(tensor, Tensor):
             raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
+        if tensor.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense tensor, got layout {tensor.layout}")
         if tensor.dim() != 3:
             raise ValueError(f"{name} must be [rows, heads, dim], got shape {tuple(tensor.shape)}")
         if not tensor.is_floating_point():

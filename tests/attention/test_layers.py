@@ -73,3 +73,14 @@ def test_bad_features_are_named(x, error, match):
 def test_bad_edges_are_named(edge_index, error, match):
     with pytest.raises(error, match=match):
         GraphAttention(8, 2)(torch.randn(24, 8), edge_index)
+
+
+def test_sparse_attention_inputs_and_a_bad_bias_are_named():
+    from gnnagg.attention import graph_attention
+
+    mask_index = adjacency().build(random_edges(), num_nodes=24)
+    q = torch.randn(24, 2, 4)
+    with pytest.raises(TypeError, match="q must be a dense tensor"):
+        graph_attention(q.to_sparse(), q, q, mask_index)
+    with pytest.raises(TypeError, match="bias must be a bool"):
+        GraphAttention(8, 2, bias="no")
