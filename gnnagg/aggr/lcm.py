@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_count, check_positive, check_seed, check_tensor
+from .._checks import (
+    check_allocation,
+    check_bool,
+    check_count,
+    check_positive,
+    check_seed,
+    check_tensor,
+)
 from ..monoids import (
     MONOIDS,
     GRUMonoid,
@@ -90,6 +97,9 @@ class LCMAggregation(NeighbourhoodAggregation):
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.project = project
+        check_allocation((in_channels + 1) * out_channels * 4 if project else 0,
+                         f"in_channels={in_channels}, out_channels={out_channels}: the projection",
+                         "cpu")
         self.lin = nn.Linear(in_channels, out_channels) if project else None
         if isinstance(monoid, str):
             if monoid not in MONOIDS:

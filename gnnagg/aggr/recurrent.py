@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .._checks import (
+    check_allocation,
     check_bool,
     check_choice,
     check_count,
@@ -141,6 +142,11 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         self.learn_initial_state = check_bool(learn_initial_state, "learn_initial_state")
         self.backend = backend
         bias = check_bool(bias, "bias")
+        # Four gates at most, of every layer and direction (the first layer's inputs included).
+        layers = rnn_kwargs.get("num_layers", 1) * (2 if rnn_kwargs.get("bidirectional") else 1)
+        check_allocation(4 * layers * (in_channels + 2 * out_channels + 2) * out_channels * 4,
+                         f"in_channels={in_channels}, out_channels={out_channels}: the RNN's "
+                         "parameters", "cpu")
         self.rnn = self.rnn_class(in_channels, out_channels, bias=bias, **rnn_kwargs)
         rnn = self.rnn
         self.num_directions = 2 if rnn.bidirectional else 1

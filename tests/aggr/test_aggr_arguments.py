@@ -102,3 +102,12 @@ def test_partial_states_of_another_dtype_are_named(monoid):
                  (states.double(), states.double())):
         with pytest.raises(TypeError, match="a and b must be partial states of one dtype"):
             aggr.combine_partial(a, b)
+
+
+@pytest.mark.parametrize("cls", [LCMAggregation, GRUAggregation, LSTMAggregation])
+def test_widths_beyond_memory_are_refused_before_allocating(cls, monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    with pytest.raises(ValueError, match=r"out_channels=10000000.*GiB|channels=10000000.*GiB"):
+        cls(4, 10**7)

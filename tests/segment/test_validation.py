@@ -157,3 +157,8 @@ def test_size_rule_is_bytes_against_available_memory(monkeypatch):
         segment(torch.randn(3, 16), index, dim_size=2**27)
     # Legitimate sizes are not refused: many empty groups are fine while they fit.
     assert segment(src, index, dim_size=100_000).shape == (100_000, 2)
+
+
+def test_validate_must_be_a_bool():
+    with pytest.raises(TypeError, match="validate must be a bool"):
+        segment(torch.randn(3, 2), torch.tensor([0, 1, 1]), validate="no")
