@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from .._checks import check_features
 from ..attention import GraphAttention, Mask, MaskIndex, adjacency
-from .mlp import _check_positive, mlp
+from .mlp import _check_parameters, _check_positive, mlp
 
 __all__ = ["GraphTransformer"]
 
@@ -64,6 +64,12 @@ class GraphTransformer(nn.Module):
         out_channels = _check_positive(out_channels, "out_channels")
         num_layers = _check_positive(num_layers, "num_layers")
         mlp_expansion = _check_positive(mlp_expansion, "mlp_expansion")
+        h = hidden_channels
+        _check_parameters(
+            (in_channels + 2 * h + out_channels + 4) * h
+            + num_layers * (4 + 3 * mlp_expansion) * h * h,
+            f"hidden_channels={h}, num_layers={num_layers}, mlp_expansion={mlp_expansion}",
+        )
         if mask is None:
             mask = adjacency()
         if not isinstance(mask, Mask):

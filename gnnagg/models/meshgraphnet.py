@@ -11,7 +11,7 @@ from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.resolver import aggregation_resolver
 
 from .._checks import check_edge_index, check_features, check_tensor
-from .mlp import _check_positive, mlp
+from .mlp import _check_parameters, _check_positive, mlp
 
 __all__ = ["MeshGraphNet", "mesh_edge_features"]
 
@@ -79,6 +79,11 @@ class MeshGraphNet(nn.Module):
         self.edge_dim = _check_positive(edge_dim, "edge_dim")
         num_layers = _check_positive(num_layers, "num_layers")
         mlp_layers = _check_positive(mlp_layers, "mlp_layers")
+        _check_parameters(
+            (in_channels + edge_dim + out_channels + (3 * mlp_layers + 2) * hidden) * hidden
+            + num_layers * (5 + 2 * mlp_layers) * hidden * hidden,
+            f"hidden_channels={hidden}, num_layers={num_layers}, mlp_layers={mlp_layers}",
+        )
         template, aggr_channels = _resolve_aggr(aggr, aggr_kwargs, hidden)
         self.node_encoder = mlp([in_channels] + [hidden] * (mlp_layers + 1), layer_norm=True)
         self.edge_encoder = mlp([edge_dim] + [hidden] * (mlp_layers + 1), layer_norm=True)

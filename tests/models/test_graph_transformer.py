@@ -117,3 +117,25 @@ def test_bad_inputs_are_named(x, edge_index, error, match):
     edge_index = torch.tensor([[0, 1], [1, 2]]) if edge_index is None else edge_index
     with pytest.raises(error, match=match):
         model(x, edge_index)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hidden_channels=10**30), "hidden_channels=10{30}"),
+        (dict(num_layers=10**30), "num_layers=10{30}"),
+        (dict(hidden_channels=2**20, num_layers=64), "parameters"),
+    ],
+)
+def test_models_beyond_memory_are_refused_before_any_layer_is_made(monkeypatch, kwargs, match):
+    from gnnagg import _checks
+    from gnnagg.models import MeshGraphNet
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    options = dict(hidden_channels=8, num_layers=1) | kwargs
+    hidden, layers = options["hidden_channels"], options["num_layers"]
+    match = match.replace("10{30}", "1" + "0" * 30)
+    with pytest.raises(ValueError, match=match):
+        GraphTransformer(3, hidden, 2, heads=1, num_layers=layers)
+    with pytest.raises(ValueError, match=match):
+        MeshGraphNet(3, hidden, 2, edge_dim=3, num_layers=layers)

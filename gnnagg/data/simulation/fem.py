@@ -83,6 +83,8 @@ class FEOperators:
         drift = np.asarray(drift, dtype=np.float64).reshape(-1)
         if drift.shape != (len(self.advection),):
             raise ValueError(f"drift: expected {len(self.advection)} components, got {drift.shape}")
+        if not np.isfinite(drift).all():
+            raise ValueError(f"drift: components must be finite, got {drift.tolist()}")
         out = self.advection[0] * drift[0]
         for component, matrix in zip(drift[1:], self.advection[1:]):
             out = out + matrix * component

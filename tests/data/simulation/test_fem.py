@@ -140,3 +140,9 @@ def test_run_names_a_bad_num_steps(num_steps, error):
         solver.run(np.zeros(mesh.num_nodes), num_steps)
     with pytest.raises(ValueError, match="u0"):
         solver.run(np.zeros(3), 2)
+
+
+def test_a_non_finite_drift_is_named():
+    mesh = channel_mesh(300, 2)
+    with pytest.raises(ValueError, match="drift: components must be finite"):
+        AdvectionDiffusionSolver(assemble_p1(mesh.pos, mesh.cells), 1e-3, [np.nan, 0.0], 0.01)
