@@ -143,6 +143,8 @@ def _stamp(
 
 
 def _read_stamp(folder: Path) -> dict[str, Any] | None:
+    if not (folder / _STAMP).is_file():  # missing, or a FIFO or device (a read would block)
+        return None
     try:
         with open(folder / _STAMP, encoding="utf-8") as f:
             stamp = json.load(f)

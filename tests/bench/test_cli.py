@@ -357,3 +357,17 @@ def test_a_config_file_never_chooses_where_data_is_built(tmp_path, capsys):
     assert "ignored real.data_root" in capsys.readouterr().err
     assert parsed.real == suite_config("smoke").real
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_data_root_that_is_a_file_and_absurd_seed_counts_are_one_line_and_exit_2(
+    tmp_path, capsys
+):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    argv = ["run", "--suite", "smoke", "--only", "real", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--data-root", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert "--data-root" in err and "not a folder" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "--suite", "smoke", "--seeds", "1000000000000"])
+    assert exit.value.code == 2 and "seeds: at most" in capsys.readouterr().err

@@ -430,3 +430,10 @@ def test_a_read_only_cache_that_holds_the_build_loads_without_a_lock(airfoil_cac
             for path in (root, *root.rglob("*")):
                 if path.is_dir() and not path.is_symlink():
                     path.chmod(0o755)
+
+
+def test_a_fifo_planted_as_the_build_stamp_is_never_read(airfoil_cache):
+    root, folder, reference = airfoil_cache
+    (folder / STAMP).unlink()
+    os.mkfifo(folder / STAMP)  # a read would block for ever
+    _assert_rebuilt(root, reference, "")

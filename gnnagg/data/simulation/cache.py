@@ -132,6 +132,8 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 def _cached(config: MeshSimulationConfig, root: Path) -> MeshSimulation | None:
     folder = root / "mesh_simulation"
     data, stamp = folder / f"{config.key()}.npz", folder / f"{config.key()}.json"
+    if not stamp.is_file():  # missing, or a FIFO or device planted there (a read would block)
+        return None
     try:
         with open(stamp, encoding="utf-8") as f:
             expected = json.load(f)

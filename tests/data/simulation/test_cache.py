@@ -202,3 +202,14 @@ def test_a_link_planted_at_the_cache_files_is_replaced_not_followed(tmp_path):
         (folder / f"{config.key()}{suffix}").symlink_to(outside)
     mesh_simulation(**CACHED, root=tmp_path / "root")
     assert outside.read_bytes() == b"keep"
+
+
+def test_a_fifo_planted_as_the_stamp_is_never_read(tmp_path):
+    import os
+
+    config = ms.MeshSimulationConfig(**CACHED)
+    folder = tmp_path / "mesh_simulation"
+    folder.mkdir()
+    os.mkfifo(folder / f"{config.key()}.json")  # a read would block for ever
+    sim = mesh_simulation(**CACHED, root=tmp_path)
+    assert sim.config == config and (folder / f"{config.key()}.json").is_file()

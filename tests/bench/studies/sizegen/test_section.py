@@ -293,3 +293,20 @@ def test_a_restamped_checkpoint_is_refused_with_a_value_error_naming_it(tmp_path
     save_checkpoint(state, path)
     with pytest.raises(ValueError, match=f"checkpoint {path}"):
         fit_multiset("second_minimum", "sum", 0, TINY, splits=splits, checkpoint=path)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "device"])
+@pytest.mark.parametrize("which", ["job.pt", "job.pt.sha256"])
+def test_a_checkpoint_or_hash_that_is_not_a_regular_file_is_refused_without_reading(
+    tmp_path, plant, which
+):
+    import os
+
+    save_checkpoint({"format": CHECKPOINT_FORMAT}, tmp_path / "job.pt")
+    (tmp_path / which).unlink()
+    if plant == "fifo":
+        os.mkfifo(tmp_path / which)
+    else:
+        (tmp_path / which).symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match=f"{which} is not a regular file"):
+        load_checkpoint(tmp_path / "job.pt", CHECKPOINT_FORMAT)
