@@ -310,3 +310,13 @@ def test_a_checkpoint_or_hash_that_is_not_a_regular_file_is_refused_without_read
         (tmp_path / which).symlink_to("/dev/zero")
     with pytest.raises(ValueError, match=f"{which} is not a regular file"):
         load_checkpoint(tmp_path / "job.pt", CHECKPOINT_FORMAT)
+
+
+def test_malformed_stored_baselines_are_named_by_the_result_check():
+    from gnnagg.bench.studies.sizegen.report import check_result
+
+    baselines = {"label": 3, "exact": True, "chance": 0.5, "constant": {"val": 0.5},
+                 "best_constant": {"val": {}}, "best_label": {"val": 3}}
+    result = {"runs": [], "summary": [], "baselines": {"maximum": baselines}}
+    with pytest.raises(ValueError, match=r"sizegen.baselines.maximum.best_constant.val"):
+        check_result(result)
