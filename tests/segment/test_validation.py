@@ -162,3 +162,14 @@ def test_size_rule_is_bytes_against_available_memory(monkeypatch):
 def test_validate_must_be_a_bool():
     with pytest.raises(TypeError, match="validate must be a bool"):
         segment(torch.randn(3, 2), torch.tensor([0, 1, 1]), validate="no")
+
+
+def test_plan_and_backend_arguments_are_named():
+    from gnnagg.segment import register_backend
+
+    with pytest.raises(TypeError, match="eager must be a bool"):
+        SegmentPlan.from_index(torch.tensor([0, 1]), eager="no")
+    with pytest.raises(ValueError, match="device"):
+        SegmentPlan.from_index(torch.tensor([0, 1])).to("nowhere")
+    with pytest.raises(TypeError, match="backend must be a SegmentBackend"):
+        register_backend("fast")
