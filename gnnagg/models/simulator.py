@@ -37,9 +37,11 @@ import torch
 from torch import Tensor, nn
 
 from ..data import NODE_TYPES, MeshSimulation
+from .meshgraphnet import mesh_edge_features
 from .normalizers import OnlineNormalizer
 
 __all__ = [
+    "MODELS_REVISION",
     "BatchedMesh",
     "EdgeFeatureModel",
     "MeshSimulator",
@@ -54,6 +56,12 @@ __all__ = [
 ]
 
 _OBSTACLE = NODE_TYPES.index("obstacle")
+
+#: Bumped whenever a change to these models, their features or the simulator changes what a
+#: trained model computes, so that results and weights kept from before are not reused
+#: (the mesh study's job checkpoints carry it in their fingerprint). 2: MeshGraphNet
+#: aggregates the edge MLP's output, as the reference implementation does.
+MODELS_REVISION = 2
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -219,9 +227,7 @@ class MeshSimulator(nn.Module):
             offsets = torch.arange(num_graphs).repeat_interleave(sim.edge_index.shape[1]) * n
             edge_index = sim.edge_index.repeat(1, num_graphs) + offsets
             pos = sim.pos.to(dtype).repeat(num_graphs, 1)
-            src, dst = sim.edge_index
-            rel = (sim.pos[src] - sim.pos[dst]).to(dtype)
-            edge_attr = torch.cat([rel, rel.norm(dim=1, keepdim=True)], dim=1)
+            edge_attr = mesh_edge_features(sim.edge_index, sim.pos.to(dtype))
             one_hot = nn.functional.one_hot(sim.node_type, len(NODE_TYPES)).to(dtype)
             self._meshes[key] = BatchedMesh(
                 edge_index=edge_index.to(device),

@@ -44,6 +44,7 @@ from ...._files import atomic_write, write_text
 from ...fields import add_options, config_from_args
 from ...machine import machine_info
 from ...measure import MIB, median_time_ms, peak_extra_memory
+from ...registry import mesh_mask
 from .config import BACKENDS, MASKS, PARTS, AttentionConfig
 from .report import format_layer_table, format_mask_table
 
@@ -60,20 +61,8 @@ DENSE_MAX_NODES = 4_000
 
 
 def make_mask(name: str) -> Any:
-    """The mask called ``name`` (one of :data:`MASKS`, or ``"big"``)."""
-    from ....attention import adjacency, dilated_window, global_tokens, khop
-
-    wide = khop(2) | dilated_window(4, 8, "morton")
-    masks = {
-        "adjacency": adjacency(),
-        "khop2": khop(2),
-        "khop2+dilated": wide,
-        "khop2+dilated+global": wide | global_tokens(4),
-        "big": wide | global_tokens(4),
-    }
-    if name not in masks:
-        raise ValueError(f"mask: unknown {name!r}; masks are {list(masks)}")
-    return masks[name]
+    """The mask called ``name`` (one of :data:`MASKS`, or ``"big"``: the widest)."""
+    return mesh_mask("khop2+dilated+global" if name == "big" else name)
 
 
 def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
