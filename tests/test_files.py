@@ -70,10 +70,6 @@ ALLOWED = {
     ("gnnagg/data/catalog.py", "open a+b"): "the lock file, checked to resolve inside the cache",
     ("gnnagg/data/qm9.py", "save"): "PyG's collated format, inside the private build folder",
     ("gnnagg/bench/measure.py", "open w"): "/proc/self/clear_refs",
-    ("gnnagg/bench/mesh_rollout.py", "open w"): "/proc/self/clear_refs",
-    # The mesh study moves to gnnagg/bench/studies/mesh, onto write_figure.
-    ("gnnagg/bench/mesh_rollout.py", "savefig"): "pending the mesh study's move",
-    ("gnnagg/bench/sections/mesh.py", "savefig"): "pending the mesh study's move",
 }
 
 
