@@ -224,6 +224,11 @@ class NeighbourhoodAggregation(Aggregation):
             if value is not None:
                 check_tensor(value, name)
         dim = check_int(dim, "dim")
+        if not -x.dim() <= dim < x.dim() or x.dim() < 2:
+            raise ValueError(
+                f"dim={dim} is out of range for x of shape {tuple(x.shape)} (it needs a "
+                "dimension to aggregate and a channel dimension after it)"
+            )
         dim_size = check_dim_size(dim_size)
         if kwargs.get("plan") is not None:
             return nn.Module.__call__(self, x, index, ptr, dim_size, dim, **kwargs)

@@ -111,3 +111,12 @@ def test_widths_beyond_memory_are_refused_before_allocating(cls, monkeypatch):
     monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
     with pytest.raises(ValueError, match=r"out_channels=10000000.*GiB|channels=10000000.*GiB"):
         cls(4, 10**7)
+
+
+@pytest.mark.parametrize("cls", [LCMAggregation, GRUAggregation, LSTMAggregation])
+def test_a_dim_out_of_range_or_a_1d_x_names_dim(cls):
+    aggr = cls(4, 4)
+    with pytest.raises(ValueError, match=r"dim=3 is out of range for x of shape \(6, 4\)"):
+        aggr(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]), dim=3)
+    with pytest.raises(ValueError, match=r"dim=-2 is out of range for x of shape \(6,\)"):
+        aggr(torch.randn(6), torch.tensor([0, 0, 1, 1, 2, 2]))
