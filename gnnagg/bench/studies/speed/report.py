@@ -98,7 +98,8 @@ def plot_speed(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("degree profile (E = 100k messages, F = 64)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
+    if plotted:
+        axes[1].legend(fontsize=7, loc="best")
     fig.suptitle("Aggregators vs degree skew (missing points: failed or skipped)")
     fig.tight_layout()
     write_figure(fig, path)
