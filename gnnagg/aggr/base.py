@@ -94,7 +94,12 @@ def within_group_order(
 
 
 def check_messages(x: object, dim: int) -> Tensor:
-    """``x`` when it is a floating-point tensor in which ``dim`` exists."""
+    """``x`` when it is a dense floating-point tensor in which ``dim`` exists."""
+    if isinstance(x, Tensor) and x.layout != torch.strided:
+        raise TypeError(
+            f"x must be a dense (strided) tensor, got layout {x.layout} (convert it with "
+            ".to_dense())"
+        )
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
     if not -x.dim() <= dim < x.dim():
@@ -260,6 +265,11 @@ class NeighbourhoodAggregation(NoTorchScript, Aggregation):
             if value is not None:
                 check_tensor(value, name)
         dim = check_int(dim, "dim")
+        if not -x.dim() <= dim < x.dim() or x.dim() < 2:
+            raise ValueError(
+                f"dim={dim} is out of range for x of shape {tuple(x.shape)} (it needs a "
+                "dimension to aggregate and a channel dimension after it)"
+            )
         dim_size = check_dim_size(dim_size)
         if kwargs.get("plan") is not None:
             return nn.Module.__call__(self, x, index, ptr, dim_size, dim, **kwargs)

@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_count, check_positive, check_seed, check_tensor
+from .._checks import (
+    check_allocation,
+    check_bool,
+    check_count,
+    check_positive,
+    check_seed,
+    check_tensor,
+)
 from ..monoids import (
     MONOIDS,
     GRUMonoid,
@@ -104,6 +111,9 @@ class LCMAggregation(NeighbourhoodAggregation):
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.project = project
+        check_allocation((in_channels + 1) * out_channels * 4 if project else 0,
+                         f"in_channels={in_channels}, out_channels={out_channels}: the projection",
+                         "cpu")
         self.lin = linear(in_channels, out_channels) if project else None
         if isinstance(monoid, str):
             if monoid not in MONOIDS:
@@ -258,6 +268,14 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"partial states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
             )
         self._check_states(a)
+        weight = next(self.monoid.parameters(), None)
+        dtype = a.dtype if weight is None else weight.dtype
+        if a.dtype != dtype or b.dtype != dtype or a.device != b.device:
+            raise TypeError(
+                f"a and b must be partial states of one dtype and device (those of "
+                f"reduce_partial's output, {dtype} here), got {a.dtype} on {a.device} and "
+                f"{b.dtype} on {b.device}"
+            )
         return self.monoid.combine(a, b)
 
     def _check_states(self, states: Tensor) -> None:

@@ -52,6 +52,7 @@ from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch.nn.utils.rnn import PackedSequence
 
 from .._checks import (
+    check_allocation,
     check_bool,
     check_choice,
     check_count,
@@ -142,6 +143,12 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         self.learn_initial_state = check_bool(learn_initial_state, "learn_initial_state")
         self.backend = backend
         bias = check_bool(bias, "bias")
+        # Four gates at most, of every layer and direction (the first layer's inputs included).
+        layers = rnn_kwargs.get("num_layers", 1) * (2 if rnn_kwargs.get("bidirectional") else 1)
+        width = max(in_channels, 1)  # a lazy in_channels is sized on first use
+        check_allocation(4 * layers * (width + 2 * out_channels + 2) * out_channels * 4,
+                         f"in_channels={in_channels}, out_channels={out_channels}: the RNN's "
+                         "parameters", "cpu")
         lazy = in_channels == LAZY
         self.rnn = self.rnn_class(1 if lazy else in_channels, out_channels, bias=bias, **rnn_kwargs)
         rnn = self.rnn

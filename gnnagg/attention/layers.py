@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch_geometric.nn.dense.linear import Linear
 
-from .._checks import check_count
+from .._checks import check_allocation, check_bool, check_count, check_features, check_tensor
 from .._torchscript import NoTorchScript
 from .builtin_masks import adjacency
 from .mask_index import MaskIndex
@@ -73,6 +73,7 @@ class GraphAttention(NoTorchScript, nn.Module):
             raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        bias = check_bool(bias, "bias")
         if mask is None:
             mask = adjacency()
         if not isinstance(mask, Mask):
@@ -88,6 +89,8 @@ class GraphAttention(NoTorchScript, nn.Module):
         self.value = _linear(in_channels, channels, bias)
         self.out = nn.Linear(channels, channels, bias=bias)
         tokens = self.mask.tokens_per_graph
+        check_allocation(tokens * max(in_channels, channels) * 4,
+                         f"{self.mask!r}: {tokens} token embeddings", "cpu")
         if not tokens:
             self.tokens = None
         elif in_channels == -1:  # sized with the projections, at the first forward
@@ -96,7 +99,9 @@ class GraphAttention(NoTorchScript, nn.Module):
             self.tokens = nn.Parameter(torch.randn(tokens, in_channels) * 0.02)
 
     def attend(self, rows: Tensor, mask_index: MaskIndex) -> Tensor:
-        """Attention over rows ``[R, C]`` in ``mask_index``'s layout; returns ``[R, C]``."""
+        """Attention over rows ``[R, in_channels]`` in ``mask_index``'s layout; returns
+        ``[R, C]``."""
+        rows = check_features(rows, "rows", self.in_channels, like=self.query.weight)
         shape = (rows.size(0), self.heads, self.channels // self.heads)
         q = self.query(rows).view(shape)
         k = self.key(rows).view(shape)
@@ -117,7 +122,15 @@ class GraphAttention(NoTorchScript, nn.Module):
         """``[N, in_channels]`` node features to ``[N, C]``; the mask is built from
         ``edge_index``, ``pos`` and ``batch`` unless a built ``mask_index`` is given."""
         if self.in_channels == -1:
+            x = check_tensor(x, "x")
+            if x.dim() != 2:
+                raise ValueError(f"x must be [num_nodes, in_channels], got shape {tuple(x.shape)}")
             self._initialize_channels(x.size(-1))
+        x = check_features(x, "x", self.in_channels, like=self.query.weight)
+        if mask_index is not None and not isinstance(mask_index, MaskIndex):
+            raise TypeError(
+                f"mask_index must be a MaskIndex (from mask.build), got {type(mask_index).__name__}"
+            )
         if mask_index is None:
             if edge_index is None:
                 raise ValueError("pass edge_index (to build the mask) or a built mask_index")

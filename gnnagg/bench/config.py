@@ -141,6 +141,10 @@ def check_run_name(name: Any, arg: str = "name") -> str:
     return name
 
 
+# Far more seeds than any study could train; a larger number is a typing error.
+_MAX_SEEDS = 10_000
+
+
 def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> SuiteConfig:
     """The predefined suite ``name`` (see :data:`gnnagg.bench.studies.SUITES`), optionally
     with ``seeds`` seeds (``0 .. seeds-1``) instead of the suite's own number: every
@@ -150,6 +154,8 @@ def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> Su
     if seeds is not None:
         seeds = check_int(seeds, "seeds", minimum=1, maximum=MAX_SEEDS)
     suite = SUITES[name]
+    if seeds is not None and seeds > _MAX_SEEDS:
+        raise ValueError(f"seeds: at most {_MAX_SEEDS} (each seed trains every model), got {seeds}")
     seed_list = tuple(range(seeds or suite.seeds))
     configs = {key: section.suite_config(name, seed_list) for key, section in SECTIONS.items()}
     return SuiteConfig(name, device=device, threads=suite.threads, **configs)

@@ -338,7 +338,13 @@ def rollout(
     once, as one batch): ``[len(trajectories), num_steps + 1, N]`` (float64, step 0 the truth)
     and the wall-clock seconds per step of the batch. Obstacle nodes are held at their true
     values."""
-    ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1)
+    try:
+        ids = torch.as_tensor(trajectories).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        ids = None
+    if ids is None or (ids.numel() and (ids.is_floating_point() or ids.dtype == torch.bool)):
+        raise TypeError(f"trajectories: expected integer trajectory ids, got {trajectories!r}")
+    ids = ids.long()
     if len(ids) == 0:
         raise ValueError("trajectories: expected at least one trajectory id")
     if ids.min() < 0 or ids.max() >= sim.num_trajectories:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_count, check_positive
+from .._checks import check_allocation, check_bool, check_count, check_positive
 from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan, segment
 from .base import Monoid
@@ -135,12 +135,18 @@ class ConjugatedSumMonoid(Monoid):
         num_layers = check_count(num_layers, "num_layers")
         if hidden_channels is None:
             hidden_channels = self.channels
+        hidden_channels = check_positive(hidden_channels, "hidden_channels")
+        check_allocation((2 * num_layers * hidden_channels + 2) * self.channels * 4,
+                         f"channels={self.channels}, hidden_channels={hidden_channels}: the "
+                         "parameters", "cpu")
         self.g = InvertibleMap(self.channels, hidden_channels, num_layers)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        self._check_operands(a, b)
         return self.g.inverse(self.g(a) + self.g(b))
 
     def identity(self, like: Tensor, num: int) -> Tensor:
+        num = check_count(num, "num")
         zero = like.new_zeros((1, *like.shape[1:]))
         return self.g.inverse(zero).expand(num, *like.shape[1:])
 

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_allocation, check_int, check_tensor
+from .._checks import check_allocation, check_bool, check_int, check_tensor
 from .backends import BASIC_REDUCTIONS, get_backend
 from .backends.torch_native import TorchBackend
 from .plan import SegmentPlan, resolve_plan
@@ -59,6 +59,7 @@ def _check_src(src: Tensor, dim: int) -> int:
 
 
 def _plan_on_device(src, dim, index, ptr, dim_size, plan, validate) -> SegmentPlan:
+    validate = check_bool(validate, "validate")
     plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate=validate)
     if plan.device != src.device:
         raise ValueError(f"index/ptr/plan is on {plan.device} but src is on {src.device}")

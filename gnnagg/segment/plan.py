@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .._checks import check_allocation, check_count, check_tensor
+from .._checks import check_allocation, check_bool, check_count, check_tensor
 
 __all__ = [
     "SegmentPlan",
@@ -232,7 +232,7 @@ class SegmentPlan:
         of the entries); the type, shape and size checks always run.
         """
         plan = resolve_plan(None, index=index, dim_size=dim_size, validate=validate)
-        if eager and not plan.device.type == "meta":
+        if check_bool(eager, "eager") and not plan.device.type == "meta":
             plan.materialize()
         return plan
 
@@ -338,7 +338,10 @@ class SegmentPlan:
     def to(self, device: torch.device | str) -> SegmentPlan:
         """The plan on ``device``: ``self`` when it is there already, else a copy with every
         computed field moved and no derived data (rebuilt there on first use)."""
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device: {error}") from None
         if device == self.device:
             return self
         new = SegmentPlan._trusted(self.dim_size, self.num_rows)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...fields import StudyConfig, bool_check, finite, names, optional, setting
 
-__all__ = ["RECURRENT_CASES", "RECURRENT_METHODS", "SPEED_PARTS", "SpeedConfig"]
+__all__ = ["AGGR_METHODS", "RECURRENT_CASES", "RECURRENT_METHODS", "SPEED_PARTS", "SpeedConfig"]
 
 # The parts, in the order they run (each a module of this folder: see parts.py).
 SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "compile", "poly")
@@ -21,6 +21,12 @@ RECURRENT_METHODS: tuple[str, ...] = (
     "gnnagg LSTM+reg",
     "pyg LSTM",
 )
+# The methods of the aggr part (aggr.aggregator_methods builds them; the Triton one only with
+# CUDA).
+AGGR_METHODS: tuple[str, ...] = (
+    "pyg Sum", "pyg LCM", "pyg GRU", "pyg LSTM", "gnnagg LCM[gru]", "gnnagg LCM[conjugated_sum]",
+    "gnnagg LCM[softmax]", "gnnagg LCM[gru] triton", "gnnagg GRU", "gnnagg LSTM",
+)  # fmt: skip
 # The message sets of the aggr part (messages.py): E = 100k messages into 10k nodes, so a hub
 # has at most this degree.
 _AGGR_CASE = re.compile(r"uniform|random|hub([1-9][0-9]{0,4})")
@@ -45,6 +51,9 @@ def _methods(methods: Any, name: str) -> tuple[str, ...]:
         raise ValueError(f"{name}: needs at least one method name, or null for all")
     if not all(isinstance(m, str) and m for m in methods):
         raise ValueError(f"{name}: expected method names, got {methods!r}")
+    unknown = sorted(set(methods) - set(AGGR_METHODS))
+    if unknown:
+        raise ValueError(f"{name}: unknown {unknown}; valid methods are {list(AGGR_METHODS)}")
     return tuple(methods)
 
 

@@ -38,6 +38,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_adj
 
+from ...._files import write_text
 from ....poly import AddEquivariantPolynomials, Polynomial
 from ...machine import machine_info
 from .config import SpeedConfig
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.quick)
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_text(args.out, json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")
     return 0
 
