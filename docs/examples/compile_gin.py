@@ -60,7 +60,7 @@ def inputs(batch: Batch) -> tuple:
 def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = GIN(in_channels=7, hidden_channels=32, out_channels=2, num_layers=3)
+    model = GIN(in_channels=7, hidden_channels=32, out_channels=2, num_layers=2)
     small, large = graphs(16), graphs(48)
 
     explanation = torch._dynamo.explain(model)(*inputs(small))
