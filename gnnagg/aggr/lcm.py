@@ -16,11 +16,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_count, check_positive, check_seed, check_tensor
+from .._checks import (
+    check_bool,
+    check_choice,
+    check_count,
+    check_positive,
+    check_seed,
+    check_tensor,
+)
 from ..monoids import (
     MONOIDS,
     GRUMonoid,
     Monoid,
+    associativity_by_level,
     associativity_gap,
     fused_tree_reduce,
     identity_gap,
@@ -31,6 +39,9 @@ from ..segment import SegmentPlan
 from .base import NeighbourhoodAggregation, Neighbourhoods
 
 __all__ = ["LCMAggregation"]
+
+#: The values of :class:`LCMAggregation`'s ``leaf=``.
+LEAVES = ("relu", "tanh", "layer_norm", "none")
 
 
 def _grouped_plan(groups: Neighbourhoods) -> SegmentPlan:
@@ -47,9 +58,14 @@ class LCMAggregation(NeighbourhoodAggregation):
     Args:
         in_channels: size of each message.
         out_channels: size of each output (and of the monoid's elements).
-        project: apply ``Linear(in_channels, out_channels)`` and ReLU to messages before
-            reducing (as PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
+        project: apply ``Linear(in_channels, out_channels)`` to messages before reducing (as
+            PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
             ``out_channels``.
+        leaf: what each (projected) message passes through to become a leaf of the tree:
+            ``"relu"`` (PyG's, after its projection), ``"tanh"`` (leaves in the range the GRU
+            monoid's combinations take, so every level of the tree sees states of one
+            scale), ``"layer_norm"`` (``nn.LayerNorm(out_channels)``) or ``"none"``. Default
+            ``None``: ``"relu"`` with ``project``, ``"none"`` without, as in PyG.
         monoid: ``"gru"`` (the paper's operator), ``"conjugated_sum"``, ``"softmax"``, or a
             :class:`~gnnagg.monoids.Monoid` instance with ``channels == out_channels``.
         shuffle: randomly reorder each neighbourhood at every forward in training mode (it
@@ -77,6 +93,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         monoid: str | Monoid = "gru",
         shuffle: bool = False,
         allow_direct_reduce: bool = True,
+        leaf: str | None = None,
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
@@ -91,6 +108,10 @@ class LCMAggregation(NeighbourhoodAggregation):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.project = project
         self.lin = nn.Linear(in_channels, out_channels) if project else None
+        if leaf is None:
+            leaf = "relu" if project else "none"
+        self.leaf = check_choice(leaf, "leaf", LEAVES)
+        self.leaf_norm = nn.LayerNorm(out_channels) if leaf == "layer_norm" else None
         if isinstance(monoid, str):
             if monoid not in MONOIDS:
                 raise ValueError(f"monoid must be one of {sorted(MONOIDS)}, got {monoid!r}")
@@ -136,6 +157,8 @@ class LCMAggregation(NeighbourhoodAggregation):
     def reset_parameters(self) -> None:
         if self.lin is not None:
             self.lin.reset_parameters()
+        if self.leaf_norm is not None:
+            self.leaf_norm.reset_parameters()
         self.monoid.reset_parameters()
 
     # -- the reduction --------------------------------------------------------------------------
@@ -143,7 +166,13 @@ class LCMAggregation(NeighbourhoodAggregation):
         x = groups.messages
         x = x.to(self.work_dtype(x.dtype))
         if self.lin is not None:
-            x = F.relu(self.lin(x))
+            x = self.lin(x)
+        if self.leaf == "relu":
+            x = F.relu(x)
+        elif self.leaf == "tanh":
+            x = torch.tanh(x)
+        elif self.leaf_norm is not None:
+            x = self.leaf_norm(x)
         states = self.monoid.lift(x)
         # Kept (with its graph) for the regularisers; replaced at the next forward.
         self._last_forward.set(states)
@@ -220,6 +249,33 @@ class LCMAggregation(NeighbourhoodAggregation):
         self._check_states(states)
         return self.monoid.lower(states)
 
+    # -- diagnostics ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def associativity_by_level(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        plan: SegmentPlan | None = None,
+        num_samples: int = 1024,
+        seed: int = 0,
+    ) -> list[dict[str, float]]:
+        """How far the monoid is from associative on the states each level of this input's
+        reduction trees holds (:func:`~gnnagg.monoids.associativity_by_level`; level 0: the
+        leaves, the last level: the roots). Messages are read in edge order; nothing is
+        remembered for the regularisers."""
+        groups = self.group(x, index, ptr, dim_size, dim, plan)
+        remembered = self._last_forward.get()
+        try:
+            states = self._lift(groups)
+        finally:
+            self._last_forward.set(remembered)
+        return associativity_by_level(
+            self.monoid, states, _grouped_plan(groups), num_samples, seed
+        )
+
     # -- regularisers ---------------------------------------------------------------------------
     def _remembered_states(self) -> Tensor:
         states = self._last_forward.get()
@@ -272,5 +328,6 @@ class LCMAggregation(NeighbourhoodAggregation):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-            f"monoid={self.monoid.__class__.__name__}, project={self.project})"
+            f"monoid={self.monoid.__class__.__name__}, project={self.project}, "
+            f"leaf={self.leaf!r})"
         )
