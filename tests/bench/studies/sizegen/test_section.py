@@ -12,15 +12,11 @@ from gnnagg.bench.config import SuiteConfig, suite_config
 from gnnagg.bench.runner import run_suite
 from gnnagg.bench.studies.sizegen.baselines import constant_baselines, label_distribution
 from gnnagg.bench.studies.sizegen.config import PAPER_AGGREGATORS, SizeGenConfig
+from gnnagg.bench.studies.sizegen.data import MultisetTensors, build_splits
 from gnnagg.bench.studies.sizegen.jobs import checkpoint_path
 from gnnagg.bench.studies.sizegen.report import lcm_paper_comparison, run_notes, sizegen_table
 from gnnagg.bench.studies.sizegen.run import run_sizegen
-from gnnagg.bench.studies.sizegen.train import (
-    CHECKPOINT_FORMAT,
-    MultisetTensors,
-    build_splits,
-    fit_multiset,
-)
+from gnnagg.bench.studies.sizegen.train import CHECKPOINT_FORMAT, fit_multiset
 from gnnagg.data import TASKS, make_task
 
 TINY = SizeGenConfig(
@@ -183,10 +179,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, aggreg
             "second_minimum", aggregator, 0, TINY, splits=splits, on_epoch=stop_after_two,
             checkpoint=path,
         )  # fmt: skip
-    assert load_checkpoint(path, CHECKPOINT_FORMAT)["epoch"] == 2
+    assert load_checkpoint(path, CHECKPOINT_FORMAT)["step"] == 2 * 3  # 48 multisets, batch 16
     resumed, _ = fit_multiset("second_minimum", aggregator, 0, TINY, splits=splits, checkpoint=path)
-    for key in ("param_digest", "val_acc", "best_epoch", "test_acc", "epochs_done"):
+    for key in ("param_digest", "val_acc", "best_epoch", "test_acc", "epochs_done", "matched"):
         assert resumed[key] == whole[key], key
+    assert [row[0] for row in resumed["curve"]] == [row[0] for row in whole["curve"]]
     assert resumed["val_at_size"] == whole["val_at_size"]
 
 

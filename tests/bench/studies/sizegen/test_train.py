@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gnnagg.bench.studies.sizegen.config import SizeGenConfig
-from gnnagg.bench.studies.sizegen.train import MultisetTensors, build_splits, fit_multiset
+from gnnagg.bench.studies.sizegen.data import MultisetTensors, build_splits
+from gnnagg.bench.studies.sizegen.train import fit_multiset
 from gnnagg.bench.training import DistContext, init_distributed, param_digest
 from gnnagg.data import make_task
 
