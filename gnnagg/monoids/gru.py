@@ -22,7 +22,13 @@ from torch import Tensor, nn
 from .._checks import check_bool, check_choice
 from ..segment.backends import get_backend
 from .base import Monoid
-from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
+from .gru_kernel import (
+    LAYER_NORM_EPS,
+    GRUPairKernel,
+    LayerNormPairKernel,
+    gru_cell_parameters,
+    symmetric_gru,
+)
 
 __all__ = ["GRUMonoid"]
 
@@ -65,8 +71,9 @@ class GRUMonoid(Monoid):
             each combination starts near ``½(a + b)``.
         layer_norm: apply layer normalisation (no learned scale or shift) over the channels
             to every combination's result, ``LN(½(GRUCell(a, b) + GRUCell(b, a)))``; still
-            exactly commutative. The tree then runs through autograd level by level (no fused
-            kernel), which costs more per step.
+            exactly commutative. The tree's kernels normalise in their forward and backward
+            (:class:`~gnnagg.monoids.gru_kernel.LayerNormPairKernel`), so it stays one
+            autograd node.
     """
 
     exact = False
@@ -100,19 +107,20 @@ class GRUMonoid(Monoid):
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
         out = symmetric_gru(a, b, self.cell)
-        return F.layer_norm(out, out.shape[-1:]) if self.layer_norm else out
-
-    def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]] | None:
-        """The tree kernel ``backend`` selects, with the cell's parameters (``None`` with
-        ``layer_norm``: the kernels compute the plain operator)."""
         if self.layer_norm:
-            return None
+            return F.layer_norm(out, out.shape[-1:], eps=LAYER_NORM_EPS)
+        return out
+
+    def pair_kernel(self) -> tuple[GRUPairKernel | LayerNormPairKernel, tuple[Tensor, ...]]:
+        """The tree kernel ``backend`` selects, with the cell's parameters (wrapped in a
+        :class:`~gnnagg.monoids.gru_kernel.LayerNormPairKernel` with ``layer_norm``)."""
         params = gru_cell_parameters(self.cell)
+        kernel = GRUPairKernel()
         if self._runs_triton(params[0]):
             from .gru_triton import TritonGRUPairKernel
 
-            return TritonGRUPairKernel(), params
-        return GRUPairKernel(), params
+            kernel = TritonGRUPairKernel()
+        return (LayerNormPairKernel(kernel) if self.layer_norm else kernel), params
 
     def _runs_triton(self, weight: Tensor) -> bool:
         if self.backend == "torch":

@@ -26,6 +26,7 @@ from .._checks import check_tensor
 
 __all__ = [
     "GRUPairKernel",
+    "LayerNormPairKernel",
     "gru_cell_parameters",
     "symmetric_gru",
 ]
@@ -179,6 +180,74 @@ class GRUPairKernel:
         grad_weight_hh.addmm_(projection_grads[:, 3].t(), b, alpha=0.5)
         grad_weight_ih.addmm_(projection_grads[:, 0].t(), b, alpha=0.5)
         grad_bias.add_(projection_grads.sum(0), alpha=0.5)
+
+
+#: ``eps`` of the layer normalisation :class:`LayerNormPairKernel` applies (``F.layer_norm``'s).
+LAYER_NORM_EPS = 1e-5
+
+
+class LayerNormPairKernel:
+    """Another pair kernel's operator followed by layer normalisation over the channels (no
+    learned scale or shift): ``LN(a ⊕ b)``, forward and backward by hand, so a tree of it still
+    runs as one autograd node.
+
+    ``saved`` holds the inner kernel's block ``[m, inner.saved_width(C)]`` followed by the
+    normalised result and the reciprocal standard deviation ``[m, C + 1]``, each block
+    contiguous (``saved`` must be contiguous: the tree hands out row ranges of one buffer).
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def saved_width(self, channels: int) -> int:
+        return self.inner.saved_width(channels) + channels + 1
+
+    def reference(self, a: Tensor, b: Tensor, *params: Tensor) -> Tensor:
+        out = self.inner.reference(a, b, *params)
+        return torch.nn.functional.layer_norm(out, out.shape[-1:], eps=LAYER_NORM_EPS)
+
+    def pack(self, *params: Tensor):
+        return self.inner.pack(*params)
+
+    def packed_grad_buffers(self, packed):
+        return self.inner.packed_grad_buffers(packed)
+
+    def unpack_grads(self, packed_grads):
+        return self.inner.unpack_grads(packed_grads)
+
+    def _split(self, saved: Tensor, channels: int) -> tuple[Tensor, Tensor, Tensor]:
+        if not saved.is_contiguous():
+            raise ValueError("LayerNormPairKernel needs a contiguous saved buffer")
+        m, width = saved.shape[0], self.inner.saved_width(channels)
+        flat = saved.view(-1)
+        inner = flat[: m * width].view(m, width)
+        extra = flat[m * width :].view(m, channels + 1)
+        return inner, extra[:, :channels], extra[:, channels]
+
+    def forward(self, pair: Tensor, packed, saved: Tensor) -> Tensor:
+        channels = pair.shape[-1]
+        inner, normalised, rstd = self._split(saved, channels)
+        out = self.inner.forward(pair, packed, inner)
+        var, mean = torch.var_mean(out, dim=-1, correction=0, keepdim=True)
+        torch.add(var, LAYER_NORM_EPS, out=rstd.unsqueeze(-1)).rsqrt_()
+        torch.sub(out, mean, out=normalised).mul_(rstd.unsqueeze(-1))
+        return normalised
+
+    def backward(
+        self,
+        grad: Tensor,
+        pair: Tensor,
+        saved: Tensor,
+        packed,
+        packed_grads,
+        grad_pair: Tensor,
+    ) -> None:
+        inner, normalised, rstd = self._split(saved, pair.shape[-1])
+        # d/dx of (x - mean) * rstd: rstd * (g - mean(g) - y * mean(g * y)).
+        along_y = (grad * normalised).mean(-1, keepdim=True)
+        grad_out = grad - grad.mean(-1, keepdim=True) - normalised * along_y
+        grad_out.mul_(rstd.unsqueeze(-1))
+        self.inner.backward(grad_out, pair, inner, packed, packed_grads, grad_pair)
 
 
 class _SymmetricGRU(torch.autograd.Function):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from gnnagg.aggr import LCMAggregation
-from gnnagg.monoids import GRUMonoid
+from gnnagg.monoids import GRUMonoid, tree_reduce
 from gnnagg.monoids.gru import AVERAGE_UPDATE_BIAS
+from gnnagg.segment import SegmentPlan
 
 
 def _messages(seed=0, num_nodes=7, channels=6):
@@ -91,7 +92,6 @@ def test_average_init_starts_near_the_mean_and_survives_reset():
 def test_layer_norm_combine_is_normalised_commutative_and_differentiable():
     torch.manual_seed(0)
     monoid = GRUMonoid(5, layer_norm=True).double()
-    assert monoid.pair_kernel() is None
     a, b = torch.randn(2, 9, 5, dtype=torch.float64)
     out = monoid.combine(a, b)
     torch.testing.assert_close(out.mean(-1), torch.zeros(9, dtype=torch.float64))
@@ -117,3 +117,36 @@ def test_associativity_by_level_of_the_aggregation():
     # The diagnostic leaves what the regulariser samples (the last forward) alone.
     torch.testing.assert_close(aggr.associativity_loss(64, seed=0), remembered)
     assert out.requires_grad
+
+
+def test_layer_norm_tree_is_fused_and_equals_the_plain_tree():
+    torch.manual_seed(0)
+    fused = LCMAggregation(6, 6, layer_norm=True).double()
+    x, index = _messages()
+    x.requires_grad_(True)
+    out = fused(x, index, dim_size=7)
+    # The same operator reduced through combine() and autograd, level by level.
+    plain = tree_reduce(
+        fused.monoid.lift(torch.relu(fused.lin(x))).index_select(0, index.argsort(stable=True)),
+        SegmentPlan.from_index(index.sort(stable=True).values, dim_size=7),
+        fused.monoid.combine,
+        fused.monoid.identity(x, 7),
+    )
+    torch.testing.assert_close(out, plain)
+    grads = torch.autograd.grad(out.square().sum(), [x, *fused.parameters()], allow_unused=True)
+    expected = torch.autograd.grad(
+        plain.square().sum(), [x, *fused.parameters()], allow_unused=True
+    )
+    for g, e in zip(grads, expected):
+        if e is None:
+            assert g is None or g.abs().max() == 0
+        else:
+            torch.testing.assert_close(g, e)
+
+
+def test_layer_norm_second_derivatives():
+    torch.manual_seed(0)
+    aggr = LCMAggregation(3, 3, layer_norm=True).double()
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([1, 0, 1, 1, 0, 1, 1])
+    assert torch.autograd.gradgradcheck(lambda t: aggr(t, index, dim_size=2), (x,))
