@@ -77,10 +77,13 @@ class MultisetTensors:
         return degree_histogram(index, self.sizes.numel())
 
 
-def accuracy(model: nn.Module, data: MultisetTensors, batch_size: int, ctx: DistContext) -> float:
+def accuracy(
+    model: nn.Module, data: MultisetTensors, batch_size: int, ctx: DistContext | None = None
+) -> float:
     """Accuracy of ``model`` (``model(x, index, num_sets)`` -> ``(logits, ...)``) over all of
-    ``data``, each rank taking every ``world_size``-th multiset; the model's mode is
-    restored."""
+    ``data``, each rank of ``ctx`` (default: one process on the CPU) taking every
+    ``world_size``-th multiset; the model's mode is restored."""
+    ctx = ctx or DistContext()
     was_training = model.training
     model.eval()
     correct = total = 0
