@@ -62,10 +62,14 @@ class LCMAggregation(NeighbourhoodAggregation):
             PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
             ``out_channels``.
         leaf: what each (projected) message passes through to become a leaf of the tree:
-            ``"relu"`` (PyG's, after its projection), ``"tanh"`` (leaves in the range the GRU
-            monoid's combinations take, so every level of the tree sees states of one
-            scale), ``"layer_norm"`` (``nn.LayerNorm(out_channels)``) or ``"none"``. Default
-            ``None``: ``"relu"`` with ``project``, ``"none"`` without, as in PyG.
+            ``"layer_norm"`` (``nn.LayerNorm(out_channels)``), ``"relu"`` (PyG's, after its
+            projection), ``"tanh"`` or ``"none"``. Default ``None``: ``"layer_norm"`` with
+            ``project``, ``"none"`` without. Layer-normalised leaves have one scale whatever
+            the messages' (ReLU leaves of small messages are small, and the GRU monoid then
+            works near its linear regime): on the LCM paper's second-minimum task the GRU
+            monoid reaches a given validation accuracy several times sooner with them than
+            with ReLU leaves (measurements in the benchmark pages). ``leaf="relu"`` computes
+            PyG's operator (its checkpoints load into that configuration).
         monoid: ``"gru"`` (the paper's operator), ``"conjugated_sum"``, ``"softmax"``, or a
             :class:`~gnnagg.monoids.Monoid` instance with ``channels == out_channels``.
         shuffle: randomly reorder each neighbourhood at every forward in training mode (it
@@ -109,7 +113,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         self.project = project
         self.lin = nn.Linear(in_channels, out_channels) if project else None
         if leaf is None:
-            leaf = "relu" if project else "none"
+            leaf = "layer_norm" if project else "none"
         self.leaf = check_choice(leaf, "leaf", LEAVES)
         self.leaf_norm = nn.LayerNorm(out_channels) if leaf == "layer_norm" else None
         if isinstance(monoid, str):

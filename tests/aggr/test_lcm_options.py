@@ -37,8 +37,8 @@ def test_leaf_transform_is_applied_after_the_projection(leaf, transform):
         torch.testing.assert_close(aggr(x, index, dim_size=7), expected)
 
 
-def test_leaf_defaults_follow_pyg():
-    assert LCMAggregation(4, 4).leaf == "relu"
+def test_leaf_defaults():
+    assert LCMAggregation(4, 4).leaf == "layer_norm"
     assert LCMAggregation(4, 4, project=False).leaf == "none"
     tanh = LCMAggregation(4, 4, project=False, leaf="tanh").double()
     x, index = _messages(channels=4)
@@ -55,7 +55,7 @@ def test_layer_norm_leaf_has_parameters_and_resets():
         aggr.leaf_norm.weight.fill_(3.0)
     aggr.reset_parameters()
     assert (aggr.leaf_norm.weight == 1).all()
-    assert LCMAggregation(4, 4).leaf_norm is None
+    assert LCMAggregation(4, 4, leaf="relu").leaf_norm is None
 
 
 def test_bad_leaf():
@@ -121,7 +121,7 @@ def test_associativity_by_level_of_the_aggregation():
 
 def test_layer_norm_tree_is_fused_and_equals_the_plain_tree():
     torch.manual_seed(0)
-    fused = LCMAggregation(6, 6, layer_norm=True).double()
+    fused = LCMAggregation(6, 6, layer_norm=True, leaf="relu").double()
     x, index = _messages()
     x.requires_grad_(True)
     out = fused(x, index, dim_size=7)
