@@ -106,11 +106,11 @@ def test_paper_suite_is_the_issue_setting():
     assert c.aggregators == PAPER_AGGREGATORS and c.seeds == (0, 1, 2)
     assert (c.num_train, c.hidden_channels, c.batch_size, c.lr) == (65536, 128, 128, 1e-3)
     assert (c.num_test, c.test_sizes, c.val_at_size) == (1024, (16, 32, 64, 128, 256), 32)
-    assert c.shuffle_elements and c.checkpoints and c.regularise and c.reg_weight == 0.1
+    assert c.shuffle_elements and c.checkpoints and not c.regularise and c.reg_weight == 0.1
     # The fair protocol: a plateau or a cap, models matched at validation thresholds.
     assert (c.eval_every, c.patience, c.epochs) == (256, 8, 30)
     assert c.thresholds == (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-    assert (c.reg_every, c.reg_samples) == (8, 64)
+    assert (c.reg_every, c.reg_samples) == (1, 256)
 
 
 def test_run_overrides_reach_the_section_and_are_validated():
