@@ -87,7 +87,7 @@ def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> Rep
         path = plot_sizegen(summary, task, out_dir / f"sizegen_{task}.png")
         files[f"sizegen_{task}"] = path
         lines += [f"![accuracy vs size, {task}]({path.name})", ""]
-        lines += _matched_lines(summary, task, out_dir, files)
+        lines += _matched_lines(summary, task, out_dir, files, baselines)
         if task == "second_minimum":
             lines += [
                 f"**The LCM paper and this run.** The claim of {PAPER} is that "
@@ -153,7 +153,11 @@ def _lcm_options(config: dict[str, Any]) -> str:
 
 
 def _matched_lines(
-    summary: list[dict[str, Any]], task: str, out_dir: Path, files: dict[str, Path]
+    summary: list[dict[str, Any]],
+    task: str,
+    out_dir: Path,
+    files: dict[str, Path],
+    baselines: dict[str, Any] | None = None,
 ) -> list[str]:
     """The report's fair-protocol part for ``task`` (empty for results without it)."""
     rows = matched_rows(summary, task)
@@ -169,7 +173,18 @@ def _matched_lines(
         "",
     ]
     for size in shown:
-        lines += [f"Accuracy at size {size} (%):", "", matched_table(summary, task, size), ""]
+        floor = ""
+        if baselines is not None and size in baselines["constant"]:
+            floor = (
+                f" (the constant predictor scores {100 * baselines['constant'][size]:.1f}, the "
+                f"best constant of this size {100 * baselines['best_constant'][size]:.1f})"
+            )
+        lines += [
+            f"Accuracy at size {size} (%){floor}:",
+            "",
+            matched_table(summary, task, size),
+            "",
+        ]
     path = plot_matched(summary, task, shown[-1], out_dir / f"matched_{task}.png")
     if path is not None:
         files[f"matched_{task}"] = path

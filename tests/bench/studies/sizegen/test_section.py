@@ -269,3 +269,30 @@ def test_report_of_an_older_result_computes_its_baselines(tmp_path):
     block = SECTIONS["sizegen"].report(result, config, tmp_path)
     text = "\n".join(block.lines)
     assert "constant predictor (label 24)" in text and "0.1 ± 0.0†‡" in text
+
+
+def test_report_compares_at_matched_accuracy_and_counts_the_cost(tmp_path):
+    config = dataclasses.replace(
+        TINY, aggregators=("sum", "lcm_gru"), seeds=(0, 1), epochs=3, eval_every=2,
+        patience=2, thresholds=(0.01, 0.03), test_sizes=(20, 64), lr=3e-2,
+    )  # fmt: skip
+    result, out = run_suite(
+        SuiteConfig("matched", sizegen=config, threads=1), tmp_path / "run", progress=False
+    )
+    summary = result["sizegen"]["summary"]
+    lcm = next(r for r in summary if r["aggregator"] == "lcm_gru")
+    assert lcm["ms_per_step"]["n"] == 2 and set(lcm["stopped"]) <= {"plateau", "cap"}
+    assert lcm["level_gaps"]["size"] == 64 and len(lcm["level_gaps"]["kept"]) == 7
+    for entry in lcm["matched"].values():
+        assert entry["reached"] <= entry["seeds"] == 2 and set(entry["test"]) == {"20", "64"}
+    report = (out / "report.md").read_text()
+    for text in (
+        "At matched validation accuracy",
+        "Accuracy at size 64 (%) (the constant predictor scores",
+        "Cost to fit",
+        "Associativity per tree level",
+        "matched_second_minimum.png",
+        "validated every 2 steps",
+    ):
+        assert text in report, text
+    assert (out / "matched_second_minimum.png").exists()
