@@ -147,7 +147,7 @@ def main() -> None:
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss) * n
+            total += float(loss.detach()) * n
         train_cpu = time.process_time() - t0
         acc = exact_match(model, val)
         if acc > result["best"]:
