@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from gnnagg.bench.studies.attention.run import make_mask
+from gnnagg.bench.registry import mesh_mask
 from gnnagg.data import NODE_TYPES, mesh_simulation
 from gnnagg.models import (
     EdgeFeatureModel,
@@ -34,7 +34,7 @@ def _models() -> dict[str, MeshSimulator]:
     mgn = MeshGraphNet(node_input_channels(2), 16, 1, edge_dim=edge_input_channels(2), num_layers=3)
     gt = GraphTransformer(
         node_input_channels(2, position_features=True), 16, 1, heads=2, num_layers=2,
-        mask=make_mask("khop2+dilated+global"),
+        mask=mesh_mask("khop2+dilated+global"),
     )  # fmt: skip
     return {
         "mgn-3x16": MeshSimulator(EdgeFeatureModel(mgn), 2),

@@ -29,16 +29,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive
 from ..aggr import GRUAggregation, LCMAggregation, LSTMAggregation, RecurrentAggregation
 
 __all__ = [
     "AGGREGATORS",
+    "MESH_MASKS",
     "AggregatorSpec",
     "RegularisedModel",
     "aggregator_label",
     "build_aggregator",
     "check_aggregators",
     "degree_histogram",
+    "mesh_mask",
     "regulariser_loss",
 ]
 
@@ -242,8 +245,7 @@ def build_aggregator(
     """
     if name not in AGGREGATORS:
         raise ValueError(f"name: unknown aggregator {name!r}; valid names are {list(AGGREGATORS)}")
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels: expected a positive int, got {channels!r}")
+    channels = check_positive(channels, "channels")
     spec = AGGREGATORS[name]
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
@@ -303,3 +305,22 @@ class RegularisedModel(nn.Module):
             if loss is not None:
                 total = total + self.reg_weight * loss
         return total
+
+
+#: The masks the mesh studies (``attention``, ``mesh``) compare, by name: the adjacency, two
+#: hops, two hops with a Morton-ordered dilated window, and that with four global tokens.
+MESH_MASKS: tuple[str, ...] = ("adjacency", "khop2", "khop2+dilated", "khop2+dilated+global")
+
+
+def mesh_mask(name: str):
+    """The :class:`~gnnagg.attention.Mask` recipe called ``name`` (one of :data:`MESH_MASKS`)."""
+    from ..attention import adjacency, dilated_window, global_tokens, khop
+
+    if name not in MESH_MASKS:
+        raise ValueError(f"mask: unknown {name!r}; masks are {list(MESH_MASKS)}")
+    if name == "adjacency":
+        return adjacency()
+    if name == "khop2":
+        return khop(2)
+    wide = khop(2) | dilated_window(4, 8, "morton")
+    return wide if name == "khop2+dilated" else wide | global_tokens(4)

@@ -16,6 +16,7 @@ from .meshgraphnet import MeshGraphNet, mesh_edge_features
 from .normalizers import OnlineNormalizer
 from .predictors import MeanDeltaBaseline, PersistenceBaseline, SolverOracle
 from .simulator import (
+    MODELS_REVISION,
     EdgeFeatureModel,
     MeshSimulator,
     MeshStepModel,
@@ -29,6 +30,7 @@ from .simulator import (
 )
 
 __all__ = [
+    "MODELS_REVISION",
     "EdgeFeatureModel",
     "GraphTransformer",
     "MeanDeltaBaseline",

@@ -36,10 +36,13 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from .._torchscript import NoTorchScript
 from ..data import NODE_TYPES, MeshSimulation
+from .meshgraphnet import mesh_edge_features
 from .normalizers import OnlineNormalizer
 
 __all__ = [
+    "MODELS_REVISION",
     "BatchedMesh",
     "EdgeFeatureModel",
     "MeshSimulator",
@@ -54,6 +57,12 @@ __all__ = [
 ]
 
 _OBSTACLE = NODE_TYPES.index("obstacle")
+
+#: Bumped whenever a change to these models, their features or the simulator changes what a
+#: trained model computes, so that results and weights kept from before are not reused
+#: (the mesh study's job checkpoints carry it in their fingerprint). 2: MeshGraphNet
+#: aggregates the edge MLP's output, as the reference implementation does.
+MODELS_REVISION = 2
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -76,7 +85,7 @@ class MeshStepModel(Protocol):
     ) -> Tensor: ...
 
 
-class NodeFeatureModel(nn.Module):
+class NodeFeatureModel(NoTorchScript, nn.Module):
     """Adapts ``model(x, edge_index, pos=pos, batch=batch)`` (e.g. a ``GraphTransformer``, whose
     masks may use ``pos``) to :class:`MeshStepModel`; edge features are not passed."""
 
@@ -92,7 +101,7 @@ class NodeFeatureModel(nn.Module):
         return self.model(x, edge_index, pos=pos, batch=batch)
 
 
-class EdgeFeatureModel(nn.Module):
+class EdgeFeatureModel(NoTorchScript, nn.Module):
     """Adapts ``model(x, edge_index, edge_attr)`` (e.g. ``MeshGraphNet(in_channels,
     edge_channels=dim + 1, ...)``) to :class:`MeshStepModel`."""
 
@@ -148,7 +157,7 @@ class NextStepPredictor(Protocol):
     def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor: ...
 
 
-class MeshSimulator(nn.Module):
+class MeshSimulator(NoTorchScript, nn.Module):
     r"""A :class:`MeshStepModel` wrapped with the feature construction, the three online
     normalisers (node inputs, edge features, output Δu) and the update rule
     :math:`u^{t+1} = u^t + \Delta u`.
@@ -219,9 +228,7 @@ class MeshSimulator(nn.Module):
             offsets = torch.arange(num_graphs).repeat_interleave(sim.edge_index.shape[1]) * n
             edge_index = sim.edge_index.repeat(1, num_graphs) + offsets
             pos = sim.pos.to(dtype).repeat(num_graphs, 1)
-            src, dst = sim.edge_index
-            rel = (sim.pos[src] - sim.pos[dst]).to(dtype)
-            edge_attr = torch.cat([rel, rel.norm(dim=1, keepdim=True)], dim=1)
+            edge_attr = mesh_edge_features(sim.edge_index, sim.pos.to(dtype))
             one_hot = nn.functional.one_hot(sim.node_type, len(NODE_TYPES)).to(dtype)
             self._meshes[key] = BatchedMesh(
                 edge_index=edge_index.to(device),
@@ -331,7 +338,13 @@ def rollout(
     once, as one batch): ``[len(trajectories), num_steps + 1, N]`` (float64, step 0 the truth)
     and the wall-clock seconds per step of the batch. Obstacle nodes are held at their true
     values."""
-    ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1)
+    try:
+        ids = torch.as_tensor(trajectories).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        ids = None
+    if ids is None or (ids.numel() and (ids.is_floating_point() or ids.dtype == torch.bool)):
+        raise TypeError(f"trajectories: expected integer trajectory ids, got {trajectories!r}")
+    ids = ids.long()
     if len(ids) == 0:
         raise ValueError("trajectories: expected at least one trajectory id")
     if ids.min() < 0 or ids.max() >= sim.num_trajectories:

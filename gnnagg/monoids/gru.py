@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_choice
+from .._checks import check_allocation, check_bool, check_choice, check_count
 from ..segment.backends import get_backend
 from .base import Monoid
 from .gru_kernel import (
@@ -88,6 +88,8 @@ class GRUMonoid(Monoid):
         self.backend = backend
         self.init = check_choice(init, "init", INITS)
         self.layer_norm = check_bool(layer_norm, "layer_norm")
+        check_allocation((6 * self.channels + 7) * self.channels * 4,
+                         f"channels={self.channels}: the GRU cell's parameters", "cpu")
         self.cell = nn.GRUCell(self.channels, self.channels)
         self.identity_element = nn.Parameter(torch.zeros(self.channels))
         self._init_update_gate()
@@ -106,6 +108,7 @@ class GRUMonoid(Monoid):
             self.cell.bias_hh[update_gate] = AVERAGE_UPDATE_BIAS
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        self._check_operands(a, b)
         out = symmetric_gru(a, b, self.cell)
         if self.layer_norm:
             return F.layer_norm(out, out.shape[-1:], eps=LAYER_NORM_EPS)
@@ -151,5 +154,6 @@ class GRUMonoid(Monoid):
         return extra + (", layer_norm=True" if self.layer_norm else "")
 
     def identity(self, like: Tensor, num: int) -> Tensor:
+        num = check_count(num, "num")
         element = self.identity_element.to(like.dtype)
         return element.expand(num, *like.shape[1:])

@@ -110,3 +110,12 @@ def test_delaunay_mesh_is_connected_and_seeded():
 def test_mesh_bad_arguments(fn, args, exc, match):
     with pytest.raises(exc, match=match):
         fn(*args)
+
+
+def test_meshes_beyond_memory_are_refused_before_allocating(monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    for make in (lattice_mesh, delaunay_mesh):
+        with pytest.raises(ValueError, match="n=10000000000000: the mesh"):
+            make(10**13)

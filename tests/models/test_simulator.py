@@ -156,3 +156,11 @@ def test_simulator_follows_its_network_dtype_and_checks_arguments(sim32):
         MeshSimulator(network, 4)
     with pytest.raises(TypeError, match="model"):
         MeshSimulator(lambda *args: None, 2)
+
+
+@pytest.mark.parametrize("trajectories", [[0.5], "0", [True], torch.tensor([0.0])])
+def test_rollout_names_trajectory_ids_that_are_not_integers(sim32, trajectories):
+    from gnnagg.models import PersistenceBaseline
+
+    with pytest.raises(TypeError, match="trajectories: expected integer trajectory ids"):
+        rollout(PersistenceBaseline(), sim32, trajectories)

@@ -8,8 +8,8 @@ How to write a study: :mod:`gnnagg.bench.section` and ``docs/howto/add_section.r
 from __future__ import annotations
 
 from ..section import Section, Suite
-from ..sections.mesh import MeshSection
 from .attention import AttentionSection
+from .mesh import MeshSection
 from .poly import PolynomialFeaturesSection
 from .real import RealSection
 from .sizegen import SizeGenSection

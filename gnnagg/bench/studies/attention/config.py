@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...fields import StudyConfig, finite, integer, names, optional, positive_int, setting
+from ...registry import MESH_MASKS
 
 __all__ = ["BACKENDS", "MASKS", "MESHES", "PARTS", "AttentionConfig"]
 
 PARTS: tuple[str, ...] = ("layer", "masks", "big")
-MASKS: tuple[str, ...] = ("adjacency", "khop2", "khop2+dilated", "khop2+dilated+global")
+MASKS: tuple[str, ...] = MESH_MASKS
 # gnnagg's backends of graph_attention, and PyG's TransformerConv as the reference.
 BACKENDS: tuple[str, ...] = ("sparse", "flex", "dense", "TransformerConv")
 MESHES: tuple[str, ...] = ("delaunay", "lattice")

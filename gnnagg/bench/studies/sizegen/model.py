@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ...._checks import check_positive
 from ....aggr import LCMAggregation
 from ...registry import AGGREGATORS, RegularisedModel, build_aggregator
 from ...training import RegulariserSchedule
@@ -57,8 +58,7 @@ class SetClassifier(RegularisedModel):
             ("hidden_channels", hidden_channels),
             ("in_features", in_features),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+            check_positive(value, name)
         self.aggregator = aggregator
         self.encoder = nn.Sequential(nn.Linear(in_features, hidden_channels), nn.ReLU())
         spec = AGGREGATORS.get(aggregator)

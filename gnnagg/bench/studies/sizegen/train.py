@@ -90,6 +90,35 @@ def _build_model(
     )
 
 
+def _check_resumable(state: dict[str, Any]) -> None:
+    """The plain values of a checkpoint have their types and agree with each other (the
+    tensors are checked by loading them into the model, the optimiser and torch's generator)."""
+    tracker = state["tracker"]
+    for key, value, kinds in (
+        ("step", state["step"], int),
+        ("train_time_s", state["train_time_s"], (int, float)),
+        ("train_cpu_s", state["train_cpu_s"], (int, float)),
+        ("model", state["model"], dict),
+        ("optimiser", state["optimiser"], dict),
+        ("best_state", state["best_state"], (dict, type(None))),
+        ("snapshots", state["snapshots"], dict),
+        ("rng", state["rng"], torch.Tensor),
+        ("tracker", tracker, dict),
+        ("tracker.best", tracker["best"], (int, float, type(None))),
+        ("tracker.best_step", tracker["best_step"], int),
+        ("tracker.since_best", tracker["since_best"], int),
+        ("tracker.curve", tracker["curve"], list),
+        ("tracker.crossings", tracker["crossings"], dict),
+    ):
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise TypeError(f"{key} is a {type(value).__name__}")
+    if not 0 <= tracker["best_step"] <= state["step"]:
+        raise ValueError(f"best step {tracker['best_step']} after step {state['step']}")
+    missing = sorted(set(tracker["crossings"]) - set(state["snapshots"]))
+    if missing:
+        raise ValueError(f"no snapshot of the model at thresholds {missing}")
+
+
 def fit_multiset(
     task: str,
     aggregator: str,
@@ -173,19 +202,30 @@ def fit_multiset(
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         state = load_checkpoint(path, CHECKPOINT_FORMAT)
-        if state["fingerprint"] != fingerprint:
+        if state.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"checkpoint {path}: written by another configuration of "
                 f"{task}/{aggregator}/seed {seed} (different data, model, optimiser or "
                 "validation settings); give the run a new output folder"
             )
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        tracker.load_state_dict(state["tracker"])
+        try:
+            _check_resumable(state)
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            tracker.load_state_dict(state["tracker"])
+            for weights in [state["best_state"], *state["snapshots"].values()]:
+                if weights is not None:
+                    copy.deepcopy(model).load_state_dict(weights)
+            torch.set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+            # A file whose sha256 was recomputed after it was changed by hand.
+            raise ValueError(
+                f"checkpoint {path}: not a checkpoint this job can resume "
+                f"({type(error).__name__}: {error}); delete it and its .sha256 file"
+            ) from None
         best_state, snapshots = state["best_state"], state["snapshots"]
         step, previous_time = state["step"], state["train_time_s"]
         previous_cpu = state["train_cpu_s"]
-        torch.set_rng_state(state["rng"])
 
     # Training CPU-s (this process; validation, testing and checkpoints excluded).
     cpu = {"spent": previous_cpu, "since": time.process_time()}

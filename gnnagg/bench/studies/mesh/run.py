@@ -1,0 +1,396 @@
+"""Running the mesh study: the data per ℓ, one (ℓ, model, seed) job per trained model (in this
+process or in worker processes, kept as checkpoints), the reference predictors, the summary
+over seeds and the field picture's arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ....data import MeshSimulation, mesh_simulation
+from ....models import (
+    MODELS_REVISION,
+    EdgeFeatureModel,
+    GraphTransformer,
+    MeanDeltaBaseline,
+    MeshGraphNet,
+    MeshSimulator,
+    NodeFeatureModel,
+    PersistenceBaseline,
+    SolverOracle,
+    edge_input_channels,
+    node_input_channels,
+    one_step_rmse,
+    rollout,
+    rollout_rmse,
+)
+from ...checkpoints import load_checkpoint, save_checkpoint, settings_digest
+from ...jobs import run_in_processes, worker_memo
+from ...registry import mesh_mask
+from ...stats import mean_std
+from ...validation import NUMBER, check_shape
+from .config import MeshConfig, parse_model_name
+from .train import ROLLOUT_BATCH, train_and_evaluate
+
+__all__ = [
+    "MESH_CHECKPOINT_FORMAT",
+    "build_model",
+    "mesh_job_path",
+    "run_mesh",
+    "summarise_mesh_runs",
+]
+
+# 2: MeshGraphNet aggregates the edge MLP's output (as the reference does), not e + e'.
+MESH_CHECKPOINT_FORMAT = "gnnagg-mesh-job/2"
+# MeshConfig fields that change what one (ℓ, model, seed) job computes: a kept job is reused
+# only under the same values, the same model code (MODELS_REVISION) and the same device type
+# (whose timings it holds).
+_JOB_FIELDS = (
+    "dim", "nodes", "trajectories", "steps", "heads", "epochs", "max_seconds", "budget_clock",
+    "batch_size", "lr", "lr_final", "noise_std", "warmup_batches", "eval_trajectories",
+    "one_step_stride", "data_seed",
+)  # fmt: skip
+# Fields are stored in results.json for the picture only up to this many nodes.
+_MAX_FIELD_NODES = 50_000
+
+
+def build_model(spec: dict[str, Any], dim: int, heads: int) -> torch.nn.Module:
+    """The step model of a parsed model name (:func:`~.config.parse_model_name`), adapted to
+    :class:`~gnnagg.models.MeshStepModel`."""
+    if spec["family"] == "mgn":
+        model = MeshGraphNet(
+            node_input_channels(dim), spec["hidden"], 1, edge_dim=edge_input_channels(dim),
+            num_layers=spec["depth"],
+        )  # fmt: skip
+        return EdgeFeatureModel(model)
+    model = GraphTransformer(
+        node_input_channels(dim, position_features=True), spec["hidden"], 1,
+        heads=heads, num_layers=spec["depth"], mask=mesh_mask(spec["mask"]),
+    )  # fmt: skip
+    return NodeFeatureModel(model)
+
+
+def _simulation(config: MeshConfig, ell: float) -> MeshSimulation:
+    return mesh_simulation(
+        config.dim, config.nodes, config.trajectories, config.steps, ell=ell,
+        seed=config.data_seed, cache=config.cache,
+    )  # fmt: skip
+
+
+def _baseline_row(name: str, predictor: Any, sim: MeshSimulation, config: MeshConfig):
+    limit = config.eval_trajectories
+    rolled = rollout_rmse(predictor, sim, "test", ROLLOUT_BATCH, max_trajectories=limit)
+    one_step = one_step_rmse(
+        predictor, sim, "test", ROLLOUT_BATCH, max_trajectories=limit, stride=config.one_step_stride
+    )
+    return {
+        "name": name,
+        "ell": sim.config.ell,
+        "one_step_rmse": one_step,
+        "rollout_rmse": rolled["rmse"],
+        "rollout_rmse_per_step": rolled["rmse_per_step"],
+        "inference_s_per_step": rolled["seconds_per_graph_step"],
+    }
+
+
+def _rounded(values: Any, digits: int = 5) -> list[Any]:
+    return [float(f"{v:.{digits}g}") for v in values]
+
+
+def _field(sim: MeshSimulation, simulator: Any, name: str, trajectory: int) -> dict[str, Any]:
+    predicted, _ = rollout(simulator, sim, [trajectory])
+    step = sim.num_steps
+    return {
+        "ell": sim.config.ell,
+        "model": name,
+        "trajectory": trajectory,
+        "step": step,
+        "pos": [_rounded(p, 6) for p in sim.mesh.pos.tolist()],
+        "cells": sim.mesh.cells.tolist(),
+        "true": _rounded(sim.u[trajectory, step].tolist()),
+        "predicted": _rounded(predicted[0, step].tolist()),
+    }
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
+    """Where the job ``(ell, name, seed)`` of a run with ``checkpoints`` is kept in
+    ``out_dir``."""
+    return Path(out_dir) / "checkpoints" / f"mesh-ell{ell:g}-{name}-seed{seed}.pt"
+
+
+def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, device: str) -> str:
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    return settings_digest(
+        config, _JOB_FIELDS, ell=ell, name=name, seed=seed, device=device_type,
+        models=MODELS_REVISION,
+    )  # fmt: skip
+
+
+def _simulator(spec: dict[str, Any], config: MeshConfig, state: dict[str, Any] | None = None):
+    simulator = MeshSimulator(
+        build_model(spec, config.dim, config.heads),
+        config.dim,
+        position_features=spec["family"] == "gt",
+    )
+    if state is not None:
+        simulator.load_state_dict(state)
+    return simulator
+
+
+def _train_job(
+    sim: MeshSimulation, name: str, seed: int, config: MeshConfig, device: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and evaluate one model for one seed on ``sim``: ``(record, weights)`` (the
+    weights on the CPU)."""
+    spec = parse_model_name(name, config.heads)
+    kept: list[MeshSimulator] = []
+    cpu_start = time.process_time()
+    record = train_and_evaluate(
+        name,
+        lambda: build_model(spec, config.dim, config.heads),
+        sim,
+        config,
+        seed,
+        position_features=spec["family"] == "gt",
+        device=device,
+        on_trained=kept.append,
+    )
+    record["family"] = spec["family"]
+    record["mask"] = spec.get("mask")
+    record["cpu_time_s"] = round(time.process_time() - cpu_start, 1)
+    weights = {k: v.detach().cpu() for k, v in kept[0].state_dict().items()}
+    return record, weights
+
+
+def _mesh_job(
+    ell: float,
+    name: str,
+    seed: int,
+    config_data: dict[str, Any],
+    device: str,
+    on_epoch: Any = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One (ℓ, model, seed) job of :func:`run_mesh` in a worker process of
+    :func:`~gnnagg.bench.jobs.run_in_processes`."""
+    config = MeshConfig(**config_data)
+    sim = worker_memo(("mesh", ell), lambda: _simulation(config, ell))
+    result = _train_job(sim, name, seed, config, device)
+    if on_epoch is not None:
+        on_epoch(1)
+    return result
+
+
+def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The kept job at ``path`` if it exists and was computed with the same settings."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, MESH_CHECKPOINT_FORMAT)
+    if state.get("fingerprint") != fingerprint:
+        return None
+    # A file whose sha256 was recomputed after it was changed by hand: what the run reads of
+    # it must have its types, or the run would fail far from here (or report nonsense).
+    weights = state.get("weights")
+    try:
+        check_shape(state.get("record"), _RECORD_SHAPE, "record")
+        if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+        ):
+            raise ValueError("weights: expected a state dict of tensors")
+    except ValueError as error:
+        raise ValueError(
+            f"checkpoint {path}: not a job this run can reuse ({error}); delete it and its "
+            ".sha256 file"
+        ) from None
+    return state
+
+
+# What run_mesh and summarise_mesh_runs read of a kept job's record.
+_RECORD_SHAPE = {
+    "name": str, "seed": int, "ell": NUMBER, "family": str, "num_params": int, "steps": NUMBER,
+    "train_time_s": NUMBER, "time_per_epoch_s": (NUMBER, None), "one_step_rmse": NUMBER,
+    "rollout_rmse": NUMBER, "rollout_rmse_per_step": [NUMBER], "inference_s_per_step": NUMBER,
+    "train_peak_extra_bytes": NUMBER, "clock?": str, "cpu_time_s?": NUMBER,
+}  # fmt: skip
+
+
+def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs, the
+    per-step rollout curve (mean), training steps, timings and memory (the largest over
+    seeds); ``num_params`` and the training ``clock`` of the first seed."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["name"], run["ell"]), []).append(run)
+    rows = []
+    for (name, ell), members in groups.items():
+        curves = torch.tensor([m["rollout_rmse_per_step"] for m in members], dtype=torch.float64)
+        epoch_times = [m["time_per_epoch_s"] for m in members if m["time_per_epoch_s"] is not None]
+        rows.append(
+            {
+                "name": name,
+                "ell": ell,
+                "seeds": [m["seed"] for m in members],
+                "num_params": members[0]["num_params"],
+                "one_step_rmse": mean_std([m["one_step_rmse"] for m in members]),
+                "rollout_rmse": mean_std([m["rollout_rmse"] for m in members]),
+                "rollout_rmse_per_step": curves.mean(dim=0).tolist(),
+                "train_time_s": mean_std([m["train_time_s"] for m in members]),
+                "time_per_epoch_s": mean_std(epoch_times) if epoch_times else None,
+                "inference_s_per_step": mean_std([m["inference_s_per_step"] for m in members]),
+                "train_peak_extra_bytes": max(m.get("train_peak_extra_bytes", 0) for m in members),
+                "steps": mean_std([m["steps"] for m in members]),
+                "clock": members[0].get("clock", "wall"),
+            }
+        )
+    return rows
+
+
+def run_mesh(
+    config: MeshConfig,
+    device: str = "cpu",
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Generate the data, train and evaluate every model per seed and ℓ, and the baselines.
+
+    With ``config.checkpoints`` every finished job is kept in ``out_dir`` (see
+    :func:`mesh_job_path`) and reused when the run is repeated; with ``config.jobs > 1`` the
+    jobs run in that many worker processes sharing ``threads`` torch threads.
+
+    Returns ``{"data": [per ℓ], "runs": [per model, seed and ℓ], "summary": [per model and ℓ],
+    "baselines": [per baseline and ℓ], "fields": [per ℓ, 2-D only], "cpu_time_s" (this run,
+    worker processes included), "cpu_time_all_runs_s" (also the CPU time of the jobs taken
+    from earlier runs), "resumed_jobs", "wall_time_s", "load_average_start",
+    "load_average_end"}``.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(config, MeshConfig):
+        raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
+    if config.checkpoints and out_dir is None:
+        raise ValueError("out_dir: checkpoints need the run's output folder")
+    cpu_start, wall_start, load_start = time.process_time(), time.perf_counter(), _load()
+    specs = {name: parse_model_name(name, config.heads) for name in config.models}
+    data, baselines, fields = [], [], []
+    records: dict[tuple[float, str, int], dict[str, Any]] = {}
+    best: dict[float, dict[str, Any]] = {}
+    pending: list[tuple[float, str, int]] = []
+    resumed, worker_cpu = [], 0.0
+
+    def keep(ell: float, name: str, seed: int, record: dict[str, Any], weights: Any) -> None:
+        records[(ell, name, seed)] = record
+        if ell not in best or record["rollout_rmse"] < best[ell]["rmse"]:
+            best[ell] = {"rmse": record["rollout_rmse"], "name": name, "weights": weights}
+
+    def save(ell: float, name: str, seed: int, record: dict[str, Any], weights: Any) -> None:
+        if config.checkpoints:
+            state = {
+                "format": MESH_CHECKPOINT_FORMAT,
+                "fingerprint": _job_fingerprint(config, ell, name, seed, device),
+                "record": record,
+                "weights": weights,
+            }
+            save_checkpoint(state, mesh_job_path(Path(out_dir), ell, name, seed))
+
+    def add_field(sim: MeshSimulation, ell: float) -> None:
+        if ell in best and config.dim == 2 and sim.num_nodes <= _MAX_FIELD_NODES:
+            chosen = best[ell]
+            simulator = _simulator(specs[chosen["name"]], config, chosen["weights"])
+            trajectory = int(sim.split("test")[0])
+            fields.append(_field(sim, simulator, chosen["name"], trajectory))
+
+    total = len(config.ells) * len(config.models) * len(config.seeds)
+    with tqdm(total=total, desc="mesh", unit="model", disable=not progress) as bar:
+        for ell in config.ells:
+            t0 = time.perf_counter()
+            sim = _simulation(config, ell)
+            data.append({
+                "ell": ell, "nodes": sim.num_nodes, "edges": int(sim.edge_index.shape[1]),
+                "spacing": float(sim.mesh.spacing),
+                "trajectories": {k: len(v) for k, v in sim.splits.items()},
+                "steps": sim.num_steps, "load_s": round(time.perf_counter() - t0, 2),
+            })  # fmt: skip
+            predictors = {
+                "persistence": PersistenceBaseline,
+                "mean-delta": lambda sim=sim: MeanDeltaBaseline(sim, "train"),
+                "exact-solver": SolverOracle,
+            }
+            for name in config.baselines:
+                baselines.append(_baseline_row(name, predictors[name](), sim, config))
+            waiting = False
+            for name in config.models:
+                for seed in config.seeds:
+                    if config.checkpoints:
+                        path = mesh_job_path(Path(out_dir), ell, name, seed)
+                        state = _load_job(path, _job_fingerprint(config, ell, name, seed, device))
+                        if state is not None:
+                            keep(ell, name, seed, state["record"], state["weights"])
+                            resumed.append(state["record"])
+                            bar.update(1)
+                            continue
+                    if config.jobs > 1:
+                        pending.append((ell, name, seed))
+                        waiting = True
+                        continue
+                    bar.set_postfix_str(f"ℓ={ell:g} {name} seed {seed}")
+                    record, weights = _train_job(sim, name, seed, config, device)
+                    save(ell, name, seed, record, weights)
+                    keep(ell, name, seed, record, weights)
+                    bar.update(1)
+            if not waiting:
+                add_field(sim, ell)
+            del sim
+        if pending:
+            # Seed by seed, so that a run stopped part-way has kept whole seeds of the study.
+            pending.sort(key=lambda job: config.seeds.index(job[2]))
+            config_data = dataclasses.asdict(config)
+            calls = [(ell, name, seed, config_data, device) for ell, name, seed in pending]
+
+            def finished(index: int, result: tuple[dict[str, Any], Any]) -> None:
+                nonlocal worker_cpu
+                record, weights = result
+                worker_cpu += record["cpu_time_s"]
+                save(*pending[index], record, weights)
+                keep(*pending[index], record, weights)
+
+            run_in_processes(_mesh_job, calls, config.jobs, threads, bar, on_result=finished)
+            for ell in dict.fromkeys(ell for ell, _, _ in pending):
+                add_field(_simulation(config, ell), ell)
+    fields.sort(key=lambda field: config.ells.index(field["ell"]))
+    runs = [
+        records[(ell, name, seed)]
+        for ell in config.ells
+        for name in config.models
+        for seed in config.seeds
+    ]
+    summary = summarise_mesh_runs(runs)
+    for row in summary:
+        spec = specs[row["name"]]
+        row["family"], row["mask"] = spec["family"], spec.get("mask")
+        row["depth"], row["hidden"] = spec["depth"], spec["hidden"]
+    cpu_time = time.process_time() - cpu_start + worker_cpu
+    return {
+        "data": data,
+        "runs": runs,
+        "summary": summary,
+        "baselines": baselines,
+        "fields": fields,
+        "cpu_time_s": round(cpu_time, 1),
+        "cpu_time_all_runs_s": round(cpu_time + sum(r.get("cpu_time_s", 0.0) for r in resumed), 1),
+        "resumed_jobs": len(resumed),
+        "wall_time_s": round(time.perf_counter() - wall_start, 1),
+        "load_average_start": load_start,
+        "load_average_end": _load(),
+    }

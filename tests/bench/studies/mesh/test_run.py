@@ -1,0 +1,101 @@
+"""Running the mesh study: jobs in this process or in workers give the same runs, kept jobs
+are reused only under the same settings and model code, and are hash-checked."""
+
+import dataclasses
+
+import pytest
+
+from gnnagg.bench.jobs import run_in_processes
+from gnnagg.bench.studies.mesh import run as mesh_run
+from gnnagg.bench.studies.mesh.config import MeshConfig
+from gnnagg.bench.studies.mesh.run import _mesh_job, mesh_job_path, run_mesh
+
+TINY = MeshConfig(
+    nodes=200, trajectories=4, steps=4, ells=(2.0,), models=("mgn-2x8", "gt-1x8-adjacency"),
+    heads=2, seeds=(0,), epochs=1, max_seconds=None, warmup_batches=2, eval_trajectories=None,
+    cache=False,
+)  # fmt: skip
+
+
+def _scores(result):
+    keys = ("name", "seed", "ell", "num_params", "one_step_rmse", "rollout_rmse")
+    return [{k: run[k] for k in keys} for run in result["runs"]]
+
+
+def test_jobs_in_processes_and_kept_jobs_give_the_same_runs(tmp_path, monkeypatch):
+    one = run_mesh(TINY, progress=False)
+    kept = dataclasses.replace(TINY, jobs=2, checkpoints=True)
+    # One torch thread in each of the two worker processes, as in this one.
+    two = run_mesh(kept, progress=False, out_dir=tmp_path, threads=2)
+    assert _scores(two) == _scores(one) and two["resumed_jobs"] == 0
+    assert two["fields"][0]["predicted"] == one["fields"][0]["predicted"]
+    assert mesh_job_path(tmp_path, 2.0, "gt-1x8-adjacency", 0).is_file()
+    # Repeated into the same folder: nothing is trained again, the field is redrawn from the
+    # kept weights, and an added seed is the only job that trains.
+    again = run_mesh(kept, progress=False, out_dir=tmp_path)
+    assert _scores(again) == _scores(one) and again["resumed_jobs"] == 2
+    assert again["fields"] == two["fields"]
+    assert again["cpu_time_all_runs_s"] >= again["cpu_time_s"]
+    more = run_mesh(dataclasses.replace(kept, seeds=(0, 1)), progress=False, out_dir=tmp_path)
+    assert more["resumed_jobs"] == 2 and len(more["runs"]) == 4
+    # Other settings are not taken from the folder: the jobs train again.
+    other = run_mesh(dataclasses.replace(kept, lr=5e-4), progress=False, out_dir=tmp_path)
+    assert other["resumed_jobs"] == 0
+    # Nor are jobs trained by other model code.
+    monkeypatch.setattr(mesh_run, "MODELS_REVISION", mesh_run.MODELS_REVISION + 1)
+    newer = run_mesh(dataclasses.replace(kept, jobs=1), progress=False, out_dir=tmp_path)
+    assert newer["resumed_jobs"] == 0
+
+
+def test_each_job_in_processes_is_handed_over_as_it_finishes():
+    config = dataclasses.asdict(TINY)
+    calls = [(2.0, name, 0, config, "cpu") for name in ("mgn-2x8", "gt-1x8-adjacency")]
+    handed: dict[int, object] = {}
+
+    class Bar:
+        def update(self, n):
+            pass
+
+        def set_postfix_str(self, text):
+            pass
+
+    results = run_in_processes(_mesh_job, calls, 2, 2, Bar(), on_result=handed.__setitem__)
+    assert sorted(handed) == [0, 1]
+    assert [handed[i][0]["name"] for i in (0, 1)] == ["mgn-2x8", "gt-1x8-adjacency"]
+    assert [r[0]["rollout_rmse"] for r in results] == [handed[i][0]["rollout_rmse"] for i in (0, 1)]
+
+
+def test_kept_jobs_are_hash_checked_and_need_a_folder(tmp_path):
+    config = dataclasses.replace(TINY, models=("mgn-2x8",), checkpoints=True)
+    with pytest.raises(ValueError, match="out_dir: checkpoints need"):
+        run_mesh(config, progress=False)
+    run_mesh(config, progress=False, out_dir=tmp_path)
+    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        run_mesh(config, progress=False, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda state: state.pop("record"),
+        lambda state: state["record"].pop("rollout_rmse"),
+        lambda state: state["record"].update(rollout_rmse_per_step="low"),
+        lambda state: state.update(weights=[1, 2]),
+    ],
+)
+def test_a_restamped_kept_job_is_refused_with_a_value_error_naming_it(tmp_path, forge):
+    from gnnagg.bench.checkpoints import load_checkpoint, save_checkpoint
+    from gnnagg.bench.studies.mesh.run import MESH_CHECKPOINT_FORMAT
+
+    config = dataclasses.replace(TINY, models=("mgn-2x8",), checkpoints=True)
+    run_mesh(config, progress=False, out_dir=tmp_path)
+    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0)
+    state = load_checkpoint(path, MESH_CHECKPOINT_FORMAT)
+    forge(state)
+    save_checkpoint(state, path)  # the sha256 recomputed, as an attacker would
+    with pytest.raises(ValueError, match=f"checkpoint {path}: not a job this run can reuse"):
+        run_mesh(config, progress=False, out_dir=tmp_path)
