@@ -376,8 +376,9 @@ def run_mesh(
                 add_field(sim, ell)
             del sim
         if pending:
-            # Seed by seed, so that a run stopped part-way has kept whole seeds of the study.
-            pending.sort(key=lambda job: config.seeds.index(job[2]))
+            # Model by model (its seeds and ℓ together), in the order of `models`: a run
+            # stopped part-way has kept whole rows of the models listed first.
+            pending.sort(key=lambda job: (config.models.index(job[1]), config.seeds.index(job[2])))
             config_data = dataclasses.asdict(config)
             calls = [(ell, name, seed, config_data, device) for ell, name, seed in pending]
 
