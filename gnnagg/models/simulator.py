@@ -245,6 +245,8 @@ class MeshSimulator(nn.Module):
         ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1).tolist()
         if not ids:
             raise ValueError("trajectories: expected at least one trajectory id")
+        if min(ids) < 0 or max(ids) >= sim.num_trajectories:
+            raise ValueError(f"trajectories: ids must lie in [0, {sim.num_trajectories})")
         mesh_ids = tuple(int(sim.mesh_ids[t]) for t in ids)
         key = (id(sim), mesh_ids, str(self.device), self.dtype)
         cached = self._batches.get(key)

@@ -179,3 +179,10 @@ def test_simulator_follows_its_network_dtype_and_checks_arguments(sim32):
         MeshSimulator(network, 4)
     with pytest.raises(TypeError, match="model"):
         MeshSimulator(lambda *args: None, 2)
+
+
+def test_batched_mesh_refuses_ids_outside_the_data_set(sim32):
+    simulator = MeshSimulator(Recorder(), 2)
+    for ids in ([], [-1], [sim32.num_trajectories]):
+        with pytest.raises(ValueError, match="trajectories"):
+            simulator.batched_mesh(sim32, ids)

@@ -2,7 +2,13 @@
 
 import pytest
 
-from gnnagg.bench.studies.mesh.config import CPU_MODELS, GPU_MODELS, MeshConfig, parse_model_name
+from gnnagg.bench.studies.mesh.config import (
+    AGGREGATOR_MODELS,
+    CPU_MODELS,
+    GPU_MODELS,
+    MeshConfig,
+    parse_model_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +67,7 @@ def test_model_names_parse():
     assert (gt["mask"], gt["positions"], gt["aggr"]) == ("khop2+dilated+global", "absolute", None)
     assert parse_model_name("mgn-6x32-lcm_softmax")["aggr"] == "lcm_softmax"
     assert parse_model_name("mgn-6x32-gru:relative")["positions"] == "relative"
-    for name in CPU_MODELS + GPU_MODELS:
+    for name in CPU_MODELS + GPU_MODELS + AGGREGATOR_MODELS:
         parse_model_name(name)
     with pytest.raises(ValueError, match="models"):
         parse_model_name(3)
