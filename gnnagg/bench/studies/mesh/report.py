@@ -222,9 +222,13 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
 
 
 def _claim_one(mgn: dict[str, Any], gts: list[dict[str, Any]]) -> str:
-    smallest = min(r["num_params"] for r in gts)
+    # The smallest size (layers x width), with its best mask (global tokens add a few
+    # parameters, but not a size).
+    smallest = min(gts, key=lambda r: r["num_params"])
+    size = (smallest["depth"], smallest["hidden"])
     small = min(
-        (r for r in gts if r["num_params"] == smallest), key=lambda r: r["rollout_rmse"]["mean"]
+        (r for r in gts if (r["depth"], r["hidden"]) == size),
+        key=lambda r: r["rollout_rmse"]["mean"],
     )
     ratio = small["rollout_rmse"]["mean"] / max(mgn["rollout_rmse"]["mean"], 1e-300)
     smaller = mgn["num_params"] / max(small["num_params"], 1)

@@ -43,7 +43,8 @@ def test_claims_follow_the_numbers_of_converged_models():
     text = _claims([MGN, SMALL, WIDE], mean_delta=0.5)
     assert "`mgn-6x32` (0.1 ± 0) beats the best reference predictor, mean Δu" in text
     assert "claim 1 (the smallest masked transformer" in text
-    assert "is **supported**: `gt-1x8-adjacency`" in text and "6x fewer parameters" in text
+    # The smallest size's best mask is the transformer compared.
+    assert "is **supported**: `gt-1x8-khop2`" in text and "6x fewer parameters" in text
     assert "lower the all-rollout error) is **supported**" in text
     # A transformer twice as bad does not match; a wider mask worse beyond the spread does
     # not support claim 2; an MGN above a reference does not beat it.
@@ -59,7 +60,7 @@ def test_no_verdict_rests_on_a_model_that_did_not_converge_or_was_capped():
     stuck = dict(MGN, converged=False)
     text = _claims([stuck, SMALL, WIDE], mean_delta=0.5)
     assert "but it did not converge, so this is no verdict" in text
-    assert "is **not resolved**: `gt-1x8-adjacency`" in text and "not converged: `mgn-6x32`" in text
+    assert "is **not resolved**: `gt-1x8-khop2`" in text and "not converged: `mgn-6x32`" in text
     capped = dict(WIDE, capped=True)
     assert "lower the all-rollout error) is **not resolved**" in _claims([MGN, SMALL, capped])
 
