@@ -13,7 +13,8 @@ Layers, from the bottom up (nothing imports from a layer above it):
   ``attention`` and ``data``.
 * :mod:`gnnagg.bench` -- the benchmark harness (``gnnagg-bench``), on top.
 
-``gnnagg._checks`` holds argument checks shared by every layer and imports nothing.
+``gnnagg._checks`` holds argument checks shared by every layer and imports nothing;
+``gnnagg._torchscript`` makes every module refuse ``torch.jit.script`` with a clear error.
 
 Every subpackage is an attribute of its own name: ``gnnagg.segment`` is the subpackage (the
 reduction itself is ``gnnagg.segment.segment``, or ``from gnnagg.segment import segment``); no

@@ -29,6 +29,8 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_count",
+    "check_edge_index",
+    "check_features",
     "check_finite",
     "check_int",
     "check_names",
@@ -145,13 +147,59 @@ def check_tensor(value: object, name: str) -> Tensor:
     return value
 
 
+def check_features(
+    value: object, name: str, channels: int, *, like: Tensor | None = None
+) -> Tensor:
+    """``value`` as ``[rows, channels]`` floating-point features; with ``like`` (a module's
+    parameter) also of its dtype and on its device, which a layer would otherwise reject deep
+    inside with ``mat1 and mat2 ...``."""
+    import torch
+
+    value = check_tensor(value, name)
+    if value.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {value.layout}")
+    if value.dim() != 2 or value.size(1) != channels:
+        raise ValueError(f"{name} must be [num_nodes, {channels}], got shape {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {value.dtype}")
+    if like is not None and value.dtype != like.dtype:
+        raise TypeError(
+            f"{name} has dtype {value.dtype} but the module's parameters are {like.dtype}; "
+            "convert one of them (x.to(dtype) or module.to(dtype))"
+        )
+    if like is not None and value.device != like.device:
+        raise ValueError(
+            f"{name} is on {value.device} but the module's parameters on {like.device}"
+        )
+    return value
+
+
+def check_edge_index(value: object, name: str, num_nodes: int) -> Tensor:
+    """``value`` as a ``[2, E]`` int64/int32 edge index with ids in ``[0, num_nodes)`` (a
+    negative id would silently index from the end)."""
+    import torch
+
+    value = check_tensor(value, name)
+    if value.dim() != 2 or value.size(0) != 2:
+        raise ValueError(f"{name} must be [2, num_edges], got shape {tuple(value.shape)}")
+    if value.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must be int64 or int32, got {value.dtype}")
+    if value.numel() and (int(value.min()) < 0 or int(value.max()) >= num_nodes):
+        raise ValueError(
+            f"{name} has node ids in [{int(value.min())}, {int(value.max())}], outside "
+            f"[0, num_nodes={num_nodes})"
+        )
+    return value
+
+
 def format_bytes(num_bytes: float) -> str:
     """``num_bytes`` in binary units with three significant figures (``"4.00 TiB"``,
     ``"512 B"``)."""
     value = float(num_bytes)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(value) < 1024 or unit == "PiB":
-            return f"{value:#.3g} {unit}" if unit != "B" else f"{value:.0f} B"
+            # "#" keeps trailing zeros ("4.00"); a bare trailing point ("291.") is dropped.
+            return f"{f'{value:#.3g}'.rstrip('.')} {unit}" if unit != "B" else f"{value:.0f} B"
         value /= 1024
     raise AssertionError("unreachable")
 

@@ -17,7 +17,8 @@ class AllocationLog(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         if not func.is_view:
             for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor):
+                # A sparse tensor's numel is its dense size; its parts are logged as they are made.
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:
                     size = t.numel() * t.element_size()
                     self.largest = max(self.largest, size)
                     self.total += size

@@ -3,8 +3,9 @@ inside functions and under ``TYPE_CHECKING``) is parsed, and the test fails on a
 an import upward in the documented layer order, a private module imported from another
 subpackage, or anything importing ``experiments``.
 
-The order (``gnnagg/__init__.py`` documents it), bottom to top: ``_checks``/``_files``, then
-``segment``, ``monoids``, ``aggr``; ``poly``, ``attention`` and ``data`` beside them (they use
+The order (``gnnagg/__init__.py`` documents it), bottom to top: ``_checks``/``_files``/
+``_torchscript``, then ``segment``, ``monoids``, ``aggr``; ``poly``, ``attention`` and ``data``
+beside them (they use
 ``segment`` and the root helpers only); ``models`` above ``attention``; ``bench`` on top, inside
 which the order of ``gnnagg/bench/__init__.py`` holds and no study imports another.
 """
@@ -23,15 +24,20 @@ PACKAGE = ROOT / "gnnagg"
 ALLOWED: dict[str, set[str]] = {
     "_checks": set(),
     "_files": set(),
-    "segment": {"_checks", "_files"},
-    "monoids": {"segment", "_checks", "_files"},
-    "aggr": {"monoids", "segment", "_checks", "_files"},
-    "poly": {"segment", "_checks", "_files"},
-    "attention": {"segment", "_checks", "_files"},
-    "data": {"segment", "_checks", "_files"},
-    "models": {"attention", "aggr", "monoids", "segment", "poly", "data", "_checks", "_files"},
+    "_torchscript": set(),
+    "segment": {"_checks", "_files", "_torchscript"},
+    "monoids": {"segment", "_checks", "_files", "_torchscript"},
+    "aggr": {"monoids", "segment", "_checks", "_files", "_torchscript"},
+    "poly": {"segment", "_checks", "_files", "_torchscript"},
+    "attention": {"segment", "_checks", "_files", "_torchscript"},
+    "data": {"segment", "_checks", "_files", "_torchscript"},
+    "models": {
+        "attention", "aggr", "monoids", "segment", "poly", "data", "_checks", "_files",
+        "_torchscript",
+    },
     "bench": {
         "models", "attention", "aggr", "monoids", "segment", "poly", "data", "_checks", "_files",
+        "_torchscript",
     },
 }  # fmt: skip
 # Inside gnnagg.bench, bottom to top: a module may import those of its own level and below.

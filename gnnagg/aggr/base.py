@@ -16,13 +16,42 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 
-from .._checks import check_bool, check_int, check_tensor
+from .._checks import check_bool, check_int, check_positive, check_tensor
+from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan, resolve_plan
 from ..segment.plan import check_dim_size
 
-__all__ = ["NeighbourhoodAggregation", "Neighbourhoods", "PerThread", "group_neighbourhoods"]
+__all__ = [
+    "LAZY",
+    "NeighbourhoodAggregation",
+    "Neighbourhoods",
+    "PerThread",
+    "check_in_channels",
+    "check_messages",
+    "group_neighbourhoods",
+    "linear",
+]
 
 _PRECISION = {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}
+#: ``in_channels=-1``: learnt from the first forward, as in PyG's lazy modules.
+LAZY = -1
+
+
+def check_in_channels(value: object) -> int:
+    """``in_channels`` as a positive int, or ``-1`` (lazy: learnt from the first forward)."""
+    if check_int(value, "in_channels") == LAZY:
+        return LAZY
+    return check_positive(value, "in_channels")
+
+
+def linear(in_channels: int, out_channels: int, bias: bool = True) -> nn.Module:
+    """``nn.Linear``, or PyG's lazy ``Linear`` for ``in_channels=-1`` (its weight is an
+    uninitialised parameter until the first forward; same keys in a state dict)."""
+    if in_channels == LAZY:
+        from torch_geometric.nn.dense.linear import Linear
+
+        return Linear(LAZY, out_channels, bias=bias)
+    return nn.Linear(in_channels, out_channels, bias=bias)
 
 
 @dataclass
@@ -64,6 +93,20 @@ def within_group_order(
     return shuffled[torch.sort(index[shuffled], stable=True).indices]
 
 
+def check_messages(x: object, dim: int) -> Tensor:
+    """``x`` when it is a dense floating-point tensor in which ``dim`` exists."""
+    if isinstance(x, Tensor) and x.layout != torch.strided:
+        raise TypeError(
+            f"x must be a dense (strided) tensor, got layout {x.layout} (convert it with "
+            ".to_dense())"
+        )
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim={dim} is out of range for x with {x.dim()} dimensions")
+    return x
+
+
 def group_neighbourhoods(
     x: Tensor,
     index: Tensor | None = None,
@@ -79,11 +122,7 @@ def group_neighbourhoods(
 
     Give ``index`` (any order), ``ptr`` (rows grouped already; it takes precedence when both
     are given, as in PyG) or ``plan``."""
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
-    if not -x.dim() <= dim < x.dim():
-        raise ValueError(f"dim={dim} is out of range for x with {x.dim()} dimensions")
-    x0 = x.movedim(dim, 0)
+    x0 = check_messages(x, dim).movedim(dim, 0)
     if index is not None and ptr is not None and plan is None:
         # PyG passes both for input grouped already (EdgeIndex, sparse adjacency); as in its
         # own aggregations, ptr is the grouping then.
@@ -129,7 +168,7 @@ class PerThread:
         return PerThread()
 
 
-class NeighbourhoodAggregation(Aggregation):
+class NeighbourhoodAggregation(NoTorchScript, Aggregation):
     """A PyG ``Aggregation`` whose subclasses implement :meth:`aggregate_groups`.
 
     Handles argument checking, any index order, ``ptr`` input, any ``dim`` and the optional
@@ -174,10 +213,23 @@ class NeighbourhoodAggregation(Aggregation):
                 f"dim={dim} is the channel dimension of x (shape {tuple(x.shape)}); the "
                 "aggregated dimension must come before the last one"
             )
-        if x.shape[-1] != in_channels:
+        if in_channels == LAZY:
+            self._initialize_lazily(x.shape[-1])
+        elif x.shape[-1] != in_channels:
             raise ValueError(
                 f"x has {x.shape[-1]} channels in its last dimension, but in_channels={in_channels}"
             )
+
+    @torch.compiler.disable
+    def _initialize_lazily(self, in_channels: int) -> None:
+        # Parameters come into being here: not something to trace.
+        self._initialize_channels(int(in_channels))
+
+    def _initialize_channels(self, in_channels: int) -> None:
+        """Learn ``in_channels`` from the first messages of a lazy module (``in_channels=-1``)
+        and initialise what depends on it; subclasses extend it (PyG's lazy ``Linear``
+        initialises itself at its first call)."""
+        self.in_channels = int(in_channels)
 
     def __getstate__(self) -> dict:
         # Tensors remembered from the last forward belong to an autograd graph: copies (shallow
@@ -196,12 +248,6 @@ class NeighbourhoodAggregation(Aggregation):
                 value.clear()
         return super()._apply(fn, *args, **kwargs)
 
-    # torch.compile runs the aggregation eagerly, as one graph break at the call: everything in
-    # it depends on the data (grouping by node, degree-dependent tree levels and runs of equal
-    # batch sizes, cached plans), so tracing it breaks the graph at every step (about twenty
-    # breaks per call) and specialises on every graph, while its arithmetic already runs in a
-    # few large kernels (a fused tree, one RNN call per run). The layers around it compile.
-    @torch.compiler.disable
     def __call__(
         self,
         x: Tensor,
@@ -219,6 +265,11 @@ class NeighbourhoodAggregation(Aggregation):
             if value is not None:
                 check_tensor(value, name)
         dim = check_int(dim, "dim")
+        if not -x.dim() <= dim < x.dim() or x.dim() < 2:
+            raise ValueError(
+                f"dim={dim} is out of range for x of shape {tuple(x.shape)} (it needs a "
+                "dimension to aggregate and a channel dimension after it)"
+            )
         dim_size = check_dim_size(dim_size)
         if kwargs.get("plan") is not None:
             return nn.Module.__call__(self, x, index, ptr, dim_size, dim, **kwargs)
@@ -237,9 +288,40 @@ class NeighbourhoodAggregation(Aggregation):
         """Aggregate ``x`` along ``dim`` by ``index`` / ``ptr`` / ``plan`` (PyG's convention).
 
         ``max_num_elements`` is accepted for PyG compatibility and ignored: nothing is padded.
+        Under ``torch.compile`` this runs :meth:`traced_forward` instead.
         """
+        if torch.compiler.is_compiling():
+            return self.traced_forward(x, index, ptr, dim_size, dim, plan)
+        return self._forward_grouped(x, index, ptr, dim_size, dim, plan)
+
+    def _forward_grouped(self, x, index, ptr, dim_size, dim, plan) -> Tensor:
         groups = self.group(x, index, ptr, dim_size, dim, plan, self.shuffle and self.training)
         return self.aggregate_groups(groups).movedim(0, dim)
+
+    def traced_forward(
+        self,
+        x: Tensor,
+        index: Tensor | None,
+        ptr: Tensor | None,
+        dim_size: int | None,
+        dim: int,
+        plan: SegmentPlan | None,
+    ) -> Tensor:
+        """The forward under ``torch.compile``.
+
+        By default the whole aggregation runs eagerly, behind one graph break: regrouping by
+        node depends on the values of the index (a sort, degree-dependent runs and levels),
+        and tracing it would break the graph at every such step and recompile for every new
+        graph, which costs more than compiling saves (the arithmetic already runs in a few
+        large kernels). Subclasses whose reduction traces (the exactly associative monoids'
+        one-step reductions) override this; the layers around the aggregation compile either
+        way.
+        """
+        return self._forward_eagerly(x, index, ptr, dim_size, dim, plan)
+
+    @torch.compiler.disable
+    def _forward_eagerly(self, x, index, ptr, dim_size, dim, plan) -> Tensor:
+        return self._forward_grouped(x, index, ptr, dim_size, dim, plan)
 
     def group(
         self,

@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_count, check_positive, check_seed, check_tensor
+from .._checks import (
+    check_allocation,
+    check_bool,
+    check_count,
+    check_positive,
+    check_seed,
+    check_tensor,
+)
 from ..monoids import (
     MONOIDS,
     GRUMonoid,
@@ -27,10 +34,21 @@ from ..monoids import (
     tree_reduce,
 )
 from ..monoids.laws import sample_rows
-from ..segment import SegmentPlan
-from .base import NeighbourhoodAggregation, Neighbourhoods
+from ..segment import SegmentPlan, resolve_plan
+from .base import (
+    LAZY,
+    NeighbourhoodAggregation,
+    Neighbourhoods,
+    check_in_channels,
+    check_messages,
+    group_neighbourhoods,
+    linear,
+)
 
 __all__ = ["LCMAggregation"]
+
+# What the last forward remembers when it ran without gradients: nothing to regularise.
+_NO_GRAD = "no_grad"
 
 
 def _grouped_plan(groups: Neighbourhoods) -> SegmentPlan:
@@ -45,7 +63,8 @@ class LCMAggregation(NeighbourhoodAggregation):
     """Aggregate each neighbourhood with a learnable commutative monoid, reduced as a tree.
 
     Args:
-        in_channels: size of each message.
+        in_channels: size of each message, or ``-1`` to learn it from the first forward (as
+            PyG's lazy modules: run one batch before building the optimiser).
         out_channels: size of each output (and of the monoid's elements).
         project: apply ``Linear(in_channels, out_channels)`` and ReLU to messages before
             reducing (as PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
@@ -80,9 +99,11 @@ class LCMAggregation(NeighbourhoodAggregation):
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
-        in_channels = check_positive(in_channels, "in_channels")
+        in_channels = check_in_channels(in_channels)
         out_channels = check_positive(out_channels, "out_channels")
         project = check_bool(project, "project")
+        if not project and in_channels == LAZY:
+            in_channels = out_channels  # nothing to learn: the messages are the states
         if not project and in_channels != out_channels:
             raise ValueError(
                 f"in_channels ({in_channels}) must equal out_channels ({out_channels}) "
@@ -90,7 +111,10 @@ class LCMAggregation(NeighbourhoodAggregation):
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.project = project
-        self.lin = nn.Linear(in_channels, out_channels) if project else None
+        check_allocation((in_channels + 1) * out_channels * 4 if project else 0,
+                         f"in_channels={in_channels}, out_channels={out_channels}: the projection",
+                         "cpu")
+        self.lin = linear(in_channels, out_channels) if project else None
         if isinstance(monoid, str):
             if monoid not in MONOIDS:
                 raise ValueError(f"monoid must be one of {sorted(MONOIDS)}, got {monoid!r}")
@@ -131,6 +155,10 @@ class LCMAggregation(NeighbourhoodAggregation):
             state_dict.setdefault(
                 f"{prefix}monoid.identity_element", self.monoid.identity_element.detach().clone()
             )
+        # A lazy aggregation learns its width from the checkpoint's projection.
+        weight = state_dict.get(f"{prefix}lin.weight")
+        if self.in_channels == LAZY and isinstance(weight, Tensor) and weight.dim() == 2:
+            self.in_channels = int(weight.shape[1])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
@@ -139,19 +167,23 @@ class LCMAggregation(NeighbourhoodAggregation):
         self.monoid.reset_parameters()
 
     # -- the reduction --------------------------------------------------------------------------
-    def _lift(self, groups: Neighbourhoods) -> Tensor:
-        x = groups.messages
+    def _lift(self, x: Tensor) -> Tensor:
+        """Messages (rows first, in any order) to monoid states, row by row."""
         x = x.to(self.work_dtype(x.dtype))
         if self.lin is not None:
             x = F.relu(self.lin(x))
         states = self.monoid.lift(x)
-        # Kept (with its graph) for the regularisers; replaced at the next forward.
-        self._last_forward.set(states)
+        self._remember(states)
         return states
+
+    def _remember(self, states: Tensor) -> None:
+        # Kept (with its graph) for the regularisers; replaced at the next forward. A forward
+        # without gradients keeps nothing, as the recurrent aggregators (see _remembered_states).
+        self._last_forward.set(states if torch.is_grad_enabled() else _NO_GRAD)
 
     def _reduce(self, states: Tensor, groups: Neighbourhoods) -> Tensor:
         plan = _grouped_plan(groups)
-        if self.allow_direct_reduce and self.monoid.exact:
+        if self._reduces_directly():
             reduced = self.monoid.direct_reduce(states, plan)
             if reduced is not None:
                 return reduced
@@ -161,9 +193,41 @@ class LCMAggregation(NeighbourhoodAggregation):
             return fused_tree_reduce(states, plan, *fused, identity)
         return tree_reduce(states, plan, self.monoid.combine, identity)
 
+    def _reduces_directly(self) -> bool:
+        return self.allow_direct_reduce and self.monoid.exact
+
     def aggregate_groups(self, groups: Neighbourhoods) -> Tensor:
-        out = self.monoid.lower(self._reduce(self._lift(groups), groups))
+        out = self.monoid.lower(self._reduce(self._lift(groups.messages), groups))
         return out.to(groups.messages.dtype)
+
+    def traced_forward(self, x, index, ptr, dim_size, dim, plan) -> Tensor:
+        """The forward under ``torch.compile``. An exactly associative monoid's one-step
+        reduction traces into the graph with the projection, the lift and the lowering (no
+        graph break). A tree (the GRU monoid, or ``allow_direct_reduce=False``) runs eagerly
+        as a whole behind one break, on the plan and tree schedule cached for the index:
+        its levels depend on the degrees, and compiling only the projection around it was
+        measured slower than eager (docs/benchmarks: Inductor's CPU code saves ReLU's
+        backward mask as bytes, slowly). ``shuffle`` changes nothing in a one-step reduction
+        (beyond rounding), so it is not drawn there."""
+        if not self._reduces_directly():
+            return super().traced_forward(x, index, ptr, dim_size, dim, plan)
+        self._check_channels(x, dim)
+        x0 = check_messages(x, dim).movedim(dim, 0)
+        states = self._lift(x0)
+        reduced = self.monoid.direct_reduce(
+            states, resolve_plan(x0.shape[0], index, ptr, dim_size, plan)
+        )
+        if reduced is None:  # a monoid without a one-step reduction for these states
+            reduced = self._reduce_eagerly(states, index, ptr, dim_size, plan)
+        return self.monoid.lower(reduced).to(x.dtype).movedim(0, dim)
+
+    @torch.compiler.disable
+    def _reduce_eagerly(self, states, index, ptr, dim_size, plan) -> Tensor:
+        shuffle = self.shuffle and self.training
+        groups = group_neighbourhoods(states, index, ptr, dim_size, 0, plan=plan, shuffle=shuffle)
+        # The regularisers sample the grouped states, as after an eager forward.
+        self._remember(groups.messages)
+        return self._reduce(groups.messages, groups)
 
     # -- partial results (exact monoids) ---------------------------------------------------------
     def reduce_partial(
@@ -193,7 +257,7 @@ class LCMAggregation(NeighbourhoodAggregation):
                 "or pass allow_inexact=True to accept the difference"
             )
         groups = self.group(x, index, ptr, dim_size, dim, plan)
-        return self._reduce(self._lift(groups), groups).movedim(0, dim)
+        return self._reduce(self._lift(groups.messages), groups).movedim(0, dim)
 
     def combine_partial(self, a: Tensor, b: Tensor) -> Tensor:
         """Merge two results of :meth:`reduce_partial` (element-wise ⊕)."""
@@ -204,6 +268,14 @@ class LCMAggregation(NeighbourhoodAggregation):
                 f"partial states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
             )
         self._check_states(a)
+        weight = next(self.monoid.parameters(), None)
+        dtype = a.dtype if weight is None else weight.dtype
+        if a.dtype != dtype or b.dtype != dtype or a.device != b.device:
+            raise TypeError(
+                f"a and b must be partial states of one dtype and device (those of "
+                f"reduce_partial's output, {dtype} here), got {a.dtype} on {a.device} and "
+                f"{b.dtype} on {b.device}"
+            )
         return self.monoid.combine(a, b)
 
     def _check_states(self, states: Tensor) -> None:
@@ -223,6 +295,11 @@ class LCMAggregation(NeighbourhoodAggregation):
     # -- regularisers ---------------------------------------------------------------------------
     def _remembered_states(self) -> Tensor:
         states = self._last_forward.get()
+        if states is _NO_GRAD:
+            raise RuntimeError(
+                f"{type(self).__name__}: the last forward ran without gradients (torch.no_grad "
+                "or inference_mode), which records no states; run it with gradients enabled"
+            )
         if states is None or states.shape[0] == 0:
             raise RuntimeError(
                 "associativity_loss needs a forward pass with at least one message (in this "
@@ -242,7 +319,10 @@ class LCMAggregation(NeighbourhoodAggregation):
 
         Differentiable with respect to the monoid's parameters and the messages. Near zero for
         exact monoids. It reuses the last forward's autograd graph, so add it to the loss
-        before calling ``backward()`` on that loss.
+        before calling ``backward()`` on that loss. Raises ``RuntimeError`` before any forward
+        or when the last forward ran without gradients (``torch.no_grad``/``inference_mode``:
+        nothing is recorded then, so evaluation holds no extra memory), as the recurrent
+        aggregators' ``permutation_loss`` does.
 
         Its cost grows with ``num_triples`` faster than linearly once the operands leave the
         cache (a thousand triples can cost more than the tree's own forward and backward;
@@ -263,7 +343,8 @@ class LCMAggregation(NeighbourhoodAggregation):
         return every * associativity_gap(self.monoid, a, b, c)
 
     def identity_loss(self, num_samples: int = 1024, seed: int | None = None) -> Tensor:
-        """Mean ‖e⊕a − a‖² over messages of the last forward (keeps a learned identity honest)."""
+        """Mean ‖e⊕a − a‖² over messages of the last forward (keeps a learned identity honest);
+        needs a forward with gradients, as :meth:`associativity_loss`."""
         num_samples, seed = check_positive(num_samples, "num_samples"), check_seed(seed)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         (a,) = sample_rows(self._remembered_states(), num_samples, 1, generator)

@@ -48,16 +48,18 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch.nn.utils.rnn import PackedSequence
 
 from .._checks import (
+    check_allocation,
     check_bool,
     check_choice,
     check_count,
     check_finite,
     check_positive,
 )
-from .base import NeighbourhoodAggregation, Neighbourhoods
+from .base import LAZY, NeighbourhoodAggregation, Neighbourhoods, check_in_channels
 from .permutation import (
     RecordedForward,
     commutator_loss,
@@ -132,7 +134,7 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         **rnn_kwargs,
     ) -> None:
         backend = check_choice(backend, "backend", _BACKENDS)
-        in_channels = check_positive(in_channels, "in_channels")
+        in_channels = check_in_channels(in_channels)
         out_channels = check_positive(out_channels, "out_channels")
         rnn_kwargs = _check_rnn_kwargs(rnn_kwargs)
         super().__init__(shuffle=shuffle)
@@ -141,7 +143,14 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         self.learn_initial_state = check_bool(learn_initial_state, "learn_initial_state")
         self.backend = backend
         bias = check_bool(bias, "bias")
-        self.rnn = self.rnn_class(in_channels, out_channels, bias=bias, **rnn_kwargs)
+        # Four gates at most, of every layer and direction (the first layer's inputs included).
+        layers = rnn_kwargs.get("num_layers", 1) * (2 if rnn_kwargs.get("bidirectional") else 1)
+        width = max(in_channels, 1)  # a lazy in_channels is sized on first use
+        check_allocation(4 * layers * (width + 2 * out_channels + 2) * out_channels * 4,
+                         f"in_channels={in_channels}, out_channels={out_channels}: the RNN's "
+                         "parameters", "cpu")
+        lazy = in_channels == LAZY
+        self.rnn = self.rnn_class(1 if lazy else in_channels, out_channels, bias=bias, **rnn_kwargs)
         rnn = self.rnn
         self.num_directions = 2 if rnn.bidirectional else 1
         hidden_width = getattr(rnn, "proj_size", 0) or out_channels
@@ -156,11 +165,36 @@ class RecurrentAggregation(NeighbourhoodAggregation):
             self.initial_state = nn.ParameterList(
                 nn.Parameter(rnn.weight_ih_l0.new_zeros(shape)) for shape in shapes
             )
+        if lazy:
+            # The first layer's input weights wait for the first messages (PyG's lazy style:
+            # an uninitialised parameter follows .to() and loads from a state dict).
+            for name in self._input_weight_names():
+                weight = getattr(rnn, name)
+                setattr(rnn, name, UninitializedParameter(device=weight.device, dtype=weight.dtype))
         self.reset_parameters()
+
+    def _input_weight_names(self) -> list[str]:
+        return [n for n in self.rnn._flat_weights_names if n.startswith("weight_ih_l0")]
+
+    def _initialize_channels(self, in_channels: int) -> None:
+        """Size the first layer's input weights for ``in_channels`` and initialise them as
+        ``nn.GRU``/``nn.LSTM`` do."""
+        for name in self._input_weight_names():
+            weight = getattr(self.rnn, name)
+            if is_lazy(weight):
+                weight.materialize((weight_rows(self.rnn), int(in_channels)))
+                with torch.no_grad():
+                    weight.uniform_(-_init_bound(self.rnn), _init_bound(self.rnn))
+        self.rnn.input_size = int(in_channels)
+        super()._initialize_channels(in_channels)
 
     def reset_parameters(self) -> None:
         """Re-initialise the recurrent weights (PyTorch's default) and zero the initial state."""
-        self.rnn.reset_parameters()
+        bound = _init_bound(self.rnn)
+        with torch.no_grad():
+            for weight in self.rnn.parameters():
+                if not is_lazy(weight):  # a lazy weight is initialised when it is sized
+                    weight.uniform_(-bound, bound)
         if self.learn_initial_state:
             with torch.no_grad():
                 for part in self.initial_state:
@@ -231,6 +265,12 @@ class RecurrentAggregation(NeighbourhoodAggregation):
         theirs = f"{prefix}{self.pyg_rnn_name}."
         for key in [k for k in state_dict if k.startswith(theirs)]:
             state_dict[f"{prefix}rnn.{key[len(theirs) :]}"] = state_dict.pop(key)
+        # A lazy aggregation learns its width from the checkpoint's input weights.
+        loaded = state_dict.get(f"{prefix}rnn.weight_ih_l0")
+        if self.in_channels == LAZY and isinstance(loaded, Tensor) and loaded.dim() == 2:
+            for name in self._input_weight_names():
+                getattr(self.rnn, name).materialize(loaded.shape)
+            self.rnn.input_size = self.in_channels = int(loaded.shape[1])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _runs_packed(self, device: torch.device) -> bool:
@@ -380,7 +420,9 @@ class GRUAggregation(RecurrentAggregation):
     the commutativity regulariser.
 
     Args:
-        in_channels: message channels (last dimension of ``x``).
+        in_channels: message channels (last dimension of ``x``), or ``-1`` to learn them
+            from the first forward (as PyG's lazy modules: run one batch before building the
+            optimiser).
         out_channels: hidden size; the output's last dimension.
         shuffle: read each neighbourhood in a fresh random order every forward in training mode
             (eval mode always reads in edge order).
@@ -476,6 +518,17 @@ class LSTMAggregation(RecurrentAggregation):
         layers = self.rnn.num_layers
         hidden = [hidden_before(recorded, seq, step, layer) for layer in range(layers)]
         return (*hidden, *lstm_cells_before(recorded, seq, step, layers, self._gates))
+
+
+def _init_bound(rnn: nn.RNNBase) -> float:
+    # nn.RNNBase.reset_parameters: every weight uniform in +-1/sqrt(hidden_size).
+    return 1.0 / math.sqrt(rnn.hidden_size) if rnn.hidden_size > 0 else 0.0
+
+
+def weight_rows(rnn: nn.RNNBase) -> int:
+    """Rows of a layer's input weight: the gates times the hidden size."""
+    gates = {"LSTM": 4, "GRU": 3}.get(rnn.mode, 1)
+    return gates * rnn.hidden_size
 
 
 def total_permutation_loss(

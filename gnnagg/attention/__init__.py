@@ -9,6 +9,8 @@ Implements the attention of "Training Transformers for Mesh-Based Simulations" (
   :meth:`Mask.pairs` on a :class:`MaskContext`, or wrap a function with :func:`pair_mask`;
 * :func:`graph_attention` -- masked multi-head attention with a ``"sparse"`` (chunked,
   recomputing), ``"flex"`` (FlexAttention block mask) and ``"dense"`` backend;
+* :class:`GraphTransformerConv` -- PyG's ``TransformerConv`` (same arguments and weights)
+  whose neighbourhoods a mask widens;
 * :class:`GraphAttention` -- one attention layer. The models built from it (the graph
   transformer, MeshGraphNet, simulators) are in :mod:`gnnagg.models`.
 """
@@ -20,9 +22,11 @@ from .mask_index import MaskIndex
 from .masks import Mask, pair_mask
 from .ops import graph_attention
 from .ordering import morton_codes, reverse_cuthill_mckee
+from .transformer_conv import GraphTransformerConv
 
 __all__ = [
     "GraphAttention",
+    "GraphTransformerConv",
     "Mask",
     "MaskContext",
     "MaskIndex",

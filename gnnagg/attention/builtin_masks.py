@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_count
+from .._checks import check_count, check_int
 from .hops import khop_pairs
 from .mask_context import MaskContext
 from .mask_index import _check_permutation
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 ORDERS = ("morton", "rcm", "index")
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, repr=False)
@@ -125,6 +126,11 @@ class DilatedWindow(Mask):
         return rank_within_graphs(order, ctx.batch, ctx.counts)
 
     def pairs(self, ctx: MaskContext) -> tuple[Tensor, Tensor]:
+        # Steps past the largest graph reach no node: |m| <= (largest - 1) // dilation gives the
+        # same pairs, and keeps every shift below the graph sizes (no int64 overflow).
+        largest = int(ctx.counts.max()) if ctx.num_nodes else 0
+        size = min(self.size, max(largest - 1, 0) // self.dilation)
+        ctx.check_pairs(ctx.num_nodes * (2 * size + 1), repr(self))
         rank = self._positions(ctx)
         starts = torch.cumsum(ctx.counts, 0) - ctx.counts
         slot = starts[ctx.batch] + rank
@@ -134,7 +140,7 @@ class DilatedWindow(Mask):
         size_of_node = ctx.counts[ctx.batch]
         # One row of 2·size+1 candidate keys per node; out-of-graph steps get a sentinel past
         # every row, and a sort along each short row leaves the pairs sorted when rows are.
-        shifts = torch.arange(-self.size, self.size + 1, device=ctx.device) * self.dilation
+        shifts = torch.arange(-size, size + 1, device=ctx.device) * self.dilation
         target = rank.unsqueeze(1) + shifts
         valid = (target >= 0) & (target < size_of_node.unsqueeze(1))
         slots = (slot.unsqueeze(1) + shifts).clamp_(0, max(ctx.num_nodes - 1, 0))
@@ -169,6 +175,8 @@ class GlobalTokens(Mask):
     def pairs(self, ctx: MaskContext) -> tuple[Tensor, Tensor]:
         if self.count == 0:
             return _no_pairs(ctx)
+        g = self.count
+        ctx.check_pairs(2 * ctx.num_nodes * g + ctx.num_graphs * g * g, repr(self))
         tokens = ctx.token_rows[:, : self.count]  # [G, g]
         # Every node with every token of its graph, both ways.
         node_tokens = tokens[ctx.batch]  # [N, g]
@@ -200,8 +208,11 @@ class RandomJumps(Mask):
         gen_device = generator.device if generator is not None else torch.device("cpu")
         edges_per_graph = torch.bincount(ctx.batch[ctx.edge_index[1]], minlength=ctx.num_graphs)
         counts = ctx.counts
-        jumps = torch.ceil(edges_per_graph.to(torch.float64) * self.ratio).to(torch.int64)
-        jumps = torch.where(counts >= 2, jumps, torch.zeros_like(jumps))
+        wanted = torch.ceil(edges_per_graph.to(torch.float64) * self.ratio)
+        wanted = torch.where(counts >= 2, wanted, torch.zeros_like(wanted))
+        # Both directions of every jump; checked in float64 before any int64 conversion.
+        ctx.check_pairs(2 * float(wanted.sum()), repr(self))
+        jumps = wanted.to(torch.int64)
         total = int(jumps.sum())
         if total == 0:
             return _no_pairs(ctx)
@@ -258,8 +269,8 @@ def dilated_window(size: int, dilation: int = 1, order: str | Tensor = "morton")
             ``"index"`` (node index; not permutation-equivariant), or a permutation tensor
             ``perm`` of all nodes, ``perm[r]`` being the node at position ``r``.
     """
-    size = check_count(size, "size")
-    dilation = check_count(dilation, "dilation")
+    size = check_int(size, "size", minimum=0, maximum=_INT64_MAX)
+    dilation = check_int(dilation, "dilation", maximum=_INT64_MAX)
     if dilation < 1:
         raise ValueError(f"dilation must be at least 1, got {dilation}")
     if isinstance(order, Tensor):
@@ -276,7 +287,8 @@ def global_tokens(g: int) -> GlobalTokens:
     of them, and attend each other. The built :class:`~gnnagg.attention.MaskIndex` places them
     first in each graph's block (``MaskIndex.token_rows``); layers own their learnable
     embeddings."""
-    return GlobalTokens(check_count(g, "g"))
+    # Rows are at most 3e9 (the int64 pair encoding): more tokens than that never build.
+    return GlobalTokens(check_int(g, "g", minimum=0, maximum=3_000_000_000))
 
 
 def random_jumps(ratio: float, seed: int | None = None) -> RandomJumps:
@@ -292,5 +304,5 @@ def random_jumps(ratio: float, seed: int | None = None) -> RandomJumps:
     if not math.isfinite(ratio) or ratio < 0:
         raise ValueError(f"ratio must be finite and non-negative, got {ratio}")
     if seed is not None:
-        seed = check_count(seed, "seed")
+        seed = check_int(seed, "seed", minimum=0, maximum=_INT64_MAX)
     return RandomJumps(ratio, seed)

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .mask_context import sorted_unique
+from .._checks import check_allocation
+from .mask_context import PAIR_BYTES, sorted_unique
 
 __all__ = ["khop_pairs"]
 
@@ -38,9 +39,44 @@ def khop_pairs(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Tens
     return pairs
 
 
+def _product(a: Tensor, b: Tensor, num_nodes: int, what: str, device: torch.device) -> Tensor:
+    """The pattern of ``a @ b`` (values 1), refused before it runs when it could exceed the
+    memory: its nnz is at most sum_j (entries of column j of a) x (entries of row j of b), and
+    at most N^2."""
+    columns = torch.bincount(a.col_indices(), minlength=num_nodes)
+    rows = b.crow_indices()[1:] - b.crow_indices()[:-1]
+    bound = min(int((columns * rows).sum()), num_nodes * num_nodes)
+    check_allocation(bound * PAIR_BYTES, f"{what} on {num_nodes} nodes (up to {bound} pairs)",
+                     device)
+    product = a @ b
+    # The values are path counts; only the pattern matters, so keep them at 1.
+    return torch.sparse_csr_tensor(product.crow_indices(), product.col_indices(),
+                                   torch.ones(product.col_indices().numel(), device=device),
+                                   product.shape, check_invariants=False)
+
+
+def _power(step: Tensor, k: int, num_nodes: int, device: torch.device) -> Tensor:
+    """The pattern of ``step^k`` by repeated squaring: O(log k) products, and none once a
+    square equals its root (the reachable set stopped growing: every higher power is the
+    same, since ``step`` holds the identity)."""
+    what = f"khop({k})"
+    result, power = None, step
+    while True:
+        if k & 1:
+            result = power if result is None else _product(result, power, num_nodes, what, device)
+        k >>= 1
+        if k == 0:
+            return result
+        squared = _product(power, power, num_nodes, what, device)
+        if squared.col_indices().numel() == power.col_indices().numel():
+            return squared  # the closure; (I + A)^k for every larger k
+        power = squared
+
+
 def _expand_khop(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Tensor]:
     """Non-zeros of ``(I + A)^k`` (``A[i, j] = 1`` for the edge ``j -> i``) by sparse CSR
-    products; path counts are float32, which stays positive however large it grows."""
+    products (:func:`_power`), each refused before it runs when its output could exceed the
+    memory."""
     device = edge_index.device
     if num_nodes == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=device)
@@ -56,9 +92,7 @@ def _expand_khop(edge_index: Tensor, num_nodes: int, k: int) -> tuple[Tensor, Te
         step = torch.sparse_csr_tensor(rowptr, keys - rows * num_nodes,
                                        torch.ones(keys.numel(), device=device),
                                        (num_nodes, num_nodes), check_invariants=False)
-        reach = step
-        for _ in range(k - 1):
-            reach = reach @ step
+        reach = _power(step, k, num_nodes, device)
     if k == 1:
         return rows, keys - rows * num_nodes
     crow, col = reach.crow_indices(), reach.col_indices()

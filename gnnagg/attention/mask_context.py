@@ -6,12 +6,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_count
+from .._checks import check_allocation, check_count
 
 __all__ = ["MaskContext"]
 
 # Pairs are encoded as int64 keys ``query_row * num_rows + key_row``.
 _MAX_ROWS = 3_000_000_000
+#: Bytes a build holds per candidate pair at its peak: the query and key rows, the int64 key,
+#: and the values and indices of the sort that orders the keys.
+PAIR_BYTES = 40
+# Bytes of the row layout per node, per graph and per row (the index tensors built below and
+# the temporaries of their sorts and cumulative sums).
+_NODE_BYTES, _GRAPH_BYTES, _ROW_BYTES = 96, 64, 24
 
 
 class MaskContext:
@@ -69,6 +75,12 @@ class MaskContext:
                 num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
         num_nodes = check_count(num_nodes, "num_nodes")
         tokens_per_graph = check_count(tokens_per_graph, "tokens_per_graph")
+        if num_nodes > _MAX_ROWS:
+            raise ValueError(
+                f"num_nodes={num_nodes} is beyond the {_MAX_ROWS} rows of the int64 pair encoding"
+            )
+        check_allocation(num_nodes * _NODE_BYTES, f"num_nodes={num_nodes}: the row layout",
+                         device)
         if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
             raise ValueError(f"edge_index has node ids outside [0, num_nodes={num_nodes})")
         if pos is not None:
@@ -92,6 +104,8 @@ class MaskContext:
             if num_nodes and int(batch.min()) < 0:
                 raise ValueError("batch has negative graph ids")
             num_graphs = int(batch.max()) + 1 if num_nodes else 1
+            _check_rows(num_nodes, num_graphs, 0, device,
+                        f"batch: graph id {num_graphs - 1} (so {num_graphs} graphs)")
             if edge_index.numel() and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
                 raise ValueError("edge_index joins nodes of different graphs of batch")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -105,9 +119,9 @@ class MaskContext:
         self.num_graphs = num_graphs
         self.tokens_per_graph = tokens_per_graph
         self.counts = torch.bincount(batch, minlength=num_graphs)
+        _check_rows(num_nodes, num_graphs, tokens_per_graph, device,
+                    f"tokens_per_graph={tokens_per_graph} on {num_graphs} graph(s)")
         self.num_rows = num_nodes + num_graphs * tokens_per_graph
-        if self.num_rows > _MAX_ROWS:
-            raise ValueError(f"{self.num_rows} rows is beyond the int64 pair encoding")
         # Graph g's block starts at block_start[g]: its tokens, then its nodes in index order
         # (a stable sort of batch gives each node's rank inside its graph).
         block_sizes = self.counts + tokens_per_graph
@@ -122,12 +136,32 @@ class MaskContext:
             torch.arange(num_graphs, device=device), block_sizes, output_size=self.num_rows
         )
 
+    def check_pairs(self, count: int | float, what: str) -> None:
+        """Refuse, before anything is allocated, a step of a build that makes ``count``
+        candidate pairs more than the device can hold (``ValueError`` naming ``what``, the
+        argument responsible, and the bytes); masks whose output size depends on their
+        arguments call it before making their pairs."""
+        if count >= 2**62:
+            raise ValueError(f"{what} asks for {count:.3g} pairs, beyond int64")
+        check_allocation(int(count) * PAIR_BYTES, f"{what} ({int(count)} pairs)", self.device)
+
     def __repr__(self) -> str:
         return (
             f"MaskContext(nodes={self.num_nodes}, graphs={self.num_graphs}, "
             f"tokens_per_graph={self.tokens_per_graph}, rows={self.num_rows}, "
             f"pos={'none' if self.pos is None else tuple(self.pos.shape)}, device={self.device})"
         )
+
+
+def _check_rows(num_nodes: int, num_graphs: int, tokens: int, device: torch.device,
+                what: str) -> None:
+    rows = num_nodes + num_graphs * tokens
+    if rows > _MAX_ROWS:
+        raise ValueError(
+            f"{what}: {rows} rows is beyond the {_MAX_ROWS} of the int64 pair encoding"
+        )
+    check_allocation(num_nodes * _NODE_BYTES + num_graphs * _GRAPH_BYTES + rows * _ROW_BYTES,
+                     f"{what}: the row layout of {rows} rows", device)
 
 
 def pair_keys(ctx: MaskContext, queries: Tensor, keys: Tensor) -> Tensor:

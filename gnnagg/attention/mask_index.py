@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_count
 from .ordering import morton_codes, reverse_cuthill_mckee
 
 __all__ = ["DEFAULT_DENSE_LIMIT", "MaskIndex"]
@@ -142,6 +143,8 @@ class MaskIndex:
         which a mask with global tokens requires. When the rows are the nodes in order, ``x``
         itself is returned.
         """
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError(f"x must be a [num_nodes, C] tensor, got {_shape(x)}")
         if x.size(0) != self.num_nodes:
             raise ValueError(f"x has {x.size(0)} rows but the mask was built for {self.num_nodes}")
         if self.tokens_per_graph == 0 and self._identity_rows():
@@ -153,6 +156,8 @@ class MaskIndex:
                     f"tokens: the mask has {self.tokens_per_graph} global tokens per graph but "
                     f"{0 if tokens is None else tokens.size(0)} token embeddings were given"
                 )
+            if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.size(1) != x.size(1):
+                raise ValueError(f"tokens must be [T, {x.size(1)}] like x, got {_shape(tokens)}")
             values = tokens[: self.tokens_per_graph].to(x.dtype)
             values = values.unsqueeze(0).expand(self.num_graphs, -1, -1).reshape(-1, x.size(1))
             rows = rows.index_copy(0, self.token_rows.reshape(-1), values)
@@ -160,6 +165,8 @@ class MaskIndex:
 
     def to_nodes(self, rows: Tensor) -> Tensor:
         """The node rows of ``rows`` ``[num_rows, C]`` in node order, ``[num_nodes, C]``."""
+        if not isinstance(rows, Tensor) or rows.dim() == 0:
+            raise ValueError(f"rows must be a [num_rows, ...] tensor, got {_shape(rows)}")
         if rows.size(0) != self.num_rows:
             raise ValueError(f"rows has {rows.size(0)} rows but the mask has {self.num_rows}")
         if self.tokens_per_graph == 0 and self._identity_rows():
@@ -181,6 +188,7 @@ class MaskIndex:
         Refuses (``ValueError`` naming ``max_entries``) when ``num_rows ** 2 > max_entries``,
         before allocating anything.
         """
+        max_entries = check_count(max_entries, "max_entries")
         entries = self.num_rows * self.num_rows
         if entries > max_entries:
             raise ValueError(
@@ -193,7 +201,10 @@ class MaskIndex:
 
     def to(self, device: torch.device | str) -> MaskIndex:
         """A copy with every tensor on ``device``."""
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device: {error}") from None
         return MaskIndex(
             self.rowptr.to(device),
             self.col.to(device),
@@ -321,6 +332,10 @@ class MaskIndex:
         )
         self._cache[cache_key] = block_mask
         return block_mask
+
+
+def _shape(value: object) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
 
 
 def csr_mask_mod(rowptr: Tensor, col: Tensor):

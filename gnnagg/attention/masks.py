@@ -71,7 +71,13 @@ class Mask:
 
     def _keys(self, ctx: MaskContext) -> Tensor:
         """The pairs as sorted unique int64 keys ``query_row * num_rows + key_row``."""
-        queries, keys = self.pairs(ctx)
+        pairs = self.pairs(ctx)
+        if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
+            raise TypeError(
+                f"{self!r}: pairs(ctx) must return (query_rows, key_rows), got "
+                f"{type(pairs).__name__}"
+            )
+        queries, keys = pairs
         if self._checked_pairs:
             _check_pairs(self, ctx, queries, keys)
         return pair_keys(ctx, queries, keys)

@@ -26,9 +26,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .._checks import check_allocation
 from .mask_index import DEFAULT_DENSE_LIMIT, MaskIndex
 
-__all__ = ["BACKENDS", "HeadCSR", "SparseAttention", "graph_attention", "head_csr"]
+__all__ = [
+    "BACKENDS", "DenseAttention", "HeadCSR", "SparseAttention", "graph_attention", "head_csr",
+]
 
 #: Values of ``backend=``: which implementation computes the attention.
 BACKENDS = ("auto", "sparse", "flex", "dense")
@@ -105,11 +108,11 @@ def _dropout_keep(seed: int, size: int, p: float, device: torch.device) -> Tenso
 
 def _heads_first(x: Tensor, dtype: torch.dtype) -> Tensor:
     """``[R, H, D]`` to a contiguous ``[H·R, D]`` in ``dtype``."""
-    return x.transpose(0, 1).reshape(-1, x.size(-1)).to(dtype)
+    return x.transpose(0, 1).reshape(x.size(0) * x.size(1), x.size(-1)).to(dtype)
 
 
 def _rows_first(x: Tensor, heads: int) -> Tensor:
-    return x.view(heads, -1, x.size(-1)).transpose(0, 1)
+    return x.view(heads, x.size(0) // heads, x.size(-1)).transpose(0, 1)
 
 
 class SparseAttention(torch.autograd.Function):
@@ -201,6 +204,11 @@ def graph_attention(
 
     Returns:
         ``[R, heads, d_v]``; rows whose mask row is empty are 0.
+
+    On every backend a pair the mask does not allow contributes nothing, forward and backward:
+    a NaN or inf in a row of ``q``, ``k`` or ``v`` reaches only the rows that attend it (and
+    their gradients), never another row or another graph of the batch. (The flex backend
+    hands inputs holding non-finite values to the sparse kernels.)
     """
     _check_inputs(q, k, v, mask_index)
     dim = q.size(-1)
@@ -217,30 +225,47 @@ def graph_attention(
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     if backend == "auto":
         backend = _choose_backend(q, mask_index, dropout, needs_grad)
+    if backend == "flex" and dropout > 0:
+        raise ValueError("backend='flex' has no attention dropout; use backend='sparse' or 'dense'")
+    if backend == "flex" and needs_grad and q.device.type == "cpu":
+        raise ValueError(
+            "backend='flex' cannot train on CPU: torch's FlexAttention has no CPU backward "
+            "(it raises NotImplementedError); use backend='sparse', or run under "
+            "torch.no_grad() / on detached inputs for inference"
+        )
+    if mask_index.nnz == 0 or min(q.size(0), q.size(1), v.size(-1)) == 0:
+        # Nothing is attended: every row is 0 (a constant; its gradients are zero).
+        return _NothingAttended.apply(q, k, v)
+    if backend == "flex" and not all(bool(torch.isfinite(t).all()) for t in (q, k, v)):
+        # FlexAttention multiplies whole tiles of weights by values, masked ones (exact zeros)
+        # included, and 0 * NaN is NaN: the sparse kernels touch the allowed pairs only.
+        backend = "sparse"
     if backend == "dense":
         return _dense_attention(q, k, v, mask_index, float(scale), float(dropout))
     if backend == "flex":
-        if dropout > 0:
-            raise ValueError(
-                "backend='flex' has no attention dropout; use backend='sparse' or 'dense'"
-            )
-        if needs_grad and q.device.type == "cpu":
-            raise ValueError(
-                "backend='flex' cannot train on CPU: torch's FlexAttention has no CPU backward "
-                "(it raises NotImplementedError); use backend='sparse', or run under "
-                "torch.no_grad() / on detached inputs for inference"
-            )
         return _flex_attention(q, k, v, mask_index, float(scale))
-    if mask_index.nnz == 0 or q.numel() == 0 or v.numel() == 0:
-        # Nothing is attended: every row is 0 (a constant; its gradients are zero).
-        return torch.zeros_like(v)
     seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
     return SparseAttention.apply(q, k, v, head_csr(mask_index, q.size(1)), float(scale),
                                  float(dropout), seed)
 
 
+class _NothingAttended(torch.autograd.Function):
+    """Zeros shaped like ``v``, with zero gradients (not ``None``) for ``q``, ``k`` and ``v``."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        ctx.like = [(t.shape, t.dtype, t.device) for t in (q, k, v)]
+        return torch.zeros_like(v)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return tuple(torch.zeros(shape, dtype=dtype, device=device)
+                     for shape, dtype, device in ctx.like)
+
+
 def _choose_backend(q: Tensor, mask_index: MaskIndex, dropout: float, needs_grad: bool) -> str:
-    if mask_index.num_rows <= AUTO_DENSE_ROWS:
+    rows = mask_index.num_rows
+    if rows <= AUTO_DENSE_ROWS and q.size(1) * rows * rows <= EAGER_FLEX_LIMIT:
         return "dense"
     if q.device.type == "cuda" and not needs_grad and dropout == 0:
         return "flex"
@@ -255,6 +280,8 @@ def _check_inputs(q: object, k: object, v: object, mask_index: object) -> None:
     for name, tensor in (("q", q), ("k", k), ("v", v)):
         if not isinstance(tensor, Tensor):
             raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
+        if tensor.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense tensor, got layout {tensor.layout}")
         if tensor.dim() != 3:
             raise ValueError(f"{name} must be [rows, heads, dim], got shape {tuple(tensor.shape)}")
         if not tensor.is_floating_point():
@@ -281,17 +308,87 @@ def _check_inputs(q: object, k: object, v: object, mask_index: object) -> None:
 
 
 def _dense_attention(q, k, v, mask_index, scale, dropout):
-    allowed = mask_index.to_dense(max_entries=DEFAULT_DENSE_LIMIT)
-    empty = mask_index.degree() == 0
-    # A row without keys would be a softmax over nothing (NaN, and NaN gradients into every
-    # key): let it see itself, then zero its output, which also zeroes its gradients.
-    allowed[empty, empty.nonzero().view(-1)] = True
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=allowed,
-        dropout_p=dropout, scale=scale,
-    ).transpose(0, 1)
-    return torch.where(empty.view(-1, 1, 1), torch.zeros((), dtype=out.dtype, device=out.device),
-                       out)
+    heads, rows = q.size(1), mask_index.num_rows
+    acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    itemsize = torch.empty((), dtype=acc).element_size()
+    # Scores, weights and, in backward, their two gradients: four [heads, R, R] matrices.
+    check_allocation(
+        4 * heads * rows * rows * itemsize + rows * rows,
+        f"backend='dense' on {rows} rows x {heads} heads ({heads} x {rows} x {rows} scores)",
+        q.device,
+    )
+    allowed = mask_index.to_dense(max_entries=max(DEFAULT_DENSE_LIMIT, rows * rows))
+    seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
+    return DenseAttention.apply(q, k, v, allowed, mask_index, scale, dropout, seed)
+
+
+def _masked_product(weights: Tensor, x: Tensor, mask_index: MaskIndex, transpose: bool) -> Tensor:
+    """``weights @ x`` (``weights^T @ x`` with ``transpose``), ``[H, R, R]`` by ``[H, R, D]``,
+    summed over the allowed pairs only. A masked weight is an exact 0, but ``0 * NaN`` is NaN:
+    when ``x`` holds a non-finite value the product goes through the CSR of the allowed pairs,
+    which never touches a masked one."""
+    if bool(torch.isfinite(x).all()):
+        return (weights.transpose(1, 2) if transpose else weights) @ x
+    heads, rows, _ = weights.shape
+    plan = head_csr(mask_index, heads)
+    values = weights.reshape(heads * rows, rows)[plan.row, plan.col - plan.row // rows * rows]
+    matrix = plan.transposed(values) if transpose else plan.matrix(values)
+    return (matrix @ x.reshape(heads * rows, -1)).view(heads, rows, -1)
+
+
+class DenseAttention(torch.autograd.Function):
+    """Attention through dense ``[H, R, R]`` score matrices for small inputs.
+
+    Masked pairs are excluded exactly, forward and backward: their scores are set to
+    ``-inf`` and their weights and weight gradients to 0 by selection (never by a product), and
+    a product with a non-finite operand sums over the allowed pairs only
+    (:func:`_masked_product`), so a NaN or inf in one row reaches only the rows that attend it.
+    Rows without keys give 0. Half-precision inputs are computed in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, allowed, mask_index, scale, dropout, seed):
+        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        qh, kh, vh = (t.transpose(0, 1).to(acc) for t in (q, k, v))
+        scores = (qh @ kh.transpose(1, 2)).mul_(scale).masked_fill_(~allowed, float("-inf"))
+        # A row without keys is a softmax over nothing (NaN): the fill makes it 0.
+        weights = torch.softmax(scores, dim=-1).masked_fill_(~allowed, 0.0)
+        del scores
+        used = weights
+        if dropout > 0:
+            keep = _dropout_keep(seed, weights.numel(), dropout, q.device).view_as(weights)
+            used = weights * keep / (1 - dropout)
+        out = _masked_product(used, vh, mask_index, transpose=False)
+        ctx.save_for_backward(q, k, v, allowed, weights)
+        ctx.mask_index, ctx.scale, ctx.dropout, ctx.seed = mask_index, scale, dropout, seed
+        return out.transpose(0, 1).to(v.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, allowed, weights = ctx.saved_tensors
+        mask_index, scale, dropout = ctx.mask_index, ctx.scale, ctx.dropout
+        acc = weights.dtype
+        qh, kh, vh = (t.transpose(0, 1).to(acc) for t in (q, k, v))
+        grad_h = grad_out.transpose(0, 1).to(acc)
+        used = weights
+        grad_weights = (grad_h @ vh.transpose(1, 2)).masked_fill_(~allowed, 0.0)
+        if dropout > 0:
+            keep = _dropout_keep(ctx.seed, weights.numel(), dropout, q.device).view_as(weights)
+            used = weights * keep / (1 - dropout)
+            grad_weights = grad_weights * keep / (1 - dropout)
+        grad_v = _masked_product(used, grad_h, mask_index, transpose=True)
+        delta = (weights * grad_weights).sum(dim=-1, keepdim=True)
+        grad_scores = grad_weights.sub_(delta).mul_(weights).mul_(scale)
+        grad_scores.masked_fill_(~allowed, 0.0)
+        grad_q = _masked_product(grad_scores, kh, mask_index, transpose=False)
+        grad_k = _masked_product(grad_scores, qh, mask_index, transpose=True)
+        return (
+            grad_q.transpose(0, 1).to(q.dtype),
+            grad_k.transpose(0, 1).to(k.dtype),
+            grad_v.transpose(0, 1).to(v.dtype),
+            None, None, None, None, None,
+        )
 
 
 def _flex_attention(q, k, v, mask_index, scale):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._checks import check_allocation, check_count
+
 __all__ = ["morton_codes", "rank_within_graphs", "reverse_cuthill_mckee"]
 
 
@@ -29,12 +31,12 @@ def morton_codes(pos: Tensor, batch: Tensor | None = None) -> Tensor:
         raise ValueError("pos: needs at least one coordinate column")
     if n and not bool(torch.isfinite(pos).all()):
         raise ValueError("pos: coordinates must be finite")
+    batch = _check_batch(batch, n, pos.device)
     bits = min(63 // dims, 31)
-    work = pos.detach().to(torch.float64)
+    # Halved, so that the span of coordinates near +-1.8e308 does not overflow to inf.
+    work = pos.detach().to(torch.float64) / 2
     if n == 0:
         return torch.zeros(0, dtype=torch.int64, device=pos.device)
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.int64, device=pos.device)
     graphs = int(batch.max()) + 1
     index = batch.view(-1, 1).expand(-1, dims)
     low = work.new_full((graphs, dims), float("inf")).scatter_reduce(0, index, work, "amin")
@@ -48,6 +50,24 @@ def morton_codes(pos: Tensor, batch: Tensor | None = None) -> Tensor:
         for dim in range(dims):
             code = (code << 1) | ((grid[:, dim] >> bit) & 1)
     return code
+
+
+def _check_batch(batch: object, n: int, device: torch.device) -> Tensor:
+    """``batch`` as ``[n]`` int64 graph ids (zeros when ``None``)."""
+    if batch is None:
+        return torch.zeros(n, dtype=torch.int64, device=device)
+    if not isinstance(batch, Tensor) or batch.shape != (n,):
+        got = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
+        raise ValueError(f"batch must be a [num_nodes={n}] integer tensor, got {got}")
+    if batch.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"batch must be int64 or int32, got {batch.dtype}")
+    if batch.device != device:
+        raise ValueError(f"batch is on {batch.device} but pos on {device}")
+    if n and int(batch.min()) < 0:
+        raise ValueError("batch has negative graph ids")
+    if n:
+        check_allocation(int(batch.max()) * 64, f"batch: graph id {int(batch.max())}", device)
+    return batch.to(torch.int64)
 
 
 def reverse_cuthill_mckee(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -64,6 +84,15 @@ def reverse_cuthill_mckee(edge_index: Tensor, num_nodes: int) -> Tensor:
         raise ImportError(
             "order='rcm' needs scipy: pip install 'gnnagg[attention]' (or scipy)"
         ) from err
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError("edge_index must be a [2, E] integer tensor")
+    if edge_index.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"edge_index must be int64 or int32, got {edge_index.dtype}")
+    num_nodes = check_count(num_nodes, "num_nodes")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"edge_index has node ids outside [0, num_nodes={num_nodes})")
+    check_allocation(num_nodes * 64 + edge_index.size(1) * 64,
+                     f"num_nodes={num_nodes}: reverse Cuthill-McKee", "cpu")
     if num_nodes == 0:
         return torch.zeros(0, dtype=torch.int64, device=edge_index.device)
     src, dst = edge_index.detach().cpu().numpy()

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import pickle
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,14 @@ def load_checkpoint(path: Path, format: str) -> dict[str, Any]:
     ``"format"`` entry is not ``format``."""
     path = Path(path)
     digest_path = path.with_name(path.name + ".sha256")
+    for file in (path, digest_path):
+        # A FIFO or a link to a device planted there would block or never end a read.
+        if file.exists() and not stat.S_ISREG(file.stat().st_mode):
+            raise ValueError(f"checkpoint {path}: {file.name} is not a regular file")
     data = path.read_bytes()
     try:
-        expected = digest_path.read_text().strip()
+        with open(digest_path, "rb") as handle:
+            expected = handle.read(256).decode("ascii", "replace").strip()
     except OSError:
         raise ValueError(
             f"checkpoint {path}: its sha256 file {digest_path.name} is missing"

@@ -326,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     command = "gnnagg-bench " + shlex.join(argv)
+    data_root = getattr(args, "data_root", None)
+    if data_root is not None and (Path(data_root).exists() and not Path(data_root).is_dir()):
+        return _fail(f"--data-root {data_root}: exists and is not a folder")
     if args.out is not None:
         problem = _unusable_folder(args.out)
         if problem is not None:

@@ -28,6 +28,7 @@ import re
 from typing import Any
 
 from .studies import SECTIONS, SUITES
+from .validation import MAX_SEEDS, check_int
 
 __all__ = ["SuiteConfig", "check_run_name", "suite_config", "suite_from_dict"]
 
@@ -63,10 +64,8 @@ class SuiteConfig:
         check_run_name(name, "name")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096
-        ):
-            raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+        if threads is not None:
+            threads = check_int(threads, "threads", minimum=1, maximum=4096)
         unknown = sorted(set(sections) - set(SECTIONS))
         if unknown:
             raise ValueError(f"sections: unknown {unknown}; sections are {list(SECTIONS)}")
@@ -142,15 +141,21 @@ def check_run_name(name: Any, arg: str = "name") -> str:
     return name
 
 
+# Far more seeds than any study could train; a larger number is a typing error.
+_MAX_SEEDS = 10_000
+
+
 def suite_config(name: str, seeds: int | None = None, device: str = "cpu") -> SuiteConfig:
     """The predefined suite ``name`` (see :data:`gnnagg.bench.studies.SUITES`), optionally
     with ``seeds`` seeds (``0 .. seeds-1``) instead of the suite's own number: every
     registered section contributes its config for that suite."""
     if name not in SUITES:
         raise ValueError(f"suite: unknown suite {name!r}; valid suites are {list(SUITES)}")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
+    if seeds is not None:
+        seeds = check_int(seeds, "seeds", minimum=1, maximum=MAX_SEEDS)
     suite = SUITES[name]
+    if seeds is not None and seeds > _MAX_SEEDS:
+        raise ValueError(f"seeds: at most {_MAX_SEEDS} (each seed trains every model), got {seeds}")
     seed_list = tuple(range(seeds or suite.seeds))
     configs = {key: section.suite_config(name, seed_list) for key, section in SECTIONS.items()}
     return SuiteConfig(name, device=device, threads=suite.threads, **configs)

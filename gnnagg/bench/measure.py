@@ -2,7 +2,9 @@
 ``gnnagg-bench``.
 
 * :func:`median_time_ms`: the median wall time of a call after warm-up, the device
-  synchronised around each call.
+  synchronised around each call; :func:`paired_times_ms` (and its medians,
+  :func:`paired_median_times_ms`) times several calls in turns, so that their ratio is
+  measured in one run under the same load.
 * :func:`peak_extra_memory`: the peak memory a call adds. On CUDA, the peak allocation above
   what was allocated before. On the CPU (Linux), the kernel's own peak resident set size --
   reset just before the call by writing ``5`` to ``/proc/self/clear_refs`` and read back as
@@ -23,7 +25,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +33,8 @@ import torch
 __all__ = [
     "MIB",
     "median_time_ms",
+    "paired_median_times_ms",
+    "paired_times_ms",
     "peak_extra_memory",
     "peak_method",
     "significant",
@@ -70,6 +74,52 @@ def median_time_ms(
         synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def paired_times_ms(
+    fns: Sequence[Callable[[], object]],
+    device: torch.device | str,
+    repeats: int = 5,
+    warmup: int = 1,
+    clock: str = "wall",
+) -> list[list[float]]:
+    """Times in milliseconds of ``repeats`` calls of each of ``fns``, taken in turns: every
+    round calls each once, so a change of load on a shared machine reaches all of them alike
+    (round ``i`` of two functions is a pair measured under the same load).
+
+    ``clock="wall"`` is :func:`median_time_ms`'s clock; ``clock="cpu"`` (CPU device only) is
+    the process's CPU time, which on a machine shared with other jobs leaves out the waits for
+    a core that wall time counts (meaningful for calls that run on one thread).
+    """
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and torch.device(device).type != "cpu":
+        raise ValueError(f"clock='cpu' times CPU work only; device is {device}")
+    now = time.perf_counter if clock == "wall" else time.process_time
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    synchronize(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times):
+            start = now()
+            fn()
+            synchronize(device)
+            spent.append((now() - start) * 1e3)
+    return times
+
+
+def paired_median_times_ms(
+    fns: Sequence[Callable[[], object]],
+    device: torch.device | str,
+    repeats: int = 5,
+    warmup: int = 1,
+    clock: str = "wall",
+) -> list[float]:
+    """The median of each function's times from :func:`paired_times_ms`: the ratio of two
+    medians is measured in one run under the same load."""
+    return [statistics.median(t) for t in paired_times_ms(fns, device, repeats, warmup, clock)]
 
 
 def _proc_status_kib(field: str) -> int | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive
 from ..aggr import GRUAggregation, LCMAggregation, LSTMAggregation, RecurrentAggregation
 
 __all__ = [
@@ -229,9 +230,7 @@ def build_aggregator(name: str, channels: int, deg: Tensor | None = None) -> nn.
     """
     if name not in AGGREGATORS:
         raise ValueError(f"name: unknown aggregator {name!r}; valid names are {list(AGGREGATORS)}")
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels: expected a positive int, got {channels!r}")
-    return AGGREGATORS[name].build(channels, deg)
+    return AGGREGATORS[name].build(check_positive(channels, "channels"), deg)
 
 
 def regulariser_loss(module: nn.Module, num_samples: int = 256) -> Tensor | None:

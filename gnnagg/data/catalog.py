@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import check_bool, check_positive
+from .._files import write_text
 from .download import (
     DEFAULT_DOWNLOAD_TIMEOUT,
     FetchError,
@@ -142,6 +143,8 @@ def _stamp(
 
 
 def _read_stamp(folder: Path) -> dict[str, Any] | None:
+    if not (folder / _STAMP).is_file():  # missing, or a FIFO or device (a read would block)
+        return None
     try:
         with open(folder / _STAMP, encoding="utf-8") as f:
             stamp = json.load(f)
@@ -295,6 +298,10 @@ def fetch(
     hashes = _expected_hashes(entry, fixture)
     wanted = _stamp(name, recipe, hashes, effective, fixture)
 
+    # A valid build is never changed by another process (only a stale one is discarded), so
+    # loading one needs no lock: a read-only cache, such as a shared data folder, loads.
+    if _check_build(final, wanted) is None:
+        return recipe.load(final, transform=transform)
     with _build_lock(root, key):
         problem = _check_build(final, wanted)
         if problem is None:
@@ -330,8 +337,7 @@ def _build(
         outputs = _output_hashes(tmp)
         if not outputs:
             raise FetchError(f"building {final.name} wrote no files (or a link) into {tmp}")
-        with open(tmp / _STAMP, "w", encoding="utf-8") as f:
-            json.dump({**stamp, "outputs": outputs}, f, indent=1)
+        write_text(tmp / _STAMP, json.dumps({**stamp, "outputs": outputs}, indent=1))
         try:
             os.rename(tmp, final)
         except OSError:

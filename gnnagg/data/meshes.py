@@ -29,7 +29,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from .._checks import check_finite
+from .._checks import check_allocation, check_finite
+from .._files import atomic_write
 from .download import FetchError
 from .safe_load import load_weights_only
 
@@ -68,10 +69,8 @@ def build_airfoil(raw: dict[str, Path], out: Path) -> None:
         raise ValueError("airfoil.mat: edge indices fall outside the node range")
     edge_index = _undirected(torch.from_numpy(np.stack([rows, cols])), num_nodes)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {"pos": torch.from_numpy(pos).to(torch.float32), "edge_index": edge_index},
-        out / _AIRFOIL_FILE,
-    )
+    tensors = {"pos": torch.from_numpy(pos).to(torch.float32), "edge_index": edge_index}
+    atomic_write(out / _AIRFOIL_FILE, lambda handle: torch.save(tensors, handle))
 
 
 def load_airfoil(out: Path) -> Data:
@@ -90,6 +89,8 @@ def _check_n(n: object, smallest: int) -> int:
         raise TypeError(f"n: expected an int, got {type(n).__name__}")
     if n < smallest:
         raise ValueError(f"n: need at least {smallest} nodes, got {n}")
+    # Coordinates (3 float64), about 6 undirected edges per node (int64) and their sort.
+    check_allocation(n * 256, f"n={n}: the mesh", "cpu")
     return n
 
 

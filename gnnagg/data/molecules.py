@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_positive
+from .._files import atomic_write
 from .ogb_layout import (
     load_ogb_layout,
     require_ogb,
@@ -214,7 +215,8 @@ def build_zinc_plogp(
         release_note="ZINC (MOSES train) with penalised logP; see datasets/zinc-plogp.md.",
     )
     # Keep where each molecule came from: row numbers in the source CSV.
-    np.savetxt(out / ZINC_DIR / "mapping" / "source_index.txt", source_index, fmt="%d")
+    atomic_write(out / ZINC_DIR / "mapping" / "source_index.txt",
+                 lambda handle: np.savetxt(handle, source_index, fmt="%d"))
     load_zinc_plogp(out)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_finite
+from .._files import atomic_write, write_text
 from .download import FetchError, check_file_name
 from .safe_load import safe_graph_prop_pred_dataset
 
@@ -126,11 +127,16 @@ def scaffold_split(
 
 def _write_csv_gz(path: Path, rows: Iterator[str] | Sequence[str]) -> None:
     # mtime=0 makes the bytes depend only on the content, so rebuilds are byte-identical.
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        with io.TextIOWrapper(gz, encoding="utf-8", newline="\n") as text:
+    def write(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            text = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
             for row in rows:
                 text.write(row)
                 text.write("\n")
+            text.flush()
+            text.detach()  # closing the wrapper would close raw before atomic_write's fsync
+
+    atomic_write(path, write)
 
 
 def _fmt(value: float) -> str:
@@ -196,8 +202,9 @@ def write_ogb_layout(
         folder / "mapping" / "mol.csv.gz",
         [header] + [",".join([*map(_fmt, labels[i]), s, str(i)]) for i, s in enumerate(smiles)],
     )
-    (folder / OGB_RELEASE_FILE).write_text(
-        "OGB-layout folder written by gnnagg.data.ogb_layout.\n" + release_note + "\n"
+    write_text(
+        folder / OGB_RELEASE_FILE,
+        "OGB-layout folder written by gnnagg.data.ogb_layout.\n" + release_note + "\n",
     )
 
 

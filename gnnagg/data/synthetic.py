@@ -343,7 +343,9 @@ def _node_level(
 
 def split_names(test_sizes: Iterable[int] = TEST_SIZES) -> list[str]:
     """The split names for the given test sizes: ``["train", "val", "test_32", ...]``."""
-    return ["train", "val"] + [f"test_{int(s)}" for s in test_sizes]
+    if isinstance(test_sizes, (str, bytes)):
+        raise TypeError(f"test_sizes must be an iterable of sizes, got {test_sizes!r}")
+    return ["train", "val"] + [f"test_{check_positive(s, 'test_sizes')}" for s in test_sizes]
 
 
 def _split_sizes(
@@ -423,6 +425,8 @@ class MultisetTaskDataset(InMemoryDataset):
             raise ValueError("num_nodes: only meaningful for form='node'")
         _check_generation_memory(form, num_graphs, max_size, num_nodes)
 
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         super().__init__(root=None, transform=transform)
         self.task = spec
         self.split = split

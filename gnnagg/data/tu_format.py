@@ -13,13 +13,13 @@ that file with PyG's ``fs.torch_load``, which retries as a full (unsafe) unpickl
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch_geometric.data import InMemoryDataset
 
+from .._files import atomic_write, write_bytes
 from .download import FetchError
 from .safe_load import load_collated
 
@@ -92,11 +92,12 @@ def build_mutag(raw: dict[str, Path], out: Path) -> None:
     raw_dir = out / "MUTAG" / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for name in MUTAG_FILES:
-        shutil.copyfile(raw[name], raw_dir / name)
+        write_bytes(raw_dir / name, Path(raw[name]).read_bytes())
     data, slices, sizes = read_tu_data(str(raw_dir), "MUTAG")
     processed = out / "MUTAG" / "processed"
     processed.mkdir(parents=True, exist_ok=True)
-    torch.save((data.to_dict(), slices, sizes, data.__class__), processed / "data.pt")
+    collated = (data.to_dict(), slices, sizes, data.__class__)
+    atomic_write(processed / "data.pt", lambda handle: torch.save(collated, handle))
 
 
 def load_mutag(out: Path, transform: Any = None) -> TUFormatDataset:

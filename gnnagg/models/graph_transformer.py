@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_features
+from .._torchscript import NoTorchScript
 from ..attention import GraphAttention, Mask, MaskIndex, adjacency
-from .mlp import _check_positive, mlp
+from .mlp import _check_parameters, _check_positive, mlp
 
 __all__ = ["GraphTransformer"]
 
 
-class GraphTransformer(nn.Module):
+class GraphTransformer(NoTorchScript, nn.Module):
     r"""Mesh graph transformer: encoder MLP, ``num_layers`` pre-norm blocks, decoder MLP.
 
     Each block is
@@ -63,6 +65,12 @@ class GraphTransformer(nn.Module):
         out_channels = _check_positive(out_channels, "out_channels")
         num_layers = _check_positive(num_layers, "num_layers")
         mlp_expansion = _check_positive(mlp_expansion, "mlp_expansion")
+        h = hidden_channels
+        _check_parameters(
+            (in_channels + 2 * h + out_channels + 4) * h
+            + num_layers * (4 + 3 * mlp_expansion) * h * h,
+            f"hidden_channels={h}, num_layers={num_layers}, mlp_expansion={mlp_expansion}",
+        )
         if mask is None:
             mask = adjacency()
         if not isinstance(mask, Mask):
@@ -95,6 +103,11 @@ class GraphTransformer(nn.Module):
         The mask is built from ``edge_index``/``pos``/``batch`` unless a built ``mask_index``
         is given (reuse it across steps on a fixed mesh); ``generator`` redraws random jumps.
         """
+        x = check_features(x, "x", self.encoder[0].in_features, like=self.encoder[0].weight)
+        if mask_index is not None and not isinstance(mask_index, MaskIndex):
+            raise TypeError(
+                f"mask_index must be a MaskIndex (from mask.build), got {type(mask_index).__name__}"
+            )
         if mask_index is None:
             if edge_index is None:
                 raise ValueError("pass edge_index (to build the mask) or a built mask_index")

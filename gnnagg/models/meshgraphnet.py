@@ -10,7 +10,9 @@ from torch import Tensor, nn
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.resolver import aggregation_resolver
 
-from .mlp import _check_positive, mlp
+from .._checks import check_edge_index, check_features, check_tensor
+from .._torchscript import NoTorchScript
+from .mlp import _check_parameters, _check_positive, mlp
 
 __all__ = ["MeshGraphNet", "mesh_edge_features"]
 
@@ -22,7 +24,7 @@ def mesh_edge_features(edge_index: Tensor, pos: Tensor) -> Tensor:
     return torch.cat([relative, relative.norm(dim=-1, keepdim=True)], dim=-1)
 
 
-class MeshGraphNet(nn.Module):
+class MeshGraphNet(NoTorchScript, nn.Module):
     r"""MeshGraphNet (Pfaff et al. 2021, `arXiv:2010.03409 <https://arxiv.org/abs/2010.03409>`_):
     encode, ``num_layers`` message-passing steps, decode.
 
@@ -78,6 +80,11 @@ class MeshGraphNet(nn.Module):
         self.edge_dim = _check_positive(edge_dim, "edge_dim")
         num_layers = _check_positive(num_layers, "num_layers")
         mlp_layers = _check_positive(mlp_layers, "mlp_layers")
+        _check_parameters(
+            (in_channels + edge_dim + out_channels + (3 * mlp_layers + 2) * hidden) * hidden
+            + num_layers * (5 + 2 * mlp_layers) * hidden * hidden,
+            f"hidden_channels={hidden}, num_layers={num_layers}, mlp_layers={mlp_layers}",
+        )
         template, aggr_channels = _resolve_aggr(aggr, aggr_kwargs, hidden)
         self.node_encoder = mlp([in_channels] + [hidden] * (mlp_layers + 1), layer_norm=True)
         self.edge_encoder = mlp([edge_dim] + [hidden] * (mlp_layers + 1), layer_norm=True)
@@ -95,15 +102,30 @@ class MeshGraphNet(nn.Module):
         pos: Tensor | None = None,
     ) -> Tensor:
         """``[N, in_channels]`` node features to ``[N, out_channels]``."""
+        weight = self.node_encoder[0].weight
+        x = check_features(x, "x", self.node_encoder[0].in_features, like=weight)
+        edge_index = check_edge_index(edge_index, "edge_index", x.size(0))
+        if edge_index.device != x.device:
+            raise ValueError(f"edge_index is on {edge_index.device} but x on {x.device}")
         if edge_attr is None:
             if pos is None:
                 raise ValueError("pass edge_attr, or pos to compute mesh_edge_features")
-            edge_attr = mesh_edge_features(edge_index, pos).to(x.dtype)
+            pos = check_tensor(pos, "pos")
+            if pos.dim() != 2 or pos.shape != (x.size(0), self.edge_dim - 1):
+                raise ValueError(
+                    f"pos must be [num_nodes={x.size(0)}, edge_dim - 1={self.edge_dim - 1}] "
+                    f"for mesh_edge_features, got {tuple(pos.shape)}"
+                )
+            if not pos.is_floating_point():
+                raise TypeError(f"pos must be floating point, got {pos.dtype}")
+            edge_attr = mesh_edge_features(edge_index, pos.to(x.device)).to(x.dtype)
+        edge_attr = check_tensor(edge_attr, "edge_attr")
         if edge_attr.dim() != 2 or edge_attr.shape != (edge_index.size(1), self.edge_dim):
             raise ValueError(
                 f"edge_attr must be [E={edge_index.size(1)}, edge_dim={self.edge_dim}], got "
                 f"{tuple(edge_attr.shape)}"
             )
+        edge_attr = check_features(edge_attr, "edge_attr", self.edge_dim, like=weight)
         h, e = self.node_encoder(x), self.edge_encoder(edge_attr)
         for step in self.processor:
             h, e = step(h, e, edge_index)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .._checks import check_count
+from .._checks import check_allocation, check_count
 
 __all__ = ["mlp"]
 
@@ -22,6 +22,12 @@ def mlp(
     if layer_norm:
         layers.append(nn.LayerNorm(sizes[-1]))
     return nn.Sequential(*layers)
+
+
+def _check_parameters(count: int, what: str) -> None:
+    """Refuse, before any layer is made, ``count`` float32 parameters more than memory holds
+    (a mistyped width or depth would otherwise fail deep in torch, or loop for ever)."""
+    check_allocation(count * 4, f"{what}: about {count} parameters", "cpu")
 
 
 def _check_positive(value: object, name: str) -> int:

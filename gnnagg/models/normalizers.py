@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_allocation, check_bool, check_finite, check_tensor
+from .._torchscript import NoTorchScript
+
 __all__ = ["OnlineNormalizer"]
 
 
-class OnlineNormalizer(nn.Module):
+class OnlineNormalizer(NoTorchScript, nn.Module):
     """Standardises features with a mean and standard deviation accumulated online, as
     MeshGraphNet's ``Normalizer``: while ``accumulate=True`` and fewer than
     ``max_accumulations`` batches have been seen, each batch's rows are added to running sums
@@ -26,12 +29,12 @@ class OnlineNormalizer(nn.Module):
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size: expected a positive int, got {size!r}")
+        check_allocation(size * 16, f"size={size}: the running sums", "cpu")
         if isinstance(max_accumulations, bool) or not isinstance(max_accumulations, int):
             raise TypeError("max_accumulations: expected an int")
         if max_accumulations < 0:
             raise ValueError(f"max_accumulations: expected >= 0, got {max_accumulations}")
-        if not std_epsilon > 0:
-            raise ValueError(f"std_epsilon: expected > 0, got {std_epsilon}")
+        std_epsilon = check_finite(std_epsilon, "std_epsilon", positive=True)
         self.size = size
         self.max_accumulations = max_accumulations
         self.std_epsilon = float(std_epsilon)
@@ -71,9 +74,12 @@ class OnlineNormalizer(nn.Module):
 
     def forward(self, x: Tensor, accumulate: bool = False) -> Tensor:
         """``(x - mean) / std``, after adding ``x`` to the sums when ``accumulate``."""
-        if x.shape[-1] != self.size:
+        check_tensor(x, "x")
+        if x.dim() == 0 or x.shape[-1] != self.size:
             raise ValueError(f"x: expected {self.size} features in the last dim, got {x.shape}")
-        if accumulate:
+        if not x.is_floating_point():
+            raise TypeError(f"x: expected floating-point features, got {x.dtype}")
+        if check_bool(accumulate, "accumulate"):
             self.accumulate(x)
         return (x - self.mean().to(x.dtype)) / self.std().to(x.dtype)
 

@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from .._torchscript import NoTorchScript
 from ..data import NODE_TYPES, MeshSimulation
 from .meshgraphnet import mesh_edge_features
 from .normalizers import OnlineNormalizer
@@ -85,7 +86,7 @@ class MeshStepModel(Protocol):
     ) -> Tensor: ...
 
 
-class NodeFeatureModel(nn.Module):
+class NodeFeatureModel(NoTorchScript, nn.Module):
     """Adapts ``model(x, edge_index, pos=pos, batch=batch)`` (e.g. a ``GraphTransformer``, whose
     masks may use ``pos``) to :class:`MeshStepModel`; edge features are not passed."""
 
@@ -101,7 +102,7 @@ class NodeFeatureModel(nn.Module):
         return self.model(x, edge_index, pos=pos, batch=batch)
 
 
-class EdgeFeatureModel(nn.Module):
+class EdgeFeatureModel(NoTorchScript, nn.Module):
     """Adapts ``model(x, edge_index, edge_attr)`` (e.g. ``MeshGraphNet(in_channels,
     edge_channels=dim + 1, ...)``) to :class:`MeshStepModel`."""
 
@@ -154,7 +155,7 @@ class NextStepPredictor(Protocol):
     def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor: ...
 
 
-class MeshSimulator(nn.Module):
+class MeshSimulator(NoTorchScript, nn.Module):
     r"""A :class:`MeshStepModel` wrapped with the feature construction, the three online
     normalisers (node inputs, edge features, output Δu) and the update rule
     :math:`u^{t+1} = u^t + \Delta u`.
@@ -364,7 +365,13 @@ def rollout(
     once, as one batch): ``[len(trajectories), num_steps + 1, N]`` (float64, step 0 the truth)
     and the wall-clock seconds per step of the batch. Obstacle nodes are held at their true
     values."""
-    ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1)
+    try:
+        ids = torch.as_tensor(trajectories).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        ids = None
+    if ids is None or (ids.numel() and (ids.is_floating_point() or ids.dtype == torch.bool)):
+        raise TypeError(f"trajectories: expected integer trajectory ids, got {trajectories!r}")
+    ids = ids.long()
     if len(ids) == 0:
         raise ValueError("trajectories: expected at least one trajectory id")
     if ids.min() < 0 or ids.max() >= sim.num_trajectories:

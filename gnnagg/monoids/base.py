@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor, nn
 
-from .._checks import check_positive
+from .._checks import check_positive, check_tensor
+from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Monoid"]
 
 
-class Monoid(nn.Module):
+class Monoid(NoTorchScript, nn.Module):
     """Base class for learnable commutative monoids on ``channels``-wide features.
 
     Subclasses implement :meth:`combine` and :meth:`identity`, and set ``state_channels`` when
@@ -81,3 +82,20 @@ class Monoid(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, exact={self.exact}"
+
+    def _check_operands(self, a: object, b: object) -> None:
+        """``a`` and ``b`` as :meth:`combine` needs them: floating-point states of one shape,
+        dtype and device, ending in ``state_channels``."""
+        for name, value in (("a", a), ("b", b)):
+            check_tensor(value, name)
+            if not value.is_floating_point() or value.dim() == 0:
+                raise TypeError(f"{name} must be floating-point states, got {value.dtype} "
+                                f"of shape {tuple(value.shape)}")
+            if value.shape[-1] != self.state_channels:
+                raise ValueError(f"{name} must end in the {self.state_channels} state channels, "
+                                 f"got shape {tuple(value.shape)}")
+        if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+            raise ValueError(
+                f"a and b must share shape, dtype and device, got {tuple(a.shape)} {a.dtype} "
+                f"{a.device} and {tuple(b.shape)} {b.dtype} {b.device}"
+            )

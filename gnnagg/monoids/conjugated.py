@@ -17,14 +17,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_count, check_positive
+from .._checks import check_allocation, check_bool, check_count, check_positive
+from .._torchscript import NoTorchScript
 from ..segment import SegmentPlan, segment
 from .base import Monoid
 
 __all__ = ["AffineCoupling", "ConjugatedSumMonoid", "InvertibleMap"]
 
 
-class AffineCoupling(nn.Module):
+class AffineCoupling(NoTorchScript, nn.Module):
     """y_b = x_b · exp(s(x_a)) + t(x_a), y_a = x_a, with (a, b) one of the two channel halves."""
 
     def __init__(self, channels: int, hidden_channels: int, flip: bool) -> None:
@@ -80,7 +81,7 @@ class AffineCoupling(nn.Module):
         return self._join(conditioning, (transformed - shift) * (-log_scale).exp())
 
 
-class InvertibleMap(nn.Module):
+class InvertibleMap(NoTorchScript, nn.Module):
     """A learnable bijection of R^channels: an element-wise affine map and coupling layers."""
 
     def __init__(self, channels: int, hidden_channels: int, num_layers: int) -> None:
@@ -134,12 +135,18 @@ class ConjugatedSumMonoid(Monoid):
         num_layers = check_count(num_layers, "num_layers")
         if hidden_channels is None:
             hidden_channels = self.channels
+        hidden_channels = check_positive(hidden_channels, "hidden_channels")
+        check_allocation((2 * num_layers * hidden_channels + 2) * self.channels * 4,
+                         f"channels={self.channels}, hidden_channels={hidden_channels}: the "
+                         "parameters", "cpu")
         self.g = InvertibleMap(self.channels, hidden_channels, num_layers)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        self._check_operands(a, b)
         return self.g.inverse(self.g(a) + self.g(b))
 
     def identity(self, like: Tensor, num: int) -> Tensor:
+        num = check_count(num, "num")
         zero = like.new_zeros((1, *like.shape[1:]))
         return self.g.inverse(zero).expand(num, *like.shape[1:])
 

@@ -13,7 +13,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice
+from .._checks import check_allocation, check_choice, check_count
 from ..segment.backends import get_backend
 from .base import Monoid
 from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
@@ -57,6 +57,8 @@ class GRUMonoid(Monoid):
         if backend == "triton" and importlib.util.find_spec("triton") is None:
             raise ValueError("backend='triton' needs triton (pip install 'gnnagg[triton]')")
         self.backend = backend
+        check_allocation((6 * self.channels + 7) * self.channels * 4,
+                         f"channels={self.channels}: the GRU cell's parameters", "cpu")
         self.cell = nn.GRUCell(self.channels, self.channels)
         self.identity_element = nn.Parameter(torch.zeros(self.channels))
 
@@ -65,6 +67,7 @@ class GRUMonoid(Monoid):
         nn.init.zeros_(self.identity_element)
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        self._check_operands(a, b)
         return symmetric_gru(a, b, self.cell)
 
     def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]]:
@@ -102,5 +105,6 @@ class GRUMonoid(Monoid):
         return f"{super().extra_repr()}, backend={self.backend!r}"
 
     def identity(self, like: Tensor, num: int) -> Tensor:
+        num = check_count(num, "num")
         element = self.identity_element.to(like.dtype)
         return element.expand(num, *like.shape[1:])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_finite
+from .._checks import check_allocation, check_bool, check_count, check_finite
 from ..segment import SegmentPlan, broadcast_to_rows, segment
 from .base import Monoid
 
@@ -30,6 +30,7 @@ class SoftmaxMonoid(Monoid):
 
     def __init__(self, channels: int, beta: float = 1.0, learn: bool = True) -> None:
         super().__init__(channels)
+        check_allocation(self.channels * 4, f"channels={self.channels}: the parameters", "cpu")
         self.state_channels = 3 * channels
         # A NaN or infinite temperature makes every output NaN (inf·0 in the lift).
         self.initial_beta = check_finite(beta, "beta")
@@ -54,6 +55,7 @@ class SoftmaxMonoid(Monoid):
         return torch.where(empty, 0.0, acc / torch.where(empty, 1.0, normaliser))
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
+        self._check_operands(a, b)
         m1, l1, acc1 = self._split(a)
         m2, l2, acc2 = self._split(b)
         m = torch.maximum(m1, m2)
@@ -63,13 +65,16 @@ class SoftmaxMonoid(Monoid):
         return torch.cat([m, l1 * w1 + l2 * w2, acc1 * w1 + acc2 * w2], dim=-1)
 
     def identity(self, like: Tensor, num: int) -> Tensor:
+        num = check_count(num, "num")
         element = like.new_zeros((1, *like.shape[1:]))
         element[..., : self.channels] = float("-inf")
         return element.expand(num, *like.shape[1:])
 
     def direct_reduce(self, states: Tensor, plan: SegmentPlan) -> Tensor:
         logits, _, x = self._split(states)
-        peak = segment(logits, plan=plan, reduce="max")
+        # The shift cancels in what lower() returns (acc / l), so it is a constant to autograd,
+        # as in every stable softmax: no backward through the maximum (ties, a scatter).
+        peak = segment(logits.detach(), plan=plan, reduce="max")
         weights = (logits - broadcast_to_rows(peak, plan)).exp()
         normaliser = segment(weights, plan=plan, reduce="sum")
         acc = segment(weights * x, plan=plan, reduce="sum")

@@ -23,11 +23,13 @@ from torch_geometric.transforms import BaseTransform
 
 from .._checks import check_choice
 from .basis import Polynomial, check_order, enumerate_basis
-from .evaluation import DTYPES, GraphBatch, evaluate_on
+from .evaluation import GraphBatch, evaluate_on
 from .plan import BACKENDS
 
 NORMALIZATIONS = (None, "density", "log1p")
 ATTRIBUTES = {0: "poly_graph", 1: "poly_x", 2: "poly_edge_attr"}
+#: What ``dtype=`` may ask for.
+OUTPUT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64)
 
 
 class AddEquivariantPolynomials(BaseTransform):
@@ -49,8 +51,12 @@ class AddEquivariantPolynomials(BaseTransform):
             ``n ** (number of non-output pattern nodes)``, n the graph's node count: a
             homomorphism density, comparable across graph sizes) or ``"log1p"``
             (``sign(x) * log(1 + |x|)``).
-        dtype: computation and output dtype: ``torch.float64`` (default, exact counts below
-            2^53), ``torch.int64`` or ``torch.float32``.
+        dtype: the features' dtype; default ``None``: ``torch.get_default_dtype()`` when the
+            transform runs (float32 unless changed), so they concatenate with the rest of a
+            model's inputs. Values are computed exactly (in float64: exact integer counts
+            below 2^53; in int64 for ``dtype=torch.int64``) and rounded once, to ``dtype``:
+            ``torch.float64``, ``torch.float32``, ``torch.float16``, ``torch.bfloat16`` or
+            ``torch.int64``.
 
     Attributes:
         basis: ``{order: [Polynomial, ...]}``, the channels in output order.
@@ -67,7 +73,7 @@ class AddEquivariantPolynomials(BaseTransform):
         edge_weight: str | None = None,
         backend: str = "sparse",
         normalize: str | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = None,
     ) -> None:
         orders = _check_orders(orders)
         basis = {
@@ -90,7 +96,7 @@ class AddEquivariantPolynomials(BaseTransform):
         edge_weight: str | None = None,
         backend: str = "sparse",
         normalize: str | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | None = None,
     ) -> AddEquivariantPolynomials:
         """A transform with an explicit list of polynomials (grouped by their order).
 
@@ -123,7 +129,7 @@ class AddEquivariantPolynomials(BaseTransform):
         edge_weight: str | None,
         backend: str,
         normalize: str | None,
-        dtype: torch.dtype,
+        dtype: torch.dtype | None,
     ) -> None:
         if edge_weight is not None and not isinstance(edge_weight, str):
             raise TypeError(
@@ -133,16 +139,24 @@ class AddEquivariantPolynomials(BaseTransform):
         backend = check_choice(backend, "backend", BACKENDS)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype}")
-        if normalize is not None and not dtype.is_floating_point:
+        if dtype is not None and dtype not in OUTPUT_DTYPES:
+            raise ValueError(f"dtype must be None or one of {OUTPUT_DTYPES}, got {dtype}")
+        if normalize is not None and dtype is not None and not dtype.is_floating_point:
             raise ValueError(f"normalize={normalize!r} needs a floating dtype, got {dtype}")
         self.basis = basis
         self.orders = tuple(basis)
         self.edge_weight = edge_weight
         self.backend = backend
         self.normalize = normalize
+        #: The dtype asked for (``None``: the default dtype when the transform runs).
         self.dtype = dtype
+        # Counts are computed exactly, then rounded once to the output dtype.
+        self._exact_dtype = torch.int64 if dtype == torch.int64 else torch.float64
+
+    @property
+    def output_dtype(self) -> torch.dtype:
+        """The dtype of the features: ``dtype``, or ``torch.get_default_dtype()`` now."""
+        return self.dtype if self.dtype is not None else torch.get_default_dtype()
 
     def names(self, order: int) -> list[str]:
         """Channel names for one order, in output column order."""
@@ -170,7 +184,9 @@ class AddEquivariantPolynomials(BaseTransform):
                 raise ValueError(f"data has no attribute {self.edge_weight!r} (edge_weight)")
         batch = getattr(data, "batch", None)
         num_graphs = data.num_graphs if isinstance(data, Batch) else None
-        graphs = GraphBatch(edge_index, int(data.num_nodes), weight, batch, num_graphs, self.dtype)
+        graphs = GraphBatch(
+            edge_index, int(data.num_nodes), weight, batch, num_graphs, self._exact_dtype
+        )
         return graphs, batch is None
 
     def forward(self, data: Data) -> Data:
@@ -190,8 +206,8 @@ class AddEquivariantPolynomials(BaseTransform):
                 values = self._normalize(values, polynomials, graphs, order)
             else:
                 rows = (graphs.num_graphs, graphs.num_nodes, graphs.edge_index.shape[1])[order]
-                values = torch.zeros(rows, 0, dtype=self.dtype, device=graphs.device)
-            data[ATTRIBUTES[order]] = values
+                values = torch.zeros(rows, 0, device=graphs.device)
+            data[ATTRIBUTES[order]] = values.to(self.output_dtype)
         if isinstance(data, Batch) and hasattr(data, "_slice_dict"):
             _register_batch_attributes(data, self.orders)
         return data
@@ -205,18 +221,18 @@ class AddEquivariantPolynomials(BaseTransform):
         n_max = int(graphs.sizes.max()) if graphs.num_graphs else 0
         if not polynomials:
             shape = (graphs.num_nodes,) * 2 if single else (graphs.num_graphs, n_max, n_max)
-            return torch.zeros(*shape, 0, dtype=self.dtype, device=graphs.device)
+            return torch.zeros(*shape, 0, dtype=self.output_dtype, device=graphs.device)
         values = evaluate_on(
             polynomials, graphs, 2, backend="dense", dense_pairs=True, single=single
         )
         if self.normalize == "density":
-            sizes = graphs.sizes.to(self.dtype).clamp(min=1)
-            exponents = _free_nodes(polynomials, self.dtype, graphs.device)
+            sizes = graphs.sizes.to(values.dtype).clamp(min=1)
+            exponents = _free_nodes(polynomials, values.dtype, graphs.device)
             scale = sizes[:, None] ** exponents[None, :]
             values = values / (scale[0] if single else scale[:, None, None, :])
         elif self.normalize == "log1p":
             values = torch.sign(values) * torch.log1p(values.abs())
-        return values
+        return values.to(self.output_dtype)
 
     def _normalize(
         self, values: Tensor, polynomials: list[Polynomial], graphs: GraphBatch, order: int
@@ -227,8 +243,8 @@ class AddEquivariantPolynomials(BaseTransform):
                 graphs.batch,
                 graphs.batch[graphs.edge_index[0]],
             )[order]
-            sizes = graphs.sizes.to(self.dtype).clamp(min=1)[graph_of_row]
-            exponents = _free_nodes(polynomials, self.dtype, graphs.device)
+            sizes = graphs.sizes.to(values.dtype).clamp(min=1)[graph_of_row]
+            exponents = _free_nodes(polynomials, values.dtype, graphs.device)
             return values / sizes[:, None] ** exponents[None, :]
         if self.normalize == "log1p":
             return torch.sign(values) * torch.log1p(values.abs())
@@ -245,7 +261,7 @@ class AddEquivariantPolynomials(BaseTransform):
             f"{self.__class__.__name__}(max_degree={self.max_degree}, orders={self.orders}, "
             f"subset={self.subset!r}, connected={self.connected}, simple={self.simple}, "
             f"edge_weight={self.edge_weight!r}, backend={self.backend!r}, "
-            f"normalize={self.normalize!r}, dtype={self.dtype}, channels={{{channels}}}, "
+            f"normalize={self.normalize!r}, dtype={self.output_dtype}, channels={{{channels}}}, "
             f"basis={fingerprint})"
         )
 

@@ -20,8 +20,9 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_allocation, check_int, check_tensor
+from .._checks import check_allocation, check_bool, check_int, check_tensor
 from .backends import BASIC_REDUCTIONS, get_backend
+from .backends.torch_native import TorchBackend
 from .plan import SegmentPlan, resolve_plan
 
 __all__ = ["REDUCE_ALIASES", "REDUCTIONS", "broadcast_to_rows", "segment", "segment_softmax"]
@@ -31,6 +32,7 @@ REDUCTIONS = (*BASIC_REDUCTIONS, "var", "std", "logsumexp")
 REDUCE_ALIASES = {"add": "sum", "prod": "mul"}
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _SRC_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_TRACED = TorchBackend()
 
 
 def _check_src(src: Tensor, dim: int) -> int:
@@ -57,6 +59,7 @@ def _check_src(src: Tensor, dim: int) -> int:
 
 
 def _plan_on_device(src, dim, index, ptr, dim_size, plan, validate) -> SegmentPlan:
+    validate = check_bool(validate, "validate")
     plan = resolve_plan(src.shape[dim], index, ptr, dim_size, plan, validate=validate)
     if plan.device != src.device:
         raise ValueError(f"index/ptr/plan is on {plan.device} but src is on {src.device}")
@@ -64,6 +67,9 @@ def _plan_on_device(src, dim, index, ptr, dim_size, plan, validate) -> SegmentPl
 
 
 def _check_output_fits(src: Tensor, dim: int, plan: SegmentPlan) -> None:
+    if torch.compiler.is_compiling():
+        # Reading the free memory is no graph operation; the allocator reports a failure.
+        return
     # The output has dim_size rows of src's other dimensions; low precision works in float32.
     row_values = math.prod(size for axis, size in enumerate(src.shape) if axis != dim)
     itemsize = 4 if src.dtype in _LOW_PRECISION else src.element_size()
@@ -81,7 +87,9 @@ def broadcast_to_rows(values: Tensor, plan: SegmentPlan, dim: int = 0) -> Tensor
 
 def _basic(src0: Tensor, plan: SegmentPlan, reduce: str, backend: str | None) -> Tensor:
     """A basic reduction over dim 0, in a dtype the backends accumulate accurately."""
-    chosen = get_backend(backend)
+    # Under torch.compile the reduction is traced as torch ops, whose kernels Inductor writes
+    # (fused with the arithmetic around them); a backend's own kernels cannot be traced.
+    chosen = _TRACED if torch.compiler.is_compiling() else get_backend(backend)
     if src0.dtype in _LOW_PRECISION and not chosen.accumulates_low_precision:
         return chosen.reduce(src0.float(), plan, reduce).to(src0.dtype)
     return chosen.reduce(src0, plan, reduce)
@@ -148,6 +156,10 @@ def segment(
 
     ``src`` must be a dense float16, bfloat16, float32 or float64 tensor (float8 formats and
     sparse layouts are a ``TypeError``).
+
+    Under ``torch.compile`` (``fullgraph=True`` included) every reduction traces into the graph
+    without a break when ``dim_size`` is given: as torch scatter ops whichever backend is
+    selected, with ``index``/``ptr`` checked for shape and dtype but not for their values.
     """
     dim = _check_src(src, dim)
     reduce = REDUCE_ALIASES.get(reduce, reduce) if isinstance(reduce, str) else reduce

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .._checks import check_allocation, check_count, check_tensor
+from .._checks import check_allocation, check_bool, check_count, check_tensor
 
 __all__ = [
     "SegmentPlan",
@@ -42,7 +42,10 @@ _T = TypeVar("_T")
 
 def check_dim_size(dim_size: object) -> int | None:
     """``dim_size`` as a non-negative Python int (``None`` stays ``None``); a float such as
-    ``2.5`` is a ``TypeError`` rather than silently truncated."""
+    ``2.5`` is a ``TypeError`` rather than silently truncated. Under ``torch.compile`` a size
+    is kept as it is: converting a symbolic size (``dynamic=True``) would fix its value."""
+    if torch.compiler.is_compiling() and not isinstance(dim_size, (float, str, bool)):
+        return dim_size
     return None if dim_size is None else check_count(dim_size, "dim_size")
 
 
@@ -128,9 +131,14 @@ def _check_groups_fit(dim_size: int, device: torch.device) -> None:
 def _outside_inference_mode() -> contextlib.AbstractContextManager:
     # Tensors made under inference mode cannot be saved for backward later; a plan outlives
     # the call that built it (the cache, aggregators' derived data), so it never holds one.
-    if torch.is_inference_mode_enabled():
+    # A plan built in a compiled graph lives in that graph only.
+    if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():
         return torch.inference_mode(False)
     return contextlib.nullcontext()
+
+
+def _size(value: int | torch.SymInt) -> int | torch.SymInt:
+    return value if torch.compiler.is_compiling() else int(value)
 
 
 def _own_copy(tensor: Tensor) -> Tensor:
@@ -195,7 +203,8 @@ class SegmentPlan:
     ) -> SegmentPlan:
         # The factories' common end: inputs are checked and owned by the plan already.
         plan = object.__new__(cls)
-        plan.dim_size, plan.num_rows = int(dim_size), int(num_rows)
+        # Sizes stay symbolic in a graph compiled with dynamic shapes (int() would fix them).
+        plan.dim_size, plan.num_rows = _size(dim_size), _size(num_rows)
         plan._derived = {}
         if index is not None:
             plan.__dict__["index"] = index
@@ -223,7 +232,7 @@ class SegmentPlan:
         of the entries); the type, shape and size checks always run.
         """
         plan = resolve_plan(None, index=index, dim_size=dim_size, validate=validate)
-        if eager and not plan.device.type == "meta":
+        if check_bool(eager, "eager") and not plan.device.type == "meta":
             plan.materialize()
         return plan
 
@@ -272,6 +281,10 @@ class SegmentPlan:
         """Rows per group."""
         if "ptr" in self.__dict__:
             return self.ptr.diff()
+        if torch.compiler.is_compiling():
+            # bincount's length depends on the values; a scatter into dim_size counts traces.
+            counts = self.index.new_zeros(self.dim_size)
+            return counts.scatter_add_(0, self.index, torch.ones_like(self.index))
         return torch.bincount(self.index, minlength=self.dim_size)
 
     @_Field
@@ -325,7 +338,10 @@ class SegmentPlan:
     def to(self, device: torch.device | str) -> SegmentPlan:
         """The plan on ``device``: ``self`` when it is there already, else a copy with every
         computed field moved and no derived data (rebuilt there on first use)."""
-        device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device: {error}") from None
         if device == self.device:
             return self
         new = SegmentPlan._trusted(self.dim_size, self.num_rows)
@@ -443,6 +459,36 @@ def _cached_plan_from_index(
     return plan
 
 
+def _traced_plan(
+    num_rows: int | None, index: Tensor | None, ptr: Tensor | None, dim_size: int | None
+) -> SegmentPlan:
+    """The plan of a reduction traced by ``torch.compile``: only what traces into the graph.
+
+    Nothing here reads values on the host: no range check, no sort, no ``is_sorted`` test, no
+    cache (keyed by tensor identity, which a graph does not have). Offsets become a group id
+    per row, so every reduction takes the scatter path, whose kernel Inductor writes and fuses
+    with the arithmetic around it. Shapes and dtypes are still checked; a ``dim_size`` left out
+    is ``index.max() + 1``, a value the graph must stop for.
+    """
+    if ptr is not None:
+        _check_integer_tensor(ptr, "ptr")
+        if ptr.dim() != 1 or ptr.numel() == 0:
+            raise ValueError(f"ptr must be a non-empty 1-D tensor, got shape {tuple(ptr.shape)}")
+        groups = ptr.numel() - 1
+        rows = int(ptr[-1]) if num_rows is None else num_rows
+        dim_size = groups if dim_size is None else dim_size
+        group = torch.arange(groups, device=ptr.device)
+        index = group.repeat_interleave(ptr.diff(), output_size=rows)
+        return SegmentPlan._trusted(dim_size, rows, index=index, is_sorted=True)
+    _check_integer_tensor(index, "index")
+    if index.dim() != 1 or (num_rows is not None and index.numel() != num_rows):
+        expected = "" if num_rows is None else f" with {num_rows} entries"
+        raise ValueError(f"index must be 1-D{expected}, got shape {tuple(index.shape)}")
+    if dim_size is None:
+        dim_size = int(index.max()) + 1 if index.numel() else 0
+    return SegmentPlan._trusted(dim_size, index.numel(), index=index.long())
+
+
 def resolve_plan(
     num_rows: int | None,
     index: Tensor | None = None,
@@ -469,11 +515,17 @@ def resolve_plan(
     NumPy array sharing the index's memory) is not seen: call :func:`clear_plan_cache` after
     one, or set ``gnnagg.segment.plan.PLAN_CACHE_SIZE = 0`` to turn the cache off. Indices
     created under ``torch.inference_mode`` are never cached (they carry no version counter).
+
+    Under ``torch.compile`` an ``index`` or ``ptr`` gives a plan that traces into the graph
+    (no validation of values, no cache, no sort); a ``plan`` built outside the compiled region
+    is used as it is.
     """
     dim_size = check_dim_size(dim_size)
     given = [name for name, v in (("index", index), ("ptr", ptr), ("plan", plan)) if v is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of index, ptr or plan (got {given or 'none'})")
+    if plan is None and torch.compiler.is_compiling():
+        return _traced_plan(num_rows, index, ptr, dim_size)
     if plan is not None:
         if not isinstance(plan, SegmentPlan):
             raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")

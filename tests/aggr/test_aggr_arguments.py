@@ -74,3 +74,49 @@ def test_regularisers_refuse_bad_counts_and_seeds():
         rnn.permutation_loss(8, generator=3)
     with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
         total_permutation_loss([rnn])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LCMAggregation(4, 4),
+        lambda: LCMAggregation(4, 4, monoid="conjugated_sum"),
+        lambda: GRUAggregation(4, 4),
+        lambda: LSTMAggregation(4, 4),
+    ],
+)
+@pytest.mark.parametrize("layout", ["to_sparse", "to_sparse_csr"])
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_sparse_x_is_named(make, layout):
+    x = getattr(torch.randn(6, 4), layout)()
+    with pytest.raises(TypeError, match="x must be a dense"):
+        make()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+
+
+@pytest.mark.parametrize("monoid", ["conjugated_sum", "softmax"])
+def test_partial_states_of_another_dtype_are_named(monoid):
+    aggr = LCMAggregation(4, 4, monoid=monoid)
+    states = aggr.reduce_partial(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]))
+    assert aggr.combine_partial(states, states).dtype == states.dtype
+    for a, b in ((states.double(), states), (states, states.double()),
+                 (states.double(), states.double())):
+        with pytest.raises(TypeError, match="a and b must be partial states of one dtype"):
+            aggr.combine_partial(a, b)
+
+
+@pytest.mark.parametrize("cls", [LCMAggregation, GRUAggregation, LSTMAggregation])
+def test_widths_beyond_memory_are_refused_before_allocating(cls, monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    with pytest.raises(ValueError, match=r"out_channels=10000000.*GiB|channels=10000000.*GiB"):
+        cls(4, 10**7)
+
+
+@pytest.mark.parametrize("cls", [LCMAggregation, GRUAggregation, LSTMAggregation])
+def test_a_dim_out_of_range_or_a_1d_x_names_dim(cls):
+    aggr = cls(4, 4)
+    with pytest.raises(ValueError, match=r"dim=3 is out of range for x of shape \(6, 4\)"):
+        aggr(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]), dim=3)
+    with pytest.raises(ValueError, match=r"dim=-2 is out of range for x of shape \(6,\)"):
+        aggr(torch.randn(6), torch.tensor([0, 0, 1, 1, 2, 2]))

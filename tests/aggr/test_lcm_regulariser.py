@@ -67,3 +67,28 @@ def test_batched_gap_equals_the_four_products():
     right = monoid.combine(a, monoid.combine(b, c))
     expected = (left - right).square().sum(-1).mean()
     torch.testing.assert_close(associativity_gap(monoid, a, b, c), expected)
+
+
+def test_regularisers_need_a_forward_with_gradients_as_the_recurrent_ones():
+    """After a forward under no_grad, associativity_loss raises as permutation_loss does
+    (nothing is recorded during evaluation), and works again after a training forward."""
+    from gnnagg.aggr import GRUAggregation
+
+    x, index = torch.randn(30, C), torch.randint(0, 6, (30,))
+    for aggr, loss in (
+        (LCMAggregation(C, C), lambda a: a.associativity_loss(16, seed=0)),
+        (LCMAggregation(C, C), lambda a: a.identity_loss(16, seed=0)),
+        (GRUAggregation(C, C), lambda a: a.permutation_loss(16)),
+    ):
+        aggr(x, index, dim_size=6)
+        assert loss(aggr).requires_grad
+        with torch.no_grad():
+            aggr(x, index, dim_size=6)
+        with pytest.raises(RuntimeError, match="without gradients"):
+            loss(aggr)
+        with torch.inference_mode():
+            aggr(x, index, dim_size=6)
+        with pytest.raises(RuntimeError, match="without gradients"):
+            loss(aggr)
+        aggr(x, index, dim_size=6)
+        assert loss(aggr).requires_grad

@@ -108,3 +108,17 @@ def test_block_density_counts_non_empty_tiles():
     assert mask_index.block_density(8) == 1.0
     assert adjacency().build(torch.zeros(2, 0, dtype=torch.long), num_nodes=8).block_density(
         4) == 0.5
+
+
+def test_row_layout_names_bad_inputs():
+    from gnnagg.attention import adjacency, global_tokens
+
+    mask_index = (adjacency() | global_tokens(1)).build(torch.tensor([[0, 1], [1, 2]]))
+    with pytest.raises(ValueError, match=r"tokens must be \[T, 3\] like x"):
+        mask_index.to_rows(torch.randn(3, 3), torch.randn(1, 4))
+    with pytest.raises(ValueError, match=r"x must be a \[num_nodes, C\] tensor"):
+        mask_index.to_rows(torch.randn(3), torch.randn(1))
+    with pytest.raises(ValueError, match="rows must be"):
+        mask_index.to_nodes(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="device"):
+        mask_index.to("nowhere")

@@ -336,3 +336,9 @@ def test_built_in_masks_answer_the_public_pairs_method():
     assert torch.equal(dense, union.build(edge_index).to_dense())
     with pytest.raises(NotImplementedError, match="Bare must implement pairs"):
         type("Bare", (Mask,), {})().build(edge_index)
+
+
+def test_a_pairs_method_returning_something_else_is_named():
+    mask = pair_mask(lambda ctx: None, name="nothing")
+    with pytest.raises(TypeError, match=r"nothing: pairs\(ctx\) must return \(query_rows"):
+        mask.build(torch.tensor([[0, 1], [1, 2]]))

@@ -197,3 +197,139 @@ def test_errors_name_the_argument():
         graph_attention(q, k, v, mask_index, dropout=1.0)
     with pytest.raises(ValueError, match="scale must be a finite number"):
         graph_attention(q, k, v, mask_index, scale=float("nan"))
+
+
+# -- masked pairs contribute nothing, forward and backward, whatever they hold -----------------
+
+
+def loop_reference(q, k, v, mask_index, scale=None):
+    """Row by row over the allowed keys only, in float64: what a non-finite value may reach."""
+    q, k, v = q.double(), k.double(), v.double()
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    out = torch.zeros(v.shape, dtype=torch.float64)
+    for row in range(mask_index.num_rows):
+        keys = mask_index.col[mask_index.rowptr[row]:mask_index.rowptr[row + 1]]
+        if keys.numel():
+            weights = torch.softmax((q[row] * k[keys]).sum(-1) * scale, dim=0)  # [keys, H]
+            out[row] = (weights.unsqueeze(-1) * v[keys]).sum(0)
+    return out
+
+
+TWO_GRAPHS = dict(edge_index=torch.tensor([[0, 1, 3, 4], [1, 2, 4, 5]]),
+                  batch=torch.tensor([0, 0, 0, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("backend", ["sparse", "dense", "flex"])
+@pytest.mark.parametrize("poisoned", ["q", "k", "v"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_row_reaches_only_the_rows_that_attend_it(backend, poisoned, value):
+    mask_index = adjacency().build(**TWO_GRAPHS)
+    q, k, v = (t.detach() for t in inputs(mask_index.num_rows))
+    dict(q=q, k=k, v=v)[poisoned][5] = value
+    train = backend != "flex"
+    q, k, v = (t.requires_grad_(train) for t in (q, k, v))
+    out = graph_attention(q, k, v, mask_index, backend=backend)
+    expected = loop_reference(q, k, v, mask_index)
+    torch.testing.assert_close(out.double(), expected, atol=2e-5, rtol=1e-4, equal_nan=True)
+    assert torch.isfinite(out[:5]).all()  # graph 0, and node 4 which does not attend node 5
+    if train:
+        got = torch.autograd.grad(out[:5].sum(), (q, k, v))
+        want = torch.autograd.grad(expected[:5].sum(), (q, k, v))
+        for a, b in zip(got, want):
+            assert torch.isfinite(a[:3]).all()  # graph 0
+            torch.testing.assert_close(a.double(), b.double(), atol=5e-5, rtol=1e-4, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", ["sparse", "dense"])
+def test_a_non_finite_output_gradient_stays_in_its_rows(backend):
+    mask_index = adjacency().build(**TWO_GRAPHS)
+    q, k, v = inputs(mask_index.num_rows)
+    out = graph_attention(q, k, v, mask_index, backend=backend)
+    grad = torch.ones_like(out)
+    grad[5] = float("nan")
+    out.backward(grad)
+    for tensor in (q, k, v):
+        assert torch.isfinite(tensor.grad[:3]).all()  # graph 0
+
+
+@pytest.mark.parametrize("backend", ["sparse", "dense", "flex"])
+def test_nan_nodes_without_keys_or_with_only_themselves(backend):
+    # Node 2 has no keys; node 5 attends only itself; both hold NaN.
+    edge_index = torch.tensor([[0, 1, 3, 5], [1, 0, 4, 5]])
+    mask_index = adjacency(self_loops=False).build(edge_index, batch=TWO_GRAPHS["batch"])
+    q, k, v = (t.detach() for t in inputs(mask_index.num_rows))
+    for t in (q, k, v):
+        t[2] = t[5] = float("nan")
+    out = graph_attention(q, k, v, mask_index, backend=backend)
+    assert (out[2] == 0).all() and out[5].isnan().all()
+    assert torch.isfinite(out[[0, 1, 3, 4]]).all()
+    torch.testing.assert_close(out.double(), loop_reference(q, k, v, mask_index), atol=2e-5,
+                               rtol=1e-4, equal_nan=True)
+
+
+def test_graph_transformer_keeps_a_nan_node_in_its_graph():
+    from gnnagg.models import GraphTransformer
+
+    model = GraphTransformer(3, 8, 2, heads=2, num_layers=2)  # the default (dense) path
+    x = torch.randn(6, 3, requires_grad=True)
+    poisoned = x.detach().clone()
+    poisoned[5] = float("nan")
+    poisoned.requires_grad_()
+    out = model(poisoned, TWO_GRAPHS["edge_index"], batch=TWO_GRAPHS["batch"])
+    clean = model(x, TWO_GRAPHS["edge_index"], batch=TWO_GRAPHS["batch"])
+    torch.testing.assert_close(out[:3], clean[:3])
+    out[:3].sum().backward()
+    assert torch.isfinite(poisoned.grad[:3]).all()
+
+
+@pytest.mark.parametrize("backend", ["sparse", "dense", "flex"])
+def test_head_dimension_zero_is_a_uniform_average_on_every_backend(backend):
+    mask_index = (adjacency() | global_tokens(1)).build(**TWO_GRAPHS)
+    rows = mask_index.num_rows
+    q = torch.zeros(rows, 2, 0)
+    v = torch.randn(rows, 2, 3)
+    out = graph_attention(q, q, v, mask_index, backend=backend)
+    torch.testing.assert_close(out.double(), loop_reference(q, q, v, mask_index, scale=1.0))
+
+
+@pytest.mark.parametrize("backend", ["sparse", "dense", "flex"])
+def test_empty_graphs_and_zero_heads_give_empty_or_zero_outputs(backend):
+    empty = adjacency().build(torch.zeros(2, 0, dtype=torch.int64), num_nodes=0)
+    q = torch.zeros(0, 2, 4)
+    assert graph_attention(q, q, q, empty, backend=backend).shape == (0, 2, 4)
+    mask_index = adjacency().build(**TWO_GRAPHS)
+    q = torch.zeros(6, 0, 4)
+    assert graph_attention(q, q, q, mask_index, backend=backend).shape == (6, 0, 4)
+    no_pairs = adjacency(self_loops=False).build(torch.zeros(2, 0, dtype=torch.int64),
+                                                 num_nodes=3)
+    q, k, v = inputs(3) if backend != "flex" else (torch.randn(3, 2, 4),) * 3
+    out = graph_attention(q, k, v, no_pairs, backend=backend)
+    assert (out == 0).all()
+    if backend != "flex":
+        out.sum().backward()
+        assert (q.grad == 0).all() and (v.grad == 0).all()
+
+
+def test_dense_backend_gradcheck_with_dropout_tokens_and_empty_rows():
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 4], [1, 2, 0, 4, 3, 5]])
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    mask_index = (adjacency(self_loops=False) | global_tokens(1)).build(edge_index, batch=batch)
+    q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
+    allowed = mask_index.to_dense()
+    from gnnagg.attention.ops import DenseAttention
+
+    for dropout in (0.0, 0.4):
+        def run(q, k, v, dropout=dropout):
+            return DenseAttention.apply(q, k, v, allowed, mask_index, 0.7, dropout, 1234)
+
+        assert torch.autograd.gradcheck(run, (q, k, v))
+
+
+def test_dense_scores_beyond_memory_are_refused_before_allocating(monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    mask_index = adjacency().build(torch.zeros(2, 0, dtype=torch.int64), num_nodes=8000)
+    q = torch.zeros(8000, 64, 1)
+    with pytest.raises(ValueError, match=r"backend='dense' on 8000 rows x 64 heads.*GiB"):
+        graph_attention(q, q, q, mask_index, backend="dense")

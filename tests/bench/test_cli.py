@@ -16,7 +16,6 @@ from gnnagg.bench.studies.sizegen.config import SizeGenConfig
 from gnnagg.bench.studies.speed import aggr as aggr_part
 from gnnagg.bench.studies.speed import segment as segment_part
 from gnnagg.bench.studies.speed.config import SpeedConfig
-from gnnagg.bench.studies.speed.run import run_speed
 
 TOP_KEYS = {
     "schema",
@@ -248,12 +247,13 @@ def test_speed_parts_ok_skipped_and_broken(tmp_path, monkeypatch):
     assert "kernel exploded" in report
 
 
-def test_unknown_aggr_methods_are_an_error_naming_the_valid_ones(monkeypatch):
-    _fake_aggr(monkeypatch)
-    config = SpeedConfig(parts=("aggr",), aggr_methods=("pyg Sum", "pyg GAT"))
-    entry = run_speed(config, progress=False)["aggr"]
-    assert entry["status"] == "error"
-    assert "['pyg GAT']" in entry["reason"] and "'gnnagg LCM[gru]'" in entry["reason"]
+def test_unknown_aggr_methods_are_an_error_naming_the_valid_ones():
+    with pytest.raises(ValueError, match=r"aggr_methods: unknown \['pyg GAT'\]; valid methods"):
+        SpeedConfig(parts=("aggr",), aggr_methods=("pyg Sum", "pyg GAT"))
+    # Every method the aggr part can build is a valid name (the Triton one needs CUDA).
+    from gnnagg.bench.studies.speed.config import AGGR_METHODS
+
+    assert set(aggr_part.aggregator_methods()) <= set(AGGR_METHODS)
 
 
 def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
@@ -357,3 +357,17 @@ def test_a_config_file_never_chooses_where_data_is_built(tmp_path, capsys):
     assert "ignored real.data_root" in capsys.readouterr().err
     assert parsed.real == suite_config("smoke").real
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_data_root_that_is_a_file_and_absurd_seed_counts_are_one_line_and_exit_2(
+    tmp_path, capsys
+):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    argv = ["run", "--suite", "smoke", "--only", "real", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--data-root", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert "--data-root" in err and "not a folder" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exit:
+        main(["run", "--suite", "smoke", "--seeds", "1000000000000"])
+    assert exit.value.code == 2 and "seeds: at most" in capsys.readouterr().err

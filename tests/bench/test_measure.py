@@ -1,8 +1,17 @@
 """The one timer and the one peak-memory probe of the harness."""
 
+import pytest
 import torch
 
-from gnnagg.bench.measure import MIB, median_time_ms, peak_extra_memory, peak_method, significant
+from gnnagg.bench.measure import (
+    MIB,
+    median_time_ms,
+    paired_median_times_ms,
+    paired_times_ms,
+    peak_extra_memory,
+    peak_method,
+    significant,
+)
 
 
 def test_peak_memory_sees_a_temporary_allocation_that_is_freed_before_the_end():
@@ -20,3 +29,16 @@ def test_peak_memory_sees_a_temporary_allocation_that_is_freed_before_the_end():
 def test_timer_and_formatting():
     assert median_time_ms(lambda: None, "cpu", repeats=3) >= 0
     assert significant(1.2345) == "1.23" and significant(1234.5) == "1230"
+
+
+def test_paired_timer_calls_in_turns_and_counts_cpu_time():
+    calls = []
+    first = lambda: calls.append("a")  # noqa: E731
+    busy = lambda: calls.append("b") or sum(range(20_000))  # noqa: E731
+    times = paired_median_times_ms([first, busy], "cpu", repeats=3, warmup=1, clock="cpu")
+    assert calls == ["a", "b"] * 4
+    assert len(times) == 2 and all(t >= 0 for t in times)
+    samples = paired_times_ms([first, busy], "cpu", repeats=4, warmup=0)
+    assert [len(s) for s in samples] == [4, 4]
+    with pytest.raises(ValueError, match="clock"):
+        paired_median_times_ms([first], "cpu", clock="gpu")

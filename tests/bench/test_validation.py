@@ -186,7 +186,7 @@ MALFORMED_RESULTS = [
     (_set("config.name", "../../x"), "results.config: name: expected a plain name"),
     (_set("config.sizegen.lr", -1), "results.config: lr must be positive"),
     (_set("config.sizegen", None), "results.sizegen: a result without its config"),
-    (_set("config.threads", "all"), "threads: expected a positive int"),
+    (_set("config.threads", "all"), "threads must be an integer"),
     (_set("machine", "fast"), "results.machine: expected an object"),
     (_set("machine.memory_gb", "24"), "results.machine.memory_gb"),
     (_set("machine.load_average", 3), "results.machine.load_average"),

@@ -242,3 +242,12 @@ def test_bad_arguments_name_the_argument(kwargs, exc, match):
     args = {"task": "second_minimum", "num_graphs": 2, **kwargs}
     with pytest.raises(exc, match=match):
         MultisetTaskDataset(**args)
+
+
+def test_a_transform_that_cannot_be_called_and_bad_test_sizes_are_named():
+    with pytest.raises(TypeError, match="transform must be callable"):
+        make_task("maximum", sizes=[3], num_graphs=2, transform="x")
+    with pytest.raises(ValueError, match="test_sizes must be positive"):
+        split_names([-4])
+    with pytest.raises(TypeError, match="test_sizes must be an iterable"):
+        split_names("32")

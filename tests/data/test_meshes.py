@@ -133,3 +133,12 @@ def test_obstacle_may_sit_anywhere_inside_the_channel():
 def test_obstacle_geometry_is_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         channel_mesh(300, **kwargs)
+
+
+def test_meshes_beyond_memory_are_refused_before_allocating(monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    for make in (lattice_mesh, delaunay_mesh):
+        with pytest.raises(ValueError, match="n=10000000000000: the mesh"):
+            make(10**13)

@@ -98,3 +98,44 @@ def test_graph_transformer_arguments_are_checked():
         GraphTransformer(3, 8, 1, heads=2, backend="fast")
     with pytest.raises(ValueError, match="pass edge_index"):
         GraphTransformer(3, 8, 1, heads=2)(torch.randn(4, 3))
+
+
+@pytest.mark.parametrize(
+    "x, edge_index, error, match",
+    [
+        (torch.randn(6, 4), None, ValueError, r"x must be \[num_nodes, 3\]"),
+        (torch.randn(6), None, ValueError, r"x must be \[num_nodes, 3\]"),
+        (torch.randn(6, 3, dtype=torch.float64), None, TypeError, "x has dtype torch.float64"),
+        (torch.ones(6, 3, dtype=torch.int64), None, TypeError, "x must be floating point"),
+        (torch.randn(6, 3), torch.tensor([[0, 7], [1, 2]]), ValueError, "outside"),
+        (torch.randn(6, 3), torch.tensor([[0, -1], [1, 2]]), ValueError, "outside"),
+        (torch.randn(6, 3), torch.tensor([[0.0, 1.0], [1.0, 2.0]]), TypeError, "int64 or int32"),
+    ],
+)
+def test_bad_inputs_are_named(x, edge_index, error, match):
+    model = GraphTransformer(3, 8, 2, heads=2, num_layers=1)
+    edge_index = torch.tensor([[0, 1], [1, 2]]) if edge_index is None else edge_index
+    with pytest.raises(error, match=match):
+        model(x, edge_index)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hidden_channels=10**30), "hidden_channels=10{30}"),
+        (dict(num_layers=10**30), "num_layers=10{30}"),
+        (dict(hidden_channels=2**20, num_layers=64), "parameters"),
+    ],
+)
+def test_models_beyond_memory_are_refused_before_any_layer_is_made(monkeypatch, kwargs, match):
+    from gnnagg import _checks
+    from gnnagg.models import MeshGraphNet
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    options = dict(hidden_channels=8, num_layers=1) | kwargs
+    hidden, layers = options["hidden_channels"], options["num_layers"]
+    match = match.replace("10{30}", "1" + "0" * 30)
+    with pytest.raises(ValueError, match=match):
+        GraphTransformer(3, hidden, 2, heads=1, num_layers=layers)
+    with pytest.raises(ValueError, match=match):
+        MeshGraphNet(3, hidden, 2, edge_dim=3, num_layers=layers)

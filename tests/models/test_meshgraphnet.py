@@ -112,3 +112,35 @@ def test_mesh_graph_net_arguments_are_checked():
         model(x.float(), edge_index, edge_attr=torch.randn(edge_index.size(1), 3))
     with pytest.raises(ValueError, match="pass edge_attr, or pos"):
         model(x.float(), edge_index)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(x=torch.randn(12, 4)), ValueError, r"x must be \[num_nodes, 5\]"),
+        (dict(x=torch.randn(12)), ValueError, r"x must be \[num_nodes, 5\]"),
+        (dict(x=torch.randn(12, 5, dtype=torch.float64)), TypeError, "x has dtype torch.float64"),
+        (dict(x=torch.ones(12, 5, dtype=torch.int64)), TypeError, "x must be floating point"),
+        (dict(edge_index=torch.tensor([[0, -1], [1, 2]])), ValueError, r"ids in \[-1, 2\]"),
+        (dict(edge_index=torch.tensor([[0, 12], [1, 2]])), ValueError, "outside"),
+        (dict(edge_index=torch.tensor([[0.0, 1.0], [1.0, 2.0]])), TypeError, "int64 or int32"),
+        (dict(edge_index=torch.tensor([0, 1])), ValueError, r"edge_index must be \[2, num_edges\]"),
+        (dict(pos=torch.randn(12, 2)), ValueError, r"pos must be \[num_nodes=12, edge_dim - 1=3\]"),
+        (dict(pos=torch.ones(12, 3, dtype=torch.int64)), TypeError, "pos must be floating point"),
+    ],
+)
+def test_bad_inputs_are_named(change, error, match):
+    x, edge_index, pos = random_graph(n=12, edges=30)
+    model = MeshGraphNet(5, 8, 2, edge_dim=4, num_layers=1)
+    inputs = dict(x=x.float(), edge_index=edge_index, pos=pos.float()) | change
+    with pytest.raises(error, match=match):
+        model(**inputs)
+
+
+def test_a_negative_node_id_is_not_the_last_node():
+    x, edge_index, pos = random_graph(n=12, edges=30)
+    model = MeshGraphNet(5, 8, 2, edge_dim=4, num_layers=1).double()
+    edge_index = edge_index.clone()
+    edge_index[0, 0] = -1
+    with pytest.raises(ValueError, match="edge_index has node ids"):
+        model(x, edge_index, pos=pos)

@@ -32,3 +32,26 @@ def test_online_normalizer_matches_batch_statistics_and_stops_accumulating():
         norm(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="size"):
         OnlineNormalizer(0)
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: OnlineNormalizer(3, std_epsilon="1"), TypeError, "std_epsilon must be a real"),
+        (lambda: OnlineNormalizer(3, std_epsilon=float("inf")), ValueError, "std_epsilon must be"),
+        (lambda: OnlineNormalizer(3)(torch.ones(4, 3).long()), TypeError, "x: expected"),
+        (lambda: OnlineNormalizer(3)(torch.randn(4, 3), accumulate="yes"), TypeError, "accumulate"),
+        (lambda: OnlineNormalizer(3)(torch.tensor(1.0)), ValueError, "x: expected 3 features"),
+    ],
+)
+def test_bad_arguments_are_named(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_sizes_beyond_memory_are_refused(monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    with pytest.raises(ValueError, match="size=1000000000000"):
+        OnlineNormalizer(10**12)

@@ -186,3 +186,11 @@ def test_batched_mesh_refuses_ids_outside_the_data_set(sim32):
     for ids in ([], [-1], [sim32.num_trajectories]):
         with pytest.raises(ValueError, match="trajectories"):
             simulator.batched_mesh(sim32, ids)
+
+
+@pytest.mark.parametrize("trajectories", [[0.5], "0", [True], torch.tensor([0.0])])
+def test_rollout_names_trajectory_ids_that_are_not_integers(sim32, trajectories):
+    from gnnagg.models import PersistenceBaseline
+
+    with pytest.raises(TypeError, match="trajectories: expected integer trajectory ids"):
+        rollout(PersistenceBaseline(), sim32, trajectories)

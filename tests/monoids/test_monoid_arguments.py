@@ -110,3 +110,27 @@ def test_tree_functions_refuse_bad_inputs():
         symmetric_gru(STATES.tolist(), STATES, cell)
     with pytest.raises(TypeError, match="cell must be an nn.GRUCell"):
         symmetric_gru(STATES, STATES, torch.nn.Linear(3, 3))
+
+
+@pytest.mark.parametrize("cls", [GRUMonoid, ConjugatedSumMonoid, SoftmaxMonoid])
+def test_combine_and_identity_name_bad_operands(cls):
+    monoid = cls(4)
+    width = monoid.state_channels
+    a = torch.randn(3, width)
+    with pytest.raises(ValueError, match="a and b must share shape"):
+        monoid.combine(a, a[:2])
+    with pytest.raises(ValueError, match=f"a must end in the {width} state channels"):
+        monoid.combine(torch.randn(3, width + 1), torch.randn(3, width + 1))
+    with pytest.raises(TypeError, match="a must be floating-point states"):
+        monoid.combine(a.long(), a.long())
+    with pytest.raises(ValueError, match="num must be non-negative"):
+        monoid.identity(a, -1)
+
+
+@pytest.mark.parametrize("cls", [GRUMonoid, ConjugatedSumMonoid, SoftmaxMonoid])
+def test_parameters_beyond_memory_are_refused_before_allocating(cls, monkeypatch):
+    from gnnagg import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda device: 4 << 30)
+    with pytest.raises(ValueError, match="channels=1000000000000000000000000000000.*parameters"):
+        cls(10**30)

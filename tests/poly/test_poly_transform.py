@@ -6,6 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+import torch_geometric.transforms as T
 from torch_geometric.data import Batch, Data, HeteroData
 
 from gnnagg.poly import AddEquivariantPolynomials, Polynomial, enumerate_basis
@@ -171,21 +172,47 @@ def test_edge_weights_are_read_from_the_named_attribute():
     assert not torch.equal(plain.poly_graph, out.poly_graph)
 
 
-def test_dense_backend_and_dtypes_agree_with_the_default():
+def test_dense_backend_and_dtypes_agree_with_float64():
     graphs = Batch.from_data_list(_random_graphs(3, [5, 6]))
-    reference = AddEquivariantPolynomials(max_degree=5)(graphs)
-    for options in ({"backend": "dense"}, {"dtype": torch.int64}, {"dtype": torch.float32}):
+    reference = AddEquivariantPolynomials(max_degree=5, dtype=torch.float64)(graphs)
+    for options in (
+        {"backend": "dense", "dtype": torch.float64},
+        {"dtype": torch.int64},
+        {"dtype": torch.float32},
+        {},
+    ):
         out = AddEquivariantPolynomials(max_degree=5, **options)(graphs)
         for name in ("poly_graph", "poly_x", "poly_edge_attr"):
-            assert out[name].dtype == options.get("dtype", torch.float64)
+            assert out[name].dtype == options.get("dtype", torch.get_default_dtype())
             torch.testing.assert_close(out[name].double(), reference[name])
+
+
+def test_features_come_in_the_default_dtype_computed_exactly():
+    """The first natural use, next to PyG's float32 positional encodings, concatenates."""
+    graph = _data(nx.complete_graph(30))
+    pe = T.AddRandomWalkPE(walk_length=4, attr_name="pe")(graph).pe
+    out = AddEquivariantPolynomials(max_degree=4, orders=(0, 1))(graph)
+    assert out.poly_x.dtype == out.poly_graph.dtype == pe.dtype == torch.float32
+    assert torch.cat([pe, out.poly_x], dim=-1).dtype == torch.float32
+    # Computed in float64 and rounded once: the float32 features are the exact counts rounded.
+    exact = AddEquivariantPolynomials(max_degree=4, orders=(0, 1), dtype=torch.float64)(graph)
+    assert exact.poly_graph.max() > 2**24  # beyond float32's integers
+    assert torch.equal(out.poly_graph, exact.poly_graph.float())
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert AddEquivariantPolynomials(max_degree=2)(graph).poly_x.dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    half = AddEquivariantPolynomials(max_degree=2, dtype=torch.bfloat16)(graph)
+    assert half.poly_edge_attr.dtype == torch.bfloat16
 
 
 def test_normalisations():
     graphs = Batch.from_data_list(_random_graphs(4, [5, 7]))
-    raw = AddEquivariantPolynomials(max_degree=3)
-    density = AddEquivariantPolynomials(max_degree=3, normalize="density")
-    log = AddEquivariantPolynomials(max_degree=3, normalize="log1p")
+    raw = AddEquivariantPolynomials(max_degree=3, dtype=torch.float64)
+    density = AddEquivariantPolynomials(max_degree=3, normalize="density", dtype=torch.float64)
+    log = AddEquivariantPolynomials(max_degree=3, normalize="log1p", dtype=torch.float64)
     plain, scaled, logged = raw(graphs), density(graphs), log(graphs)
     sizes = torch.tensor([5.0, 7.0], dtype=torch.float64)
     for order, name, rows in (
@@ -272,7 +299,7 @@ def test_repr_changes_with_every_setting_that_changes_the_output():
         {"simple": False},
         {"edge_weight": "w"},
         {"normalize": "density"},
-        {"dtype": torch.float32},
+        {"dtype": torch.float64},
     ]
     reprs = [repr(AddEquivariantPolynomials(**{**base, **v})) for v in variants]
     assert len(set(reprs)) == len(reprs)

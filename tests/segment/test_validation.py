@@ -157,3 +157,19 @@ def test_size_rule_is_bytes_against_available_memory(monkeypatch):
         segment(torch.randn(3, 16), index, dim_size=2**27)
     # Legitimate sizes are not refused: many empty groups are fine while they fit.
     assert segment(src, index, dim_size=100_000).shape == (100_000, 2)
+
+
+def test_validate_must_be_a_bool():
+    with pytest.raises(TypeError, match="validate must be a bool"):
+        segment(torch.randn(3, 2), torch.tensor([0, 1, 1]), validate="no")
+
+
+def test_plan_and_backend_arguments_are_named():
+    from gnnagg.segment import register_backend
+
+    with pytest.raises(TypeError, match="eager must be a bool"):
+        SegmentPlan.from_index(torch.tensor([0, 1]), eager="no")
+    with pytest.raises(ValueError, match="device"):
+        SegmentPlan.from_index(torch.tensor([0, 1])).to("nowhere")
+    with pytest.raises(TypeError, match="backend must be a SegmentBackend"):
+        register_backend("fast")

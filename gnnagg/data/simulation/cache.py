@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._files import atomic_write, write_text
 from ..download import cache_root, datasets_dir, sha256_file
 from ..meshes import ChannelMesh
 from .generate import RECIPE_VERSION, MeshSimulation, MeshSimulationConfig, generate_simulation
@@ -37,8 +37,9 @@ _FIXTURE_SHA256 = "542ceced86b89603bbe77e830c06523fed1df3ee89f82b6aaa6e25ea52865
 
 
 def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> str:
-    """Write ``sim`` to ``path`` (an ``.npz`` of plain arrays, no pickled objects) atomically:
-    a temporary file in the same folder, renamed into place when complete. Returns its sha256."""
+    """Write ``sim`` to ``path`` (an ``.npz`` of plain arrays, no pickled objects) atomically
+    with :func:`gnnagg._files.atomic_write` (a temporary file in the same folder, renamed into
+    place when complete; a link at ``path`` is replaced, not followed). Returns its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meshes = sim.meshes
@@ -60,18 +61,8 @@ def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> s
         "drift": sim.drift.numpy(),
         "ell": sim.ell.numpy(),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return sha256_file(path)
 
 
 _ARRAYS = (
@@ -117,18 +108,30 @@ def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
+        kind = "iu" if name in ("node_type", "cell_counts", "mesh_ids") else "f"
+        if arrays[name].dtype.kind not in kind:
+            raise ValueError(f"{path}: {name} has dtype {arrays[name].dtype}")
+    if arrays["u"].dtype != np.dtype(config.dtype):
+        raise ValueError(f"{path}: u has dtype {arrays['u'].dtype}, its configuration says "
+                         f"{config.dtype}")
     cells, counts, ids = arrays["cells"], arrays["cell_counts"], arrays["mesh_ids"]
+    if cells.dtype.kind not in "iu":
+        raise ValueError(f"{path}: cells must hold integer node ids, got dtype {cells.dtype}")
     if meshes == 0 or ids.min() < 0 or ids.max() >= meshes:
         raise ValueError(f"{path}: mesh_ids do not index its {meshes} meshes")
-    if cells.ndim != 2 or cells.shape[1] != dim + 1 or cells.min() < 0 or cells.max() >= n:
+    if cells.ndim != 2 or cells.shape[1] != dim + 1 or (
+        cells.size and (cells.min() < 0 or cells.max() >= n)
+    ):
         raise ValueError(f"{path}: cells do not index the {n} nodes with {dim + 1} corners")
     if counts.min() < 1 or counts.sum() != len(cells):
         raise ValueError(f"{path}: cell_counts do not add up to its {len(cells)} cells")
+    if not np.isfinite(arrays["spacing"]).all() or (arrays["spacing"] <= 0).any():
+        raise ValueError(f"{path}: spacing must hold finite positive floats")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     meshes_loaded = tuple(
         ChannelMesh(
             pos=arrays["pos"][k],
-            cells=cells[bounds[k] : bounds[k + 1]],
+            cells=cells[bounds[k] : bounds[k + 1]].astype(np.int64),
             node_type=arrays["node_type"][k],
             spacing=float(arrays["spacing"][k]),
             obstacle=config.obstacle,
@@ -150,23 +153,21 @@ def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def _cached(config: MeshSimulationConfig, root: Path) -> MeshSimulation | None:
     folder = root / "mesh_simulation"
     data, stamp = folder / f"{config.key()}.npz", folder / f"{config.key()}.json"
+    if not stamp.is_file():  # missing, or a FIFO or device planted there (a read would block)
+        return None
     try:
         with open(stamp, encoding="utf-8") as f:
             expected = json.load(f)
     except (OSError, ValueError):
+        return None
+    if not isinstance(expected, dict):
+        warnings.warn(f"{stamp}: not a stamp of this cache; rebuilding", stacklevel=3)
         return None
     if expected.get("config") != config.to_dict() or expected.get("recipe") != RECIPE_VERSION:
         return None

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_allocation, check_count
+
 __all__ = ["AdvectionDiffusionSolver", "FEOperators", "assemble_p1", "cell_geometry"]
 
 
@@ -41,12 +43,24 @@ def _check_float(name: str, value: object, low: float, high: float, open_low: bo
 
 
 def cell_geometry(pos: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Volumes ``[C]`` and the gradients of the P1 basis functions ``[C, dim + 1, dim]``."""
+    """Volumes ``[C]`` and the gradients of the P1 basis functions ``[C, dim + 1, dim]``.
+
+    A degenerate cell (zero area or volume, up to rounding) has no basis gradients: it raises a
+    ``ValueError`` naming it."""
     dim = pos.shape[1]
     corners = pos[cells]
     # edges[c, :, k] is the k-th edge vector of cell c, so that x = x0 + edges @ xi.
     edges = (corners[:, 1:] - corners[:, :1]).transpose(0, 2, 1)
     det = np.linalg.det(edges)
+    # |det| against the product of the edge lengths (the largest it can be): ~1e-16 is flat.
+    lengths = np.prod(np.linalg.norm(edges, axis=1), axis=1)
+    flat = ~(np.abs(det) > 1e-12 * lengths)
+    if flat.any():
+        first = int(np.flatnonzero(flat)[0])
+        raise ValueError(
+            f"cells: {int(flat.sum())} cell(s) have zero area or volume (the first is cell "
+            f"{first}, nodes {cells[first].tolist()}); P1 elements need non-degenerate cells"
+        )
     volumes = np.abs(det) / math.factorial(dim)
     inverse = np.linalg.inv(edges)
     # grad xi_k is row k of edges^-1; phi_0 = 1 - sum xi.
@@ -69,6 +83,8 @@ class FEOperators:
         drift = np.asarray(drift, dtype=np.float64).reshape(-1)
         if drift.shape != (len(self.advection),):
             raise ValueError(f"drift: expected {len(self.advection)} components, got {drift.shape}")
+        if not np.isfinite(drift).all():
+            raise ValueError(f"drift: components must be finite, got {drift.tolist()}")
         out = self.advection[0] * drift[0]
         for component, matrix in zip(drift[1:], self.advection[1:]):
             out = out + matrix * component
@@ -80,6 +96,8 @@ def assemble_p1(pos: np.ndarray, cells: np.ndarray) -> FEOperators:
     from scipy.sparse import coo_matrix
 
     pos = np.asarray(pos, dtype=np.float64)
+    if np.asarray(cells).dtype.kind not in "iu":
+        raise TypeError(f"cells: expected integer node ids, got dtype {np.asarray(cells).dtype}")
     cells = np.asarray(cells, dtype=np.int64)
     if pos.ndim != 2 or pos.shape[1] not in (2, 3):
         raise ValueError(f"pos: expected shape [N, 2] or [N, 3], got {pos.shape}")
@@ -90,6 +108,8 @@ def assemble_p1(pos: np.ndarray, cells: np.ndarray) -> FEOperators:
         raise ValueError(
             f"cells: node ids must lie in [0, {n}), got [{cells.min()}, {cells.max()}]"
         )
+    if not np.isfinite(pos).all():
+        raise ValueError("pos: coordinates must be finite")
     volumes, grads = cell_geometry(pos, cells)
     corners = dim + 1
     rows = np.broadcast_to(cells[:, :, None], (len(cells), corners, corners)).ravel()
@@ -149,7 +169,7 @@ class AdvectionDiffusionSolver:
             )
         self.num_nodes = n
         self.dirichlet = dirichlet
-        self.boundary_value = float(boundary_value)
+        self.boundary_value = _check_float("boundary_value", boundary_value, -math.inf, math.inf)
         self._free = np.flatnonzero(~dirichlet)
         self._fixed = np.flatnonzero(dirichlet)
         free_rows = matrix[self._free]
@@ -173,6 +193,11 @@ class AdvectionDiffusionSolver:
 
     def run(self, u0: np.ndarray, num_steps: int) -> np.ndarray:
         """``[num_steps + 1, N]``: ``u0`` (with the Dirichlet nodes set) and every step after."""
+        num_steps = check_count(num_steps, "num_steps")
+        u0 = np.asarray(u0, dtype=np.float64)
+        if u0.shape != (self.num_nodes,):
+            raise ValueError(f"u0: expected shape [{self.num_nodes}], got {u0.shape}")
+        check_allocation((num_steps + 1) * self.num_nodes * 8, f"num_steps={num_steps}", "cpu")
         out = np.empty((num_steps + 1, self.num_nodes))
         out[0] = u0
         out[0, self._fixed] = self.boundary_value

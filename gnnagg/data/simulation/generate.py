@@ -119,6 +119,9 @@ class MeshSimulationConfig:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {self.dtype!r}")
+        if isinstance(self.splits, (str, bytes)) or not hasattr(self.splits, "__iter__"):
+            raise TypeError(f"splits: expected three fractions (train, val, test), got "
+                            f"{self.splits!r}")
         splits = tuple(self.splits)
         if len(splits) != 3:
             raise ValueError(f"splits: expected three fractions (train, val, test), got {splits}")

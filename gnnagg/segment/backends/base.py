@@ -63,6 +63,8 @@ _CURRENT: ContextVar[str] = ContextVar("gnnagg_segment_backend", default="torch"
 
 def register_backend(backend: SegmentBackend) -> None:
     """Make ``backend`` selectable by its ``name``."""
+    if not isinstance(backend, SegmentBackend):
+        raise TypeError(f"backend must be a SegmentBackend, got {type(backend).__name__}")
     _REGISTRY[backend.name] = backend
 
 

@@ -162,3 +162,64 @@ def test_varied_geometry_round_trips_through_a_file(tmp_path):
         assert np.array_equal(a.cells, b.cells) and np.array_equal(a.pos, b.pos)
         assert a.centre == b.centre and a.radius == b.radius
         assert a.spacing == b.spacing
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda a: dict(cells=a["cells"] + 0.5), "cells must hold integer node ids"),
+        (lambda a: dict(cells=a["cells"].astype(np.float64)), "cells must hold integer"),
+        (lambda a: dict(spacing=np.zeros(3)), "spacing"),
+        (lambda a: dict(spacing=np.array(["wide"])), "spacing"),
+        (lambda a: dict(spacing=np.array([np.nan])), "spacing"),
+        (lambda a: dict(pos=a["pos"].astype(np.int64)), "pos has dtype int64"),
+        (lambda a: dict(u=a["u"].astype(np.float32)), "u has dtype float32"),
+        (lambda a: dict(cells=a["cells"] - 1), "cells do not index"),
+    ],
+)
+def test_forged_arrays_are_refused_by_name(tmp_path, change, match):
+    sim = _small(num_steps=2)
+    save_mesh_simulation(sim, tmp_path / "sim.npz")
+    with np.load(tmp_path / "sim.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "forged.npz", **(arrays | change(arrays)))
+    with pytest.raises(ValueError, match=match):
+        load_mesh_simulation(tmp_path / "forged.npz")
+
+
+@pytest.mark.parametrize("stamp_text", ["[1, 2]", '"text"', "3", "null"])
+def test_a_stamp_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch, stamp_text):
+    first = mesh_simulation(**CACHED, root=tmp_path)
+    stamp = tmp_path / "mesh_simulation" / f"{first.config.key()}.json"
+    stamp.write_text(stamp_text)
+    with pytest.warns(UserWarning, match="not a stamp"):
+        again = mesh_simulation(**CACHED, root=tmp_path)
+    assert torch.equal(again.u, first.u)
+    assert isinstance(json.loads(stamp.read_text()), dict)
+
+
+def test_a_link_planted_at_the_cache_files_is_replaced_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    sim = _small(num_steps=2)
+    (tmp_path / "sim.npz").symlink_to(outside)
+    save_mesh_simulation(sim, tmp_path / "sim.npz")
+    assert outside.read_bytes() == b"keep" and not (tmp_path / "sim.npz").is_symlink()
+    config = ms.MeshSimulationConfig(**CACHED)
+    folder = tmp_path / "root" / "mesh_simulation"
+    folder.mkdir(parents=True)
+    for suffix in (".npz", ".json"):
+        (folder / f"{config.key()}{suffix}").symlink_to(outside)
+    mesh_simulation(**CACHED, root=tmp_path / "root")
+    assert outside.read_bytes() == b"keep"
+
+
+def test_a_fifo_planted_as_the_stamp_is_never_read(tmp_path):
+    import os
+
+    config = ms.MeshSimulationConfig(**CACHED)
+    folder = tmp_path / "mesh_simulation"
+    folder.mkdir()
+    os.mkfifo(folder / f"{config.key()}.json")  # a read would block for ever
+    sim = mesh_simulation(**CACHED, root=tmp_path)
+    assert sim.config == config and (folder / f"{config.key()}.json").is_file()

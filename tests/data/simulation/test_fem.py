@@ -120,3 +120,29 @@ def test_solver_checks_its_inputs():
         solver.step(np.zeros(299))
     with pytest.raises(ValueError, match="cells"):
         assemble_p1(mesh.pos, mesh.cells[:, :2])
+
+
+def test_a_degenerate_cell_is_named():
+    pos = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    cells = np.array([[0, 1, 2], [0, 1, 3]])  # the second is flat
+    flat = r"cells: 1 cell\(s\) have zero area.*cell 1, nodes \[0, 1, 3\]"
+    with pytest.raises(ValueError, match=flat):
+        assemble_p1(pos, cells)
+    with pytest.raises(TypeError, match="cells: expected integer node ids"):
+        assemble_p1(pos, cells[:1] + 0.5)
+
+
+@pytest.mark.parametrize("num_steps, error", [(-1, ValueError), (2.5, TypeError), ("3", TypeError)])
+def test_run_names_a_bad_num_steps(num_steps, error):
+    mesh = channel_mesh(300, 2)
+    solver = AdvectionDiffusionSolver(assemble_p1(mesh.pos, mesh.cells), 1e-3, [0.0, 0.0], 0.01)
+    with pytest.raises(error, match="num_steps"):
+        solver.run(np.zeros(mesh.num_nodes), num_steps)
+    with pytest.raises(ValueError, match="u0"):
+        solver.run(np.zeros(3), 2)
+
+
+def test_a_non_finite_drift_is_named():
+    mesh = channel_mesh(300, 2)
+    with pytest.raises(ValueError, match="drift: components must be finite"):
+        AdvectionDiffusionSolver(assemble_p1(mesh.pos, mesh.cells), 1e-3, [np.nan, 0.0], 0.01)

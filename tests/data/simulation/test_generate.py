@@ -92,6 +92,8 @@ def test_solver_reproduces_the_stored_steps():
         ({"seed": -1}, ValueError, "seed"),
         ({"splits": (0.5, 0.5)}, ValueError, "splits"),
         ({"splits": (0.5, 0.4, 0.2)}, ValueError, "splits"),
+        ({"splits": 0.5}, TypeError, "splits"),
+        ({"splits": None}, TypeError, "splits"),
         ({"dtype": "float16"}, ValueError, "dtype"),
     ],
 )

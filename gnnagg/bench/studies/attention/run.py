@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import resource
 import subprocess
 import sys
@@ -70,15 +71,35 @@ def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor,
     from ....data.meshes import delaunay_mesh, lattice_mesh
 
     path = None if folder is None else folder / f"mesh-{kind}-{nodes}.pt"
-    if path is not None and path.exists():
-        tensors = torch.load(path, weights_only=True)
-        return tensors["pos"], tensors["edge_index"]
+    if path is not None and path.is_file():
+        try:
+            tensors = torch.load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, ValueError):
+            tensors = None
+        if _is_mesh(tensors, nodes):
+            return tensors["pos"], tensors["edge_index"]
+        # Anything else (a damaged or foreign file) is made again and replaced.
     mesh = delaunay_mesh(nodes, seed=0) if kind == "delaunay" else lattice_mesh(nodes)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"pos": mesh.pos, "edge_index": mesh.edge_index}
         atomic_write(path, lambda handle: torch.save(tensors, handle))
     return mesh.pos, mesh.edge_index
+
+
+def _is_mesh(tensors: Any, nodes: int) -> bool:
+    """Whether ``tensors`` is a kept mesh of ``nodes`` nodes: ``pos`` ``[nodes, 3]`` floats and
+    an ``edge_index`` ``[2, E]`` of int64 ids in range."""
+    if not isinstance(tensors, dict):
+        return False
+    pos, edge_index = tensors.get("pos"), tensors.get("edge_index")
+    return (
+        isinstance(pos, torch.Tensor) and pos.shape == (nodes, 3) and pos.is_floating_point()
+        and isinstance(edge_index, torch.Tensor) and edge_index.dim() == 2
+        and edge_index.size(0) == 2 and edge_index.dtype == torch.int64
+        and (edge_index.numel() == 0 or (int(edge_index.min()) >= 0
+                                         and int(edge_index.max()) < nodes))
+    )
 
 
 class AttentionLayer(torch.nn.Module):

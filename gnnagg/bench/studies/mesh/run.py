@@ -34,6 +34,7 @@ from ...checkpoints import load_checkpoint, save_checkpoint, settings_digest
 from ...jobs import run_in_processes, worker_memo
 from ...registry import build_aggregator, mesh_mask
 from ...stats import mean_std
+from ...validation import NUMBER, check_shape
 from .config import MeshConfig, parse_model_name
 from .train import ROLLOUT_BATCH, train_and_evaluate
 
@@ -229,7 +230,32 @@ def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state = load_checkpoint(path, MESH_CHECKPOINT_FORMAT)
-    return state if state.get("fingerprint") == fingerprint else None
+    if state.get("fingerprint") != fingerprint:
+        return None
+    # A file whose sha256 was recomputed after it was changed by hand: what the run reads of
+    # it must have its types, or the run would fail far from here (or report nonsense).
+    weights = state.get("weights")
+    try:
+        check_shape(state.get("record"), _RECORD_SHAPE, "record")
+        if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+        ):
+            raise ValueError("weights: expected a state dict of tensors")
+    except ValueError as error:
+        raise ValueError(
+            f"checkpoint {path}: not a job this run can reuse ({error}); delete it and its "
+            ".sha256 file"
+        ) from None
+    return state
+
+
+# What run_mesh and summarise_mesh_runs read of a kept job's record.
+_RECORD_SHAPE = {
+    "name": str, "seed": int, "ell": NUMBER, "family": str, "num_params": int, "steps": NUMBER,
+    "train_time_s": NUMBER, "time_per_epoch_s": (NUMBER, None), "one_step_rmse": NUMBER,
+    "rollout_rmse": NUMBER, "rollout_rmse_per_step": [NUMBER], "inference_s_per_step": NUMBER,
+    "train_peak_extra_bytes": NUMBER, "clock?": str, "cpu_time_s?": NUMBER,
+}  # fmt: skip
 
 
 def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

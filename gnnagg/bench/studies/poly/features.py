@@ -127,7 +127,8 @@ def _compute(
 
 def _read_record(path: Path) -> dict[str, Any] | None:
     try:
-        if path.is_symlink() or path.stat().st_size > _MAX_RECORD_BYTES:
+        # A link, a FIFO (a read would block) or a huge file is never read.
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_RECORD_BYTES:
             return None
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):

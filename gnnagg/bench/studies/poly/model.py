@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ...._checks import check_bool, check_count, check_positive
+
 __all__ = ["POLY_MODELS", "PolyGINE"]
 
 
@@ -59,17 +61,14 @@ class PolyGINE(nn.Module):
             ("num_layers", num_layers),
             ("out_dim", out_dim),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+            check_positive(value, name)
         for name, value in (
             ("graph_poly", graph_poly),
             ("node_poly", node_poly),
             ("edge_poly", edge_poly),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
-        if not isinstance(virtual_node, bool):
-            raise TypeError(f"virtual_node: expected a bool, got {type(virtual_node).__name__}")
+            check_count(value, name)
+        check_bool(virtual_node, "virtual_node")
         self.graph_poly, self.node_poly, self.edge_poly = graph_poly, node_poly, edge_poly
         self.virtual_node = virtual_node
         self.atom_encoder = AtomEncoder(hidden_channels)

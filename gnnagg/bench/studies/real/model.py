@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ...._checks import check_positive
 from ...registry import AGGREGATORS, RegularisedModel, build_aggregator
 
 __all__ = ["AggregationLayer", "GraphModel"]
@@ -78,8 +79,7 @@ class GraphModel(RegularisedModel):
             ("hidden_channels", hidden_channels),
             ("num_layers", num_layers),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+            check_positive(value, name)
         self.aggregator = aggregator
         if node_features is None:
             from ogb.graphproppred.mol_encoder import AtomEncoder

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from ...._checks import check_int
 from ....data import TASKS
 from ....data.synthetic import NUM_VALUES
 
@@ -106,8 +107,7 @@ def _sampled(task: str, n: int) -> torch.Tensor:
 
 
 def _check_size(task: str, size: Any) -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"size: expected an int, got {type(size).__name__}")
+    size = check_int(size, "size")
     low = TASKS[task].min_size
     if not low <= size <= MAX_BASELINE_SIZE:
         raise ValueError(

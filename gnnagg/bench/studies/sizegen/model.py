@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ...._checks import check_positive
 from ...registry import AGGREGATORS, RegularisedModel, build_aggregator
 
 __all__ = ["SetClassifier"]
@@ -41,8 +42,7 @@ class SetClassifier(RegularisedModel):
             ("hidden_channels", hidden_channels),
             ("in_features", in_features),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+            check_positive(value, name)
         self.aggregator = aggregator
         self.encoder = nn.Sequential(nn.Linear(in_features, hidden_channels), nn.ReLU())
         self.aggr = build_aggregator(aggregator, hidden_channels, deg)
@@ -58,5 +58,3 @@ class SetClassifier(RegularisedModel):
         pooled = self.aggr(self.encoder(x), index, dim_size=num_sets)
         logits = self.decoder(pooled)
         return logits, self._regulariser(logits)
-
-

@@ -44,6 +44,17 @@ RESULT_SHAPE = {
             "train_time_s": NUMBER,
         }
     ],
+    # Per task, as baselines.constant_baselines returns them.
+    "baselines?": {
+        str: {
+            "label": int,
+            "exact": bool,
+            "chance": NUMBER,
+            "constant": {str: NUMBER},
+            "best_constant": {str: NUMBER},
+            "best_label": {str: int},
+        }
+    },
 }
 
 

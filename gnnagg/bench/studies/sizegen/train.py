@@ -141,6 +141,19 @@ def training_fingerprint(task: str, aggregator: str, seed: int, config: SizeGenC
     return settings_digest(config, _TRAINING_FIELDS, task=task, aggregator=aggregator, seed=seed)
 
 
+def _check_resumable(state: dict[str, Any]) -> None:
+    """The plain values of a checkpoint have their types (the tensors are checked by loading
+    them into the model, the optimiser and torch's generator)."""
+    for key, kinds in (("epoch", int), ("best_epoch", int), ("best_acc", (int, float)),
+                       ("train_time_s", (int, float)), ("val_at_size_curve", list),
+                       ("model", dict), ("optimiser", dict), ("best_state", (dict, type(None))),
+                       ("rng", torch.Tensor)):
+        if isinstance(state[key], bool) or not isinstance(state[key], kinds):
+            raise TypeError(f"{key} is a {type(state[key]).__name__}")
+    if not 0 <= state["best_epoch"] <= state["epoch"]:
+        raise ValueError(f"best epoch {state['best_epoch']} after epoch {state['epoch']}")
+
+
 def fit_multiset(
     task: str,
     aggregator: str,
@@ -222,19 +235,29 @@ def fit_multiset(
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         state = load_checkpoint(path, CHECKPOINT_FORMAT)
-        if state["fingerprint"] != fingerprint:
+        if state.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"checkpoint {path}: written by another configuration of "
                 f"{task}/{aggregator}/seed {seed} (different data, model or optimiser "
                 "settings); give the run a new output folder"
             )
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
+        try:
+            _check_resumable(state)
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            if state["best_state"] is not None:
+                copy.deepcopy(model).load_state_dict(state["best_state"])
+            torch.set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            # A file whose sha256 was recomputed after it was changed by hand.
+            raise ValueError(
+                f"checkpoint {path}: not a checkpoint this job can resume "
+                f"({type(error).__name__}: {error}); delete it and its .sha256 file"
+            ) from None
         best_acc, best_epoch = state["best_acc"], state["best_epoch"]
         best_state = state["best_state"]
         done, previous_time = state["epoch"], state["train_time_s"]
         wide_curve = list(state["val_at_size_curve"])
-        torch.set_rng_state(state["rng"])
 
     def evaluate_wide() -> float | None:
         return _evaluate(model, splits[wide_val], 1024, ctx) if wide_val is not None else None

@@ -8,10 +8,10 @@ from typing import Any
 
 from ...fields import StudyConfig, bool_check, finite, names, optional, setting
 
-__all__ = ["RECURRENT_CASES", "RECURRENT_METHODS", "SPEED_PARTS", "SpeedConfig"]
+__all__ = ["AGGR_METHODS", "RECURRENT_CASES", "RECURRENT_METHODS", "SPEED_PARTS", "SpeedConfig"]
 
 # The parts, in the order they run (each a module of this folder: see parts.py).
-SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "poly")
+SPEED_PARTS: tuple[str, ...] = ("aggr", "segment", "recurrent", "compile", "poly")
 RECURRENT_CASES: tuple[str, ...] = ("uniform", "hub200", "hub5000")
 RECURRENT_METHODS: tuple[str, ...] = (
     "gnnagg GRU",
@@ -21,6 +21,12 @@ RECURRENT_METHODS: tuple[str, ...] = (
     "gnnagg LSTM+reg",
     "pyg LSTM",
 )
+# The methods of the aggr part (aggr.aggregator_methods builds them; the Triton one only with
+# CUDA).
+AGGR_METHODS: tuple[str, ...] = (
+    "pyg Sum", "pyg LCM", "pyg GRU", "pyg LSTM", "gnnagg LCM[gru]", "gnnagg LCM[conjugated_sum]",
+    "gnnagg LCM[softmax]", "gnnagg LCM[gru] triton", "gnnagg GRU", "gnnagg LSTM",
+)  # fmt: skip
 # The message sets of the aggr part (messages.py): E = 100k messages into 10k nodes, so a hub
 # has at most this degree.
 _AGGR_CASE = re.compile(r"uniform|random|hub([1-9][0-9]{0,4})")
@@ -45,6 +51,9 @@ def _methods(methods: Any, name: str) -> tuple[str, ...]:
         raise ValueError(f"{name}: needs at least one method name, or null for all")
     if not all(isinstance(m, str) and m for m in methods):
         raise ValueError(f"{name}: expected method names, got {methods!r}")
+    unknown = sorted(set(methods) - set(AGGR_METHODS))
+    if unknown:
+        raise ValueError(f"{name}: unknown {unknown}; valid methods are {list(AGGR_METHODS)}")
     return tuple(methods)
 
 
@@ -58,9 +67,10 @@ class SpeedConfig(StudyConfig):
     methods that do not pad every node to the largest degree (PyG's LCM, GRU and LSTM allocate
     ``[N, max degree, F]``: 12.8 GB at hub5000), which are reported as skipped there.
     ``recurrent_methods`` (``None``: all) run on ``recurrent_cases`` in the ``recurrent``
-    part. ``quick``: fewer repeats and sizes; ``smoke``: toy sizes for the smoke suite (every
-    part in seconds; the numbers mean nothing). ``cap_gb`` caps the address space of a CPU
-    worker process, ``timeout_s`` the seconds per measurement.
+    part. ``compile_methods`` (``None``: all) run eager and compiled on ``compile_cases`` in the
+    ``compile`` part. ``quick``: fewer repeats and sizes; ``smoke``: toy sizes for the smoke
+    suite (every part in seconds; the numbers mean nothing). ``cap_gb`` caps the address space
+    of a CPU worker process, ``timeout_s`` the seconds per measurement.
     """
 
     parts: tuple[str, ...] = setting(
@@ -87,6 +97,12 @@ class SpeedConfig(StudyConfig):
         None, optional(names(RECURRENT_METHODS)), "methods of the recurrent part (default: all)",
         choices=lambda: RECURRENT_METHODS,
     )  # fmt: skip
+    compile_methods: tuple[str, ...] | None = setting(
+        None, optional(_methods), "methods of the compile part (default: all)"
+    )
+    compile_cases: tuple[str, ...] = setting(
+        ("uniform",), _cases, "message sets of the compile part"
+    )
     cap_gb: float = setting(
         12.0, finite(positive=True, maximum=1 << 20), "address-space cap of a CPU worker (GB)"
     )

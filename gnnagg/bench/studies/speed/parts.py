@@ -4,6 +4,7 @@
   fresh process per measurement);
 * ``segment`` -- segment reductions per backend, time and bandwidth;
 * ``recurrent`` -- gnnagg's GRU/LSTM aggregators (no padding) next to PyG's (padded);
+* ``compile`` -- every aggregator eager and under ``torch.compile``, next to PyG's, one thread;
 * ``poly`` -- equivariant polynomial features against a naive einsum;
 
 with ``messages`` (the synthetic message sets) and ``output`` (tables, JSON). Each part is also

@@ -77,6 +77,7 @@ def plot_speed(result: dict[str, Any], path: Path) -> Path:
     cases = list(dict.fromkeys(r["case"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    plotted = False
     for method in methods:
         by_case = {r["case"]: r for r in rows if r["method"] == method}
         xs, ms, mb = [], [], []
@@ -86,16 +87,19 @@ def plot_speed(result: dict[str, Any], path: Path) -> Path:
                 xs.append(i)
                 ms.append(max(r["ms"], 1e-3))
                 mb.append(max(r["extra_mb"], 0.1))
+        plotted = plotted or bool(xs)
         style = "--" if method.startswith("pyg") else "-"
         axes[0].plot(xs, ms, marker="o", ls=style, label=method)
         axes[1].plot(xs, mb, marker="o", ls=style, label=method)
     for ax, ylabel in zip(axes, ("forward+backward (ms)", "extra memory (MB)")):
         ax.set_xticks(range(len(cases)), cases)
-        ax.set_yscale("log")
+        if plotted:  # a log axis without a point cannot be drawn
+            ax.set_yscale("log")
         ax.set_xlabel("degree profile (E = 100k messages, F = 64)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
+    if plotted:
+        axes[1].legend(fontsize=7, loc="best")
     fig.suptitle("Aggregators vs degree skew (missing points: failed or skipped)")
     fig.tight_layout()
     write_figure(fig, path)

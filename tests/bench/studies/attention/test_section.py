@@ -71,3 +71,30 @@ def test_every_suite_config_is_valid():
     section = SECTIONS["attention"]
     for suite in ("quick", "full", "smoke"):
         assert isinstance(section.suite_config(suite, (0,)), AttentionConfig)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        lambda torch: {"pos": torch.rand(10, 3), "edge_index": torch.zeros(2, 0, dtype=torch.long)},
+        lambda torch: {"pos": torch.rand(300, 3)},
+        lambda torch: [1, 2],
+        lambda torch: {"pos": torch.rand(300, 3), "edge_index": torch.full((2, 5), 999)},
+        lambda torch: b"not a torch file",
+    ],
+)
+def test_a_kept_mesh_that_is_not_the_mesh_asked_for_is_made_again(tmp_path, content):
+    import torch
+
+    from gnnagg.bench.studies.attention.run import load_mesh
+
+    path = tmp_path / "mesh-delaunay-300.pt"
+    made = content(torch)
+    if isinstance(made, bytes):
+        path.write_bytes(made)
+    else:
+        torch.save(made, path)
+    pos, edge_index = load_mesh("delaunay", 300, tmp_path)
+    assert pos.shape == (300, 3) and int(edge_index.max()) < 300
+    again = torch.load(path, weights_only=True)
+    assert torch.equal(again["pos"], pos) and torch.equal(again["edge_index"], edge_index)

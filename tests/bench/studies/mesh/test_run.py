@@ -107,3 +107,26 @@ def test_kept_jobs_are_hash_checked_and_need_a_folder(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256 mismatch"):
         run_mesh(config, progress=False, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda state: state.pop("record"),
+        lambda state: state["record"].pop("rollout_rmse"),
+        lambda state: state["record"].update(rollout_rmse_per_step="low"),
+        lambda state: state.update(weights=[1, 2]),
+    ],
+)
+def test_a_restamped_kept_job_is_refused_with_a_value_error_naming_it(tmp_path, forge):
+    from gnnagg.bench.checkpoints import load_checkpoint, save_checkpoint
+    from gnnagg.bench.studies.mesh.run import MESH_CHECKPOINT_FORMAT
+
+    config = dataclasses.replace(TINY, models=("mgn-2x8",), checkpoints=True)
+    run_mesh(config, progress=False, out_dir=tmp_path)
+    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0)
+    state = load_checkpoint(path, MESH_CHECKPOINT_FORMAT)
+    forge(state)
+    save_checkpoint(state, path)  # the sha256 recomputed, as an attacker would
+    with pytest.raises(ValueError, match=f"checkpoint {path}: not a job this run can reuse"):
+        run_mesh(config, progress=False, out_dir=tmp_path)

@@ -164,3 +164,14 @@ def test_features_match_the_transform(subset, tmp_path):
     assert torch.equal(tensors["edge"], batch.poly_edge_attr.float())
     assert torch.equal(tensors["node"], batch.poly_x.float())
     assert torch.equal(tensors["graph"], batch.poly_graph.float())
+
+
+def test_a_fifo_planted_as_the_record_is_never_read(tmp_path):
+    import os
+
+    first, info = _features(tmp_path)
+    _, record = _files(tmp_path)
+    record.unlink()
+    os.mkfifo(record)  # a read would block for ever
+    again, info = _features(tmp_path)
+    assert not info["cached"] and record.is_file()

@@ -268,3 +268,55 @@ def test_report_of_an_older_result_computes_its_baselines(tmp_path):
     block = SECTIONS["sizegen"].report(result, config, tmp_path)
     text = "\n".join(block.lines)
     assert "constant predictor (label 24)" in text and "0.1 ± 0.0†‡" in text
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda state: state.pop("fingerprint"),
+        lambda state: state.pop("model"),
+        lambda state: state.update(model={"weight": torch.zeros(3)}),
+        lambda state: state.update(epoch="2"),
+        lambda state: state.update(rng=torch.zeros(3)),
+        lambda state: state.update(optimiser={"state": 1}),
+        lambda state: state.update(best_epoch=5),
+    ],
+)
+def test_a_restamped_checkpoint_is_refused_with_a_value_error_naming_it(tmp_path, forge):
+    # An attacker who can write the folder recomputes the sha256 of what they changed.
+    splits = build_splits("second_minimum", 0, TINY)
+    path = tmp_path / "job.pt"
+    one_epoch = dataclasses.replace(TINY, epochs=1)
+    fit_multiset("second_minimum", "sum", 0, one_epoch, splits=splits, checkpoint=path)
+    state = load_checkpoint(path, CHECKPOINT_FORMAT)
+    forge(state)
+    save_checkpoint(state, path)
+    with pytest.raises(ValueError, match=f"checkpoint {path}"):
+        fit_multiset("second_minimum", "sum", 0, TINY, splits=splits, checkpoint=path)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "device"])
+@pytest.mark.parametrize("which", ["job.pt", "job.pt.sha256"])
+def test_a_checkpoint_or_hash_that_is_not_a_regular_file_is_refused_without_reading(
+    tmp_path, plant, which
+):
+    import os
+
+    save_checkpoint({"format": CHECKPOINT_FORMAT}, tmp_path / "job.pt")
+    (tmp_path / which).unlink()
+    if plant == "fifo":
+        os.mkfifo(tmp_path / which)
+    else:
+        (tmp_path / which).symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match=f"{which} is not a regular file"):
+        load_checkpoint(tmp_path / "job.pt", CHECKPOINT_FORMAT)
+
+
+def test_malformed_stored_baselines_are_named_by_the_result_check():
+    from gnnagg.bench.studies.sizegen.report import check_result
+
+    baselines = {"label": 3, "exact": True, "chance": 0.5, "constant": {"val": 0.5},
+                 "best_constant": {"val": {}}, "best_label": {"val": 3}}
+    result = {"runs": [], "summary": [], "baselines": {"maximum": baselines}}
+    with pytest.raises(ValueError, match=r"sizegen.baselines.maximum.best_constant.val"):
+        check_result(result)

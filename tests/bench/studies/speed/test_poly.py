@@ -22,7 +22,7 @@ def test_molecule_batch_is_molecule_sized():
 
 def test_naive_baseline_agrees_with_the_transform():
     batch = bench_poly.molecule_batch(5, seed=2)
-    transform = AddEquivariantPolynomials(4)
+    transform = AddEquivariantPolynomials(4, dtype=torch.float64)
     ours = transform(batch)
     padded = int(torch.diff(batch.ptr).max())
     naive, seconds = bench_poly.naive_dense(transform.basis, batch, 3, padded)
