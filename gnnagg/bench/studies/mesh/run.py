@@ -251,10 +251,15 @@ def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 # What run_mesh and summarise_mesh_runs read of a kept job's record.
 _RECORD_SHAPE = {
-    "name": str, "seed": int, "ell": NUMBER, "family": str, "num_params": int, "steps": NUMBER,
-    "train_time_s": NUMBER, "time_per_epoch_s": (NUMBER, None), "one_step_rmse": NUMBER,
-    "rollout_rmse": NUMBER, "rollout_rmse_per_step": [NUMBER], "inference_s_per_step": NUMBER,
-    "train_peak_extra_bytes": NUMBER, "clock?": str, "cpu_time_s?": NUMBER,
+    "name": str, "seed": int, "ell": NUMBER, "family": str, "depth": int, "hidden": int,
+    "mask": (str, None), "aggr": (str, None), "positions": str, "num_params": int,
+    "steps": NUMBER, "stopped_by": str, "train_time_s": NUMBER,
+    "time_per_step_s": (NUMBER, None), "one_step_rmse": NUMBER, "rollout_rmse": NUMBER,
+    "rollout_rmse_per_step": [NUMBER], "inference_s_per_step": NUMBER,
+    "train_peak_extra_bytes": NUMBER, "noise_std": NUMBER,
+    "plateau": {"converged": (bool, None), "moved": (NUMBER, None)},
+    "curve": [{"step": NUMBER, "val_rollout_rmse": NUMBER, "train_loss": NUMBER}],
+    "clock?": str, "cpu_time_s?": NUMBER,
 }  # fmt: skip
 
 
