@@ -3,6 +3,7 @@
 import pytest
 
 from gnnagg.bench.studies.mesh.config import (
+    ABLATION_MODELS,
     AGGREGATOR_MODELS,
     CPU_MODELS,
     GPU_MODELS,
@@ -67,7 +68,7 @@ def test_model_names_parse():
     assert (gt["mask"], gt["positions"], gt["aggr"]) == ("khop2+dilated+global", "absolute", None)
     assert parse_model_name("mgn-6x32-lcm_softmax")["aggr"] == "lcm_softmax"
     assert parse_model_name("mgn-6x32-gru:relative")["positions"] == "relative"
-    for name in CPU_MODELS + GPU_MODELS + AGGREGATOR_MODELS:
+    for name in CPU_MODELS + ABLATION_MODELS + GPU_MODELS + AGGREGATOR_MODELS:
         parse_model_name(name)
     with pytest.raises(ValueError, match="models"):
         parse_model_name(3)
