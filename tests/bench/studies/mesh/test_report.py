@@ -65,6 +65,15 @@ def test_no_verdict_rests_on_a_model_that_did_not_converge_or_was_capped():
     assert "lower the all-rollout error) is **not resolved**" in _claims([MGN, SMALL, capped])
 
 
+def test_claim_one_takes_the_best_converged_mask_of_the_smallest_size():
+    unconverged = dict(WIDE, converged=False)
+    text = _claims([MGN, SMALL, unconverged], mean_delta=0.5)
+    assert "is **supported**: `gt-1x8-adjacency` (the smallest transformer, its best" in text
+    # With no converged mask at that size, the best of them is named and nothing is resolved.
+    text = _claims([MGN, dict(SMALL, converged=False), unconverged], mean_delta=0.5)
+    assert "is **not resolved**: `gt-1x8-khop2`" in text
+
+
 def test_extra_rows_are_compared_with_their_counterparts():
     gru = _row("mgn-6x32-gru", "mgn", 90_000, 0.08, aggr="gru")
     absolute = _row("mgn-6x32:absolute", "mgn", 60_100, 0.07, aggr="sum", positions="absolute")
