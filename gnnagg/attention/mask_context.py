@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_allocation, check_count
+from .csr import index_dtype
+from .ordering import morton_codes
 
 __all__ = ["MaskContext"]
 
@@ -135,6 +137,29 @@ class MaskContext:
         self.row_graph = torch.repeat_interleave(
             torch.arange(num_graphs, device=device), block_sizes, output_size=self.num_rows
         )
+        self._morton_order: Tensor | None = None
+
+    @property
+    def index_dtype(self) -> torch.dtype:
+        """The dtype of the column indices a build works with: int32 while ``num_rows`` fits."""
+        return index_dtype(self.num_rows)
+
+    @property
+    def rows_are_nodes(self) -> bool:
+        """Whether row ``i`` is node ``i`` (no tokens and a sorted ``batch``)."""
+        return self.num_rows == self.num_nodes and bool(
+            (self.num_nodes < 2) or (self.batch[1:] >= self.batch[:-1]).all()
+        )
+
+    def morton_order(self) -> Tensor:
+        """The nodes sorted by the Morton code of ``pos`` inside each graph (ties by index),
+        computed once per build; ``ValueError`` without ``pos``."""
+        if self.pos is None:
+            raise ValueError("morton_order needs pos")
+        if self._morton_order is None:
+            codes = morton_codes(self.pos, self.batch)
+            self._morton_order = torch.sort(codes, stable=True).indices
+        return self._morton_order
 
     def check_pairs(self, count: int | float, what: str) -> None:
         """Refuse, before anything is allocated, a step of a build that makes ``count``
