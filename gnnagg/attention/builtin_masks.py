@@ -85,9 +85,13 @@ class KHop(Mask):
         rowptr, col = khop_csr(ctx.edge_index, ctx.num_nodes, self.k, order)
         if ctx.rows_are_nodes:
             return rowptr, col.to(dtype)
-        # Inside a graph, rows follow node ids, so mapped columns stay sorted.
-        col = ctx.node_rows.to(dtype)[col]
         node_rows = ctx.node_rows
+        # Inside a graph, rows follow node ids, so mapped columns stay sorted. One graph's
+        # rows are its nodes after the tokens: a shift.
+        if ctx.num_graphs == 1:
+            col = col.to(dtype) + ctx.tokens_per_graph
+        else:
+            col = node_rows.to(dtype)[col]
         if ctx.num_nodes < 2 or bool((node_rows[1:] > node_rows[:-1]).all()):
             # Rows keep their order (a sorted batch): only token rows, empty, come between.
             degree = torch.zeros(ctx.num_rows, dtype=torch.int64, device=ctx.device)

@@ -7,10 +7,14 @@ vectorised merge: each entry of the smaller pattern is looked up in its row of t
 binary search, and its place in the result is its own index plus the count of the larger's
 entries before it. Nothing is ever sorted globally and no ``row * R + col`` key of the larger
 pattern is ever made, so a union costs :math:`O(n_a + n_b \log d_a)` time and
-:math:`O(n_a + n_b)` memory (:math:`d_a` the largest row of the larger pattern).
+:math:`O(n_a + n_b)` memory (:math:`d_a` the largest row of the larger pattern). On the CPU,
+when scipy is installed, the same merge runs as scipy's compiled row-by-row merge of canonical
+CSR matrices (``A + B`` and ``A.multiply(B)`` on booleans): :math:`O(n_a + n_b)`, one pass.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -80,23 +84,83 @@ def permute_rows(rowptr: Tensor, col: Tensor, order: Tensor) -> tuple[Tensor, Te
 
 def _search(rowptr: Tensor, col: Tensor, rows: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
     """For each ``(rows[t], values[t])``: how many entries of row ``rows[t]`` of the pattern are
-    smaller than ``values[t]``, and whether the value is in the row. A binary search of
-    ``ceil(log2(largest row + 1))`` vectorised steps."""
-    low = rowptr[rows]
-    high = rowptr[rows + 1]
-    end = high
+    smaller than ``values[t]``, and whether the value is in the row.
+
+    A value outside its row's range (or in an empty row) is placed by comparing it with the
+    row's first and last entries; only the others are binary-searched, ``ceil(log2(d))``
+    vectorised steps for a row of ``d`` entries."""
+    start = rowptr[rows]
+    degree = rowptr[rows + 1] - start
     nnz = col.numel()
     if nnz == 0:
-        return torch.zeros_like(low), torch.zeros_like(low, dtype=torch.bool)
-    widest = int((rowptr[1:] - rowptr[:-1]).max())
+        return torch.zeros_like(start), torch.zeros_like(start, dtype=torch.bool)
     values = values.to(col.dtype)
-    for _ in range(max(widest, 1).bit_length()):
-        middle = (low + high) >> 1
-        right = (col[middle.clamp(max=nnz - 1)] < values) & (low < high)
-        low = torch.where(right, middle + 1, low)
-        high = torch.where(right, high, middle)
-    found = (low < end) & (col[low.clamp(max=nnz - 1)] == values)
-    return low - rowptr[rows], found
+    filled = degree > 0
+    first = col[start.clamp(max=nnz - 1)]
+    last = col[(start + degree - 1).clamp(min=0)]
+    found = filled & ((values == first) | (values == last))
+    after = torch.where(values > last, degree, degree - 1)
+    rank = torch.where(~filled | (values <= first), 0, after)
+    inside = (filled & (values > first) & (values < last)).nonzero().view(-1)
+    if inside.numel() == 0:
+        return rank, found
+    # Rows of d entries need ceil(log2(d - 1)) steps: values are searched in groups of equal
+    # step counts, so that a few long rows do not set the count for all.
+    steps = torch.frexp((degree[inside] - 2).to(torch.float64))[1]
+    for count in torch.unique(steps).tolist():
+        group = inside[steps == count] if count != steps.max() or count != steps.min() else inside
+        target = values[group]
+        position = index_dtype(nnz)
+        # Invariant: the answer lies in [low, high] and col[high] >= value (high starts on the
+        # row's last entry, which is larger), so a converged search stays where it is.
+        low = start[group].to(position) + 1
+        high = (start[group] + degree[group] - 1).to(position)
+        for _ in range(max(int(count), 1)):
+            middle = (low + high) >> 1
+            right = col[middle] < target
+            low = torch.where(right, middle + 1, low)
+            high = torch.where(right, high, middle)
+        found[group] = col[low] == target
+        rank[group] = low.to(rank.dtype) - start[group]
+    return rank, found
+
+
+def _scipy_sparse(a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> Any:
+    """scipy.sparse when both patterns are on the CPU, fit int32 and scipy is installed."""
+    if a[1].device.type != "cpu" or b[1].device.type != "cpu":
+        return None
+    if a[1].numel() + b[1].numel() > _INT32_MAX or a[0].numel() > _INT32_MAX:
+        return None
+    try:
+        from scipy import sparse
+    except ImportError:
+        return None
+    return sparse
+
+
+def _scipy_matrices(sparse: Any, a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> Any:
+    """Both patterns as boolean scipy CSR matrices of one square shape (views of int32
+    columns; no copy)."""
+    import numpy as np
+
+    width = a[0].numel() - 1
+    for _, col in (a, b):
+        if col.numel():
+            width = max(width, int(col.max()) + 1)
+    return [
+        sparse.csr_matrix(
+            (np.ones(col.numel(), dtype=np.bool_), col.to(torch.int32).numpy(),
+             rowptr.to(torch.int32).numpy()),
+            shape=(rowptr.numel() - 1, width),
+        )
+        for rowptr, col in (a, b)
+    ]  # fmt: skip
+
+
+def _from_scipy(matrix: Any, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    return torch.from_numpy(matrix.indptr).to(torch.int64), torch.from_numpy(matrix.indices).to(
+        dtype
+    )
 
 
 def csr_union(
@@ -116,6 +180,10 @@ def csr_union(
     (rowptr_a, col_a), (rowptr_b, col_b) = a, b
     if col_b.numel() == 0:
         return rowptr_a, col_a.to(dtype)
+    sparse = _scipy_sparse(a, b)
+    if sparse is not None:
+        first, second = _scipy_matrices(sparse, a, b)
+        return _from_scipy(first + second, dtype)  # boolean: + is or
     # Keep the entries of b that a lacks; each goes after the entries of a that are smaller.
     rows_b = csr_rows(rowptr_b)
     before, found = _search(rowptr_a, col_a, rows_b, col_b)
@@ -153,6 +221,10 @@ def csr_intersection(
     dtype = dtype or torch.promote_types(a[1].dtype, b[1].dtype)
     if a[1].numel() < b[1].numel():
         a, b = b, a
+    sparse = _scipy_sparse(a, b)
+    if sparse is not None:
+        first, second = _scipy_matrices(sparse, a, b)
+        return _from_scipy(first.multiply(second).tocsr(), dtype)  # boolean: * is and
     (rowptr_a, col_a), (rowptr_b, col_b) = a, b
     rows_b = csr_rows(rowptr_b)
     _, found = _search(rowptr_a, col_a, rows_b, col_b)

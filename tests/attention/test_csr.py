@@ -26,10 +26,20 @@ def check_sorted(pattern):
         assert bool((row[1:] > row[:-1]).all())
 
 
+@pytest.fixture(params=["torch", "scipy"])
+def engine(request, monkeypatch):
+    """The torch merge (as on a GPU or without scipy) or scipy's compiled one."""
+    if request.param == "torch":
+        monkeypatch.setattr(csr, "_scipy_sparse", lambda a, b: None)
+    else:
+        pytest.importorskip("scipy")
+    return request.param
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 22])
 @pytest.mark.parametrize("densities", [(0.3, 0.05), (0.05, 0.3), (0.0, 0.2), (0.2, 0.0),
                                        (0.5, 0.5), (1.0, 0.1)])
-def test_union_and_intersection_are_the_row_sets(monkeypatch, chunk, densities):
+def test_union_and_intersection_are_the_row_sets(monkeypatch, engine, chunk, densities):
     monkeypatch.setattr(csr, "_CHUNK", chunk)
     generator = torch.Generator().manual_seed(chunk + int(100 * sum(densities)))
     a = random_pattern(generator, 23, 40, densities[0])
@@ -46,7 +56,7 @@ def test_union_and_intersection_are_the_row_sets(monkeypatch, chunk, densities):
     assert narrow[1].dtype == torch.int32 and torch.equal(narrow[1], a[1])
 
 
-def test_union_of_empty_patterns():
+def test_union_of_empty_patterns(engine):
     empty = (torch.zeros(1, dtype=torch.int64), torch.zeros(0, dtype=torch.int32))
     assert csr.csr_union(empty, empty)[1].numel() == 0
     none = (torch.zeros(4, dtype=torch.int64), torch.zeros(0, dtype=torch.int32))
