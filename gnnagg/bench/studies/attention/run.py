@@ -258,7 +258,9 @@ def _run_worker(spec: dict[str, Any], job: list[str]) -> dict[str, Any]:
     """Run one measurement in a fresh process; a crash, a timeout or an out-of-memory becomes
     that row's status."""
     worker_spec = {**spec, "folder": None if spec["folder"] is None else str(spec["folder"])}
-    command = [sys.executable, "-m", __name__, "--worker", json.dumps(
+    # Run as ``python -m ...run`` this module is ``__main__``; the worker needs its own name.
+    module = __spec__.name if __spec__ is not None else __name__
+    command = [sys.executable, "-m", module, "--worker", json.dumps(
         {"spec": worker_spec, "job": job})]  # fmt: skip
     try:
         done = subprocess.run(
