@@ -302,9 +302,14 @@ def adjacency(self_loops: bool = True) -> Adjacency:
 
 
 def khop(k: int) -> KHop:
-    """Query ``i`` attends key ``j`` iff a directed path of at most ``k`` edges leads from ``j``
+    r"""Query ``i`` attends key ``j`` iff a directed path of at most ``k`` edges leads from ``j``
     to ``i`` (``i`` itself included). Computed as the non-zeros of :math:`(I + A)^k` by sparse
-    CSR products, cached per ``edge_index`` tensor; never an ``N x N`` table."""
+    CSR products, cached per ``edge_index`` tensor; never an ``N x N`` table.
+
+    Cost: :math:`O(W + M \log d)` time and :math:`O(N + E + M)` memory for :math:`M` pairs in
+    rows of at most :math:`d`, with :math:`W = \sum_j \deg_{in}(j) \deg_{out}(j)` accumulations
+    per product and :math:`O(\log k)` products (:mod:`gnnagg.attention.hops`); the cached
+    pattern keeps int32 columns (4 bytes a pair)."""
     k = check_count(k, "k")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -322,6 +327,10 @@ def dilated_window(size: int, dilation: int = 1, order: str | Tensor = "morton")
             ``"rcm"`` (reverse Cuthill--McKee of the graph, for inputs without positions),
             ``"index"`` (node index; not permutation-equivariant), or a permutation tensor
             ``perm`` of all nodes, ``perm[r]`` being the node at position ``r``.
+
+    Cost: the ordering (Morton: :math:`O(N)` codes and one sort, shared with ``khop`` in one
+    build), then :math:`O(N w \log w)` time and :math:`O(N w)` memory for windows of
+    :math:`w = 2 \cdot` ``size`` :math:`+ 1` keys, each row sorted on its own.
     """
     size = check_int(size, "size", minimum=0, maximum=_INT64_MAX)
     dilation = check_int(dilation, "dilation", maximum=_INT64_MAX)
@@ -340,7 +349,10 @@ def global_tokens(g: int) -> GlobalTokens:
     """``g`` global tokens per graph that attend every node of their graph, are attended by all
     of them, and attend each other. The built :class:`~gnnagg.attention.MaskIndex` places them
     first in each graph's block (``MaskIndex.token_rows``); layers own their learnable
-    embeddings."""
+    embeddings.
+
+    Cost: :math:`O(N g + G g^2)` time and memory for ``N`` nodes in ``G`` graphs; every row's
+    keys are at most two ranges, written in order (no sort)."""
     # Rows are at most 3e9 (the int64 pair encoding): more tokens than that never build.
     return GlobalTokens(check_int(g, "g", minimum=0, maximum=3_000_000_000))
 

@@ -200,7 +200,9 @@ class _Composite(Mask):
 
 @dataclass(frozen=True, repr=False)
 class Union(_Composite):
-    """Pairs allowed by any part."""
+    """Pairs allowed by any part: the parts' sorted rows merged, smallest part first,
+    O(n log d) for n entries in all and rows of at most d (one linear pass with scipy on the
+    CPU; :func:`~gnnagg.attention.csr.csr_union`)."""
 
     parts: tuple[Mask, ...]
 
@@ -221,7 +223,8 @@ class Union(_Composite):
 
 @dataclass(frozen=True, repr=False)
 class Intersection(_Composite):
-    """Pairs allowed by every part."""
+    """Pairs allowed by every part: each entry of the smaller sorted rows looked up in the
+    larger (:func:`~gnnagg.attention.csr.csr_intersection`)."""
 
     parts: tuple[Mask, ...]
 
