@@ -117,11 +117,3 @@ def test_khop_without_scipy_uses_torch(monkeypatch):
     assert torch.equal(got[0], reference_csr(edge_index, 4, 2)[0])
     assert torch.equal(got[1].long(), reference_csr(edge_index, 4, 2)[1])
 
-
-def test_delaunay_mesh_in_two_dimensions():
-    mesh = delaunay_mesh(50, seed=1, dim=2)
-    assert mesh.pos.shape == (50, 2)
-    degree = torch.bincount(mesh.edge_index[1], minlength=50).float()
-    assert 3.0 < float(degree.mean()) < 6.0  # a planar triangulation: below 6
-    with pytest.raises(ValueError, match="dim"):
-        delaunay_mesh(50, dim=4)
