@@ -47,6 +47,10 @@ class MaskContext:
             ``None``.
         device: where ``edge_index`` lives; pairs must be on it.
 
+    Also ``index_dtype`` (int32 while the rows fit: the column dtype of a build's parts),
+    ``rows_are_nodes`` and :meth:`morton_order` (computed once per build and shared by the
+    parts that use it, such as a Morton window and ``khop``'s products).
+
     :meth:`Mask.build <gnnagg.attention.Mask.build>` makes one per call and shares it between
     the parts of an expression. Building one directly checks the inputs the same way, which
     helps to test a new mask's :meth:`~gnnagg.attention.Mask.pairs` on its own.
