@@ -107,10 +107,11 @@ def _search(rowptr: Tensor, col: Tensor, rows: Tensor, values: Tensor) -> tuple[
     # Rows of d entries need ceil(log2(d - 1)) steps: values are searched in groups of equal
     # step counts, so that a few long rows do not set the count for all.
     steps = torch.frexp((degree[inside] - 2).to(torch.float64))[1]
-    for count in torch.unique(steps).tolist():
-        group = inside[steps == count] if count != steps.max() or count != steps.min() else inside
+    counts = torch.unique(steps).tolist()
+    position = index_dtype(nnz)
+    for count in counts:
+        group = inside if len(counts) == 1 else inside[steps == count]
         target = values[group]
-        position = index_dtype(nnz)
         # Invariant: the answer lies in [low, high] and col[high] >= value (high starts on the
         # row's last entry, which is larger), so a converged search stays where it is.
         low = start[group].to(position) + 1
