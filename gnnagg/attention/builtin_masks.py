@@ -26,11 +26,12 @@ import torch
 from torch import Tensor
 
 from .._checks import check_count, check_int
-from .hops import khop_pairs
+from .csr import csr_from_sorted_pairs, csr_rows, permute_rows, ranges
+from .hops import khop_csr
 from .mask_context import MaskContext
 from .mask_index import _check_permutation
 from .masks import Mask, _no_pairs
-from .ordering import morton_codes, rank_within_graphs, reverse_cuthill_mckee
+from .ordering import rank_within_graphs, reverse_cuthill_mckee
 
 __all__ = [
     "Adjacency",
@@ -76,8 +77,32 @@ class KHop(Mask):
     _checked_pairs = False
 
     def pairs(self, ctx: MaskContext) -> tuple[Tensor, Tensor]:
-        query, key = khop_pairs(ctx.edge_index, ctx.num_nodes, self.k)
-        return ctx.node_rows[query], ctx.node_rows[key]
+        rowptr, col = self._csr(ctx, torch.int64)
+        return csr_rows(rowptr), col
+
+    def _csr(self, ctx: MaskContext, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        order = ctx.morton_order() if ctx.pos is not None else None
+        rowptr, col = khop_csr(ctx.edge_index, ctx.num_nodes, self.k, order)
+        if ctx.rows_are_nodes:
+            return rowptr, col.to(dtype)
+        node_rows = ctx.node_rows
+        # Inside a graph, rows follow node ids, so mapped columns stay sorted. One graph's
+        # rows are its nodes after the tokens: a shift.
+        if ctx.num_graphs == 1:
+            col = col.to(dtype) + ctx.tokens_per_graph
+        else:
+            col = node_rows.to(dtype)[col]
+        if ctx.num_nodes < 2 or bool((node_rows[1:] > node_rows[:-1]).all()):
+            # Rows keep their order (a sorted batch): only token rows, empty, come between.
+            degree = torch.zeros(ctx.num_rows, dtype=torch.int64, device=ctx.device)
+            degree[node_rows] = rowptr[1:] - rowptr[:-1]
+            rowptr = torch.zeros(ctx.num_rows + 1, dtype=torch.int64, device=ctx.device)
+            torch.cumsum(degree, 0, out=rowptr[1:])
+            return rowptr, col
+        node_of_row = torch.full((ctx.num_rows,), ctx.num_nodes, device=ctx.device)
+        node_of_row[node_rows] = torch.arange(ctx.num_nodes, device=ctx.device)
+        # Token rows take the empty row appended at the end.
+        return permute_rows(torch.cat([rowptr, rowptr[-1:]]), col, node_of_row)
 
     def __repr__(self) -> str:
         return f"khop({self.k})"
@@ -120,7 +145,7 @@ class DilatedWindow(Mask):
         elif self.order == "index":
             order = torch.arange(ctx.num_nodes, device=ctx.device)
         elif self.order == "morton":
-            order = torch.sort(morton_codes(ctx.pos, ctx.batch), stable=True).indices
+            order = ctx.morton_order()
         else:
             order = reverse_cuthill_mckee(ctx.edge_index, ctx.num_nodes)
         return rank_within_graphs(order, ctx.batch, ctx.counts)
@@ -151,6 +176,12 @@ class DilatedWindow(Mask):
         keys, queries = keys[order].reshape(-1), queries[order].reshape(-1)
         keep = keys < ctx.num_rows
         return queries[keep], keys[keep]
+
+    def _csr(self, ctx: MaskContext, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        # pairs() are in row-major order already, each row sorted and without repeats.
+        queries, keys = self.pairs(ctx)
+        rowptr, col = csr_from_sorted_pairs(queries, keys, ctx.num_rows)
+        return rowptr, col.to(dtype)
 
     def __repr__(self) -> str:
         order = (
@@ -188,6 +219,29 @@ class GlobalTokens(Mask):
         queries = torch.cat([node_tokens.reshape(-1), nodes.reshape(-1), first.reshape(-1)])
         keys = torch.cat([nodes.reshape(-1), node_tokens.reshape(-1), second.reshape(-1)])
         return queries, keys
+
+    def _csr(self, ctx: MaskContext, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        # Every row's keys are at most two ranges of its graph's block [tokens | nodes]: a
+        # node row the first ``count`` tokens; one of those tokens the same, then all nodes.
+        g, device = self.count, ctx.device
+        ctx.check_pairs(2 * ctx.num_nodes * g + ctx.num_graphs * g * g, repr(self))
+        block_start = ctx.token_rows[:, 0] if ctx.tokens_per_graph else ctx.node_rows[:0]
+        starts = torch.zeros(ctx.num_rows, 2, dtype=torch.int64, device=device)
+        lengths = torch.zeros(ctx.num_rows, 2, dtype=torch.int64, device=device)
+        if g:
+            graph = ctx.row_graph
+            is_node = torch.ones(ctx.num_rows, dtype=torch.bool, device=device)
+            is_node[ctx.token_rows.reshape(-1)] = False
+            speaks = ctx.token_rows[:, :g].reshape(-1)
+            starts[:, 0] = block_start[graph]
+            lengths[:, 0] = torch.where(is_node, g, 0)
+            lengths[speaks, 0] = g
+            starts[speaks, 1] = block_start[graph[speaks]] + ctx.tokens_per_graph
+            lengths[speaks, 1] = ctx.counts[graph[speaks]]
+        col = ranges(starts.view(-1), lengths.view(-1))
+        rowptr = torch.zeros(ctx.num_rows + 1, dtype=torch.int64, device=device)
+        torch.cumsum(lengths.sum(1), 0, out=rowptr[1:])
+        return rowptr, col.to(dtype)
 
     def __repr__(self) -> str:
         return f"global_tokens({self.count})"
@@ -248,9 +302,14 @@ def adjacency(self_loops: bool = True) -> Adjacency:
 
 
 def khop(k: int) -> KHop:
-    """Query ``i`` attends key ``j`` iff a directed path of at most ``k`` edges leads from ``j``
+    r"""Query ``i`` attends key ``j`` iff a directed path of at most ``k`` edges leads from ``j``
     to ``i`` (``i`` itself included). Computed as the non-zeros of :math:`(I + A)^k` by sparse
-    CSR products, cached per ``edge_index`` tensor; never an ``N x N`` table."""
+    CSR products, cached per ``edge_index`` tensor; never an ``N x N`` table.
+
+    Cost: :math:`O(W + M \log d)` time and :math:`O(N + E + M)` memory for :math:`M` pairs in
+    rows of at most :math:`d`, with :math:`W = \sum_j \deg_{in}(j) \deg_{out}(j)` accumulations
+    per product and :math:`O(\log k)` products (:mod:`gnnagg.attention.hops`); the cached
+    pattern keeps int32 columns (4 bytes a pair)."""
     k = check_count(k, "k")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -268,6 +327,10 @@ def dilated_window(size: int, dilation: int = 1, order: str | Tensor = "morton")
             ``"rcm"`` (reverse Cuthill--McKee of the graph, for inputs without positions),
             ``"index"`` (node index; not permutation-equivariant), or a permutation tensor
             ``perm`` of all nodes, ``perm[r]`` being the node at position ``r``.
+
+    Cost: the ordering (Morton: :math:`O(N)` codes and one sort, shared with ``khop`` in one
+    build), then :math:`O(N w \log w)` time and :math:`O(N w)` memory for windows of
+    :math:`w = 2 \cdot` ``size`` :math:`+ 1` keys, each row sorted on its own.
     """
     size = check_int(size, "size", minimum=0, maximum=_INT64_MAX)
     dilation = check_int(dilation, "dilation", maximum=_INT64_MAX)
@@ -286,7 +349,10 @@ def global_tokens(g: int) -> GlobalTokens:
     """``g`` global tokens per graph that attend every node of their graph, are attended by all
     of them, and attend each other. The built :class:`~gnnagg.attention.MaskIndex` places them
     first in each graph's block (``MaskIndex.token_rows``); layers own their learnable
-    embeddings."""
+    embeddings.
+
+    Cost: :math:`O(N g + G g^2)` time and memory for ``N`` nodes in ``G`` graphs; every row's
+    keys are at most two ranges, written in order (no sort)."""
     # Rows are at most 3e9 (the int64 pair encoding): more tokens than that never build.
     return GlobalTokens(check_int(g, "g", minimum=0, maximum=3_000_000_000))
 

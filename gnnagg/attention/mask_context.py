@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_allocation, check_count
+from .csr import index_dtype
+from .ordering import morton_codes
 
 __all__ = ["MaskContext"]
 
@@ -44,6 +46,10 @@ class MaskContext:
         generator: the ``torch.Generator`` given to ``build`` (random masks draw from it), or
             ``None``.
         device: where ``edge_index`` lives; pairs must be on it.
+
+    Also ``index_dtype`` (int32 while the rows fit: the column dtype of a build's parts),
+    ``rows_are_nodes`` and :meth:`morton_order` (computed once per build and shared by the
+    parts that use it, such as a Morton window and ``khop``'s products).
 
     :meth:`Mask.build <gnnagg.attention.Mask.build>` makes one per call and shares it between
     the parts of an expression. Building one directly checks the inputs the same way, which
@@ -135,6 +141,29 @@ class MaskContext:
         self.row_graph = torch.repeat_interleave(
             torch.arange(num_graphs, device=device), block_sizes, output_size=self.num_rows
         )
+        self._morton_order: Tensor | None = None
+
+    @property
+    def index_dtype(self) -> torch.dtype:
+        """The dtype of the column indices a build works with: int32 while ``num_rows`` fits."""
+        return index_dtype(self.num_rows)
+
+    @property
+    def rows_are_nodes(self) -> bool:
+        """Whether row ``i`` is node ``i`` (no tokens and a sorted ``batch``)."""
+        return self.num_rows == self.num_nodes and bool(
+            (self.num_nodes < 2) or (self.batch[1:] >= self.batch[:-1]).all()
+        )
+
+    def morton_order(self) -> Tensor:
+        """The nodes sorted by the Morton code of ``pos`` inside each graph (ties by index),
+        computed once per build; ``ValueError`` without ``pos``."""
+        if self.pos is None:
+            raise ValueError("morton_order needs pos")
+        if self._morton_order is None:
+            codes = morton_codes(self.pos, self.batch)
+            self._morton_order = torch.sort(codes, stable=True).indices
+        return self._morton_order
 
     def check_pairs(self, count: int | float, what: str) -> None:
         """Refuse, before anything is allocated, a step of a build that makes ``count``

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_count
+from .csr import csr_from_keys, csr_intersection, csr_rows, csr_union
 from .mask_context import MaskContext, pair_keys
 from .mask_index import MaskIndex
 
@@ -69,8 +70,11 @@ class Mask:
     # The built-in masks make valid pairs by construction; others' pairs are checked.
     _checked_pairs = True
 
-    def _keys(self, ctx: MaskContext) -> Tensor:
-        """The pairs as sorted unique int64 keys ``query_row * num_rows + key_row``."""
+    def _csr(self, ctx: MaskContext, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The pairs as a sorted CSR over rows (:mod:`gnnagg.attention.csr`), columns of
+        ``dtype``. This default sorts the keys ``query_row * num_rows + key_row`` of
+        :meth:`pairs` (O(P log P) for P pairs); the built-in masks make their rows sorted
+        directly."""
         pairs = self.pairs(ctx)
         if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
             raise TypeError(
@@ -80,7 +84,8 @@ class Mask:
         queries, keys = pairs
         if self._checked_pairs:
             _check_pairs(self, ctx, queries, keys)
-        return pair_keys(ctx, queries, keys)
+        rowptr, col = csr_from_keys(pair_keys(ctx, queries, keys), ctx.num_rows)
+        return rowptr, col.to(dtype)
 
     def build(
         self,
@@ -106,6 +111,13 @@ class Mask:
         Returns:
             a :class:`~gnnagg.attention.MaskIndex` whose rows are the nodes plus
             ``tokens_per_graph`` global tokens per graph.
+
+        Cost: each part makes its rows already sorted (:meth:`pairs` of a mask outside the
+        built-in ones is sorted once, O(P log P)) and ``|`` / ``&`` merge sorted rows
+        (:func:`~gnnagg.attention.csr.csr_union`), so a build takes O(n log d) time for n
+        entries over all parts and rows of at most d, plus what each part costs to make (see
+        its constructor); its peak memory is the result's ``col`` (8 bytes an entry), the
+        parts' int32 columns (4 bytes an entry) and a merge's chunked temporaries.
         """
         if pos is None and self.needs_pos:
             needing = ", ".join(repr(leaf) for leaf in _leaves(self) if leaf.needs_pos)
@@ -115,11 +127,7 @@ class Mask:
             )
         ctx = MaskContext(edge_index, num_nodes, pos, batch, generator,
                           tokens_per_graph=self.tokens_per_graph)
-        keys = self._keys(ctx)
-        rows = torch.div(keys, max(ctx.num_rows, 1), rounding_mode="floor")
-        col = keys - rows * ctx.num_rows
-        rowptr = torch.zeros(ctx.num_rows + 1, dtype=torch.int64, device=ctx.device)
-        torch.cumsum(torch.bincount(rows, minlength=ctx.num_rows), 0, out=rowptr[1:])
+        rowptr, col = self._csr(ctx, torch.int64)
         return MaskIndex(
             rowptr,
             col,
@@ -186,22 +194,27 @@ class _Composite(Mask):
         return max(part.tokens_per_graph for part in self.parts)
 
     def pairs(self, ctx: MaskContext) -> tuple[Tensor, Tensor]:
-        keys = self._keys(ctx)
-        queries = torch.div(keys, max(ctx.num_rows, 1), rounding_mode="floor")
-        return queries, keys - queries * ctx.num_rows
+        rowptr, col = self._csr(ctx, torch.int64)
+        return csr_rows(rowptr), col
 
 
 @dataclass(frozen=True, repr=False)
 class Union(_Composite):
-    """Pairs allowed by any part."""
+    """Pairs allowed by any part: the parts' sorted rows merged, smallest part first,
+    O(n log d) for n entries in all and rows of at most d (one linear pass with scipy on the
+    CPU; :func:`~gnnagg.attention.csr.csr_union`)."""
 
     parts: tuple[Mask, ...]
 
-    def _keys(self, ctx: MaskContext) -> Tensor:
-        keys = self.parts[0]._keys(ctx)
-        for part in self.parts[1:]:
-            keys = _merge_sorted(keys, part._keys(ctx))
-        return keys
+    def _csr(self, ctx: MaskContext, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        # Smallest first, so that every merge looks the smaller pattern up in the larger and
+        # only the last one writes columns of ``dtype``.
+        patterns = sorted((part._csr(ctx, ctx.index_dtype) for part in self.parts),
+                          key=lambda pattern: pattern[1].numel())
+        result = patterns.pop(0)
+        while patterns:
+            result = csr_union(result, patterns.pop(0), None if patterns else dtype)
+        return result[0], result[1].to(dtype)
 
     def __repr__(self) -> str:
         # ``&`` binds tighter than ``|`` in Python, so parts never need brackets here.
@@ -210,33 +223,19 @@ class Union(_Composite):
 
 @dataclass(frozen=True, repr=False)
 class Intersection(_Composite):
-    """Pairs allowed by every part."""
+    """Pairs allowed by every part: each entry of the smaller sorted rows looked up in the
+    larger (:func:`~gnnagg.attention.csr.csr_intersection`)."""
 
     parts: tuple[Mask, ...]
 
-    def _keys(self, ctx: MaskContext) -> Tensor:
-        keys = self.parts[0]._keys(ctx)
+    def _csr(self, ctx: MaskContext, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        result = self.parts[0]._csr(ctx, ctx.index_dtype)
         for part in self.parts[1:]:
-            other = part._keys(ctx)
-            if other.numel() == 0 or keys.numel() == 0:
-                return keys[:0]
-            where = torch.searchsorted(other, keys).clamp_(max=other.numel() - 1)
-            keys = keys[other[where] == keys]
-        return keys
+            result = csr_intersection(result, part._csr(ctx, ctx.index_dtype))
+        return result[0], result[1].to(dtype)
 
     def __repr__(self) -> str:
         return " & ".join(_wrap(part, Union) for part in self.parts)
-
-
-def _merge_sorted(a: Tensor, b: Tensor) -> Tensor:
-    """The sorted union of two sorted duplicate-free key vectors, in O((n + m) log) without a
-    full sort: each element's place in the merge is its index plus its rank in the other."""
-    if a.numel() == 0 or b.numel() == 0:
-        return a if b.numel() == 0 else b
-    merged = torch.empty(a.numel() + b.numel(), dtype=a.dtype, device=a.device)
-    merged[torch.arange(a.numel(), device=a.device) + torch.searchsorted(b, a)] = a
-    merged[torch.arange(b.numel(), device=b.device) + torch.searchsorted(a, b, right=True)] = b
-    return torch.unique_consecutive(merged)
 
 
 def _wrap(part: Mask, needs_brackets: type) -> str:

@@ -6,9 +6,10 @@ simulation channel.
     ``pos`` ``[4253, 2]`` and the mesh edges, made undirected (both directions), without
     self-loops or duplicates, as PyGSP's ``graphs.Airfoil`` does with ``(A + A^T) / 2``.
 
-:func:`lattice_mesh` and :func:`delaunay_mesh` generate 3-D meshes up to hundreds of thousands of
-nodes for the attention benchmarks. All these mesh graphs are ``Data(pos, edge_index)`` with
-``edge_index`` undirected, coalesced (sorted by source, then target) and loop-free.
+:func:`lattice_mesh` and :func:`delaunay_mesh` generate 3-D (and 2-D Delaunay) meshes up to
+hundreds of thousands of nodes for the attention benchmarks. All these mesh graphs are
+``Data(pos, edge_index)`` with ``edge_index`` undirected, coalesced (sorted by source, then
+target) and loop-free.
 
 :func:`channel_mesh` is the simplicial mesh (cells and node types, not only edges) on which
 :mod:`gnnagg.data.simulation` solves its advection--diffusion problems: CylinderFlow's channel
@@ -114,22 +115,26 @@ def lattice_mesh(n: int) -> Data:
     return Data(pos=pos, edge_index=edge_index)
 
 
-def delaunay_mesh(n: int, seed: int = 0) -> Data:
-    """Delaunay tetrahedralisation of ``n`` points drawn uniformly in the unit cube.
+def delaunay_mesh(n: int, seed: int = 0, dim: int = 3) -> Data:
+    """Delaunay triangulation of ``n`` points drawn uniformly in the unit cube (``dim=3``,
+    tetrahedra: mean degree about 15) or the unit square (``dim=2``, triangles: mean degree
+    about 6).
 
-    Edges are the tetrahedra's edges (mean degree about 15). Points come from
-    ``numpy.random.default_rng(seed)``; the triangulation is scipy's Qhull.
+    Edges are the simplices' edges. Points come from ``numpy.random.default_rng(seed)``; the
+    triangulation is scipy's Qhull. Node ids are in the order the points were drawn, so
+    neighbours are scattered through memory (no locality, unlike most mesh generators' output).
     """
-    n = _check_n(n, 5)
+    dim = _check_dim(dim)
+    n = _check_n(n, dim + 2)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
     try:
         from scipy.spatial import Delaunay
     except ImportError as err:
         raise ImportError("delaunay_mesh needs scipy: pip install 'gnnagg[data]'") from err
-    points = np.random.default_rng(seed).random((n, 3))
+    points = np.random.default_rng(seed).random((n, dim))
     simplices = torch.from_numpy(Delaunay(points).simplices.astype(np.int64))
-    pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    pairs = [(a, b) for a in range(dim + 1) for b in range(a + 1, dim + 1)]
     edge_index = torch.cat([simplices[:, [a, b]].t() for a, b in pairs], dim=1)
     edge_index = _undirected(edge_index, n)
     return Data(pos=torch.from_numpy(points).to(torch.float32), edge_index=edge_index)

@@ -63,16 +63,6 @@ def test_khop_matches_breadth_first_search(graph, k):
     assert torch.equal(mask_index.to_dense(), node_dense(mask_index, expected))
 
 
-def test_sorted_merge_is_the_sorted_union():
-    from gnnagg.attention.masks import _merge_sorted
-
-    generator = torch.Generator().manual_seed(0)
-    for size_a, size_b in ((0, 5), (5, 0), (50, 70), (300, 3)):
-        a = torch.unique(torch.randint(0, 200, (size_a,), generator=generator))
-        b = torch.unique(torch.randint(0, 200, (size_b,), generator=generator))
-        assert torch.equal(_merge_sorted(a, b), torch.unique(torch.cat([a, b])))
-
-
 @given(
     batches(),
     st.integers(0, 3),

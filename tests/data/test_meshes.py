@@ -142,3 +142,12 @@ def test_meshes_beyond_memory_are_refused_before_allocating(monkeypatch):
     for make in (lattice_mesh, delaunay_mesh):
         with pytest.raises(ValueError, match="n=10000000000000: the mesh"):
             make(10**13)
+
+
+def test_delaunay_mesh_in_two_dimensions():
+    mesh = delaunay_mesh(50, seed=1, dim=2)
+    assert mesh.pos.shape == (50, 2)
+    degree = torch.bincount(mesh.edge_index[1], minlength=50).float()
+    assert 3.0 < float(degree.mean()) < 6.0  # a planar triangulation: below 6
+    with pytest.raises(ValueError, match="dim"):
+        delaunay_mesh(50, dim=4)

@@ -8,13 +8,15 @@ from typing import Any
 from ...fields import StudyConfig, finite, integer, names, optional, positive_int, setting
 from ...registry import MESH_MASKS
 
-__all__ = ["BACKENDS", "MASKS", "MESHES", "PARTS", "AttentionConfig"]
+__all__ = ["BACKENDS", "BIG_MESHES", "MASKS", "MESHES", "PARTS", "AttentionConfig"]
 
 PARTS: tuple[str, ...] = ("layer", "masks", "big")
 MASKS: tuple[str, ...] = MESH_MASKS
 # gnnagg's backends of graph_attention, and PyG's TransformerConv as the reference.
 BACKENDS: tuple[str, ...] = ("sparse", "flex", "dense", "TransformerConv")
 MESHES: tuple[str, ...] = ("delaunay", "lattice")
+# The meshes of the big build: the 3-D ones, and the 2-D Delaunay triangulation.
+BIG_MESHES: tuple[str, ...] = ("delaunay2d", *MESHES)
 # A 3-D mesh of 10M nodes needs about 10 GB for its edges alone: beyond this machine's kind.
 _MAX_NODES = 10_000_000
 
@@ -33,7 +35,8 @@ def _size(maximum: int) -> Any:
 @dataclass
 class AttentionConfig(StudyConfig):
     """Mesh attention: ``parts`` (see :mod:`~gnnagg.bench.studies.attention.run`) on a 3-D
-    ``mesh`` of ``nodes`` nodes (``big_nodes`` for the ``big`` build), ``heads`` x
+    ``mesh`` of ``nodes`` nodes (``big_nodes`` on each of ``big_meshes`` for the ``big``
+    build: ``delaunay2d`` is the 2-D triangulation), ``heads`` x
     ``channels`` per head from ``in_channels`` input features; ``masks`` and ``backends`` of
     the layer part (``backends`` ``None``: sparse and ``TransformerConv``, plus flex on CUDA;
     the dense backend runs only up to 4,000 nodes). ``repeats`` timed calls after a warm-up;
@@ -44,8 +47,9 @@ class AttentionConfig(StudyConfig):
     )
     mesh: str = setting("delaunay", _one_of(MESHES), "3-D mesh", choices=lambda: MESHES)
     nodes: int = setting(3_000, _size(_MAX_NODES), "nodes of the mesh", cli_type=positive_int)
-    big_mesh: str = setting(
-        "lattice", _one_of(MESHES), "mesh of the big build", choices=lambda: MESHES
+    big_meshes: tuple[str, ...] = setting(
+        ("delaunay2d", "delaunay"), names(BIG_MESHES), "meshes of the big build",
+        choices=lambda: BIG_MESHES,
     )
     big_nodes: int = setting(
         300_000, _size(_MAX_NODES), "nodes of the big build", cli_type=positive_int

@@ -13,8 +13,10 @@ process, and a crash or an out-of-memory then costs only its own row):
   On the CPU the flex backend runs forward only (torch has no CPU backward for FlexAttention).
 * ``masks`` -- build time, nnz, and block density at block 128 in index, Morton and reverse
   Cuthill-McKee row order, with the BlockMask's table size.
-* ``big`` -- building ``khop(2) | dilated_window(4, 8) | global_tokens(4)`` on a large mesh:
-  time, peak extra memory, BlockMask table bytes and block density (Morton order).
+* ``big`` -- building ``khop(2) | dilated_window(4, 8) | global_tokens(4)`` on each large mesh
+  (by default 2-D and 3-D Delaunay, whose random node numbering has no locality): CPU seconds
+  and wall time of the build, its peak extra memory, the threads and the load average; then
+  BlockMask table bytes and block density (Morton order).
 
 Time and memory come from :mod:`gnnagg.bench.measure`.
 
@@ -46,7 +48,7 @@ from ...machine import machine_info
 from ...measure import MIB, median_time_ms, peak_extra_memory
 from ...registry import mesh_mask
 from .config import BACKENDS, MASKS, PARTS, AttentionConfig
-from .report import format_layer_table, format_mask_table
+from .report import format_big_table, format_layer_table, format_mask_table
 
 __all__ = [
     "BACKENDS",
@@ -71,15 +73,19 @@ def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor,
     from ....data.meshes import delaunay_mesh, lattice_mesh
 
     path = None if folder is None else folder / f"mesh-{kind}-{nodes}.pt"
+    dim = 2 if kind == "delaunay2d" else 3
     if path is not None and path.is_file():
         try:
             tensors = torch.load(path, weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, ValueError):
             tensors = None
-        if _is_mesh(tensors, nodes):
+        if _is_mesh(tensors, nodes, dim):
             return tensors["pos"], tensors["edge_index"]
         # Anything else (a damaged or foreign file) is made again and replaced.
-    mesh = delaunay_mesh(nodes, seed=0) if kind == "delaunay" else lattice_mesh(nodes)
+    if kind == "lattice":
+        mesh = lattice_mesh(nodes)
+    else:
+        mesh = delaunay_mesh(nodes, seed=0, dim=dim)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"pos": mesh.pos, "edge_index": mesh.edge_index}
@@ -87,14 +93,14 @@ def load_mesh(kind: str, nodes: int, folder: Path | None) -> tuple[torch.Tensor,
     return mesh.pos, mesh.edge_index
 
 
-def _is_mesh(tensors: Any, nodes: int) -> bool:
-    """Whether ``tensors`` is a kept mesh of ``nodes`` nodes: ``pos`` ``[nodes, 3]`` floats and
-    an ``edge_index`` ``[2, E]`` of int64 ids in range."""
+def _is_mesh(tensors: Any, nodes: int, dim: int = 3) -> bool:
+    """Whether ``tensors`` is a kept mesh of ``nodes`` nodes: ``pos`` ``[nodes, dim]`` floats
+    and an ``edge_index`` ``[2, E]`` of int64 ids in range."""
     if not isinstance(tensors, dict):
         return False
     pos, edge_index = tensors.get("pos"), tensors.get("edge_index")
     return (
-        isinstance(pos, torch.Tensor) and pos.shape == (nodes, 3) and pos.is_floating_point()
+        isinstance(pos, torch.Tensor) and pos.shape == (nodes, dim) and pos.is_floating_point()
         and isinstance(edge_index, torch.Tensor) and edge_index.dim() == 2
         and edge_index.size(0) == 2 and edge_index.dtype == torch.int64
         and (edge_index.numel() == 0 or (int(edge_index.min()) >= 0
@@ -218,19 +224,24 @@ def measure_masks(spec: dict[str, Any], mask_name: str) -> dict[str, Any]:
     return row
 
 
-def measure_big(spec: dict[str, Any]) -> dict[str, Any]:
-    """Building the widest mask on the large mesh: time, memory, BlockMask tables, density."""
-    pos, edge_index = load_mesh(spec["big_mesh"], spec["big_nodes"], spec["folder"])
+def measure_big(spec: dict[str, Any], mesh: str) -> dict[str, Any]:
+    """Building the widest mask on a large ``mesh``: CPU seconds, wall time and peak extra
+    memory of the build (in a fresh worker: no k-hop cached), then the BlockMask tables and
+    the Morton block density."""
+    pos, edge_index = load_mesh(mesh, spec["big_nodes"], spec["folder"])
     mask = make_mask("big")
-    row: dict[str, Any] = dict(mask=repr(mask), nodes=spec["big_nodes"])
+    row: dict[str, Any] = dict(mesh=mesh, mask=repr(mask), nodes=spec["big_nodes"])
     row["edges"] = int(edge_index.size(1))
+    row["threads"] = torch.get_num_threads()
+    row["load_average"] = [round(x, 2) for x in os.getloadavg()]
     built: dict[str, Any] = {}
 
     def build() -> None:
         built["gmask"] = mask.build(edge_index, pos=pos)
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     row["extra_mb"] = round(peak_extra_memory(build)[1] / MIB, 1)
+    row["build_cpu_s"] = round(time.process_time() - cpu_start, 2)
     row["build_s"] = round(time.perf_counter() - start, 2)
     gmask = built["gmask"]
     row["nnz"] = gmask.nnz
@@ -247,7 +258,9 @@ def _run_worker(spec: dict[str, Any], job: list[str]) -> dict[str, Any]:
     """Run one measurement in a fresh process; a crash, a timeout or an out-of-memory becomes
     that row's status."""
     worker_spec = {**spec, "folder": None if spec["folder"] is None else str(spec["folder"])}
-    command = [sys.executable, "-m", __name__, "--worker", json.dumps(
+    # Run as ``python -m ...run`` this module is ``__main__``; the worker needs its own name.
+    module = __spec__.name if __spec__ is not None else __name__
+    command = [sys.executable, "-m", module, "--worker", json.dumps(
         {"spec": worker_spec, "job": job})]  # fmt: skip
     try:
         done = subprocess.run(
@@ -314,8 +327,12 @@ def run_attention(
             tick(row)
         result["masks"] = rows
     if "big" in parts:
-        result["big"] = _run_worker(spec, ["big"])
-        tick(result["big"])
+        rows = []
+        for mesh in config.big_meshes:
+            row = {"mesh": mesh, **_run_worker(spec, ["big", mesh])}
+            rows.append(row)
+            tick(row)
+        result["big"] = rows
     result["load_average_end"] = list(os.getloadavg())
     return result
 
@@ -345,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         print(format_layer_table(result["layer"]))
     if "masks" in result:
         print(format_mask_table(result["masks"]))
+    if "big" in result:
+        print(format_big_table(result["big"]))
     write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -38,10 +38,12 @@ def test_tiny_run_is_measured_and_reported(tmp_path):
     (masks,) = result["masks"]
     assert masks["nnz"] == layer[("adjacency", "sparse")]["nnz"]
     assert 0 < masks["density_morton"] <= 1 and 0 < masks["density_index"] <= 1
-    big = result["big"]
-    assert big["status"] == "ok" and big["nodes"] == 400
-    # The widest mask attends more pairs than the adjacency (plus self-loops) of that mesh.
-    assert big["nnz"] > big["edges"] + big["nodes"]
+    assert [row["mesh"] for row in result["big"]] == ["delaunay2d", "delaunay"]
+    for big in result["big"]:
+        assert big["status"] == "ok" and big["nodes"] == 400 and big["threads"] >= 1
+        assert big["build_cpu_s"] >= 0 and big["extra_mb"] >= 0
+        # The widest mask attends more pairs than the adjacency (plus self-loops) of the mesh.
+        assert big["nnz"] > big["edges"] + big["nodes"]
     report = (out / "report.md").read_text()
     assert "Mesh graph attention" in report and "faster forward + backward" in report
     # What was written reads back and reports again.
@@ -52,7 +54,7 @@ def test_tiny_run_is_measured_and_reported(tmp_path):
     "field, value",
     [("nodes", 0), ("nodes", 10**9), ("heads", 2.5), ("masks", ["everything"]),
      ("backends", ["sparse", "nope"]), ("repeats", 0), ("timeout_s", float("nan")),
-     ("mesh", "sphere"), ("parts", "layer")],
+     ("mesh", "sphere"), ("parts", "layer"), ("big_meshes", ["sphere"])],
 )  # fmt: skip
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -64,7 +66,7 @@ def test_malformed_result_is_refused_naming_the_place():
     with pytest.raises(ValueError, match=r"attention\.layer\[0\]"):
         section.check_result({"layer": [{"mask": "adjacency", "backend": "sparse"}]})
     with pytest.raises(ValueError, match=r"attention\.big"):
-        section.check_result({"big": {"status": "ok", "build_s": "fast"}})
+        section.check_result({"big": [{"status": "ok", "build_s": "fast"}]})
 
 
 def test_every_suite_config_is_valid():
