@@ -1,0 +1,263 @@
+r"""The sparse backend of :func:`~gnnagg.attention.graph_attention`: scores on the allowed pairs
+only, through torch's sparse CSR kernels.
+
+Every head of every row is one row of a ``[R·H, R·H]`` sparse matrix, **heads interleaved**:
+head ``h`` of row ``r`` is row ``r·H + h``, and it holds the keys ``c·H + h``. In that
+numbering a ``[R, H, D]`` tensor already *is* the ``[R·H, D]`` dense operand, so q, k, v, the
+output and their gradients are views, never copies; one sampled dense-dense product (SDDMM)
+computes every head's scores and one sparse-dense product (SpMM) every head's weighted sum.
+
+Rows in a random order (a Delaunay mesh's, say) make every kernel gather keys from all over
+memory. When the mask's :meth:`~gnnagg.attention.MaskIndex.locality_order` (Morton order of
+``pos``, or reverse Cuthill--McKee) puts markedly more pairs close together, the kernels run in
+that order: q, k, v are permuted once on the way in and the output once on the way out, which
+costs far less than the cache misses it saves.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .mask_index import MaskIndex
+
+__all__ = ["HeadCSR", "SparseAttention", "head_csr"]
+
+#: The locality order is considered from this many rows on (smaller inputs stay in cache).
+LOCALITY_MIN_ROWS = 4096
+#: Pairs whose rows are at most this far apart count as close (about a core's cache of rows).
+LOCALITY_WINDOW = 1024
+#: The locality order is used when it puts this much larger a fraction of the pairs close.
+LOCALITY_GAIN = 0.25
+
+
+class HeadCSR:
+    """The mask's CSR with heads interleaved (``[R·H, R·H]``, row ``r·H + h``), its transpose,
+    and the row order the kernels run in.
+
+    ``order`` is ``None`` (rows in the mask's order) or the permutation from
+    :meth:`MaskIndex.locality_order`, with ``inverse`` its inverse. Indices are int32 when they
+    fit. Index memory: ``16·H`` bytes per mask entry (``32·H`` beyond 2³¹ entries) and
+    ``8·H + 16`` per row. Built once per (mask, heads) and cached on the :class:`MaskIndex`
+    (:func:`head_csr`).
+    """
+
+    def __init__(self, mask_index: MaskIndex, heads: int, locality: bool = False) -> None:
+        self.order = self.inverse = None
+        if locality:
+            self.order = mask_index.locality_order()
+            self.inverse = torch.empty_like(self.order)
+            self.inverse[self.order] = torch.arange(self.order.numel(), device=self.order.device)
+            mask_index = locality_mask(mask_index)
+        rows, nnz = mask_index.num_rows, mask_index.nnz
+        self.heads = heads
+        self.size = heads * rows
+        self.nnz = heads * nnz
+        index = torch.int32 if max(self.nnz, self.size) < 2**31 else torch.int64
+        rowptr, col = mask_index.rowptr, mask_index.col
+        self.rowptr, self.col, self.row, position = _interleave(rowptr, col, heads, index)
+        # The transpose: the mask's pairs sorted by key (stable), interleaved the same way;
+        # transpose_perm[t] is the stored pair that transposed pair t is.
+        by_key = torch.sort(col, stable=True).indices
+        key_ptr = torch.zeros_like(rowptr)
+        torch.cumsum(torch.bincount(col, minlength=rows), 0, out=key_ptr[1:])
+        self.transpose_rowptr, self.transpose_col, _, t_position = _interleave(
+            key_ptr, mask_index.row().index_select(0, by_key), heads, index
+        )
+        self.transpose_perm = torch.empty(self.nnz, dtype=index, device=col.device)
+        self.transpose_perm[t_position.reshape(-1)] = (
+            position.index_select(1, by_key).reshape(-1).to(index)
+        )
+
+    def matrix(self, values: Tensor) -> Tensor:
+        return _csr(self.rowptr, self.col, values, self.size)
+
+    def transposed(self, values: Tensor) -> Tensor:
+        return _csr(self.transpose_rowptr, self.transpose_col,
+                    values.index_select(0, self.transpose_perm), self.size)
+
+    def sddmm(self, left: Tensor, right: Tensor, scale: float = 1.0,
+              shift: Tensor | None = None) -> Tensor:
+        """``scale·<left[i], right[j]> - shift[i]`` on every stored pair, ``[H·nnz]``: the
+        per-row ``shift`` (``[R·H]``) is subtracted inside the same kernel."""
+        if shift is None:
+            start = torch.zeros(self.nnz, dtype=left.dtype, device=left.device)
+            beta = 0.0
+        else:
+            start = shift.index_select(0, self.row).neg_()
+            beta = 1.0
+        return torch.sparse.sampled_addmm(self.matrix(start), left, right.t(), beta=beta,
+                                          alpha=scale).values()
+
+    def to_plan(self, x: Tensor) -> Tensor:
+        """``[R, H, D]`` rows into the kernels' order (a view when the order is the mask's)."""
+        return x if self.order is None else x.index_select(0, self.order)
+
+    def from_plan(self, x: Tensor) -> Tensor:
+        return x if self.inverse is None else x.index_select(0, self.inverse)
+
+
+def _interleave(rowptr: Tensor, col: Tensor, heads: int, index: torch.dtype):
+    """A CSR ``(rowptr, col)`` over ``R`` rows as the heads-interleaved ``[R·H, R·H]`` CSR:
+    its ``rowptr``, ``col`` and ``row`` in ``index`` dtype, and ``position[h, e]``, where
+    stored pair ``e`` of head ``h`` went."""
+    rows, nnz = rowptr.numel() - 1, col.numel()
+    device = col.device
+    degree = rowptr.diff()
+    row = torch.repeat_interleave(torch.arange(rows, device=device), degree, output_size=nnz)
+    head = torch.arange(heads, device=device).unsqueeze(1)
+    # Row r's pairs of head h start at H·rowptr[r] + h·degree[r].
+    start = rowptr[:-1].index_select(0, row)
+    position = ((heads - 1) * start + torch.arange(nnz, device=device)).unsqueeze(0) + (
+        head * degree.index_select(0, row).unsqueeze(0)
+    )
+    flat = position.reshape(-1)
+    new_col = torch.empty(heads * nnz, dtype=index, device=device)
+    new_col[flat] = (col.unsqueeze(0) * heads + head).reshape(-1).to(index)
+    new_row = torch.empty(heads * nnz, dtype=index, device=device)
+    new_row[flat] = (row.unsqueeze(0) * heads + head).reshape(-1).to(index)
+    new_rowptr = torch.empty(heads * rows + 1, dtype=index, device=device)
+    starts = heads * rowptr[:-1].unsqueeze(1) + head.t() * degree.unsqueeze(1)
+    new_rowptr[:-1] = starts.reshape(-1)
+    new_rowptr[-1] = heads * nnz
+    return new_rowptr, new_col, new_row, position
+
+
+def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        return torch.sparse_csr_tensor(rowptr, col, values, (size, size),
+                                       check_invariants=False)
+
+
+def spmm(matrix: Tensor, dense: Tensor) -> Tensor:
+    """``matrix @ dense`` for a CSR ``matrix``: on the CPU torch's vectorised ``sum`` SpMM
+    (faster than the general sparse matmul), elsewhere the vendor library's."""
+    if dense.device.type == "cpu":
+        return torch.sparse.mm(matrix, dense, "sum")
+    return matrix @ dense
+
+
+def locality_mask(mask_index: MaskIndex) -> MaskIndex:
+    """``mask_index`` renumbered by its :meth:`~MaskIndex.locality_order` (cached)."""
+    ordered = mask_index._cache.get("locality_mask")
+    if ordered is None:
+        ordered = mask_index._cache["locality_mask"] = mask_index.reorder(
+            mask_index.locality_order()
+        )
+    return ordered
+
+
+def _locality_pays(mask_index: MaskIndex) -> bool:
+    """Whether the locality order puts :data:`LOCALITY_GAIN` more of the pairs within
+    :data:`LOCALITY_WINDOW` rows of each other than the mask's own order."""
+    if mask_index.num_rows < LOCALITY_MIN_ROWS or mask_index.nnz == 0:
+        return False
+    row, col = mask_index.row(), mask_index.col
+    near = float(((row - col).abs() <= LOCALITY_WINDOW).float().mean())
+    order = mask_index.locality_order()
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    moved = (inverse.index_select(0, row) - inverse.index_select(0, col)).abs()
+    return float((moved <= LOCALITY_WINDOW).float().mean()) >= near + LOCALITY_GAIN
+
+
+def head_csr(mask_index: MaskIndex, heads: int, locality: bool | None = None) -> HeadCSR:
+    """The cached :class:`HeadCSR` of ``mask_index`` for ``heads`` heads; ``locality``
+    ``None`` uses the locality order where it pays (:func:`_locality_pays`)."""
+    if locality is None:
+        key = ("locality_pays",)
+        if key not in mask_index._cache:
+            mask_index._cache[key] = _locality_pays(mask_index)
+        locality = mask_index._cache[key]
+    key = ("head_csr", heads, bool(locality))
+    if key not in mask_index._cache:
+        mask_index._cache[key] = HeadCSR(mask_index, heads, bool(locality))
+    return mask_index._cache[key]
+
+
+def _dropout_keep(seed: int, size: int, p: float, device: torch.device) -> Tensor:
+    """The same keep-mask in forward and in backward, from a generator seeded per call."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.rand(size, generator=generator, device=device) >= p
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the kernels and the softmax statistics use: float32 for half inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class SparseAttention(torch.autograd.Function):
+    """Attention computed on the stored pairs only, through sparse CSR kernels.
+
+    Forward: scores by SDDMM, a softmax over each CSR row (row max and sum by segment
+    reductions), output by SpMM. It saves q, k, v and the output in the kernels' row order
+    (the inputs themselves when that is the mask's order) and the ``[R·H]`` log-sum-exps,
+    never the ``[H·nnz]`` weights: backward recomputes them with one SDDMM that subtracts the
+    log-sum-exp in the kernel, as flash attention does, then uses one more SDDMM and three
+    SpMMs. Half-precision inputs are stored in their dtype and computed in float32 (scores,
+    row max, log-sum-exp, weights); the output and gradients are in the input dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, plan, scale, dropout, seed):
+        rows, heads, _ = q.shape
+        acc = compute_dtype(q.dtype)
+        with torch.autocast(q.device.type, enabled=False):
+            qp, kp, vp = (plan.to_plan(t) for t in (q, k, v))
+            scores = plan.sddmm(_flat(qp, acc), _flat(kp, acc), scale)
+            offsets = plan.rowptr
+            row_max = torch.segment_reduce(scores, "max", offsets=offsets)
+            weights = scores.sub_(row_max.index_select(0, plan.row)).exp_()
+            total = torch.segment_reduce(weights, "sum", offsets=offsets)
+            weights.div_(total.index_select(0, plan.row))
+            lse = total.log_().add_(row_max)
+            if dropout > 0:
+                weights.mul_(_dropout_keep(seed, plan.nnz, dropout, q.device)).div_(1 - dropout)
+            out = spmm(plan.matrix(weights), _flat(vp, acc)).to(v.dtype)
+        ctx.save_for_backward(qp, kp, vp, out, lse)
+        ctx.plan, ctx.scale, ctx.dropout, ctx.seed = plan, scale, dropout, seed
+        return plan.from_plan(out.view(rows, heads, -1))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        qp, kp, vp, out, lse = ctx.saved_tensors
+        plan, scale, dropout, seed = ctx.plan, ctx.scale, ctx.dropout, ctx.seed
+        acc = lse.dtype
+        with torch.autocast(grad_out.device.type, enabled=False):
+            qh, kh, vh = (_flat(t, acc) for t in (qp, kp, vp))
+            grad_h = _flat(plan.to_plan(grad_out), acc)
+            weights = plan.sddmm(qh, kh, scale, shift=lse).exp_()
+            # delta_i = sum_j p_ij dP_ij = <dout_i, out_i>: the softmax backward without weights.
+            delta = torch.sum(grad_h * out, dim=-1)
+            if dropout > 0:
+                kept = _dropout_keep(seed, plan.nnz, dropout, qp.device).to(acc) / (1 - dropout)
+                shifted = plan.sddmm(grad_h, vh).mul_(kept).sub_(delta.index_select(0, plan.row))
+                used = weights * kept
+            else:
+                shifted = plan.sddmm(grad_h, vh, shift=delta)
+                used = weights
+            grad_v = spmm(plan.transposed(used), grad_h)
+            del used
+            grad_scores = weights.mul_(shifted).mul_(scale)
+            del shifted
+            grad_q = spmm(plan.matrix(grad_scores), kh)
+            grad_k = spmm(plan.transposed(grad_scores), qh)
+        return (
+            _from_flat(grad_q, qp, plan), _from_flat(grad_k, kp, plan),
+            _from_flat(grad_v, vp, plan), None, None, None, None,
+        )  # fmt: skip
+
+
+def _flat(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[R, H, D]`` as the kernels' ``[R·H, D]`` operand in ``dtype`` (a view if it can be)."""
+    return x.reshape(x.size(0) * x.size(1), x.size(-1)).to(dtype)
+
+
+def _from_flat(grad: Tensor, like: Tensor, plan: HeadCSR) -> Tensor:
+    return plan.from_plan(grad.view(like.shape)).to(like.dtype)
