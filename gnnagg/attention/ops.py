@@ -9,8 +9,9 @@ r"""Masked multi-head attention over a :class:`MaskIndex`: one op, three backend
 over the keys :math:`\mathcal{N}(i)` the mask allows. Rows without keys give 0.
 
 * ``"sparse"`` -- scores only on allowed pairs through sparse CSR kernels (SDDMM, row softmax,
-  SpMM), all heads in one block-diagonal product, scores recomputed in backward
-  (:class:`SparseAttention`); any device, float16/bfloat16/float32/float64, dropout.
+  SpMM), all heads in one product with heads interleaved, rows in the mask's locality order
+  where that pays, weights recomputed in backward (:mod:`~gnnagg.attention.sparse`); any
+  device, float16/bfloat16/float32/float64, ``torch.autocast``, dropout.
 * ``"flex"`` -- ``torch.nn.attention.flex_attention`` with the mask's ``BlockMask``, rows in a
   locality order (tokens first, then Morton or reverse Cuthill--McKee); training on CUDA, forward
   only on CPU (torch's CPU backward is not implemented).
@@ -68,6 +69,30 @@ def graph_attention(
 
     Returns:
         ``[R, heads, d_v]``; rows whose mask row is empty are 0.
+
+    **Mixed precision.** Under ``torch.autocast`` (CPU or CUDA) q, k and v are cast to the
+    autocast dtype (bfloat16 or float16; float64 stays), as torch's own attention does, and
+    the kernels run with autocast off. float16 and bfloat16 inputs are stored and returned in
+    their dtype while the scores, the row max, the log-sum-exp and the weights are float32, so
+    a row's softmax neither overflows nor loses its small weights; the output and the
+    gradients of q, k, v are in the input dtype. The sparse backend's SDDMM and SpMM run on
+    float32 copies of the half-precision operands, made for each product and freed after it.
+
+    **Memory of the sparse backend** (``R`` rows, ``E = mask_index.nnz`` pairs, ``H`` heads,
+    head widths ``D`` (q, k) and ``D_v`` (v), ``s`` bytes per input element, float32 work):
+
+    * built once per (mask, heads) and cached on the mask: ``16·H`` bytes per pair (int32
+      indices of the interleaved CSR, its transpose and the row of each pair; ``32·H`` beyond
+      2³¹ pairs) and ``8·H`` per row; with the locality order also the renumbered mask, 16
+      bytes per pair and 24 per row;
+    * forward: no ``[E·H, D]`` gather and no dense score matrix, only ``[E·H]`` vectors: at most
+      ``8·H`` bytes per pair at a time (``9·H`` with dropout), none kept. Saved for backward:
+      q, k, v as given (the permuted copies instead when the locality order is used, the
+      inputs then being free to go), the output (``H·D_v·s`` bytes per row) and the float32
+      log-sum-exp (``4·H`` per row), never the ``[E·H]`` weights;
+    * backward: at most ``12·H`` bytes per pair at a time (``20·H`` with dropout: the
+      recomputed weights, their gradient and one permuted copy for the transposed products),
+      plus the gradients of q, k, v (``H·(2·D + D_v)·s`` bytes per row).
 
     On every backend a pair the mask does not allow contributes nothing, forward and backward:
     a NaN or inf in a row of ``q``, ``k`` or ``v`` reaches only the rows that attend it (and

@@ -236,7 +236,7 @@ class SparseAttention(torch.autograd.Function):
             # delta_i = sum_j p_ij dP_ij = <dout_i, out_i>: the softmax backward without weights.
             delta = torch.sum(grad_h * out, dim=-1)
             if dropout > 0:
-                kept = _dropout_keep(seed, plan.nnz, dropout, qp.device).to(acc) / (1 - dropout)
+                kept = _dropout_keep(seed, plan.nnz, dropout, qp.device).to(acc).div_(1 - dropout)
                 shifted = plan.sddmm(grad_h, vh).mul_(kept).sub_(delta.index_select(0, plan.row))
                 used = weights * kept
             else:

@@ -91,29 +91,6 @@ def test_sparse_gradcheck_with_tokens_and_empty_rows():
     assert torch.autograd.gradcheck(run, (q, k, v))
 
 
-@pytest.mark.parametrize("locality", [False, True])
-def test_head_csr_interleaves_heads_with_its_transpose(locality):
-    from gnnagg.attention.sparse import head_csr
-
-    mask_index = (khop(2) | global_tokens(1)).build(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]),
-                                                    pos=torch.rand(4, 2))
-    plan = head_csr(mask_index, 3, locality=locality)
-    assert head_csr(mask_index, 3, locality=locality) is plan
-    assert plan.col.dtype == plan.rowptr.dtype == torch.int32
-    if locality:
-        order = mask_index.locality_order()
-        assert torch.equal(plan.order, order) and torch.equal(order[plan.inverse], torch.arange(5))
-        mask_index = mask_index.reorder(order)
-    # Head h of row r is row r * 3 + h, attending the keys c * 3 + h.
-    dense = torch.kron(mask_index.to_dense().double(), torch.eye(3, dtype=torch.float64))
-    values = torch.arange(1.0, plan.nnz + 1, dtype=torch.float64)
-    matrix = plan.matrix(values).to_dense()
-    assert torch.equal(matrix != 0, dense != 0)
-    assert torch.equal(plan.transposed(values).to_dense(), matrix.t())
-    assert torch.equal(plan.row.long(), torch.repeat_interleave(torch.arange(plan.size),
-                                                                plan.rowptr.long().diff()))
-
-
 def test_sparse_dropout_gradcheck_and_determinism():
     mask_index = khop(2).build(torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
     q, k, v = inputs(mask_index.num_rows, heads=2, dim=3, dtype=torch.float64)
