@@ -24,7 +24,7 @@ from torch.autograd.function import once_differentiable
 
 from .mask_index import MaskIndex
 
-__all__ = ["HeadCSR", "SparseAttention", "head_csr"]
+__all__ = ["HeadCSR", "SparseAttention", "head_csr", "kernel_order"]
 
 #: The locality order is considered from this many rows on (smaller inputs stay in cache).
 LOCALITY_MIN_ROWS = 4096
@@ -166,14 +166,38 @@ def _locality_pays(mask_index: MaskIndex) -> bool:
     return float((moved <= LOCALITY_WINDOW).float().mean()) >= near + LOCALITY_GAIN
 
 
+def _cached_locality_pays(mask_index: MaskIndex) -> bool:
+    key = ("locality_pays",)
+    if key not in mask_index._cache:
+        mask_index._cache[key] = _locality_pays(mask_index)
+    return mask_index._cache[key]
+
+
+def kernel_order(mask_index: MaskIndex) -> tuple[MaskIndex, Tensor, Tensor] | None:
+    """``(mask, order, inverse)``: ``mask_index`` renumbered in the row order the sparse
+    kernels run in, with the permutation (new row ``r`` is old row ``order[r]``) and its
+    inverse; ``None`` when that is the mask's own order.
+
+    A layer that permutes its input rows once (``x[order]``, attending with the returned mask)
+    and its output back (``out[inverse]``) saves the sparse backend from permuting q, k, v,
+    the output and their gradients; the result is the same. Cached.
+    """
+    if not _cached_locality_pays(mask_index):
+        return None
+    key = ("kernel_order",)
+    if key not in mask_index._cache:
+        order = mask_index.locality_order()
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        mask_index._cache[key] = (locality_mask(mask_index), order, inverse)
+    return mask_index._cache[key]
+
+
 def head_csr(mask_index: MaskIndex, heads: int, locality: bool | None = None) -> HeadCSR:
     """The cached :class:`HeadCSR` of ``mask_index`` for ``heads`` heads; ``locality``
     ``None`` uses the locality order where it pays (:func:`_locality_pays`)."""
     if locality is None:
-        key = ("locality_pays",)
-        if key not in mask_index._cache:
-            mask_index._cache[key] = _locality_pays(mask_index)
-        locality = mask_index._cache[key]
+        locality = _cached_locality_pays(mask_index)
     key = ("head_csr", heads, bool(locality))
     if key not in mask_index._cache:
         mask_index._cache[key] = HeadCSR(mask_index, heads, bool(locality))
@@ -242,16 +266,14 @@ class SparseAttention(torch.autograd.Function):
             else:
                 shifted = plan.sddmm(grad_h, vh, shift=delta)
                 used = weights
-            grad_v = spmm(plan.transposed(used), grad_h)
+            # Each gradient leaves the kernels' order as soon as it is made.
+            grad_v = _from_flat(spmm(plan.transposed(used), grad_h), vp, plan)
             del used
             grad_scores = weights.mul_(shifted).mul_(scale)
             del shifted
-            grad_q = spmm(plan.matrix(grad_scores), kh)
-            grad_k = spmm(plan.transposed(grad_scores), qh)
-        return (
-            _from_flat(grad_q, qp, plan), _from_flat(grad_k, kp, plan),
-            _from_flat(grad_v, vp, plan), None, None, None, None,
-        )  # fmt: skip
+            grad_q = _from_flat(spmm(plan.matrix(grad_scores), kh), qp, plan)
+            grad_k = _from_flat(spmm(plan.transposed(grad_scores), qh), kp, plan)
+        return grad_q, grad_k, grad_v, None, None, None, None
 
 
 def _flat(x: Tensor, dtype: torch.dtype) -> Tensor:

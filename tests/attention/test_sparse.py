@@ -148,3 +148,26 @@ def test_graph_attention_layer_trains_under_autocast(backend):
     out.float().square().mean().backward()
     assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
                for p in layer.parameters())
+
+
+def test_layers_permute_rows_into_the_kernel_order_with_the_same_result(monkeypatch):
+    from gnnagg.bench.studies.attention.run import AttentionLayer
+
+    edge_index, pos = grid(side=12, shuffle=True)
+    mask = khop(2) | global_tokens(1)
+    torch.manual_seed(0)
+    layer = GraphAttention(8, heads=2, mask=mask, backend="sparse").double()
+    bench_layer = AttentionLayer(8, 4, 2, "sparse").double()
+    feats = torch.randn(144, 8, dtype=torch.float64, requires_grad=True)
+    rows = torch.randn(145, 8, dtype=torch.float64, requires_grad=True)
+    monkeypatch.setattr(sparse, "LOCALITY_WINDOW", 12)
+    results = []
+    for min_rows in (10**9, 0):
+        monkeypatch.setattr(sparse, "LOCALITY_MIN_ROWS", min_rows)
+        mask_index = mask.build(edge_index, pos=pos)
+        outs = (layer(feats, mask_index=mask_index), bench_layer(rows, mask_index))
+        grads = torch.autograd.grad(sum(o.square().sum() for o in outs), (feats, rows))
+        results.append(outs + grads)
+        assert (sparse.kernel_order(mask_index) is None) == (min_rows > 0)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)

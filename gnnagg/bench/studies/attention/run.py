@@ -117,10 +117,17 @@ class AttentionLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, gmask: Any) -> torch.Tensor:
         from ....attention import graph_attention
+        from ....attention.sparse import kernel_order
 
+        # As GraphAttention does: rows in the sparse kernels' order, permuted once each way.
+        ordered = kernel_order(gmask) if self.backend == "sparse" else None
+        if ordered is not None:
+            gmask, order, inverse = ordered
+            x = x.index_select(0, order)
         shape = (x.size(0), self.heads, self.channels)
         q, k, v = self.query(x).view(shape), self.key(x).view(shape), self.value(x).view(shape)
-        return self.out(graph_attention(q, k, v, gmask, backend=self.backend).flatten(1))
+        out = self.out(graph_attention(q, k, v, gmask, backend=self.backend).flatten(1))
+        return out if ordered is None else out.index_select(0, inverse)
 
 
 def _table_mb(block_mask: Any) -> float:
