@@ -84,7 +84,7 @@ def graph_attention(
     * built once per (mask, heads) and cached on the mask: ``16·H`` bytes per pair (int32
       indices of the interleaved CSR, its transpose and the row of each pair; ``32·H`` beyond
       2³¹ pairs) and ``8·H`` per row; with the locality order also the renumbered mask, 16
-      bytes per pair and 24 per row;
+      bytes per pair and 40 per row (with the permutation and its inverse);
     * forward: no ``[E·H, D]`` gather and no dense score matrix, only ``[E·H]`` vectors: at most
       ``8·H`` bytes per pair at a time (``9·H`` with dropout), none kept. Saved for backward:
       q, k, v as given (the permuted copies instead when the locality order is used, the
