@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 test: $(STAMP)
-	$(BIN)/ruff check gnnagg tests experiments
+	$(BIN)/ruff check gnnagg tests experiments docs/examples
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -33,7 +33,7 @@ docs: $(STAMP)
 	@echo "docs: docs/_build/html/index.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check gnnagg tests experiments
+	$(BIN)/ruff check gnnagg tests experiments docs/examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build

@@ -1,4 +1,4 @@
-"""A stand-in for PyG's ``NeighborLoader`` where it cannot run, for the ported examples.
+"""A stand-in for PyG's ``NeighborLoader`` where it cannot run, for the examples in this folder.
 
 PyG's ``NeighborLoader`` samples with ``pyg-lib`` or ``torch-sparse``, and neither installs
 from PyPI for the torch this project uses. This module samples the same way in plain torch:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from .._checks import (
     check_allocation,
     check_bool,
+    check_choice,
     check_count,
     check_positive,
     check_seed,
@@ -28,6 +29,7 @@ from ..monoids import (
     MONOIDS,
     GRUMonoid,
     Monoid,
+    associativity_by_level,
     associativity_gap,
     fused_tree_reduce,
     identity_gap,
@@ -46,6 +48,9 @@ from .base import (
 )
 
 __all__ = ["LCMAggregation"]
+
+#: The values of :class:`LCMAggregation`'s ``leaf=``.
+LEAVES = ("relu", "tanh", "layer_norm", "none")
 
 # What the last forward remembers when it ran without gradients: nothing to regularise.
 _NO_GRAD = "no_grad"
@@ -66,9 +71,18 @@ class LCMAggregation(NeighbourhoodAggregation):
         in_channels: size of each message, or ``-1`` to learn it from the first forward (as
             PyG's lazy modules: run one batch before building the optimiser).
         out_channels: size of each output (and of the monoid's elements).
-        project: apply ``Linear(in_channels, out_channels)`` and ReLU to messages before
-            reducing (as PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
+        project: apply ``Linear(in_channels, out_channels)`` to messages before reducing (as
+            PyG's ``LCMAggregation``). Without it, ``in_channels`` must equal
             ``out_channels``.
+        leaf: what each (projected) message passes through to become a leaf of the tree:
+            ``"layer_norm"`` (``nn.LayerNorm(out_channels)``), ``"relu"`` (PyG's, after its
+            projection), ``"tanh"`` or ``"none"``. Default ``None``: ``"layer_norm"`` with
+            ``project``, ``"none"`` without. Layer-normalised leaves have one scale whatever
+            the messages' (ReLU leaves of small messages are small, and the GRU monoid then
+            works near its linear regime): on the LCM paper's second-minimum task the GRU
+            monoid reaches a given validation accuracy several times sooner with them than
+            with ReLU leaves (measurements in the benchmark pages). ``leaf="relu"`` computes
+            PyG's operator (its checkpoints load into that configuration).
         monoid: ``"gru"`` (the paper's operator), ``"conjugated_sum"``, ``"softmax"``, or a
             :class:`~gnnagg.monoids.Monoid` instance with ``channels == out_channels``.
         shuffle: randomly reorder each neighbourhood at every forward in training mode (it
@@ -96,6 +110,7 @@ class LCMAggregation(NeighbourhoodAggregation):
         monoid: str | Monoid = "gru",
         shuffle: bool = False,
         allow_direct_reduce: bool = True,
+        leaf: str | None = None,
         **monoid_kwargs,
     ) -> None:
         super().__init__(shuffle=shuffle)
@@ -115,6 +130,10 @@ class LCMAggregation(NeighbourhoodAggregation):
                          f"in_channels={in_channels}, out_channels={out_channels}: the projection",
                          "cpu")
         self.lin = linear(in_channels, out_channels) if project else None
+        if leaf is None:
+            leaf = "layer_norm" if project else "none"
+        self.leaf = check_choice(leaf, "leaf", LEAVES)
+        self.leaf_norm = nn.LayerNorm(out_channels) if leaf == "layer_norm" else None
         if isinstance(monoid, str):
             if monoid not in MONOIDS:
                 raise ValueError(f"monoid must be one of {sorted(MONOIDS)}, got {monoid!r}")
@@ -164,6 +183,8 @@ class LCMAggregation(NeighbourhoodAggregation):
     def reset_parameters(self) -> None:
         if self.lin is not None:
             self.lin.reset_parameters()
+        if self.leaf_norm is not None:
+            self.leaf_norm.reset_parameters()
         self.monoid.reset_parameters()
 
     # -- the reduction --------------------------------------------------------------------------
@@ -171,7 +192,13 @@ class LCMAggregation(NeighbourhoodAggregation):
         """Messages (rows first, in any order) to monoid states, row by row."""
         x = x.to(self.work_dtype(x.dtype))
         if self.lin is not None:
-            x = F.relu(self.lin(x))
+            x = self.lin(x)
+        if self.leaf == "relu":
+            x = F.relu(x)
+        elif self.leaf == "tanh":
+            x = torch.tanh(x)
+        elif self.leaf_norm is not None:
+            x = self.leaf_norm(x)
         states = self.monoid.lift(x)
         self._remember(states)
         return states
@@ -292,6 +319,33 @@ class LCMAggregation(NeighbourhoodAggregation):
         self._check_states(states)
         return self.monoid.lower(states)
 
+    # -- diagnostics ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def associativity_by_level(
+        self,
+        x: Tensor,
+        index: Tensor | None = None,
+        ptr: Tensor | None = None,
+        dim_size: int | None = None,
+        dim: int = -2,
+        plan: SegmentPlan | None = None,
+        num_samples: int = 1024,
+        seed: int = 0,
+    ) -> list[dict[str, float]]:
+        """How far the monoid is from associative on the states each level of this input's
+        reduction trees holds (:func:`~gnnagg.monoids.associativity_by_level`; level 0: the
+        leaves, the last level: the roots). Messages are read in edge order; nothing is
+        remembered for the regularisers."""
+        groups = self.group(x, index, ptr, dim_size, dim, plan)
+        remembered = self._last_forward.get()
+        try:
+            states = self._lift(groups.messages)
+        finally:
+            self._last_forward.set(remembered)
+        return associativity_by_level(
+            self.monoid, states, _grouped_plan(groups), num_samples, seed
+        )
+
     # -- regularisers ---------------------------------------------------------------------------
     def _remembered_states(self) -> Tensor:
         states = self._last_forward.get()
@@ -353,5 +407,6 @@ class LCMAggregation(NeighbourhoodAggregation):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-            f"monoid={self.monoid.__class__.__name__}, project={self.project})"
+            f"monoid={self.monoid.__class__.__name__}, project={self.project}, "
+            f"leaf={self.leaf!r})"
         )

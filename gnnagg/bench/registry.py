@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,16 +58,18 @@ class AggregatorSpec:
     ``needs_degree``. ``width(channels)`` is the size of the module's output.
     ``order_sensitive``: the output depends on the order of the messages (recurrent
     aggregators and LCM trees of a monoid that is only approximately associative), so
-    training reorders each neighbourhood every epoch when asked to.
+    training reorders each neighbourhood every epoch when asked to. ``options``: the keyword
+    options ``build`` takes (``build(channels, deg, **options)``).
     """
 
     name: str
     library: str
     description: str
-    build: Callable[[int, Tensor | None], nn.Module]
+    build: Callable[..., nn.Module]
     width: Callable[[int], int]
     needs_degree: bool = False
     order_sensitive: bool = False
+    options: tuple[str, ...] = ()
 
 
 def _pyg(name: str) -> Callable[[int, Tensor | None], nn.Module]:
@@ -110,11 +113,17 @@ def _pyg_learnable(kind: str) -> Callable[[int, Tensor | None], nn.Module]:
     return build
 
 
-def _lcm(monoid: str) -> Callable[[int, Tensor | None], nn.Module]:
-    def build(channels: int, deg: Tensor | None) -> nn.Module:
-        return LCMAggregation(channels, channels, monoid=monoid)
+def _lcm(monoid: str) -> Callable[..., nn.Module]:
+    def build(channels: int, deg: Tensor | None, **options) -> nn.Module:
+        return LCMAggregation(channels, channels, monoid=monoid, **options)
 
     return build
+
+
+# The LCM's training options a study may set (LCMAggregation's leaf, the GRU monoid's init and
+# layer_norm); the exact monoids take the leaf only.
+_LCM_OPTIONS = ("leaf",)
+_LCM_GRU_OPTIONS = ("leaf", "init", "layer_norm")
 
 
 def _same(channels: int) -> int:
@@ -174,6 +183,7 @@ AGGREGATORS: dict[str, AggregatorSpec] = {
             _lcm("gru"),
             _same,
             order_sensitive=True,
+            options=_LCM_GRU_OPTIONS,
         ),
         AggregatorSpec(
             "lcm_conjugated_sum",
@@ -181,6 +191,7 @@ AGGREGATORS: dict[str, AggregatorSpec] = {
             "gnnagg LCMAggregation, conjugated-sum monoid",
             _lcm("conjugated_sum"),
             _same,
+            options=_LCM_OPTIONS,
         ),
         AggregatorSpec(
             "lcm_softmax",
@@ -188,6 +199,7 @@ AGGREGATORS: dict[str, AggregatorSpec] = {
             "gnnagg LCMAggregation, softmax monoid",
             _lcm("softmax"),
             _same,
+            options=_LCM_OPTIONS,
         ),
         AggregatorSpec(
             "gru",
@@ -222,15 +234,25 @@ def check_aggregators(names: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def build_aggregator(name: str, channels: int, deg: Tensor | None = None) -> nn.Module:
-    """Build aggregator ``name`` for messages of ``channels`` features.
+def build_aggregator(
+    name: str, channels: int, deg: Tensor | None = None, **options: Any
+) -> nn.Module:
+    """Build aggregator ``name`` for messages of ``channels`` features, with the keyword
+    ``options`` its entry takes (:attr:`AggregatorSpec.options`).
 
     Raises ``ValueError`` for an unknown name (listing the valid ones), a non-positive
-    ``channels``, or ``pna`` without ``deg``.
+    ``channels``, ``pna`` without ``deg``, or an option the aggregator does not take.
     """
     if name not in AGGREGATORS:
         raise ValueError(f"name: unknown aggregator {name!r}; valid names are {list(AGGREGATORS)}")
-    return AGGREGATORS[name].build(check_positive(channels, "channels"), deg)
+    channels = check_positive(channels, "channels")
+    spec = AGGREGATORS[name]
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise ValueError(
+            f"options: {name!r} takes {list(spec.options) or 'no options'}, got {unknown}"
+        )
+    return spec.build(channels, deg, **options)
 
 
 def regulariser_loss(module: nn.Module, num_samples: int = 256) -> Tensor | None:

@@ -12,9 +12,10 @@ nodes for the attention benchmarks. All these mesh graphs are ``Data(pos, edge_i
 
 :func:`channel_mesh` is the simplicial mesh (cells and node types, not only edges) on which
 :mod:`gnnagg.data.simulation` solves its advection--diffusion problems: CylinderFlow's channel
-:math:`[0, 2.2] \times [0, 0.41]` minus a cylinder of radius 0.05 centred at :math:`(0.2, 0.2)`,
-or in 3-D the box :math:`[0, 2.2] \times [0, 0.41]^2` minus a sphere of radius 0.05 centred at
-:math:`(0.2, 0.2, 0.2)`.
+:math:`[0, 2.2] \times [0, 0.41]` minus a cylinder (by default of radius 0.05 centred at
+:math:`(0.2, 0.2)`), or in 3-D the box :math:`[0, 2.2] \times [0, 0.41]^2` minus a sphere (by
+default of radius 0.05 centred at :math:`(0.2, 0.2, 0.2)`); any other centre and radius that
+keep the obstacle inside the box give another geometry.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from .._checks import check_allocation
+from .._checks import check_allocation, check_finite
 from .._files import atomic_write
 from .download import FetchError
 from .safe_load import load_weights_only
@@ -41,6 +42,7 @@ __all__ = [
     "delaunay_mesh",
     "lattice_mesh",
     "load_airfoil",
+    "obstacle_geometry",
 ]
 
 _AIRFOIL_FILE = "airfoil.pt"
@@ -176,14 +178,17 @@ def _check_num_nodes(num_nodes: object, dim: int) -> int:
 class ChannelMesh:
     """A simplicial mesh of the channel: ``pos`` ``[N, dim]`` (float64), ``cells``
     ``[num_cells, dim + 1]`` (int64, node ids of each triangle or tetrahedron), ``node_type``
-    ``[N]`` (codes into :data:`NODE_TYPES`), ``spacing`` (mean edge length :math:`h`) and
-    ``obstacle`` (whether the obstacle was cut out)."""
+    ``[N]`` (codes into :data:`NODE_TYPES`), ``spacing`` (mean edge length :math:`h`),
+    ``obstacle`` (whether the obstacle was cut out), and the obstacle's ``centre`` and
+    ``radius`` (:func:`obstacle_geometry`; ``None`` where not recorded)."""
 
     pos: np.ndarray
     cells: np.ndarray
     node_type: np.ndarray
     spacing: float
     obstacle: bool = True
+    centre: tuple[float, ...] | None = None
+    radius: float | None = None
 
     @property
     def dim(self) -> int:
@@ -219,9 +224,40 @@ def _mesh_edges(cells: np.ndarray, num_nodes: int) -> np.ndarray:
     return np.stack([keys // num_nodes, keys % num_nodes])
 
 
-def _grid_points(spacing: float, dim: int, obstacle: bool, seed: int):
+def obstacle_geometry(
+    dim: int, centre: object = None, radius: object = None
+) -> tuple[tuple[float, ...], float]:
+    """The obstacle's ``(centre, radius)`` in the ``dim``-D channel: the given ones, checked
+    (the obstacle must lie inside the box), or CylinderFlow's where ``None``."""
+    dim = _check_dim(dim)
+    box, default_centre, default_radius = _DOMAINS[dim]
+    radius = default_radius if radius is None else check_finite(radius, "radius", positive=True)
+    if centre is None:
+        centre = default_centre
+    try:
+        centre = tuple(check_finite(c, "centre") for c in centre)  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(f"centre: expected {dim} coordinates, got {centre!r}") from None
+    if len(centre) != dim:
+        raise ValueError(f"centre: expected {dim} coordinates, got {len(centre)}")
+    if any(c - radius <= 0 or c + radius >= size for c, size in zip(centre, box)):
+        raise ValueError(
+            f"centre, radius: the obstacle (centre {centre}, radius {radius}) must lie inside "
+            f"the box {box}"
+        )
+    return centre, radius
+
+
+def _grid_points(
+    spacing: float,
+    dim: int,
+    obstacle: bool,
+    seed: int,
+    centre: tuple[float, ...],
+    radius: float,
+):
     """Jittered grid points, exact on the box faces, with the obstacle's surface points."""
-    box, centre, radius = _DOMAINS[dim]
+    box = _DOMAINS[dim][0]
     size = np.asarray(box)
     cells_per_axis = np.maximum(np.ceil(size / spacing).astype(np.int64), 2)
     step = size / cells_per_axis
@@ -262,7 +298,13 @@ def _grid_points(spacing: float, dim: int, obstacle: bool, seed: int):
 
 
 def channel_mesh(
-    num_nodes: int, dim: int = 2, *, obstacle: bool = True, seed: int = 0
+    num_nodes: int,
+    dim: int = 2,
+    *,
+    obstacle: bool = True,
+    seed: int = 0,
+    centre: tuple[float, ...] | None = None,
+    radius: float | None = None,
 ) -> ChannelMesh:
     """A Delaunay mesh of the channel with exactly ``num_nodes`` nodes.
 
@@ -270,12 +312,15 @@ def channel_mesh(
     surface sampled at 0.8 spacings and a clear shell around it; the spacing is the largest that
     gives at least ``num_nodes`` points, and the few extra interior points are dropped at random.
     Elements with every vertex on the obstacle (those inside it) and degenerate elements from
-    co-planar wall points are removed. Deterministic for ``seed``.
+    co-planar wall points are removed. Deterministic for ``seed`` and the geometry.
 
     :param num_nodes: node count; 2-D from 200 to 2,000,000, 3-D from 1,000 to 200,000.
     :param dim: 2 (the cylinder channel) or 3 (a sphere in a box).
     :param obstacle: cut the obstacle out (``False``: the plain box, for conservation tests).
     :param seed: seed of the jitter and of the dropped points.
+    :param centre: the obstacle's centre (``dim`` coordinates; default CylinderFlow's).
+    :param radius: the obstacle's radius (default 0.05). The obstacle and its clear shell (a
+        spacing thick) must stay inside the box: a ``ValueError`` says so otherwise.
     :returns: a :class:`ChannelMesh`.
     """
     dim = _check_dim(dim)
@@ -283,16 +328,17 @@ def channel_mesh(
     seed = _check_int("seed", seed, 0, 2**63 - 1)
     if not isinstance(obstacle, bool):
         raise TypeError(f"obstacle: expected a bool, got {type(obstacle).__name__}")
+    centre, radius = obstacle_geometry(dim, centre, radius)
     try:
         from scipy.spatial import Delaunay
     except ImportError as err:  # pragma: no cover - scipy is in the data extra
         raise ImportError("mesh simulations need scipy: pip install 'gnnagg[data]'") from err
 
-    box, _, radius = _DOMAINS[dim]
+    box = _DOMAINS[dim][0]
     volume = math.prod(box) - (obstacle * (math.pi * radius**2 if dim == 2 else 0.0))
 
     def count(h: float) -> int:
-        return len(_grid_points(h, dim, obstacle, seed)[0])
+        return len(_grid_points(h, dim, obstacle, seed, centre, radius)[0])
 
     # The largest spacing with enough points: grow a bracket, then bisect.
     fine = (volume / num_nodes) ** (1 / dim)
@@ -309,7 +355,13 @@ def channel_mesh(
             coarse = middle
         if coarse - fine < 1e-9 * fine:
             break
-    points, types, _ = _grid_points(fine, dim, obstacle, seed)
+    gap = min(min(c - radius, size - c - radius) for c, size in zip(centre, box))
+    if obstacle and gap < fine:
+        raise ValueError(
+            f"centre, radius: the obstacle comes within {gap:.3g} of a wall, less than the "
+            f"mesh spacing {fine:.3g} of {num_nodes} nodes; move it, shrink it or use more nodes"
+        )
+    points, types, _ = _grid_points(fine, dim, obstacle, seed, centre, radius)
     excess = len(points) - num_nodes
     if excess:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1, dim]))
@@ -346,5 +398,7 @@ def channel_mesh(
         node_type=types.astype(np.int64),
         spacing=spacing,
         obstacle=obstacle,
+        centre=centre,
+        radius=radius,
     )
 

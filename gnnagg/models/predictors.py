@@ -9,14 +9,17 @@ MeshSimulator`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..data import MeshSimulation
+from ..data import NODE_TYPES, MeshSimulation
 
 __all__ = ["MeanDeltaBaseline", "PersistenceBaseline", "SolverOracle"]
+
+OBSTACLE = NODE_TYPES.index("obstacle")
 
 
 class SolverOracle:
@@ -48,19 +51,59 @@ class PersistenceBaseline:
 
 
 class MeanDeltaBaseline:
-    r"""The trivial baseline :math:`u^{t+1} = u^t + \overline{\Delta u}`: the mean change of
-    every node over all transitions of the ``split`` trajectories (a per-node constant that
-    knows where the obstacle feeds the field in on average, and nothing else)."""
+    r"""The trivial baseline :math:`u^{t+1} = u^t + \overline{\Delta u}`: the mean change at each
+    place of the channel over all transitions of the ``split`` trajectories (a constant field
+    that knows where the obstacle feeds the field in on average, and nothing else).
+
+    When every trajectory shares one mesh the place is the node (``mean_delta`` ``[N]``). With
+    one mesh per trajectory (``geometry="varied"``) it is a cell of a grid of one mean mesh
+    spacing laid over the channel (``bin_mean``, over the free nodes that fell in each cell; a
+    cell no training node fell in takes the mean over all of them), so that the baseline
+    applies to meshes it has never seen.
+    """
 
     def __init__(self, sim: MeshSimulation, split: str = "train") -> None:
         ids = sim.split(split)
         if len(ids) == 0:
             raise ValueError(f"split: {split!r} has no trajectories in this data set")
         u = sim.u[ids].to(torch.float64)
-        self.mean_delta = (u[:, 1:] - u[:, :-1]).mean(dim=(0, 1))
+        per_trajectory = (u[:, 1:] - u[:, :-1]).mean(dim=1)
         self.sim = sim
+        self.mean_delta: Tensor | None = None
+        if sim.num_meshes == 1:
+            self.mean_delta = per_trajectory.mean(dim=0)
+            return
+        self.bin_size = sum(m.spacing for m in sim.meshes) / sim.num_meshes
+        self.shape = tuple(math.ceil(size / self.bin_size) for size in sim.meshes[0].box)
+        sums = torch.zeros(math.prod(self.shape), dtype=torch.float64)
+        counts = torch.zeros_like(sums)
+        free = sim.node_types(ids) != OBSTACLE
+        for row, trajectory in enumerate(ids.tolist()):
+            bins = self._bins(sim, trajectory)[free[row]]
+            sums.index_add_(0, bins, per_trajectory[row, free[row]])
+            counts.index_add_(0, bins, torch.ones(len(bins), dtype=torch.float64))
+        overall = float(sums.sum() / counts.sum())
+        self.bin_mean = torch.where(counts > 0, sums / counts.clamp_min(1.0), overall)
+
+    def _bins(self, sim: MeshSimulation, trajectory: int) -> Tensor:
+        pos = sim.graph(trajectory).pos.to(torch.float64)
+        cell = (pos / self.bin_size).floor().long()
+        for axis, count in enumerate(self.shape):
+            cell[:, axis] = cell[:, axis].clamp(0, count - 1)
+        flat = torch.zeros(len(pos), dtype=torch.long)
+        for axis, count in enumerate(self.shape):
+            flat = flat * count + cell[:, axis]
+        return flat
 
     def predict_next(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
-        if sim.num_nodes != self.mean_delta.numel():
-            raise ValueError(f"sim: built for {self.mean_delta.numel()} nodes, got {sim.num_nodes}")
-        return (u.to(torch.float64) + self.mean_delta).to(u.dtype)
+        if self.mean_delta is not None:
+            if sim.num_nodes != self.mean_delta.numel() or sim.num_meshes != 1:
+                raise ValueError(
+                    f"sim: built for one mesh of {self.mean_delta.numel()} nodes, got "
+                    f"{sim.num_meshes} mesh(es) of {sim.num_nodes}"
+                )
+            return (u.to(torch.float64) + self.mean_delta).to(u.dtype)
+        delta = torch.stack(
+            [self.bin_mean[self._bins(sim, t)] for t in trajectories.reshape(-1).tolist()]
+        )
+        return (u.to(torch.float64) + delta.to(u.device)).to(u.dtype)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -133,11 +134,11 @@ def edge_input_channels(dim: int) -> int:
 
 @dataclass(frozen=True)
 class BatchedMesh:
-    """``B`` copies of a data set's mesh as one graph, as :meth:`MeshSimulator.batched_mesh`
-    builds it on the simulator's device and dtype: ``edge_index`` ``[2, B * E]``, ``pos``
-    ``[B * N, dim]``, ``node_type_one_hot`` ``[B * N, len(NODE_TYPES)]``, raw ``edge_attr``
-    ``[B * E, dim + 1]``, ``batch`` ``[B * N]`` and the ``obstacle`` nodes of one copy
-    ``[N]``."""
+    """The meshes of ``B`` trajectories as one graph (each trajectory's own mesh, or ``B``
+    copies of a shared one), as :meth:`MeshSimulator.batched_mesh` builds it on the simulator's
+    device and dtype: ``edge_index`` ``[2, E_1 + ... + E_B]``, ``pos`` ``[B * N, dim]``,
+    ``node_type_one_hot`` ``[B * N, len(NODE_TYPES)]``, raw ``edge_attr`` ``[E_1 + ... + E_B,
+    dim + 1]``, ``batch`` ``[B * N]`` and the ``obstacle`` nodes ``[B, N]``."""
 
     edge_index: Tensor
     pos: Tensor
@@ -145,9 +146,6 @@ class BatchedMesh:
     edge_attr: Tensor
     batch: Tensor
     obstacle: Tensor
-    # The data set's own edge_index: held so that a cache key reusing a freed object's id
-    # cannot match (a new data set has a new tensor).
-    source: Tensor
 
 
 class NextStepPredictor(Protocol):
@@ -200,7 +198,10 @@ class MeshSimulator(NoTorchScript, nn.Module):
         )
         self.edge_normalizer = OnlineNormalizer(edge_input_channels(dim), max_accumulations)
         self.output_normalizer = OnlineNormalizer(1, max_accumulations)
-        self._meshes: dict[tuple[int, int, str, torch.dtype], BatchedMesh] = {}
+        # Keyed by the data set's id, holding a weak reference to it: a key that reuses a freed
+        # data set's id cannot match (the reference no longer points at the new one).
+        self._parts: dict[tuple[Any, ...], tuple[weakref.ref, BatchedMesh]] = {}
+        self._batches: dict[tuple[Any, ...], tuple[weakref.ref, BatchedMesh]] = {}
 
     @property
     def dtype(self) -> torch.dtype:
@@ -216,35 +217,61 @@ class MeshSimulator(NoTorchScript, nn.Module):
             return p.device
         return self.output_normalizer.total.device
 
-    def batched_mesh(self, sim: MeshSimulation, num_graphs: int) -> BatchedMesh:
-        """``num_graphs`` copies of the mesh as one graph (cached per size, device, dtype)."""
+    def _mesh_part(self, sim: MeshSimulation, trajectory: int) -> BatchedMesh:
+        """One trajectory's mesh as a one-graph :class:`BatchedMesh` (cached per mesh)."""
         device, dtype = self.device, self.dtype
-        key = (id(sim), num_graphs, str(device), dtype)
-        cached = self._meshes.get(key)
-        if cached is None or cached.source is not sim.edge_index:
-            if len(self._meshes) > 8:
-                self._meshes.clear()
-            n = sim.num_nodes
-            offsets = torch.arange(num_graphs).repeat_interleave(sim.edge_index.shape[1]) * n
-            edge_index = sim.edge_index.repeat(1, num_graphs) + offsets
-            pos = sim.pos.to(dtype).repeat(num_graphs, 1)
-            edge_attr = mesh_edge_features(sim.edge_index, sim.pos.to(dtype))
-            one_hot = nn.functional.one_hot(sim.node_type, len(NODE_TYPES)).to(dtype)
-            self._meshes[key] = BatchedMesh(
-                edge_index=edge_index.to(device),
-                pos=pos.to(device),
-                node_type_one_hot=one_hot.repeat(num_graphs, 1).to(device),
-                edge_attr=edge_attr.repeat(num_graphs, 1).to(device),
-                batch=torch.arange(num_graphs).repeat_interleave(n).to(device),
-                obstacle=(sim.node_type == _OBSTACLE).to(device),
-                source=sim.edge_index,
+        graph = sim.graph(trajectory)
+        key = (id(sim), graph.mesh_id, str(device), dtype)
+        cached = self._parts.get(key)
+        if cached is None or cached[0]() is not sim:
+            if len(self._parts) >= 512:
+                self._parts.clear()
+            one_hot = nn.functional.one_hot(graph.node_type, len(NODE_TYPES))
+            part = BatchedMesh(
+                edge_index=graph.edge_index.to(device),
+                pos=graph.pos.to(device=device, dtype=dtype),
+                node_type_one_hot=one_hot.to(device=device, dtype=dtype),
+                edge_attr=mesh_edge_features(graph.edge_index, graph.pos.to(dtype)).to(device),
+                batch=torch.zeros(graph.pos.shape[0], dtype=torch.long, device=device),
+                obstacle=(graph.node_type == _OBSTACLE).unsqueeze(0).to(device),
             )
-        return self._meshes[key]
+            self._parts[key] = cached = (weakref.ref(sim), part)
+        return cached[1]
+
+    def batched_mesh(
+        self, sim: MeshSimulation, trajectories: Tensor | Sequence[int]
+    ) -> BatchedMesh:
+        """The meshes of ``trajectories`` as one graph, in their order (each mesh's tensors are
+        built once per data set, device and dtype; the 16 most recent batches are kept)."""
+        ids = torch.as_tensor(trajectories, dtype=torch.long).reshape(-1).tolist()
+        if not ids:
+            raise ValueError("trajectories: expected at least one trajectory id")
+        if min(ids) < 0 or max(ids) >= sim.num_trajectories:
+            raise ValueError(f"trajectories: ids must lie in [0, {sim.num_trajectories})")
+        mesh_ids = tuple(int(sim.mesh_ids[t]) for t in ids)
+        key = (id(sim), mesh_ids, str(self.device), self.dtype)
+        cached = self._batches.get(key)
+        if cached is not None and cached[0]() is sim:
+            return cached[1]
+        parts = [self._mesh_part(sim, t) for t in ids]
+        n = sim.num_nodes
+        batched = BatchedMesh(
+            edge_index=torch.cat([p.edge_index + b * n for b, p in enumerate(parts)], dim=1),
+            pos=torch.cat([p.pos for p in parts]),
+            node_type_one_hot=torch.cat([p.node_type_one_hot for p in parts]),
+            edge_attr=torch.cat([p.edge_attr for p in parts]),
+            batch=torch.cat([p.batch + b for b, p in enumerate(parts)]),
+            obstacle=torch.cat([p.obstacle for p in parts]),
+        )
+        if len(self._batches) >= 16:
+            self._batches.pop(next(iter(self._batches)))
+        self._batches[key] = (weakref.ref(sim), batched)
+        return batched
 
     def node_features(self, u: Tensor, trajectories: Tensor, sim: MeshSimulation) -> Tensor:
         """Raw (unnormalised) node features ``[B * N, C_in]`` for states ``u`` ``[B, N]``."""
         b, n = u.shape
-        mesh = self.batched_mesh(sim, b)
+        mesh = self.batched_mesh(sim, trajectories)
         dtype = mesh.pos.dtype
         ids = trajectories.cpu()
         constants = torch.cat([sim.kappa[ids].unsqueeze(1), sim.drift[ids]], dim=1)
@@ -263,7 +290,7 @@ class MeshSimulator(NoTorchScript, nn.Module):
     ) -> Tensor:
         """The normalised predicted change ``[B, N]`` from states ``u`` ``[B, N]``."""
         b, n = u.shape
-        mesh = self.batched_mesh(sim, b)
+        mesh = self.batched_mesh(sim, trajectories)
         x = self.node_normalizer(self.node_features(u, trajectories, sim), accumulate)
         edge_attr = self.edge_normalizer(mesh.edge_attr, accumulate)
         out = self.model(x, mesh.edge_index, pos=mesh.pos, edge_attr=edge_attr, batch=mesh.batch)
@@ -308,15 +335,15 @@ def one_step_rmse(
         _check_int("max_trajectories", max_trajectories, 1)
         pairs = pairs[: max_trajectories * sim.num_steps]
     pairs = pairs[pairs[:, 1] % stride == 0]
-    free = sim.node_type != _OBSTACLE
     squared, count = 0.0, 0
     for first in range(0, len(pairs), batch_size):
         traj, step = pairs[first : first + batch_size].unbind(1)
         current, truth = sim.u[traj, step], sim.u[traj, step + 1]
         prediction = _predict(predictor, current, traj, sim)
-        error = (prediction.to(torch.float64) - truth.to(torch.float64))[:, free]
+        free = sim.node_types(traj) != _OBSTACLE
+        error = (prediction.to(torch.float64) - truth.to(torch.float64)) * free
         squared += float(error.pow(2).sum())
-        count += error.numel()
+        count += int(free.sum())
     return math.sqrt(squared / count)
 
 
@@ -353,7 +380,7 @@ def rollout(
     _check_int("num_steps", num_steps, 1)
     if num_steps > sim.num_steps:
         raise ValueError(f"num_steps: the data have {sim.num_steps} steps, got {num_steps}")
-    obstacle = sim.node_type == _OBSTACLE
+    obstacle = sim.node_types(ids) == _OBSTACLE
     out = torch.empty(len(ids), num_steps + 1, sim.num_nodes, dtype=torch.float64)
     out[:, 0] = sim.u[ids, 0]
     state = sim.u[ids, 0]
@@ -384,16 +411,18 @@ def rollout_rmse(
     if max_trajectories is not None:
         _check_int("max_trajectories", max_trajectories, 1)
         ids = ids[:max_trajectories]
-    free = sim.node_type != _OBSTACLE
     squared = torch.zeros(sim.num_steps, dtype=torch.float64)
+    free_nodes = 0
     seconds: list[float] = []
     for first in range(0, len(ids), batch_size):
         chunk = ids[first : first + batch_size]
         predicted, per_step = rollout(predictor, sim, chunk)
-        error = (predicted[:, 1:] - sim.u[chunk, 1:].to(torch.float64))[:, :, free]
+        free = (sim.node_types(chunk) != _OBSTACLE).unsqueeze(1)
+        error = (predicted[:, 1:] - sim.u[chunk, 1:].to(torch.float64)) * free
         squared += error.pow(2).sum(dim=(0, 2))
+        free_nodes += int(free.sum())
         seconds.append(per_step)
-    per_step_mse = squared / (len(ids) * int(free.sum()))
+    per_step_mse = squared / free_nodes
     batch = min(batch_size, len(ids))
     return {
         "rmse": float(per_step_mse.mean().sqrt()),

@@ -3,6 +3,11 @@
 Commutative by construction (IEEE addition is commutative, so exactly, not just up to rounding);
 associative only approximately, which the associativity regulariser encourages. The identity
 element is a learned vector: it is what a node with no neighbours receives.
+
+Two options change how it trains, not what it is: ``init="average"`` starts every combination
+close to the mean of its operands (whose balanced tree is the multiset's mean at any depth),
+and ``layer_norm=True`` normalises every combination's result, so states have one scale at
+every level of the tree.
 """
 
 from __future__ import annotations
@@ -11,17 +16,31 @@ import importlib.util
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_allocation, check_choice, check_count
+from .._checks import check_allocation, check_bool, check_choice, check_count
 from ..segment.backends import get_backend
 from .base import Monoid
-from .gru_kernel import GRUPairKernel, gru_cell_parameters, symmetric_gru
+from .gru_kernel import (
+    LAYER_NORM_EPS,
+    GRUPairKernel,
+    LayerNormPairKernel,
+    gru_cell_parameters,
+    symmetric_gru,
+)
 
 __all__ = ["GRUMonoid"]
 
 #: The values of :class:`GRUMonoid`'s ``backend=``.
 _BACKENDS = ("auto", "torch", "triton")
+
+#: The values of :class:`GRUMonoid`'s ``init=``.
+INITS = ("torch", "average")
+
+#: ``init="average"``: the update gate's biases (input and hidden side) start here, so that at
+#: zero input z = sigmoid(2) ~ 0.88 and each ordering keeps most of its hidden operand.
+AVERAGE_UPDATE_BIAS = 1.0
 
 #: Dtypes the Triton kernel takes (it computes the gates in float32).
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -47,37 +66,64 @@ class GRUMonoid(Monoid):
             (default): the torch kernels, except inside
             ``gnnagg.segment.use_backend("triton")``, where the Triton ones run wherever they
             can (so one switch moves every kernel of a model to Triton).
+        init: ``"torch"`` (default): ``nn.GRUCell``'s uniform initialisation. ``"average"``:
+            the same, then the update gate's biases set to :data:`AVERAGE_UPDATE_BIAS`, so
+            each combination starts near ``½(a + b)``.
+        layer_norm: apply layer normalisation (no learned scale or shift) over the channels
+            to every combination's result, ``LN(½(GRUCell(a, b) + GRUCell(b, a)))``; still
+            exactly commutative. The tree's kernels normalise in their forward and backward
+            (:class:`~gnnagg.monoids.gru_kernel.LayerNormPairKernel`), so it stays one
+            autograd node.
     """
 
     exact = False
 
-    def __init__(self, channels: int, backend: str = "auto") -> None:
+    def __init__(
+        self, channels: int, backend: str = "auto", init: str = "torch", layer_norm: bool = False
+    ) -> None:
         super().__init__(channels)
         backend = check_choice(backend, "backend", _BACKENDS)
         if backend == "triton" and importlib.util.find_spec("triton") is None:
             raise ValueError("backend='triton' needs triton (pip install 'gnnagg[triton]')")
         self.backend = backend
+        self.init = check_choice(init, "init", INITS)
+        self.layer_norm = check_bool(layer_norm, "layer_norm")
         check_allocation((6 * self.channels + 7) * self.channels * 4,
                          f"channels={self.channels}: the GRU cell's parameters", "cpu")
         self.cell = nn.GRUCell(self.channels, self.channels)
         self.identity_element = nn.Parameter(torch.zeros(self.channels))
+        self._init_update_gate()
 
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
+        self._init_update_gate()
         nn.init.zeros_(self.identity_element)
+
+    def _init_update_gate(self) -> None:
+        if self.init != "average" or not self.cell.bias:
+            return
+        update_gate = slice(self.channels, 2 * self.channels)  # gate order r, z, n
+        with torch.no_grad():
+            self.cell.bias_ih[update_gate] = AVERAGE_UPDATE_BIAS
+            self.cell.bias_hh[update_gate] = AVERAGE_UPDATE_BIAS
 
     def combine(self, a: Tensor, b: Tensor) -> Tensor:
         self._check_operands(a, b)
-        return symmetric_gru(a, b, self.cell)
+        out = symmetric_gru(a, b, self.cell)
+        if self.layer_norm:
+            return F.layer_norm(out, out.shape[-1:], eps=LAYER_NORM_EPS)
+        return out
 
-    def pair_kernel(self) -> tuple[GRUPairKernel, tuple[Tensor, ...]]:
-        """The tree kernel ``backend`` selects, with the cell's parameters."""
+    def pair_kernel(self) -> tuple[GRUPairKernel | LayerNormPairKernel, tuple[Tensor, ...]]:
+        """The tree kernel ``backend`` selects, with the cell's parameters (wrapped in a
+        :class:`~gnnagg.monoids.gru_kernel.LayerNormPairKernel` with ``layer_norm``)."""
         params = gru_cell_parameters(self.cell)
+        kernel = GRUPairKernel()
         if self._runs_triton(params[0]):
             from .gru_triton import TritonGRUPairKernel
 
-            return TritonGRUPairKernel(), params
-        return GRUPairKernel(), params
+            kernel = TritonGRUPairKernel()
+        return (LayerNormPairKernel(kernel) if self.layer_norm else kernel), params
 
     def _runs_triton(self, weight: Tensor) -> bool:
         if self.backend == "torch":
@@ -102,7 +148,10 @@ class GRUMonoid(Monoid):
         return True
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}"
+        extra = f"{super().extra_repr()}, backend={self.backend!r}"
+        if self.init != "torch":
+            extra += f", init={self.init!r}"
+        return extra + (", layer_norm=True" if self.layer_norm else "")
 
     def identity(self, like: Tensor, num: int) -> Tensor:
         num = check_count(num, "num")

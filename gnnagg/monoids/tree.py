@@ -27,6 +27,7 @@ __all__ = [
     "TreeSchedule",
     "cached_tree_schedule",
     "fused_tree_reduce",
+    "tree_levels",
     "tree_reduce",
     "tree_schedule",
 ]
@@ -226,6 +227,43 @@ def tree_reduce(
         return identity.clone(memory_format=torch.contiguous_format)
     roots = _tree_roots(states, schedule, combine)
     return identity.index_copy(0, schedule.root_groups, roots)
+
+
+def tree_levels(
+    states: Tensor, plan: SegmentPlan, combine: Callable[[Tensor, Tensor], Tensor]
+) -> list[Tensor]:
+    """The states at every level of the trees :func:`tree_reduce` builds, for diagnostics.
+
+    Level 0 holds the leaves (``states``' rows of non-empty groups); level ``k`` every state
+    present after ``k`` rounds of combination: the pairs' results, elements carried up from
+    a lower level by groups of odd length, and the roots of groups that finished at that
+    level. The last level holds only roots. Each level's rows are in the schedule's order
+    (not grouped); a list of ``[rows_k, ...]`` tensors, through autograd when ``states`` and
+    ``combine`` are.
+    """
+    check_tensor(states, "states")
+    if not isinstance(plan, SegmentPlan):
+        raise TypeError(f"plan must be a SegmentPlan, got {type(plan).__name__}")
+    if states.dim() == 0 or states.shape[0] != plan.num_rows:
+        raise ValueError(
+            f"states must have the plan's {plan.num_rows} rows first, got shape "
+            f"{tuple(states.shape)}"
+        )
+    if not callable(combine):
+        raise TypeError(f"combine must be callable, got {type(combine).__name__}")
+    schedule = cached_tree_schedule(plan)
+    levels = []
+    current = states.index_select(0, schedule.initial_order)
+    for level in schedule.levels:
+        levels.append(current)
+        if level.num_pairs == 0:
+            break
+        left, right, carried = current[: 2 * level.num_pairs + level.num_carry].split(
+            [level.num_pairs, level.num_pairs, level.num_carry]
+        )
+        following = torch.cat([combine(left, right), carried])
+        current = following.index_select(0, level.order)
+    return levels
 
 
 def _tree_roots(

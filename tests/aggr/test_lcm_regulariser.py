@@ -21,7 +21,7 @@ def _batch(generator):
 
 def _trained_gap(weight: float, steps: int = 60, seed: int = 0) -> float:
     torch.manual_seed(seed)
-    aggr = LCMAggregation(C, C)
+    aggr = LCMAggregation(C, C, leaf="relu")
     optimiser = torch.optim.Adam(aggr.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(seed)
     for step in range(steps):

@@ -96,7 +96,7 @@ def test_one_degree_histogram_for_multisets_and_real_graphs():
     """PNA's ``deg`` of the multiset tasks and of the real data sets comes from
     degree_histogram: a multiset is the in-degree of its readout node."""
     from gnnagg.bench.studies.real.run import _degree_histogram
-    from gnnagg.bench.studies.sizegen.train import MultisetTensors
+    from gnnagg.bench.studies.sizegen.data import MultisetTensors
     from gnnagg.data import make_task
 
     dataset = make_task("maximum", num_graphs=20, seed=0)

@@ -112,6 +112,29 @@ def test_mesh_bad_arguments(fn, args, exc, match):
         fn(*args)
 
 
+def test_obstacle_may_sit_anywhere_inside_the_channel():
+    mesh = channel_mesh(400, centre=(1.5, 0.25), radius=0.07, seed=3)
+    assert mesh.num_nodes == 400 and mesh.centre == (1.5, 0.25) and mesh.radius == 0.07
+    on = mesh.pos[mesh.node_type == OBSTACLE]
+    np.testing.assert_allclose(np.linalg.norm(on - [1.5, 0.25], axis=1), 0.07, rtol=1e-9)
+    # Nothing of the mesh lies inside the obstacle.
+    corners = mesh.pos[mesh.cells].mean(axis=1)
+    assert (np.linalg.norm(corners - [1.5, 0.25], axis=1) > 0.07 * 0.9).all()
+    default = channel_mesh(400)
+    assert default.centre == (0.2, 0.2) and default.radius == 0.05
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"centre": (2.19, 0.2)}, "centre, radius"), ({"radius": 0.3}, "centre, radius"),
+     ({"centre": (0.5,)}, "centre"), ({"radius": -1.0}, "radius"),
+     ({"centre": (0.2, 0.07), "radius": 0.05}, "within")],
+)  # fmt: skip
+def test_obstacle_geometry_is_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        channel_mesh(300, **kwargs)
+
+
 def test_meshes_beyond_memory_are_refused_before_allocating(monkeypatch):
     from gnnagg import _checks
 

@@ -1,4 +1,5 @@
-"""Fixtures of the model tests: two small generated mesh simulations."""
+"""Fixtures of the model tests: small generated mesh simulations, on one mesh and on a mesh per
+trajectory."""
 
 import pytest
 
@@ -15,3 +16,10 @@ def sim64():
 @pytest.fixture(scope="module")
 def sim32():
     return mesh_simulation(2, 300, 4, 6, splits=(0.5, 0.25, 0.25), cache=False)
+
+
+@pytest.fixture(scope="module")
+def sim_varied():
+    return mesh_simulation(
+        2, 300, 4, 5, splits=(0.5, 0.25, 0.25), dtype="float64", geometry="varied", cache=False
+    )

@@ -135,27 +135,57 @@ def test_wrong_model_output_shape_is_named(sim32):
 
 def test_mesh_cache_never_serves_another_data_set(sim32, sim64):
     simulator = MeshSimulator(Recorder(), 2)
-    first = simulator.batched_mesh(sim32, 1)
-    assert first.source is sim32.edge_index
-    # Pretend sim64 got a freed data set's id: the stale entry must not be used.
-    (key,) = simulator._meshes
-    simulator._meshes[(id(sim64),) + key[1:]] = first
-    second = simulator.batched_mesh(sim64, 1)
-    assert second.source is sim64.edge_index
+    first = simulator.batched_mesh(sim32, [0])
+    assert torch.equal(first.edge_index, sim32.edge_index)
+    # Pretend sim64 got a freed data set's id: the stale entries must not be used.
+    for cache in (simulator._parts, simulator._batches):
+        for key, value in list(cache.items()):
+            cache[(id(sim64),) + key[1:]] = value
+    second = simulator.batched_mesh(sim64, [0])
     assert torch.equal(second.edge_index, sim64.edge_index)
+
+
+def test_batched_mesh_joins_each_trajectory_s_own_mesh(sim_varied):
+    simulator = MeshSimulator(Recorder(), 2)
+    ids = torch.tensor([2, 0, 2])
+    mesh = simulator.batched_mesh(sim_varied, ids)
+    n = sim_varied.num_nodes
+    graphs = [sim_varied.graph(int(t)) for t in ids]
+    expected = torch.cat([g.edge_index + b * n for b, g in enumerate(graphs)], dim=1)
+    assert torch.equal(mesh.edge_index, expected)
+    torch.testing.assert_close(mesh.pos, torch.cat([g.pos for g in graphs]))
+    assert torch.equal(mesh.obstacle, sim_varied.node_types(ids) == OBSTACLE)
+    assert torch.equal(mesh.batch, torch.arange(3).repeat_interleave(n))
+    assert mesh.edge_attr.shape == (expected.shape[1], edge_input_channels(2))
+    assert simulator.batched_mesh(sim_varied, ids) is mesh  # kept for the next step
+
+
+def test_learned_path_is_exact_on_varied_geometry(sim_varied):
+    oracle = NormalisedSolverOracle(sim_varied)
+    simulator = MeshSimulator(oracle, 2).double()
+    oracle.simulator.append(simulator)
+    assert rollout_rmse(simulator, sim_varied, "test")["rmse"] < 1e-5
+    assert one_step_rmse(simulator, sim_varied, "test") < 1e-5
 
 
 def test_simulator_follows_its_network_dtype_and_checks_arguments(sim32):
     network = EdgeFeatureModel(TinyMessagePassing(node_input_channels(2), edge_input_channels(2)))
     simulator = MeshSimulator(network, 2).double()
     assert simulator.dtype == torch.float64 and simulator.device == torch.device("cpu")
-    assert simulator.batched_mesh(sim32, 2).edge_attr.dtype == torch.float64
+    assert simulator.batched_mesh(sim32, [0, 1]).edge_attr.dtype == torch.float64
     nxt = simulator.predict_next(sim32.u[[0], 0].double(), torch.tensor([0]), sim32)
     assert nxt.shape == (1, sim32.num_nodes) and nxt.dtype == torch.float64
     with pytest.raises(ValueError, match="dim"):
         MeshSimulator(network, 4)
     with pytest.raises(TypeError, match="model"):
         MeshSimulator(lambda *args: None, 2)
+
+
+def test_batched_mesh_refuses_ids_outside_the_data_set(sim32):
+    simulator = MeshSimulator(Recorder(), 2)
+    for ids in ([], [-1], [sim32.num_trajectories]):
+        with pytest.raises(ValueError, match="trajectories"):
+            simulator.batched_mesh(sim32, ids)
 
 
 @pytest.mark.parametrize("trajectories", [[0.5], "0", [True], torch.tensor([0.0])])

@@ -226,3 +226,18 @@ def test_backend_argument_on_cuda():
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="backend='triton' needs the monoid on a CUDA device"):
         LCMAggregation(16, 16, backend="triton")(x.detach().cpu(), index.cpu())
+
+
+def test_layer_norm_wraps_the_triton_kernel():
+    from gnnagg.monoids.gru_kernel import LayerNormPairKernel
+
+    generator = torch.Generator().manual_seed(0)
+    monoid = GRUMonoid(6)
+    params = [p.detach() for p in gru_cell_parameters(monoid.cell)]
+    level = torch.randn(2 * 9 + 1, 6, generator=generator)
+    pair = level[:18].view(2, 9, 6).transpose(0, 1)
+    grad = torch.randn(9, 6, generator=generator)
+    want = _run(LayerNormPairKernel(GRUPairKernel()), pair, params, grad)
+    got = _run(LayerNormPairKernel(TritonGRUPairKernel()), pair, params, grad)
+    for g, w in zip([got[0], got[1], *got[2]], [want[0], want[1], *want[2]]):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)

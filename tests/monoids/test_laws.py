@@ -10,10 +10,13 @@ from gnnagg.monoids import (
     ConjugatedSumMonoid,
     GRUMonoid,
     SoftmaxMonoid,
+    associativity_by_level,
     associativity_gap,
     check_laws,
     identity_gap,
+    relative_associativity_gap,
 )
+from gnnagg.segment import SegmentPlan
 
 EXACT = ["conjugated_sum", "softmax"]
 
@@ -122,3 +125,49 @@ def test_softmax_monoid_propagates_nan_to_its_own_node(direct):
 def test_bool_channels_are_rejected(cls):
     with pytest.raises(TypeError, match="channels must be an integer, got a bool"):
         cls(True)
+
+
+def _grouped(num_groups=6, size=16, channels=6, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_groups * size, channels, generator=generator, dtype=torch.float64)
+    ptr = torch.arange(0, num_groups * size + 1, size)
+    return x, SegmentPlan.from_ptr(ptr)
+
+
+@pytest.mark.parametrize("name", sorted(MONOIDS))
+def test_associativity_by_level_reports_every_level(name):
+    monoid = make(name)
+    x, plan = _grouped()
+    rows = associativity_by_level(monoid, monoid.lift(x), plan, num_samples=64, seed=1)
+    # 16 leaves per group: levels 0 (leaves) to 4 (roots).
+    assert [r["level"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["states"] for r in rows] == [96, 48, 24, 12, 6]
+    assert all(r["norm"] > 0 and r["gap_max"] >= r["gap"] >= 0 for r in rows)
+    if name in EXACT:
+        assert max(r["gap_max"] for r in rows) < 1e-10
+    else:
+        assert min(r["gap"] for r in rows) > 1e-4
+    again = associativity_by_level(monoid, monoid.lift(x), plan, num_samples=64, seed=1)
+    assert again == rows
+
+
+def test_relative_gap_is_relative():
+    monoid = make("gru")
+    a, b, c = elements(monoid, 3)
+    gaps = relative_associativity_gap(monoid, a, b, c)
+    left = monoid.combine(monoid.combine(a, b), c)
+    right = monoid.combine(a, monoid.combine(b, c))
+    torch.testing.assert_close(gaps, (left - right).norm(dim=1) / right.norm(dim=1))
+
+
+def test_associativity_by_level_rejects_bad_arguments():
+    monoid = make("gru")
+    x, plan = _grouped()
+    with pytest.raises(ValueError, match="6\\] lifted messages"):
+        associativity_by_level(monoid, x[:, :4], plan)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        associativity_by_level(monoid, x, plan, seed=None)
+    with pytest.raises(ValueError, match="num_samples must be positive"):
+        associativity_by_level(monoid, x, plan, num_samples=0)
+    with pytest.raises(TypeError, match="monoid must be a gnnagg.monoids.Monoid"):
+        associativity_by_level(torch.nn.Linear(6, 6), x, plan)

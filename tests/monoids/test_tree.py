@@ -241,3 +241,30 @@ def test_schedule_of_a_plan_moved_to_cuda_lives_on_cuda():
     out = tree_reduce(x.cuda(), moved, torch.add, torch.zeros(3, 3, device="cuda"))
     assert cached_tree_schedule(moved).root_groups.is_cuda
     torch.testing.assert_close(out.cpu(), expected)
+
+
+def test_tree_levels_hold_every_state_of_each_level():
+    # Degrees 1, 2, 3, 5: 11 leaves; after one round 6 states (group 0's root left at level
+    # 0), then 3, then group 3's root alone.
+    degrees = torch.tensor([1, 2, 3, 5])
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), degrees.cumsum(0)])
+    x = torch.rand(11, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    plan = SegmentPlan.from_ptr(ptr)
+    levels = tree.tree_levels(x, plan, non_associative)
+    assert [level.shape[0] for level in levels] == [11, 6, 3, 1]
+    torch.testing.assert_close(levels[-1][0], naive_tree(list(x[6:]), non_associative))
+    roots = tree_reduce(x, plan, non_associative, torch.zeros(4, 2, dtype=torch.float64))
+    # Every root appears at the level its group finished.
+    every = torch.cat(levels)
+    for root in roots:
+        assert (every - root).abs().sum(1).min() == 0
+
+
+def test_tree_levels_rejects_bad_arguments():
+    plan = SegmentPlan.from_ptr(torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="plan's 2 rows"):
+        tree.tree_levels(torch.zeros(3, 2), plan, non_associative)
+    with pytest.raises(TypeError, match="combine must be callable"):
+        tree.tree_levels(torch.zeros(2, 2), plan, None)
+    with pytest.raises(TypeError, match="plan must be a SegmentPlan"):
+        tree.tree_levels(torch.zeros(2, 2), None, non_associative)

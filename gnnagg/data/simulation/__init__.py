@@ -15,14 +15,25 @@ spread in CylinderFlow's channel (:func:`~gnnagg.data.meshes.channel_mesh`).
 
 from .cache import load_mesh_simulation, mesh_simulation, save_mesh_simulation, write_fixture
 from .fem import AdvectionDiffusionSolver, FEOperators, assemble_p1
-from .generate import MAX_FIELD_BYTES, MeshSimulation, MeshSimulationConfig, generate_simulation
+from .generate import (
+    GEOMETRIES,
+    MAX_FIELD_BYTES,
+    RECIPE_VERSION,
+    MeshSimulation,
+    MeshSimulationConfig,
+    SimulationGraph,
+    generate_simulation,
+)
 
 __all__ = [
+    "GEOMETRIES",
     "MAX_FIELD_BYTES",
+    "RECIPE_VERSION",
     "AdvectionDiffusionSolver",
     "FEOperators",
     "MeshSimulation",
     "MeshSimulationConfig",
+    "SimulationGraph",
     "assemble_p1",
     "generate_simulation",
     "load_mesh_simulation",

@@ -33,7 +33,7 @@ _FIXTURE_OPTIONS: dict[str, Any] = {
     "splits": (0.5, 0.25, 0.25),
 }
 _FIXTURE_PATH = "fixtures/mesh_simulation/advection_diffusion_2d_300.npz"
-_FIXTURE_SHA256 = "ea8c71716b9ee4e9702f71b0de14fd6a47a8b8290525daa2886d85f3d5fe6fd5"
+_FIXTURE_SHA256 = "542ceced86b89603bbe77e830c06523fed1df3ee89f82b6aaa6e25ea528655c6"
 
 
 def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> str:
@@ -42,13 +42,20 @@ def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> s
     place when complete; a link at ``path`` is replaced, not followed). Returns its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    meshes = sim.meshes
+    dim = sim.config.dim
     arrays = {
         "config": np.array(json.dumps(sim.config.to_dict(), sort_keys=True)),
         "recipe": np.array(RECIPE_VERSION),
-        "pos": sim.mesh.pos,
-        "cells": sim.mesh.cells,
-        "node_type": sim.mesh.node_type,
-        "spacing": np.array(sim.mesh.spacing),
+        # One row per mesh; the cells of every mesh one after another, cell_counts of each.
+        "pos": np.stack([m.pos for m in meshes]),
+        "cells": np.concatenate([m.cells for m in meshes]),
+        "cell_counts": np.array([len(m.cells) for m in meshes], dtype=np.int64),
+        "node_type": np.stack([m.node_type for m in meshes]),
+        "spacing": np.array([m.spacing for m in meshes]),
+        "centre": np.array([m.centre if m.centre is not None else [np.nan] * dim for m in meshes]),
+        "radius": np.array([m.radius if m.radius is not None else np.nan for m in meshes]),
+        "mesh_ids": sim.mesh_ids.numpy(),
         "u": sim.u.numpy(),
         "kappa": sim.kappa.numpy(),
         "drift": sim.drift.numpy(),
@@ -58,7 +65,10 @@ def save_mesh_simulation(sim: MeshSimulation, path: str | os.PathLike[str]) -> s
     return sha256_file(path)
 
 
-_ARRAYS = ("config", "recipe", "pos", "cells", "node_type", "spacing", "u", "kappa", "drift", "ell")
+_ARRAYS = (
+    "config", "recipe", "pos", "cells", "cell_counts", "node_type", "spacing", "centre", "radius",
+    "mesh_ids", "u", "kappa", "drift", "ell",
+)  # fmt: skip
 
 
 def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None) -> MeshSimulation:
@@ -76,13 +86,20 @@ def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None
             raise ValueError(f"arrays {missing} are missing")
         config_dict = json.loads(str(arrays["config"]))
         config_dict["splits"] = tuple(config_dict["splits"])
+        config_dict["blob_widths"] = tuple(config_dict["blob_widths"])
         config = MeshSimulationConfig(**config_dict)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise ValueError(f"{path}: not a mesh simulation file ({err})") from err
     n, dim, num = config.num_nodes, config.dim, config.num_trajectories
+    meshes = arrays["pos"].shape[0] if arrays["pos"].ndim == 3 else 0
     expected = {
-        "pos": (n, dim),
-        "node_type": (n,),
+        "pos": (meshes, n, dim),
+        "node_type": (meshes, n),
+        "cell_counts": (meshes,),
+        "spacing": (meshes,),
+        "centre": (meshes, dim),
+        "radius": (meshes,),
+        "mesh_ids": (num,),
         "u": (num, config.num_steps + 1, n),
         "kappa": (num,),
         "drift": (num, dim),
@@ -91,32 +108,42 @@ def load_mesh_simulation(path: str | os.PathLike[str], sha256: str | None = None
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise ValueError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
-        kind = "iu" if name == "node_type" else "f"
+        kind = "iu" if name in ("node_type", "cell_counts", "mesh_ids") else "f"
         if arrays[name].dtype.kind not in kind:
             raise ValueError(f"{path}: {name} has dtype {arrays[name].dtype}")
     if arrays["u"].dtype != np.dtype(config.dtype):
         raise ValueError(f"{path}: u has dtype {arrays['u'].dtype}, its configuration says "
                          f"{config.dtype}")
-    cells = arrays["cells"]
+    cells, counts, ids = arrays["cells"], arrays["cell_counts"], arrays["mesh_ids"]
     if cells.dtype.kind not in "iu":
         raise ValueError(f"{path}: cells must hold integer node ids, got dtype {cells.dtype}")
+    if meshes == 0 or ids.min() < 0 or ids.max() >= meshes:
+        raise ValueError(f"{path}: mesh_ids do not index its {meshes} meshes")
     if cells.ndim != 2 or cells.shape[1] != dim + 1 or (
         cells.size and (cells.min() < 0 or cells.max() >= n)
     ):
         raise ValueError(f"{path}: cells do not index the {n} nodes with {dim + 1} corners")
-    spacing = arrays["spacing"]
-    if spacing.shape != () or spacing.dtype.kind != "f" or not np.isfinite(spacing):
-        raise ValueError(f"{path}: spacing must be one finite float, got {spacing!r}")
-    mesh = ChannelMesh(
-        pos=arrays["pos"],
-        cells=cells.astype(np.int64),
-        node_type=arrays["node_type"],
-        spacing=float(spacing),
-        obstacle=config.obstacle,
+    if counts.min() < 1 or counts.sum() != len(cells):
+        raise ValueError(f"{path}: cell_counts do not add up to its {len(cells)} cells")
+    if not np.isfinite(arrays["spacing"]).all() or (arrays["spacing"] <= 0).any():
+        raise ValueError(f"{path}: spacing must hold finite positive floats")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    meshes_loaded = tuple(
+        ChannelMesh(
+            pos=arrays["pos"][k],
+            cells=cells[bounds[k] : bounds[k + 1]].astype(np.int64),
+            node_type=arrays["node_type"][k],
+            spacing=float(arrays["spacing"][k]),
+            obstacle=config.obstacle,
+            centre=None if np.isnan(arrays["radius"][k]) else tuple(arrays["centre"][k].tolist()),
+            radius=None if np.isnan(arrays["radius"][k]) else float(arrays["radius"][k]),
+        )
+        for k in range(meshes)
     )
     return MeshSimulation(
         config=config,
-        mesh=mesh,
+        meshes=meshes_loaded,
+        mesh_ids=torch.from_numpy(ids),
         u=torch.from_numpy(arrays["u"]),
         kappa=torch.from_numpy(arrays["kappa"]),
         drift=torch.from_numpy(arrays["drift"]),
@@ -174,6 +201,8 @@ def mesh_simulation(
     seed: int = 0,
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
     dtype: str = "float32",
+    geometry: str = "fixed",
+    blob_widths: tuple[float, float] = (2.0, 4.0),
     root: str | os.PathLike[str] | None = None,
     cache: bool = True,
     fixture: bool = False,
@@ -204,8 +233,13 @@ def mesh_simulation(
             "seed": seed,
             "splits": tuple(splits),
             "dtype": dtype,
+            "geometry": geometry,
+            "blob_widths": tuple(blob_widths),
         }
-        defaults = MeshSimulationConfig().to_dict() | {"splits": MeshSimulationConfig().splits}
+        defaults = MeshSimulationConfig().to_dict() | {
+            "splits": MeshSimulationConfig().splits,
+            "blob_widths": MeshSimulationConfig().blob_widths,
+        }
         changed = sorted(k for k, v in given.items() if v != defaults[k])
         if changed:
             raise ValueError(f"fixture=True loads a fixed data set; do not pass {changed}")
@@ -223,6 +257,8 @@ def mesh_simulation(
         seed=seed,
         splits=splits,
         dtype=dtype,
+        geometry=geometry,
+        blob_widths=blob_widths,
     )
     if not cache:
         return generate_simulation(config)

@@ -152,6 +152,16 @@ def test_cache_rebuilds_when_the_stamp_matches_but_the_file_is_foreign(tmp_path,
     assert torch.equal(again.u, first.u)
 
 
+def test_varied_geometry_round_trips_through_a_file(tmp_path):
+    sim = mesh_simulation(2, 300, 3, 2, geometry="varied", splits=(0.34, 0.33, 0.33), cache=False)
+    save_mesh_simulation(sim, tmp_path / "v.npz")
+    back = load_mesh_simulation(tmp_path / "v.npz")
+    assert back.config == sim.config and back.num_meshes == 3
+    assert torch.equal(back.mesh_ids, sim.mesh_ids) and torch.equal(back.u, sim.u)
+    for a, b in zip(sim.meshes, back.meshes):
+        assert np.array_equal(a.cells, b.cells) and np.array_equal(a.pos, b.pos)
+        assert a.centre == b.centre and a.radius == b.radius
+        assert a.spacing == b.spacing
 
 
 @pytest.mark.parametrize(
@@ -159,9 +169,9 @@ def test_cache_rebuilds_when_the_stamp_matches_but_the_file_is_foreign(tmp_path,
     [
         (lambda a: dict(cells=a["cells"] + 0.5), "cells must hold integer node ids"),
         (lambda a: dict(cells=a["cells"].astype(np.float64)), "cells must hold integer"),
-        (lambda a: dict(spacing=np.zeros(3)), "spacing must be one finite float"),
-        (lambda a: dict(spacing=np.array("wide")), "spacing must be one finite float"),
-        (lambda a: dict(spacing=np.array(np.nan)), "spacing must be one finite float"),
+        (lambda a: dict(spacing=np.zeros(3)), "spacing"),
+        (lambda a: dict(spacing=np.array(["wide"])), "spacing"),
+        (lambda a: dict(spacing=np.array([np.nan])), "spacing"),
         (lambda a: dict(pos=a["pos"].astype(np.int64)), "pos has dtype int64"),
         (lambda a: dict(u=a["u"].astype(np.float32)), "u has dtype float32"),
         (lambda a: dict(cells=a["cells"] - 1), "cells do not index"),

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from gnnagg.data import MeshSimulationConfig, mesh_simulation
+from gnnagg.data import NODE_TYPES, MeshSimulationConfig, mesh_simulation
 from gnnagg.data.simulation import cache
+
+OBSTACLE = NODE_TYPES.index("obstacle")
 
 
 def _small(**overrides):
@@ -125,3 +127,73 @@ def test_transition_index_lists_every_step_of_the_split():
     assert pairs[:4].tolist() == [[0, 0], [0, 1], [0, 2], [1, 0]]
     with pytest.raises(ValueError, match="split"):
         sim.transition_index("validation")
+
+
+# ------------------------------------------------------------------------- varied geometry
+
+
+def test_varied_geometry_gives_every_trajectory_its_own_obstacle_and_mesh():
+    sim = _small(num_trajectories=6, num_steps=3, geometry="varied", splits=(0.5, 0.17, 0.33))
+    assert sim.num_meshes == 6 and torch.equal(sim.mesh_ids, torch.arange(6))
+    centres = {m.centre for m in sim.meshes}
+    radii = [m.radius for m in sim.meshes]
+    assert len(centres) == 6 and len(set(radii)) == 6
+    assert all(0.03 <= r <= 0.07 for r in radii)
+    for t in range(6):
+        graph, mesh = sim.graph(t), sim.meshes[t]
+        assert graph.pos.shape == (300, 2) and graph.mesh is mesh
+        # The obstacle nodes lie on this trajectory's own circle.
+        on = mesh.pos[mesh.node_type == OBSTACLE] - np.asarray(mesh.centre)
+        np.testing.assert_allclose(np.linalg.norm(on, axis=1), mesh.radius, rtol=1e-9)
+        # The obstacle is held at 1 on its own mesh.
+        assert torch.all(sim.u[t, :, torch.from_numpy(mesh.node_type == OBSTACLE)] == 1)
+    # No test geometry is a training geometry.
+    train = {sim.meshes[int(t)].centre for t in sim.split("train")}
+    assert not train & {sim.meshes[int(t)].centre for t in sim.split("test")}
+    # Node types per trajectory; the single-mesh shortcuts say what to use instead.
+    assert sim.node_types([0, 3]).shape == (2, 300)
+    with pytest.raises(ValueError, match="sim.graph"):
+        _ = sim.pos
+    # Same seed, same data; the fixed geometry keeps one mesh.
+    again = _small(num_trajectories=6, num_steps=3, geometry="varied", splits=(0.5, 0.17, 0.33))
+    assert torch.equal(again.u, sim.u)
+    assert _small(num_trajectories=3, num_steps=2).num_meshes == 1
+
+
+def test_solver_of_each_trajectory_reproduces_its_steps_on_varied_geometry():
+    sim = _small(num_trajectories=3, num_steps=3, geometry="varied")
+    for t in range(3):
+        np.testing.assert_allclose(
+            sim.solver(t).step(sim.u[t, 1].numpy()), sim.u[t, 2].numpy(), rtol=0, atol=1e-12
+        )
+
+
+def test_blob_widths_are_counted_in_mesh_spacings():
+    # One Gaussian of the same width in spacings spans the same number of nodes at any size:
+    # the fraction of nodes above half its peak is about the same at 400 and 1,600 nodes.
+    def fraction_above_half(n):
+        sim = _small(num_nodes=n, num_trajectories=4, num_steps=1, obstacle=False,
+                     blob_widths=(3.0, 3.0))  # fmt: skip
+        u0 = sim.u[:, 0]
+        return float((u0 > 0.5 * u0.amax(dim=1, keepdim=True)).double().mean())
+
+    small, large = fraction_above_half(400), fraction_above_half(1_600)
+    assert large < 0.5 * small
+
+
+def test_delta_rms_is_the_rms_of_the_one_step_change_over_free_nodes():
+    sim = _small(num_trajectories=4, num_steps=3)
+    ids = sim.split("train")
+    free = sim.node_type != OBSTACLE
+    delta = (sim.u[ids, 1:] - sim.u[ids, :-1])[:, :, free]
+    assert sim.delta_rms("train") == pytest.approx(float(delta.pow(2).mean().sqrt()), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"geometry": "random"}, "geometry"), ({"blob_widths": (3.0, 2.0)}, "blob_widths"),
+     ({"blob_widths": (0.0, 2.0)}, "blob_widths"), ({"blob_widths": (1.0,)}, "blob_widths")],
+)  # fmt: skip
+def test_geometry_and_blob_widths_are_checked(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        MeshSimulationConfig(**kwargs)

@@ -20,23 +20,42 @@ from ...fields import (
     seeds_setting,
     setting,
 )
-from ...registry import MESH_MASKS
+from ...registry import AGGREGATORS, MESH_MASKS
 from ...validation import check_finite, check_int, format_bytes
 
 __all__ = [
+    "ABLATION_MODELS",
+    "AGGREGATOR_MODELS",
     "BUDGET_CLOCKS",
-    "FULL_MODELS",
+    "CPU_MODELS",
+    "GEOMETRIES",
+    "GPU_MODELS",
+    "MESH_AGGREGATORS",
     "MESH_BASELINES",
     "MESH_MASKS",
-    "QUICK_MODELS",
+    "POSITIONS",
     "MeshConfig",
     "parse_model_name",
 ]
 
 MESH_BASELINES: tuple[str, ...] = ("persistence", "mean-delta", "exact-solver")
 BUDGET_CLOCKS: tuple[str, ...] = ("auto", "cpu", "wall")
-_MGN = re.compile(r"mgn-(\d{1,4})x(\d{1,5})")
-_GT = re.compile(r"gt-(\d{1,4})x(\d{1,5})-(" + "|".join(re.escape(m) for m in MESH_MASKS) + ")")
+GEOMETRIES: tuple[str, ...] = ("varied", "fixed")
+#: ``relative``: the networks see geometry only through edge vectors (MeshGraphNet's edge
+#: features; a transformer's mask); ``absolute``: node coordinates join every node's features.
+POSITIONS: tuple[str, ...] = ("relative", "absolute")
+#: Aggregators a MeshGraphNet of the study may use in place of the sum: the registry's, except
+#: those that need a degree histogram or a sorted index (PyG's padded ones).
+MESH_AGGREGATORS: tuple[str, ...] = tuple(
+    name
+    for name, spec in AGGREGATORS.items()
+    if not spec.needs_degree and not name.startswith("pyg_")
+)
+_AGGR = "|".join(re.escape(a) for a in sorted(MESH_AGGREGATORS, key=len, reverse=True))
+_MASK = "|".join(re.escape(m) for m in sorted(MESH_MASKS, key=len, reverse=True))
+_POSITIONS = "|".join(POSITIONS)
+_MGN = re.compile(rf"mgn-(\d{{1,4}})x(\d{{1,5}})(?:-({_AGGR}))?(?::({_POSITIONS}))?")
+_GT = re.compile(rf"gt-(\d{{1,4}})x(\d{{1,5}})-({_MASK})(?::({_POSITIONS}))?")
 _MAX_DEPTH, _MAX_WIDTH = 64, 4096
 # The data generator's node limits per dimension (gnnagg.data.meshes.channel_mesh).
 _NODE_LIMITS = {2: (200, 2_000_000), 3: (1_000, 200_000)}
@@ -44,26 +63,50 @@ _NODE_LIMITS = {2: (200, 2_000_000), 3: (1_000, 200_000)}
 # same bound here makes the error name this study's fields.
 _MAX_FIELD_BYTES = 4 * 2**30
 
-QUICK_MODELS = ("mgn-6x32", "gt-2x32-adjacency", "gt-2x32-khop2", "gt-2x32-khop2+dilated+global")
-FULL_MODELS = (
-    "mgn-15x128",
-    "mgn-6x64",
+#: The CPU study (``--suite full``, the default of ``gnnagg-bench mesh``): MeshGraphNet 6x32
+#: against the transformers at the paper's pairings (2x32, 4x64) and the masks at 2x32. In this
+#: order jobs run (model by model), so the rows the verdicts need come first.
+CPU_MODELS: tuple[str, ...] = (
+    "mgn-6x32",
     "gt-2x32-adjacency",
     "gt-2x32-khop2",
-    "gt-2x32-khop2+dilated",
     "gt-2x32-khop2+dilated+global",
+    "gt-4x64-adjacency",
+)
+#: Ablations beside the CPU study (``gnnagg-bench mesh --models`` these): absolute coordinates
+#: as inputs, and the dilated window without global tokens.
+ABLATION_MODELS: tuple[str, ...] = (
+    "mgn-6x32:absolute",
+    "gt-2x32-adjacency:absolute",
+    "gt-2x32-khop2+dilated",
+)
+#: MeshGraphNet 6x32 with gnnagg's LCM (softmax monoid) and GRU aggregators beside the sum:
+#: ``gnnagg-bench mesh --ells 4 --models`` these (they cost 2-3 times the sum's steps).
+AGGREGATOR_MODELS: tuple[str, ...] = ("mgn-6x32", "mgn-6x32-lcm_softmax", "mgn-6x32-gru")
+#: The GPU configuration (``experiments/run_gpu_mesh.sh``): the paper's MeshGraphNet and the
+#: large transformers.
+GPU_MODELS: tuple[str, ...] = (
+    "mgn-15x128",
+    "gt-2x32-adjacency",
     "gt-4x64-adjacency",
     "gt-4x64-khop2+dilated+global",
     "gt-8x128-adjacency",
+    "gt-8x128-khop2+dilated+global",
 )
 
 
 def parse_model_name(name: Any, heads: int = 4) -> dict[str, Any]:
-    """``{"family": "mgn", "depth", "hidden"}`` or ``{"family": "gt", "depth", "hidden",
-    "mask"}`` for a model name: ``mgn-<steps>x<width>`` (a
-    :class:`~gnnagg.models.MeshGraphNet`) or ``gt-<layers>x<width>-<mask>`` (a
-    :class:`~gnnagg.models.GraphTransformer` with ``heads`` heads and a mask of
-    :data:`MESH_MASKS`); ``ValueError`` naming ``models``."""
+    """The parts of a model name as ``{"family", "depth", "hidden", "aggr", "mask",
+    "positions"}``:
+
+    * ``mgn-<steps>x<width>[-<aggr>]`` -- a :class:`~gnnagg.models.MeshGraphNet` whose
+      processor aggregates with ``aggr`` (one of :data:`MESH_AGGREGATORS`; ``sum`` when
+      left out);
+    * ``gt-<layers>x<width>-<mask>`` -- a :class:`~gnnagg.models.GraphTransformer` with
+      ``heads`` heads and a mask of :data:`MESH_MASKS`;
+
+    either followed by ``:relative`` or ``:absolute`` to set this model's inputs apart from the
+    study's ``positions`` (``None`` when not given). ``ValueError`` naming ``models``."""
     if not isinstance(name, str):
         raise ValueError(f"models: expected model names, got {name!r}")
     for family, pattern in (("mgn", _MGN), ("gt", _GT)):
@@ -76,17 +119,21 @@ def parse_model_name(name: Any, heads: int = 4) -> dict[str, Any]:
                 f"models: {name!r}: depth must lie in [1, {_MAX_DEPTH}] and width in "
                 f"[1, {_MAX_WIDTH}]"
             )
-        spec: dict[str, Any] = {"family": family, "depth": depth, "hidden": hidden}
-        if family == "gt":
-            if hidden % heads:
-                raise ValueError(
-                    f"models: {name!r}: width {hidden} is not divisible by heads={heads}"
-                )
-            spec["mask"] = match.group(3)
-        return spec
+        if family == "gt" and hidden % heads:
+            raise ValueError(f"models: {name!r}: width {hidden} is not divisible by heads={heads}")
+        return {
+            "family": family,
+            "depth": depth,
+            "hidden": hidden,
+            "aggr": (match.group(3) or "sum") if family == "mgn" else None,
+            "mask": match.group(3) if family == "gt" else None,
+            "positions": match.group(4),
+        }
     raise ValueError(
-        f"models: unknown {name!r}; expected mgn-<steps>x<width> (e.g. mgn-15x128) or "
-        f"gt-<layers>x<width>-<mask> (e.g. gt-2x32-khop2) with a mask in {list(MESH_MASKS)}"
+        f"models: unknown {name!r}; expected mgn-<steps>x<width>[-<aggr>] (e.g. mgn-6x32, "
+        f"mgn-6x32-gru; aggregators {list(MESH_AGGREGATORS)}) or gt-<layers>x<width>-<mask> "
+        f"(e.g. gt-2x32-khop2; masks {list(MESH_MASKS)}), optionally ending in :relative or "
+        ":absolute"
     )
 
 
@@ -113,75 +160,102 @@ def _model(value: Any, name: str) -> str:
     return value
 
 
-def _clock(value: Any, name: str) -> str:
-    return names(BUDGET_CLOCKS)([value], name)[0]
+def _one_of(valid: tuple[str, ...]) -> Any:
+    def check(value: Any, name: str) -> str:
+        return names(valid)([value], name)[0]
+
+    return check
 
 
 @dataclass
 class MeshConfig(StudyConfig):
-    """Mesh simulation: ``dim``-D data of ``nodes`` nodes, ``trajectories`` trajectories (80 /
-    10 / 10 % train / val / test, at least one each) of ``steps`` steps per value of ``ells``
-    (generated from ``data_seed``; kept in the data cache when ``cache``); every model of
-    ``models`` trained per seed of ``seeds`` for ``epochs`` passes over the training
-    transitions and/or ``max_seconds`` seconds (at least one budget) counted by
-    ``budget_clock`` (``"cpu"``: the job's own CPU seconds, which other load on a shared
-    machine does not shrink; ``"wall"``; ``"auto"``: CPU on the CPU, wall on a GPU, whose work
-    the CPU clock does not see), ``batch_size`` meshes per step, Adam from ``lr`` down to
-    ``lr_final`` (exponential decay over the budget), Gaussian input noise of ``noise_std`` on
-    the free nodes, the normalisers fed ``warmup_batches`` batches before the first update;
-    evaluated on the first ``eval_trajectories`` test trajectories (``None``: all) next to the
-    ``baselines``, the 1-step RMSE from every ``one_step_stride``-th step of them (the
-    rollout covers every step).
+    """The mesh study (see :mod:`~gnnagg.bench.studies.mesh.section` for the protocol).
 
-    ``jobs``: train up to this many (ℓ, model, seed) jobs at once, each in its own process with
-    ``max(1, threads // jobs)`` torch threads (1: one after another in this process).
-    ``checkpoints``: keep every finished job (its record and trained weights) in the run's
-    output folder, and take it from there instead of training it again when the run is
-    repeated into the same folder with the same settings (models, seeds and ℓ may be added).
+    Data per value of ``ells``: ``dim``-D meshes of ``nodes`` nodes, ``trajectories``
+    trajectories of ``steps`` time steps, of which ``val_trajectories`` validate and
+    ``test_trajectories`` test (the rest train), each on a geometry of its own
+    (``geometry="varied"``: obstacle position and radius drawn from ``data_seed``, a fresh
+    Delaunay mesh each) or all on CylinderFlow's (``"fixed"``); kept in the data cache when
+    ``cache``.
+
+    Training, the same for every model of ``models`` and seed of ``seeds``: ``train_steps``
+    optimiser steps of ``batch_size`` meshes, AdamW (``lr``, betas 0.9/0.95, ``weight_decay``)
+    with ``warmup_steps`` of linear warm-up under a cosine decay to 0, input noise of ``noise``
+    times the training data's Δu RMS, the normalisers fed ``normalizer_batches`` batches
+    before the first update; the validation rollout measured ``val_points`` times. The node
+    features are the same for every family; ``positions`` says whether node coordinates join
+    them (``"absolute"``) or geometry enters only through edge vectors (``"relative"``). A
+    model name may end in ``:absolute`` or ``:relative`` to run that model the other way (an
+    ablation row).
+
+    ``max_seconds`` caps a job's training time (counted by ``budget_clock``: ``"cpu"``, the
+    job's own CPU seconds; ``"wall"``; ``"auto"``, CPU on the CPU and wall on a GPU); a job it
+    stops is flagged in every table, since the models no longer had equal steps.
+    ``one_step_stride``: the 1-step RMSE from every this many steps of the test trajectories
+    (the rollout covers every step). ``jobs``: (ℓ, model, seed) jobs at once, each in a
+    worker process; ``checkpoints``: keep finished jobs in ``OUT/checkpoints`` and reuse them
+    when the run is repeated with the same settings.
     """
 
     dim: int = setting(2, integer(minimum=2, maximum=3), "2 or 3")
-    nodes: int = setting(10_000, integer(maximum=2_000_000), "mesh nodes")
+    nodes: int = setting(1_000, integer(maximum=2_000_000), "nodes of every mesh")
     trajectories: int = setting(
-        50, integer(minimum=3, maximum=100_000), "trajectories (80/10/10 % train/val/test)",
-    )  # fmt: skip
-    steps: int = setting(100, integer(maximum=100_000), "time steps per trajectory")
+        50, integer(minimum=3, maximum=100_000), "trajectories (train + validation + test)"
+    )
+    val_trajectories: int = setting(2, integer(), "validation trajectories")
+    test_trajectories: int = setting(8, integer(), "test trajectories")
+    steps: int = setting(50, integer(maximum=100_000), "time steps per trajectory")
     ells: tuple[float, ...] = setting(
-        (1.0, 6.0), _distinct(_ell), "diffusion lengths per step, in mesh spacings",
+        (1.0, 4.0), _distinct(_ell), "diffusion lengths per step, in mesh spacings",
         metavar="ELL",
     )  # fmt: skip
+    geometry: str = setting(
+        "varied", _one_of(GEOMETRIES),
+        "varied: an obstacle and a mesh per trajectory; fixed: CylinderFlow's for all",
+        choices=lambda: GEOMETRIES,
+    )  # fmt: skip
     models: tuple[str, ...] = setting(
-        FULL_MODELS, _distinct(_model),
-        "mgn-<steps>x<width> or gt-<layers>x<width>-<mask>, masks: " + ", ".join(MESH_MASKS),
+        CPU_MODELS, _distinct(_model),
+        "mgn-<steps>x<width>[-<aggr>] or gt-<layers>x<width>-<mask>, optionally :absolute or "
+        ":relative; masks: " + ", ".join(MESH_MASKS),
         metavar="MODEL",
     )  # fmt: skip
     heads: int = setting(4, integer(maximum=256), "attention heads")
+    positions: str = setting(
+        "relative", _one_of(POSITIONS),
+        "relative: geometry only through edge vectors; absolute: node coordinates as features",
+        choices=lambda: POSITIONS,
+    )  # fmt: skip
     seeds: tuple[int, ...] = seeds_setting((0, 1, 2))
-    epochs: int | None = setting(
-        None, optional(integer(maximum=1_000_000)), "epochs per model (default: time budget)",
-    )  # fmt: skip
-    max_seconds: float | None = setting(
-        300.0, optional(finite(positive=True, maximum=7 * 86400)),
-        "training seconds per model and seed (0: no limit)",
-        from_cli=lambda seconds: seconds or None,
-    )  # fmt: skip
-    budget_clock: str = setting(
-        "auto", _clock,
-        "what --max-seconds counts: cpu (this job's CPU seconds), wall, or auto (cpu on the "
-        "CPU, wall on a GPU)",
-        choices=lambda: BUDGET_CLOCKS,
-    )  # fmt: skip
-    batch_size: int = batch_size_setting(2)
+    train_steps: int = setting(
+        4_000, integer(maximum=10_000_000), "optimiser steps, the same for every model"
+    )
+    batch_size: int = batch_size_setting(1)
     lr: float = lr_setting(1e-3)
-    lr_final: float = setting(1e-5, finite(positive=True, maximum=10.0), "final learning rate")
-    noise_std: float = setting(0.01, finite(maximum=100.0), "input noise (standard deviation)")
-    warmup_batches: int = setting(
+    weight_decay: float = setting(1e-4, finite(maximum=10.0), "AdamW's weight decay")
+    warmup_steps: int = setting(
+        200, integer(minimum=0, maximum=10_000_000), "steps of linear learning-rate warm-up"
+    )
+    noise: float = setting(
+        0.3, finite(maximum=100.0), "input noise, as a fraction of the training data's Δu RMS"
+    )
+    normalizer_batches: int = setting(
         20, integer(minimum=0, maximum=1_000_000),
         "batches that feed the normalisers before the first update",
     )  # fmt: skip
-    eval_trajectories: int | None = setting(
-        2, optional(integer()), "test trajectories rolled out (0: all)",
-        from_cli=lambda count: count or None,
+    val_points: int = setting(
+        20, integer(minimum=2, maximum=10_000), "validation rollouts over the training"
+    )
+    max_seconds: float | None = setting(
+        None, optional(finite(positive=True, maximum=30 * 86400)),
+        "cap on a job's training seconds (flagged in every table when hit; 0: no cap)",
+        from_cli=lambda seconds: seconds or None,
+    )  # fmt: skip
+    budget_clock: str = setting(
+        "auto", _one_of(BUDGET_CLOCKS),
+        "what --max-seconds counts: cpu (this job's CPU seconds), wall, or auto (cpu on the "
+        "CPU, wall on a GPU)",
+        choices=lambda: BUDGET_CLOCKS,
     )  # fmt: skip
     one_step_stride: int = setting(
         1, integer(maximum=100_000), "1-step RMSE from every this many steps"
@@ -201,6 +275,11 @@ class MeshConfig(StudyConfig):
     def validate(self) -> None:
         low, high = _NODE_LIMITS[self.dim]
         check_int(self.nodes, "nodes", low, high)
+        if self.val_trajectories + self.test_trajectories >= self.trajectories:
+            raise ValueError(
+                f"trajectories: {self.trajectories} leave none to train after "
+                f"{self.val_trajectories} validation and {self.test_trajectories} test ones"
+            )
         field_bytes = 4 * self.nodes * self.trajectories * (self.steps + 1)
         if field_bytes > _MAX_FIELD_BYTES:
             raise ValueError(
@@ -210,11 +289,27 @@ class MeshConfig(StudyConfig):
             )
         for name in self.models:
             parse_model_name(name, self.heads)
-        if self.epochs is None and self.max_seconds is None:
-            raise ValueError("epochs, max_seconds: set at least one training budget")
-        if self.lr_final > self.lr:
-            raise ValueError(f"lr_final: expected at most lr={self.lr}, got {self.lr_final}")
+        if self.warmup_steps >= self.train_steps:
+            raise ValueError(
+                f"warmup_steps: expected fewer than train_steps={self.train_steps}, got "
+                f"{self.warmup_steps}"
+            )
+        if self.val_points > self.train_steps:
+            raise ValueError(
+                f"val_points: expected at most train_steps={self.train_steps}, got "
+                f"{self.val_points}"
+            )
         if self.one_step_stride > self.steps:
             raise ValueError(
                 f"one_step_stride: expected at most steps={self.steps}, got {self.one_step_stride}"
             )
+
+    def splits(self) -> tuple[float, float, float]:
+        """The train / validation / test fractions of the data generator."""
+        n = self.trajectories
+        val, test = self.val_trajectories / n, self.test_trajectories / n
+        return (1.0 - val - test, val, test)
+
+    def model_positions(self, spec: dict[str, Any]) -> str:
+        """The positions a parsed model name is run with (its own suffix, else the study's)."""
+        return spec["positions"] or self.positions

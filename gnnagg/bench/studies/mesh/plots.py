@@ -1,5 +1,6 @@
-"""The mesh study's pictures: rollout error per step, cost against accuracy, and the predicted,
-true and error fields on a 2-D mesh. Every PNG is written with
+"""The mesh study's pictures: rollout error per step, the validation rollout over training
+(learning curves), cost against accuracy, and the predicted, true and error fields on a 2-D
+mesh. Every PNG is written with
 :func:`gnnagg._files.write_figure`."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["BASELINE_LABELS", "plot_field", "plot_field_arrays", "write_plots"]
 
 BASELINE_LABELS = {
     "persistence": "persistence (u' = u)",
-    "mean-delta": "mean Δu per node",
+    "mean-delta": "mean Δu at each place (train)",
     "exact-solver": "exact solver (check: 0)",
 }
 
@@ -146,7 +147,9 @@ def _cost_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
         for r in result["summary"]:
             if r["ell"] != ell:
                 continue
-            x, y = r["train_time_s"]["mean"], r["rollout_rmse"]["mean"]
+            if r["time_per_step_s"] is None:
+                continue
+            x, y = 1000 * r["time_per_step_s"]["mean"], r["rollout_rmse"]["mean"]
             marker = "o" if r["family"] == "mgn" else "s"
             ax.errorbar(
                 [x], [y], yerr=[r["rollout_rmse"]["std"]], fmt=marker, capsize=3, label=r["name"]
@@ -154,7 +157,7 @@ def _cost_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_xlabel("training time per model (s, mean over seeds)")
+        ax.set_xlabel("training time per step (ms, mean over seeds)")
         ax.set_ylabel("rollout RMSE")
         ax.set_title(f"cost–accuracy, ℓ = {ell:g}")
         ax.grid(alpha=0.3)
@@ -165,15 +168,43 @@ def _cost_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
     return path
 
 
+def _learning_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(ells), figsize=(6 * len(ells), 4.2), dpi=110, squeeze=False)
+    for ax, ell in zip(axes[0], ells):
+        for b in result["baselines"]:
+            if b["ell"] == ell and b["name"] != "exact-solver":
+                style = "k--" if b["name"] == "persistence" else "k:"
+                ax.axhline(b["rollout_rmse"], color="k", ls=style[1:], lw=0.8,
+                           label=f"{BASELINE_LABELS[b['name']]} (test)")  # fmt: skip
+        for r in result["summary"]:
+            if r["ell"] == ell and r["val_curve"]:
+                steps = [p["step"] for p in r["val_curve"]]
+                values = [p["val_rollout_rmse"]["mean"] for p in r["val_curve"]]
+                ax.plot(steps, values, marker=".", label=r["name"])
+        ax.set_yscale("log")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("validation all-rollout RMSE (mean over seeds)")
+        ax.set_title(f"learning curves, ℓ = {ell:g}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    write_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
 def write_plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Every picture of ``result`` into ``out_dir``, by key: ``mesh_rollout``,
-    ``mesh_cost_accuracy`` and one ``mesh_field_ell<ℓ>`` per stored field."""
+    ``mesh_learning_curves``, ``mesh_cost_accuracy`` and one ``mesh_field_ell<ℓ>`` per stored
+    field."""
     ells = [d["ell"] for d in result["data"]]
     if not ells:
         return {}
     out_dir = Path(out_dir)
     files = {
         "mesh_rollout": _rollout_plot(result, ells, out_dir / "mesh_rollout.png"),
+        "mesh_learning_curves": _learning_plot(result, ells, out_dir / "mesh_learning_curves.png"),
         "mesh_cost_accuracy": _cost_plot(result, ells, out_dir / "mesh_cost_accuracy.png"),
     }
     for field in result.get("fields", []):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ....data import MeshSimulation, mesh_simulation
+from ....data.simulation import RECIPE_VERSION
 from ....models import (
     MODELS_REVISION,
     EdgeFeatureModel,
@@ -31,7 +32,7 @@ from ....models import (
 )
 from ...checkpoints import load_checkpoint, save_checkpoint, settings_digest
 from ...jobs import run_in_processes, worker_memo
-from ...registry import mesh_mask
+from ...registry import build_aggregator, mesh_mask
 from ...stats import mean_std
 from ...validation import NUMBER, check_shape
 from .config import MeshConfig, parse_model_name
@@ -48,46 +49,69 @@ __all__ = [
 # 2: MeshGraphNet aggregates the edge MLP's output (as the reference does), not e + e'.
 MESH_CHECKPOINT_FORMAT = "gnnagg-mesh-job/2"
 # MeshConfig fields that change what one (ℓ, model, seed) job computes: a kept job is reused
-# only under the same values, the same model code (MODELS_REVISION) and the same device type
+# only under the same values, the same model and data code (MODELS_REVISION, the generator's
+# RECIPE_VERSION) and the same device type
 # (whose timings it holds).
 _JOB_FIELDS = (
-    "dim", "nodes", "trajectories", "steps", "heads", "epochs", "max_seconds", "budget_clock",
-    "batch_size", "lr", "lr_final", "noise_std", "warmup_batches", "eval_trajectories",
+    "dim", "nodes", "trajectories", "val_trajectories", "test_trajectories", "steps",
+    "geometry", "heads", "positions", "train_steps", "batch_size", "lr", "weight_decay",
+    "warmup_steps", "noise", "normalizer_batches", "val_points", "max_seconds", "budget_clock",
     "one_step_stride", "data_seed",
 )  # fmt: skip
 # Fields are stored in results.json for the picture only up to this many nodes.
 _MAX_FIELD_NODES = 50_000
 
 
-def build_model(spec: dict[str, Any], dim: int, heads: int) -> torch.nn.Module:
+def build_model(spec: dict[str, Any], config: MeshConfig) -> torch.nn.Module:
     """The step model of a parsed model name (:func:`~.config.parse_model_name`), adapted to
-    :class:`~gnnagg.models.MeshStepModel`."""
+    :class:`~gnnagg.models.MeshStepModel`, taking the node features of its positions."""
+    dim, hidden = config.dim, spec["hidden"]
+    in_channels = node_input_channels(dim, position_features=_absolute(spec, config))
     if spec["family"] == "mgn":
+        aggr = "sum" if spec["aggr"] == "sum" else build_aggregator(spec["aggr"], hidden)
         model = MeshGraphNet(
-            node_input_channels(dim), spec["hidden"], 1, edge_dim=edge_input_channels(dim),
-            num_layers=spec["depth"],
+            in_channels, hidden, 1, edge_dim=edge_input_channels(dim), num_layers=spec["depth"],
+            aggr=aggr,
         )  # fmt: skip
         return EdgeFeatureModel(model)
     model = GraphTransformer(
-        node_input_channels(dim, position_features=True), spec["hidden"], 1,
-        heads=heads, num_layers=spec["depth"], mask=mesh_mask(spec["mask"]),
+        in_channels, hidden, 1, heads=config.heads, num_layers=spec["depth"],
+        mask=mesh_mask(spec["mask"]),
     )  # fmt: skip
     return NodeFeatureModel(model)
+
+
+def _absolute(spec: dict[str, Any], config: MeshConfig) -> bool:
+    return config.model_positions(spec) == "absolute"
 
 
 def _simulation(config: MeshConfig, ell: float) -> MeshSimulation:
     return mesh_simulation(
         config.dim, config.nodes, config.trajectories, config.steps, ell=ell,
-        seed=config.data_seed, cache=config.cache,
+        seed=config.data_seed, splits=config.splits(), geometry=config.geometry,
+        cache=config.cache,
     )  # fmt: skip
 
 
+def _data_row(sim: MeshSimulation, ell: float, seconds: float) -> dict[str, Any]:
+    edges = [int(sim.graph(t).edge_index.shape[1]) for t in range(sim.num_trajectories)]
+    return {
+        "ell": ell,
+        "nodes": sim.num_nodes,
+        "edges": round(sum(edges) / len(edges)),
+        "meshes": sim.num_meshes,
+        "geometry": sim.config.geometry,
+        "spacing": sum(m.spacing for m in sim.meshes) / sim.num_meshes,
+        "trajectories": {k: len(v) for k, v in sim.splits.items()},
+        "steps": sim.num_steps,
+        "delta_rms": sim.delta_rms("train"),
+        "load_s": round(seconds, 2),
+    }
+
+
 def _baseline_row(name: str, predictor: Any, sim: MeshSimulation, config: MeshConfig):
-    limit = config.eval_trajectories
-    rolled = rollout_rmse(predictor, sim, "test", ROLLOUT_BATCH, max_trajectories=limit)
-    one_step = one_step_rmse(
-        predictor, sim, "test", ROLLOUT_BATCH, max_trajectories=limit, stride=config.one_step_stride
-    )
+    rolled = rollout_rmse(predictor, sim, "test", ROLLOUT_BATCH)
+    one_step = one_step_rmse(predictor, sim, "test", ROLLOUT_BATCH, stride=config.one_step_stride)
     return {
         "name": name,
         "ell": sim.config.ell,
@@ -105,13 +129,14 @@ def _rounded(values: Any, digits: int = 5) -> list[Any]:
 def _field(sim: MeshSimulation, simulator: Any, name: str, trajectory: int) -> dict[str, Any]:
     predicted, _ = rollout(simulator, sim, [trajectory])
     step = sim.num_steps
+    mesh = sim.graph(trajectory).mesh
     return {
         "ell": sim.config.ell,
         "model": name,
         "trajectory": trajectory,
         "step": step,
-        "pos": [_rounded(p, 6) for p in sim.mesh.pos.tolist()],
-        "cells": sim.mesh.cells.tolist(),
+        "pos": [_rounded(p, 6) for p in mesh.pos.tolist()],
+        "cells": mesh.cells.tolist(),
         "true": _rounded(sim.u[trajectory, step].tolist()),
         "predicted": _rounded(predicted[0, step].tolist()),
     }
@@ -134,15 +159,13 @@ def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, devic
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
     return settings_digest(
         config, _JOB_FIELDS, ell=ell, name=name, seed=seed, device=device_type,
-        models=MODELS_REVISION,
+        models=MODELS_REVISION, data=RECIPE_VERSION,
     )  # fmt: skip
 
 
 def _simulator(spec: dict[str, Any], config: MeshConfig, state: dict[str, Any] | None = None):
     simulator = MeshSimulator(
-        build_model(spec, config.dim, config.heads),
-        config.dim,
-        position_features=spec["family"] == "gt",
+        build_model(spec, config), config.dim, position_features=_absolute(spec, config)
     )
     if state is not None:
         simulator.load_state_dict(state)
@@ -159,16 +182,15 @@ def _train_job(
     cpu_start = time.process_time()
     record = train_and_evaluate(
         name,
-        lambda: build_model(spec, config.dim, config.heads),
+        lambda: build_model(spec, config),
         sim,
         config,
         seed,
-        position_features=spec["family"] == "gt",
+        position_features=_absolute(spec, config),
         device=device,
         on_trained=kept.append,
     )
-    record["family"] = spec["family"]
-    record["mask"] = spec.get("mask")
+    record.update(_spec_fields(spec, config))
     record["cpu_time_s"] = round(time.process_time() - cpu_start, 1)
     weights = {k: v.detach().cpu() for k, v in kept[0].state_dict().items()}
     return record, weights
@@ -190,6 +212,17 @@ def _mesh_job(
     if on_epoch is not None:
         on_epoch(1)
     return result
+
+
+def _spec_fields(spec: dict[str, Any], config: MeshConfig) -> dict[str, Any]:
+    return {
+        "family": spec["family"],
+        "depth": spec["depth"],
+        "hidden": spec["hidden"],
+        "mask": spec["mask"],
+        "aggr": spec["aggr"],
+        "positions": config.model_positions(spec),
+    }
 
 
 def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
@@ -218,39 +251,65 @@ def _load_job(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 # What run_mesh and summarise_mesh_runs read of a kept job's record.
 _RECORD_SHAPE = {
-    "name": str, "seed": int, "ell": NUMBER, "family": str, "num_params": int, "steps": NUMBER,
-    "train_time_s": NUMBER, "time_per_epoch_s": (NUMBER, None), "one_step_rmse": NUMBER,
-    "rollout_rmse": NUMBER, "rollout_rmse_per_step": [NUMBER], "inference_s_per_step": NUMBER,
-    "train_peak_extra_bytes": NUMBER, "clock?": str, "cpu_time_s?": NUMBER,
+    "name": str, "seed": int, "ell": NUMBER, "family": str, "depth": int, "hidden": int,
+    "mask": (str, None), "aggr": (str, None), "positions": str, "num_params": int,
+    "steps": NUMBER, "stopped_by": str, "train_time_s": NUMBER,
+    "time_per_step_s": (NUMBER, None), "one_step_rmse": NUMBER, "rollout_rmse": NUMBER,
+    "rollout_rmse_per_step": [NUMBER], "inference_s_per_step": NUMBER,
+    "train_peak_extra_bytes": NUMBER, "noise_std": NUMBER,
+    "plateau": {"converged": (bool, None), "moved": (NUMBER, None)},
+    "curve": [{"step": NUMBER, "val_rollout_rmse": NUMBER, "train_loss": NUMBER}],
+    "clock?": str, "cpu_time_s?": NUMBER,
 }  # fmt: skip
 
 
 def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs, the
-    per-step rollout curve (mean), training steps, timings and memory (the largest over
-    seeds); ``num_params`` and the training ``clock`` of the first seed."""
+    """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs and of
+    the cost (training time per step, inference time per step), the mean per-step rollout
+    curve and validation curve, the steps taken, whether every seed converged (``None``: some
+    seed's plateau check could not run) and whether a time cap stopped any seed; the model's
+    parts, ``num_params`` and the clock of the first seed; memory the largest over seeds."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["name"], run["ell"]), []).append(run)
     rows = []
     for (name, ell), members in groups.items():
+        first = members[0]
         curves = torch.tensor([m["rollout_rmse_per_step"] for m in members], dtype=torch.float64)
-        epoch_times = [m["time_per_epoch_s"] for m in members if m["time_per_epoch_s"] is not None]
+        converged = [m["plateau"]["converged"] for m in members]
+        lengths = {len(m["curve"]) for m in members}
+        val_curve = []
+        if len(lengths) == 1:
+            for points in zip(*(m["curve"] for m in members)):
+                val_curve.append(
+                    {
+                        "step": points[0]["step"],
+                        "val_rollout_rmse": mean_std([p["val_rollout_rmse"] for p in points]),
+                        "train_loss": mean_std([p["train_loss"] for p in points]),
+                    }
+                )
+        per_step = [m["time_per_step_s"] for m in members if m["time_per_step_s"] is not None]
         rows.append(
             {
                 "name": name,
                 "ell": ell,
+                **{k: first[k] for k in ("family", "depth", "hidden", "mask", "aggr", "positions")},
                 "seeds": [m["seed"] for m in members],
-                "num_params": members[0]["num_params"],
+                "num_params": first["num_params"],
                 "one_step_rmse": mean_std([m["one_step_rmse"] for m in members]),
                 "rollout_rmse": mean_std([m["rollout_rmse"] for m in members]),
                 "rollout_rmse_per_step": curves.mean(dim=0).tolist(),
-                "train_time_s": mean_std([m["train_time_s"] for m in members]),
-                "time_per_epoch_s": mean_std(epoch_times) if epoch_times else None,
-                "inference_s_per_step": mean_std([m["inference_s_per_step"] for m in members]),
-                "train_peak_extra_bytes": max(m.get("train_peak_extra_bytes", 0) for m in members),
+                "val_curve": val_curve,
+                "converged": None if None in converged else all(converged),
+                "plateau_moved": [m["plateau"]["moved"] for m in members],
+                "capped": any(m["stopped_by"] == "max_seconds" for m in members),
                 "steps": mean_std([m["steps"] for m in members]),
-                "clock": members[0].get("clock", "wall"),
+                "train_time_s": mean_std([m["train_time_s"] for m in members]),
+                "time_per_step_s": mean_std(per_step) if per_step else None,
+                "inference_s_per_step": mean_std([m["inference_s_per_step"] for m in members]),
+                "train_peak_extra_bytes": max(m["train_peak_extra_bytes"] for m in members),
+                "noise_std": first["noise_std"],
+                "clock": first["clock"],
             }
         )
     return rows
@@ -316,12 +375,7 @@ def run_mesh(
         for ell in config.ells:
             t0 = time.perf_counter()
             sim = _simulation(config, ell)
-            data.append({
-                "ell": ell, "nodes": sim.num_nodes, "edges": int(sim.edge_index.shape[1]),
-                "spacing": float(sim.mesh.spacing),
-                "trajectories": {k: len(v) for k, v in sim.splits.items()},
-                "steps": sim.num_steps, "load_s": round(time.perf_counter() - t0, 2),
-            })  # fmt: skip
+            data.append(_data_row(sim, ell, time.perf_counter() - t0))
             predictors = {
                 "persistence": PersistenceBaseline,
                 "mean-delta": lambda sim=sim: MeanDeltaBaseline(sim, "train"),
@@ -353,8 +407,9 @@ def run_mesh(
                 add_field(sim, ell)
             del sim
         if pending:
-            # Seed by seed, so that a run stopped part-way has kept whole seeds of the study.
-            pending.sort(key=lambda job: config.seeds.index(job[2]))
+            # Model by model (its seeds and ℓ together), in the order of `models`: a run
+            # stopped part-way has kept whole rows of the models listed first.
+            pending.sort(key=lambda job: (config.models.index(job[1]), config.seeds.index(job[2])))
             config_data = dataclasses.asdict(config)
             calls = [(ell, name, seed, config_data, device) for ell, name, seed in pending]
 
@@ -376,10 +431,6 @@ def run_mesh(
         for seed in config.seeds
     ]
     summary = summarise_mesh_runs(runs)
-    for row in summary:
-        spec = specs[row["name"]]
-        row["family"], row["mask"] = spec["family"], spec.get("mask")
-        row["depth"], row["hidden"] = spec["depth"], spec["hidden"]
     cpu_time = time.process_time() - cpu_start + worker_cpu
     return {
         "data": data,

@@ -1,18 +1,23 @@
-r"""Next-step training of one learned mesh simulator, and its evaluation.
+r"""Training one learned mesh simulator under the study's protocol, and its evaluation.
 
 The recipe is MeshGraphNet's (Pfaff et al. 2021, https://arxiv.org/abs/2010.03409, and its
 public code): a :class:`~gnnagg.models.MeshSimulator` is trained on single steps with Gaussian
 noise added to the input state (the target is the change from the *noisy* state, so the
 network learns to undo its own drift), its online normalisers accumulating over the first
-training batches; it is evaluated with :func:`~gnnagg.models.one_step_rmse` and
-:func:`~gnnagg.models.rollout_rmse`. Every option comes from the study's
-:class:`~gnnagg.bench.studies.mesh.config.MeshConfig`.
+batches. The optimiser and schedule are graph-physics' (Garnier et al.'s trainer): AdamW with
+betas (0.9, 0.95) and a learning rate :math:`\eta_s = \eta \cdot \min(1, (s+1)/W) \cdot
+\tfrac12 (1 + \cos(\pi s / S))` at step :math:`s` of :math:`S`, with :math:`W` warm-up steps.
+Every model gets the same number of steps :math:`S`.
+
+The validation rollout is measured ``val_points`` times over the training; :func:`plateau`
+decides from it whether the model has converged: it has not when that error still moves by
+more than :data:`PLATEAU_TOLERANCE` (5 %) over the last :data:`PLATEAU_WINDOW` (20 %) of the
+steps.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,11 +30,24 @@ from ....models import MeshSimulator, one_step_rmse, rollout_rmse
 from ...measure import peak_extra_memory
 from .config import MeshConfig
 
-__all__ = ["budget_clock", "fit_mesh_model", "train_and_evaluate"]
+__all__ = [
+    "PLATEAU_TOLERANCE",
+    "PLATEAU_WINDOW",
+    "ROLLOUT_BATCH",
+    "budget_clock",
+    "fit_mesh_model",
+    "learning_rate",
+    "plateau",
+    "train_and_evaluate",
+]
 
 _OBSTACLE = NODE_TYPES.index("obstacle")
-# Test trajectories rolled out at once.
+#: Trajectories rolled out at once in evaluation.
 ROLLOUT_BATCH = 8
+#: The plateau check looks at the validation rollouts of the last this fraction of the steps...
+PLATEAU_WINDOW = 0.2
+#: ... and calls the model converged when they lie within this fraction of their smallest.
+PLATEAU_TOLERANCE = 0.05
 
 
 def budget_clock(name: str, device: torch.device | str) -> tuple[str, Callable[[], float]]:
@@ -46,22 +64,53 @@ def budget_clock(name: str, device: torch.device | str) -> tuple[str, Callable[[
     return name, time.process_time if name == "cpu" else time.perf_counter
 
 
+def learning_rate(step: int, config: MeshConfig) -> float:
+    """The learning rate of optimiser step ``step`` (from 0): linear warm-up over
+    ``config.warmup_steps`` under a cosine decay from ``config.lr`` to 0 at
+    ``config.train_steps``."""
+    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    return config.lr * warmup * 0.5 * (1.0 + math.cos(math.pi * step / config.train_steps))
+
+
+def plateau(curve: list[dict[str, Any]], train_steps: int) -> dict[str, Any]:
+    """The plateau check on a validation curve (``[{"step", "val_rollout_rmse"}, ...]``):
+    ``{"converged", "moved", "window_start"}``, where ``moved`` is (largest − smallest) /
+    smallest of the validation rollouts measured at or after step ``window_start`` (80 % of
+    ``train_steps``), and ``converged`` is ``moved <= PLATEAU_TOLERANCE``; ``None`` with fewer
+    than two measurements in the window (a run cut short)."""
+    start = math.floor((1.0 - PLATEAU_WINDOW) * train_steps)
+    window = [point["val_rollout_rmse"] for point in curve if point["step"] >= start]
+    if len(window) < 2 or curve[-1]["step"] < train_steps:
+        return {"converged": None, "moved": None, "window_start": start}
+    low = min(window)
+    moved = (max(window) - low) / low if low > 0 else 0.0
+    return {"converged": moved <= PLATEAU_TOLERANCE, "moved": moved, "window_start": start}
+
+
+def _validation_steps(config: MeshConfig) -> set[int]:
+    """Steps after which the validation rollout is measured: ``val_points`` evenly spaced ones
+    ending at ``train_steps``, and the start of the plateau window."""
+    every = config.train_steps / config.val_points
+    points = {round(every * k) for k in range(1, config.val_points + 1)}
+    points.add(math.floor((1.0 - PLATEAU_WINDOW) * config.train_steps))
+    return {p for p in points if p > 0}
+
+
 def fit_mesh_model(
     simulator: MeshSimulator,
     sim: MeshSimulation,
     config: MeshConfig,
     seed: int = 0,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``simulator`` on the ``train`` split of ``sim`` (Adam, MSE on normalised Δu over
-    the non-obstacle nodes), with the budget, batch size, learning rates, noise and normaliser
-    warm-up of ``config``; batches and noise drawn from ``seed``.
+    """Train ``simulator`` on the ``train`` split of ``sim`` under the protocol of ``config``
+    (batches and noise drawn from ``seed``): MSE on normalised Δu over the free nodes.
 
-    Returns ``{"epochs", "steps", "train_time_s", "time_per_epoch_s", "loss_per_epoch",
-    "stopped_by", "clock"}``; the times are counted by ``clock`` (the resolved
-    ``config.budget_clock``); ``time_per_epoch_s`` is the mean over completed epochs (or the
-    partial epoch's time scaled to a full one when none completed). ``on_epoch(epoch, mean
-    loss)`` is called after each epoch.
+    Returns ``{"steps", "train_time_s", "time_per_step_s", "stopped_by" ("train_steps" or
+    "max_seconds"), "clock", "noise_std", "curve" ([{"step", "train_loss",
+    "val_rollout_rmse"}]), "plateau"}``. Training times exclude the validation rollouts and
+    are counted by ``clock`` (the resolved ``config.budget_clock``).
+    ``on_validation(step, val_rollout_rmse)`` is called after each validation.
     """
     if not isinstance(config, MeshConfig):
         raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
@@ -73,79 +122,77 @@ def fit_mesh_model(
     transitions = sim.transition_index("train")
     if len(transitions) == 0:
         raise ValueError("split: 'train' has no trajectories in this data set")
-    batches_per_epoch = math.ceil(len(transitions) / config.batch_size)
-    total_steps = None if config.epochs is None else config.epochs * batches_per_epoch
-    free = (sim.node_type != _OBSTACLE).to(device)
-    optimiser = torch.optim.Adam(simulator.parameters(), lr=config.lr)
-    decay = math.log(config.lr_final / config.lr)
+    noise_std = config.noise * sim.delta_rms("train")
+    optimiser = torch.optim.AdamW(
+        simulator.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
 
-    def make_batch(pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def make_batch(pairs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         traj, step = pairs[:, 0], pairs[:, 1]
+        free = (sim.node_types(traj) != _OBSTACLE).to(device)
         current = sim.u[traj, step].to(device=device, dtype=dtype)
         target = sim.u[traj, step + 1].to(device=device, dtype=dtype)
-        if config.noise_std > 0:
+        if noise_std > 0:
             noise = torch.randn(current.shape, generator=generator).to(device=device, dtype=dtype)
-            current = current + config.noise_std * noise * free
-        return traj, current, target - current
+            current = current + noise_std * noise * free
+        return traj, current, target - current, free
 
+    def batches():
+        while True:
+            order = transitions[torch.randperm(len(transitions), generator=generator)]
+            for first in range(0, len(order) - config.batch_size + 1, config.batch_size):
+                yield order[first : first + config.batch_size]
+
+    stream = batches()
     simulator.train()
-    for _ in range(config.warmup_batches):
-        chosen = torch.randint(len(transitions), (config.batch_size,), generator=generator)
-        pairs = transitions[chosen]
-        traj, current, delta = make_batch(pairs)
-        mesh = simulator.batched_mesh(sim, len(pairs))
+    for _ in range(config.normalizer_batches):
+        traj, current, delta, free = make_batch(next(stream))
+        mesh = simulator.batched_mesh(sim, traj)
         simulator.node_normalizer.accumulate(simulator.node_features(current, traj, sim))
         simulator.edge_normalizer.accumulate(mesh.edge_attr)
-        simulator.output_normalizer.accumulate(delta[:, free].reshape(-1, 1))
+        simulator.output_normalizer.accumulate(delta[free].reshape(-1, 1))
 
-    epoch_times: list[float] = []
+    checkpoints = _validation_steps(config)
+    curve: list[dict[str, Any]] = []
     losses: list[float] = []
-    steps, epoch, stopped_by = 0, 0, "epochs"
-    start = clock()
-    while config.epochs is None or epoch < config.epochs:
-        epoch_start = clock()
-        order = transitions[torch.randperm(len(transitions), generator=generator)]
-        running, count, finished = 0.0, 0, True
-        for first in range(0, len(order), config.batch_size):
-            elapsed = clock() - start
-            if config.max_seconds is not None and elapsed >= config.max_seconds:
-                finished, stopped_by = False, "max_seconds"
-                break
-            fraction = max(
-                steps / total_steps if total_steps else 0.0,
-                elapsed / config.max_seconds if config.max_seconds else 0.0,
-            )
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr * math.exp(decay * min(fraction, 1.0))
-            traj, current, delta = make_batch(order[first : first + config.batch_size])
-            prediction = simulator(current, traj, sim, accumulate=True)
-            target = simulator.output_normalizer(delta[:, free].reshape(-1, 1), accumulate=True)
-            loss = (prediction[:, free].reshape(-1, 1) - target).pow(2).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            steps += 1
-            running += float(loss.detach())
-            count += 1
-        if count:
-            losses.append(running / count)
-        if not finished:
-            if not epoch_times and count:
-                epoch_times.append((clock() - epoch_start) * batches_per_epoch / count)
+    steps, elapsed, stopped_by = 0, 0.0, "train_steps"
+    while steps < config.train_steps:
+        if config.max_seconds is not None and elapsed >= config.max_seconds:
+            stopped_by = "max_seconds"
             break
-        epoch += 1
-        epoch_times.append(clock() - epoch_start)
-        if on_epoch is not None:
-            on_epoch(epoch, losses[-1])
+        start = clock()
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(steps, config)
+        traj, current, delta, free = make_batch(next(stream))
+        prediction = simulator(current, traj, sim, accumulate=True)
+        target = simulator.output_normalizer(delta[free].reshape(-1, 1), accumulate=True)
+        loss = (prediction[free].reshape(-1, 1) - target).pow(2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        steps += 1
+        losses.append(float(loss.detach()))
+        elapsed += clock() - start
+        if steps in checkpoints:
+            simulator.eval()
+            val = rollout_rmse(simulator, sim, "val", ROLLOUT_BATCH)["rmse"]
+            simulator.train()
+            curve.append(
+                {"step": steps, "train_loss": sum(losses) / len(losses), "val_rollout_rmse": val}
+            )
+            losses = []
+            if on_validation is not None:
+                on_validation(steps, val)
     simulator.eval()
     return {
-        "epochs": epoch,
         "steps": steps,
-        "train_time_s": clock() - start,
-        "time_per_epoch_s": statistics.fmean(epoch_times) if epoch_times else None,
-        "loss_per_epoch": losses,
+        "train_time_s": elapsed,
+        "time_per_step_s": elapsed / steps if steps else None,
         "stopped_by": stopped_by,
         "clock": clock_name,
+        "noise_std": noise_std,
+        "curve": curve,
+        "plateau": plateau(curve, config.train_steps),
     }
 
 
@@ -159,14 +206,13 @@ def train_and_evaluate(
     position_features: bool = False,
     device: str = "cpu",
     split: str = "test",
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
     on_trained: Callable[[MeshSimulator], None] | None = None,
 ) -> dict[str, Any]:
     """Seed torch with ``seed``, build the step model (``build_model()``, already adapted to
     :class:`~gnnagg.models.MeshStepModel`), train it (:func:`fit_mesh_model`) and evaluate it
-    on ``split`` (its first ``config.eval_trajectories`` trajectories; the 1-step RMSE from
-    every ``config.one_step_stride``-th step); ``on_trained(simulator)`` is called with the
-    trained simulator after the evaluation.
+    on every trajectory of ``split`` (the 1-step RMSE from every ``config.one_step_stride``-th
+    step); ``on_trained(simulator)`` is called with the trained simulator after the evaluation.
 
     Returns a JSON-friendly record: ``name``, ``seed``, ``num_params``, the training record of
     :func:`fit_mesh_model`, ``one_step_rmse``, ``rollout_rmse``, ``rollout_rmse_per_step``,
@@ -179,13 +225,10 @@ def train_and_evaluate(
     simulator = MeshSimulator(build_model(), sim.config.dim, position_features=position_features)
     simulator = simulator.to(dev)
     training, train_extra = peak_extra_memory(
-        lambda: fit_mesh_model(simulator, sim, config, seed, on_epoch=on_epoch), dev
+        lambda: fit_mesh_model(simulator, sim, config, seed, on_validation=on_validation), dev
     )
-    limit = config.eval_trajectories
-    one_step = one_step_rmse(
-        simulator, sim, split, ROLLOUT_BATCH, max_trajectories=limit, stride=config.one_step_stride
-    )
-    rolled = rollout_rmse(simulator, sim, split, ROLLOUT_BATCH, max_trajectories=limit)
+    one_step = one_step_rmse(simulator, sim, split, ROLLOUT_BATCH, stride=config.one_step_stride)
+    rolled = rollout_rmse(simulator, sim, split, ROLLOUT_BATCH)
     if on_trained is not None:
         on_trained(simulator)
     return {

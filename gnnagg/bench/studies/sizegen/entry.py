@@ -39,7 +39,8 @@ from ...fields import add_options, config_from_args, positive_int
 from ...machine import machine_info
 from ...training import init_distributed
 from .config import SizeGenConfig
-from .train import build_splits, fit_multiset
+from .data import build_splits
+from .train import fit_multiset
 
 __all__ = ["add_train_arguments", "main", "run_training", "training_config"]
 

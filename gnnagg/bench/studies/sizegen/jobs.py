@@ -11,7 +11,8 @@ from typing import Any
 from ...jobs import run_in_processes, worker_memo
 from ...training import DistContext
 from .config import SizeGenConfig
-from .train import build_splits, fit_multiset
+from .data import build_splits
+from .train import fit_multiset
 
 __all__ = ["checkpoint_path", "run_jobs"]
 

@@ -1,6 +1,9 @@
 """The size-generalisation block of ``report.md``: the table per task with its constant
 baselines, the comparison with the LCM paper, and the plot ``sizegen_<task>.png`` (accuracy
-against multiset size per aggregator, mean ± std over seeds, the training range shaded).
+against multiset size per aggregator, mean ± std over seeds, the training range shaded);
+then, for runs of the fair protocol, the comparison at matched validation accuracy, the cost
+to fit and the LCMs' associativity gap per tree level (:mod:`.matched`), with the plot
+``matched_<task>.png``.
 
 Every table ends with the baselines of :mod:`~gnnagg.bench.studies.sizegen.baselines` (the
 constant predictor, the best constant of each size, uniform chance) and marks the accuracies
@@ -18,6 +21,7 @@ from ...registry import aggregator_label as _label
 from ...section import ReportBlock
 from ...stats import percent as _pct
 from ...validation import NUMBER, STATS, check_shape
+from .matched import cost_table, level_gap_table, matched_rows, matched_table, plot_matched
 
 __all__ = [
     "RESULT_SHAPE",
@@ -76,17 +80,13 @@ def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> Rep
     lines.append(
         f"Trained on multisets of sizes {min(config['train_sizes'])}–"
         f"{max(config['train_sizes'])} ({config['num_train']} training multisets, "
-        f"{config['epochs']} epochs, batch {config['batch_size']}, Adam lr {config['lr']}, "
+        f"{_length(config)}, batch {config['batch_size']}, Adam lr {config['lr']}, "
         f"width {config['hidden_channels']}); tested on {config['num_test']} multisets of each "
         "size. "
         f"Accuracy in %, mean ± sample std over seeds {list(config['seeds'])}; the model "
         "kept is the best on validation (sizes 2–16). Regularisers: "
-        + (
-            f"{config['reg_weight']} × associativity loss (gnnagg lcm_gru) and "
-            f"{config['reg_weight']} × permutation loss (gnnagg gru, lstm)."
-            if config["regularise"]
-            else "off."
-        )
+        + _regularisers(config)
+        + _lcm_options(config)
     )
     lines += [""] + run_notes(summary, config)
     for task in config["tasks"]:
@@ -98,6 +98,7 @@ def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> Rep
         path = plot_sizegen(summary, task, out_dir / f"sizegen_{task}.png")
         files[f"sizegen_{task}"] = path
         lines += [f"![accuracy vs size, {task}]({path.name})", ""]
+        lines += _matched_lines(summary, task, out_dir, files, baselines)
         if task == "second_minimum":
             lines += [
                 f"**The LCM paper and this run.** The claim of {PAPER} is that "
@@ -117,6 +118,106 @@ def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> Rep
             lines += [PYG_LCM_NOTE, ""]
     return ReportBlock(lines, files)
 
+
+
+def _length(config: dict[str, Any]) -> str:
+    """How long each model trained, in the header's words."""
+    cadence = (
+        f"validated every {config['eval_every']:,} steps"
+        if config.get("eval_every")
+        else "validated after every epoch"
+    )
+    if config.get("patience"):
+        return (
+            f"until {config['patience']} validations in a row bring no better validation "
+            f"accuracy or at most {config['epochs']} epochs, {cadence}"
+        )
+    return f"{config['epochs']} epochs, {cadence}"
+
+
+def _regularisers(config: dict[str, Any]) -> str:
+    if not config["regularise"] or not config["reg_weight"]:
+        return "off."
+    schedule = []
+    if config.get("reg_every", 1) > 1:
+        schedule.append(f"on every {config['reg_every']}th step at {config['reg_every']}x")
+    if config.get("reg_warmup"):
+        schedule.append(f"ramped up over {config['reg_warmup']:,} steps")
+    if config.get("reg_until") is not None:
+        schedule.append(f"off from step {config['reg_until']:,}")
+    when = f" ({', '.join(schedule)})" if schedule else ""
+    return (
+        f"{config['reg_weight']} × associativity loss (gnnagg lcm_gru) and "
+        f"{config['reg_weight']} × permutation loss (gnnagg gru, lstm){when}."
+    )
+
+
+def _lcm_options(config: dict[str, Any]) -> str:
+    options = [
+        f"{name} {config[key]}"
+        for key, name in (("lcm_leaf", "leaf"), ("lcm_init", "init"))
+        if config.get(key) is not None
+    ]
+    if config.get("lcm_layer_norm"):
+        options.append("layer-normalised combinations")
+    return f" gnnagg LCMs: {', '.join(options)}." if options else ""
+
+
+def _matched_lines(
+    summary: list[dict[str, Any]],
+    task: str,
+    out_dir: Path,
+    files: dict[str, Path],
+    baselines: dict[str, Any] | None = None,
+) -> list[str]:
+    """The report's fair-protocol part for ``task`` (empty for results without it)."""
+    rows = matched_rows(summary, task)
+    if not rows:
+        return []
+    sizes = sorted(rows[0]["test"], key=int)
+    shown = [s for s in ("32", "64") if s in sizes] or sizes[-1:]
+    lines = [
+        "**At matched validation accuracy.** Each aggregator's model at the first validation "
+        "that reached each threshold, tested like the kept model: out-of-distribution "
+        "accuracy apart from how fast the aggregator fits (seeds that never reached a "
+        "threshold are left out and counted as k/n).",
+        "",
+    ]
+    for size in shown:
+        floor = ""
+        if baselines is not None and size in baselines["constant"]:
+            floor = (
+                f" (the constant predictor scores {100 * baselines['constant'][size]:.1f}, the "
+                f"best constant of this size {100 * baselines['best_constant'][size]:.1f})"
+            )
+        lines += [
+            f"Accuracy at size {size} (%){floor}:",
+            "",
+            matched_table(summary, task, size),
+            "",
+        ]
+    path = plot_matched(summary, task, shown[-1], out_dir / f"matched_{task}.png")
+    if path is not None:
+        files[f"matched_{task}"] = path
+        lines += [f"![size {shown[-1]} against validation accuracy, {task}]({path.name})", ""]
+    lines += [
+        "**Cost to fit.** Training steps and training CPU-seconds (validation excluded) to the "
+        "first validation reaching each threshold, mean ± std over the seeds that reached it:",
+        "",
+        cost_table(summary, task),
+        "",
+    ]
+    gaps = level_gap_table(summary, task)
+    if gaps:
+        lines += [
+            "**Associativity per tree level.** ‖(a⊕b)⊕c − a⊕(b⊕c)‖ / ‖a⊕(b⊕c)‖ over 1,024 "
+            "triples of the states each level of the reduction trees holds (0: the leaves), "
+            "on the test multisets of one size, mean ± std over seeds:",
+            "",
+            gaps,
+            "",
+        ]
+    return lines
 
 
 PAPER = (

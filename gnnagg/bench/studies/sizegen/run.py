@@ -5,7 +5,9 @@ For each task and seed the splits are generated once (:func:`gnnagg.data.make_sp
 shared by all aggregators, so aggregators are compared on identical data. Each job trains one
 :class:`~gnnagg.bench.studies.sizegen.model.SetClassifier` with
 :func:`~gnnagg.bench.studies.sizegen.train.fit_multiset`; the summary gives mean and sample
-standard deviation over seeds of the best-validation model's accuracy at every test size.
+standard deviation over seeds of the best-validation model's accuracy at every test size, and
+of the models matched at each validation threshold (their accuracies, and the steps and
+CPU-seconds each seed took to get there).
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from ...stats import mean_std
 from ...training import DistContext
 from .baselines import constant_baselines
 from .config import SizeGenConfig
+from .data import build_splits
 from .jobs import checkpoint_path, run_jobs
-from .train import build_splits, fit_multiset
+from .train import fit_multiset
 
 __all__ = ["run_sizegen", "summarise_sizegen"]
 
 
 def summarise_sizegen(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (task, aggregator), in run order: ``val`` and ``test`` (size -> mean/std/n)
-    accuracies over seeds, mean training time, the seeds, the epochs each seed trained and,
-    when measured, ``val_at_size`` (``{"size", "final", "at_best"}``, mean/std/n each)."""
+    accuracies over seeds, mean training time, the seeds, the epochs and steps each seed
+    trained and why it stopped, ``ms_per_step`` (training CPU-ms per step, mean/std/n),
+    ``matched`` (:func:`matched_summary`), ``level_gaps`` (:func:`level_gap_summary`) and,
+    when measured, ``val_at_size`` (``{"size", "final", "at_best"}``, mean/std/n each).
+    Results written before the fair protocol lack the newer keys."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["task"], run["aggregator"]), []).append(run)
@@ -48,7 +54,70 @@ def summarise_sizegen(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "val_at_size": _wide_summary(members),
             }
         )
+        if all("matched" in m for m in members):
+            rows[-1].update(
+                {
+                    "steps": [m["steps"] for m in members],
+                    "stopped": [m["stopped"] for m in members],
+                    "train_cpu_s": statistics.fmean(m["train_cpu_s"] for m in members),
+                    "ms_per_step": mean_std(
+                        [1000 * m["train_cpu_s"] / max(m["steps"], 1) for m in members]
+                    ),
+                    "matched": matched_summary(members),
+                    "level_gaps": level_gap_summary(members),
+                }
+            )
     return rows
+
+
+def matched_summary(members: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per threshold reached by any seed: ``reached`` (seeds that reached it, of ``seeds``),
+    and over those seeds mean/std/n of the ``val`` at the crossing, of ``steps`` and ``cpu_s``
+    to it, and of ``test`` accuracy per size."""
+    keys = sorted({k for m in members for k in m["matched"]}, key=float)
+    out = {}
+    for key in keys:
+        hits = [m["matched"][key] for m in members if key in m["matched"]]
+        sizes = list(hits[0]["test_acc"])
+        out[key] = {
+            "reached": len(hits),
+            "seeds": len(members),
+            "val": mean_std([h["val"] for h in hits]),
+            "steps": mean_std([h["step"] for h in hits]),
+            "cpu_s": mean_std([h["cpu_s"] for h in hits]),
+            "test": {s: mean_std([h["test_acc"][s] for h in hits]) for s in sizes},
+        }
+    return out
+
+
+def level_gap_summary(members: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean/std over seeds of the associativity gap and the state norm at each tree level, for
+    the kept models and for the models matched at each threshold (``None`` when the
+    aggregator has no such diagnostic)."""
+    gaps = [m.get("level_gaps") for m in members]
+    if any(g is None for g in gaps):
+        return None
+
+    def per_level(diagnostics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        depth = min(len(d["levels"]) for d in diagnostics)
+        return [
+            {
+                "level": k,
+                "gap": mean_std([d["levels"][k]["gap"] for d in diagnostics]),
+                "norm": mean_std([d["levels"][k]["norm"] for d in diagnostics]),
+            }
+            for k in range(depth)
+        ]
+
+    keys = sorted({k for g in gaps for k in g["matched"]}, key=float)
+    return {
+        "size": gaps[0]["kept"]["size"],
+        "kept": per_level([g["kept"] for g in gaps]),
+        "matched": {
+            key: per_level([g["matched"][key] for g in gaps if key in g["matched"]])
+            for key in keys
+        },
+    }
 
 
 def _wide_summary(members: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

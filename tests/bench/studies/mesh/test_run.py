@@ -1,20 +1,51 @@
-"""Running the mesh study: jobs in this process or in workers give the same runs, kept jobs
-are reused only under the same settings and model code, and are hash-checked."""
+"""Running the mesh study: the positions switch and the aggregator rows build what they say,
+jobs in this process or in workers give the same runs, kept jobs are reused only under the same
+settings and model code, and are hash-checked."""
 
 import dataclasses
 
 import pytest
+import torch
 
 from gnnagg.bench.jobs import run_in_processes
 from gnnagg.bench.studies.mesh import run as mesh_run
-from gnnagg.bench.studies.mesh.config import MeshConfig
-from gnnagg.bench.studies.mesh.run import _mesh_job, mesh_job_path, run_mesh
+from gnnagg.bench.studies.mesh.config import MeshConfig, parse_model_name
+from gnnagg.bench.studies.mesh.run import _mesh_job, build_model, mesh_job_path, run_mesh
+from gnnagg.models import GraphTransformer, MeshGraphNet, node_input_channels
 
 TINY = MeshConfig(
-    nodes=200, trajectories=4, steps=4, ells=(2.0,), models=("mgn-2x8", "gt-1x8-adjacency"),
-    heads=2, seeds=(0,), epochs=1, max_seconds=None, warmup_batches=2, eval_trajectories=None,
-    cache=False,
+    nodes=200, trajectories=4, val_trajectories=1, test_trajectories=1, steps=3, ells=(2.0,),
+    models=("mgn-2x8", "gt-1x8-adjacency"), heads=2, seeds=(0,), train_steps=4,
+    warmup_steps=1, val_points=2, normalizer_batches=2, cache=False,
 )  # fmt: skip
+
+
+def _first_linear(model):
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_positions_switch_gives_every_family_the_same_node_features():
+    relative, absolute = TINY, dataclasses.replace(TINY, positions="absolute")
+    for name in ("mgn-2x8", "gt-1x8-adjacency"):
+        spec = parse_model_name(name, heads=2)
+        assert _first_linear(build_model(spec, relative)).in_features == node_input_channels(2)
+        width = _first_linear(build_model(spec, absolute)).in_features
+        assert width == node_input_channels(2, position_features=True)
+    # A model's own suffix overrides the study's positions: the ablation row.
+    spec = parse_model_name("gt-1x8-adjacency:absolute", heads=2)
+    assert _first_linear(build_model(spec, relative)).in_features == node_input_channels(2, True)
+    assert isinstance(build_model(parse_model_name("mgn-2x8"), TINY).model, MeshGraphNet)
+    assert isinstance(build_model(spec, TINY).model, GraphTransformer)
+
+
+@pytest.mark.parametrize(
+    "aggr, kind", [("lcm_softmax", "LCMAggregation"), ("gru", "GRUAggregation")]
+)
+def test_aggregator_rows_are_meshgraphnets_with_gnnagg_aggregators(aggr, kind):
+    model = build_model(parse_model_name(f"mgn-2x8-{aggr}"), TINY).model
+    kinds = [type(step.aggr).__name__ for step in model.processor]
+    assert kinds == [kind, kind]
+    assert model.processor[0].aggr is not model.processor[1].aggr
 
 
 def _scores(result):

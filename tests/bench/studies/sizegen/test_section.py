@@ -12,15 +12,11 @@ from gnnagg.bench.config import SuiteConfig, suite_config
 from gnnagg.bench.runner import run_suite
 from gnnagg.bench.studies.sizegen.baselines import constant_baselines, label_distribution
 from gnnagg.bench.studies.sizegen.config import PAPER_AGGREGATORS, SizeGenConfig
+from gnnagg.bench.studies.sizegen.data import MultisetTensors, build_splits
 from gnnagg.bench.studies.sizegen.jobs import checkpoint_path
 from gnnagg.bench.studies.sizegen.report import lcm_paper_comparison, run_notes, sizegen_table
 from gnnagg.bench.studies.sizegen.run import run_sizegen
-from gnnagg.bench.studies.sizegen.train import (
-    CHECKPOINT_FORMAT,
-    MultisetTensors,
-    build_splits,
-    fit_multiset,
-)
+from gnnagg.bench.studies.sizegen.train import CHECKPOINT_FORMAT, fit_multiset
 from gnnagg.data import TASKS, make_task
 
 TINY = SizeGenConfig(
@@ -110,7 +106,11 @@ def test_paper_suite_is_the_issue_setting():
     assert c.aggregators == PAPER_AGGREGATORS and c.seeds == (0, 1, 2)
     assert (c.num_train, c.hidden_channels, c.batch_size, c.lr) == (65536, 128, 128, 1e-3)
     assert (c.num_test, c.test_sizes, c.val_at_size) == (1024, (16, 32, 64, 128, 256), 32)
-    assert c.shuffle_elements and c.checkpoints and c.regularise and c.reg_weight == 0.1
+    assert c.shuffle_elements and c.checkpoints and not c.regularise and c.reg_weight == 0.1
+    # The fair protocol: a plateau or a cap, models matched at validation thresholds.
+    assert (c.eval_every, c.patience, c.epochs) == (256, 8, 30)
+    assert c.thresholds == (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+    assert (c.reg_every, c.reg_samples) == (1, 256)
 
 
 def test_run_overrides_reach_the_section_and_are_validated():
@@ -183,10 +183,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, aggreg
             "second_minimum", aggregator, 0, TINY, splits=splits, on_epoch=stop_after_two,
             checkpoint=path,
         )  # fmt: skip
-    assert load_checkpoint(path, CHECKPOINT_FORMAT)["epoch"] == 2
+    assert load_checkpoint(path, CHECKPOINT_FORMAT)["step"] == 2 * 3  # 48 multisets, batch 16
     resumed, _ = fit_multiset("second_minimum", aggregator, 0, TINY, splits=splits, checkpoint=path)
-    for key in ("param_digest", "val_acc", "best_epoch", "test_acc", "epochs_done"):
+    for key in ("param_digest", "val_acc", "best_epoch", "test_acc", "epochs_done", "matched"):
         assert resumed[key] == whole[key], key
+    assert [row[0] for row in resumed["curve"]] == [row[0] for row in whole["curve"]]
     assert resumed["val_at_size"] == whole["val_at_size"]
 
 
@@ -270,16 +271,47 @@ def test_report_of_an_older_result_computes_its_baselines(tmp_path):
     assert "constant predictor (label 24)" in text and "0.1 ± 0.0†‡" in text
 
 
+def test_report_compares_at_matched_accuracy_and_counts_the_cost(tmp_path):
+    config = dataclasses.replace(
+        TINY, aggregators=("sum", "lcm_gru"), seeds=(0, 1), epochs=3, eval_every=2,
+        patience=2, thresholds=(0.01, 0.03), test_sizes=(20, 64), lr=3e-2,
+    )  # fmt: skip
+    result, out = run_suite(
+        SuiteConfig("matched", sizegen=config, threads=1), tmp_path / "run", progress=False
+    )
+    summary = result["sizegen"]["summary"]
+    lcm = next(r for r in summary if r["aggregator"] == "lcm_gru")
+    assert lcm["ms_per_step"]["n"] == 2 and set(lcm["stopped"]) <= {"plateau", "cap"}
+    assert lcm["level_gaps"]["size"] == 64 and len(lcm["level_gaps"]["kept"]) == 7
+    for entry in lcm["matched"].values():
+        assert entry["reached"] <= entry["seeds"] == 2 and set(entry["test"]) == {"20", "64"}
+    report = (out / "report.md").read_text()
+    for text in (
+        "At matched validation accuracy",
+        "Accuracy at size 64 (%) (the constant predictor scores",
+        "Cost to fit",
+        "Associativity per tree level",
+        "matched_second_minimum.png",
+        "validated every 2 steps",
+    ):
+        assert text in report, text
+    assert (out / "matched_second_minimum.png").exists()
+
+
 @pytest.mark.parametrize(
     "forge",
     [
         lambda state: state.pop("fingerprint"),
         lambda state: state.pop("model"),
         lambda state: state.update(model={"weight": torch.zeros(3)}),
-        lambda state: state.update(epoch="2"),
+        lambda state: state.update(step="2"),
         lambda state: state.update(rng=torch.zeros(3)),
         lambda state: state.update(optimiser={"state": 1}),
-        lambda state: state.update(best_epoch=5),
+        lambda state: state.pop("tracker"),
+        lambda state: state["tracker"].update(best_step=10**6),
+        lambda state: state["tracker"].update(curve=None),
+        lambda state: state["tracker"]["crossings"].update({"0.99": {"step": 1}}),
+        lambda state: state.update(snapshots={"0.5": {"weight": torch.zeros(3)}}),
     ],
 )
 def test_a_restamped_checkpoint_is_refused_with_a_value_error_naming_it(tmp_path, forge):
