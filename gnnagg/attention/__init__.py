@@ -7,7 +7,7 @@ Implements the attention of "Training Transformers for Mesh-Based Simulations" (
   :func:`random_jumps`, composed with ``|`` and ``&``. A :class:`Mask` is a recipe;
   ``mask.build(...)`` gives a :class:`MaskIndex` (a CSR over query rows). New masks implement
   :meth:`Mask.pairs` on a :class:`MaskContext`, or wrap a function with :func:`pair_mask`;
-* :func:`graph_attention` -- masked multi-head attention with a ``"sparse"`` (chunked,
+* :func:`graph_attention` -- masked multi-head attention with a ``"sparse"`` (CSR kernels,
   recomputing), ``"flex"`` (FlexAttention block mask) and ``"dense"`` backend;
 * :class:`GraphTransformerConv` -- PyG's ``TransformerConv`` (same arguments and weights)
   whose neighbourhoods a mask widens;

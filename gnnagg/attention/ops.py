@@ -9,8 +9,9 @@ r"""Masked multi-head attention over a :class:`MaskIndex`: one op, three backend
 over the keys :math:`\mathcal{N}(i)` the mask allows. Rows without keys give 0.
 
 * ``"sparse"`` -- scores only on allowed pairs through sparse CSR kernels (SDDMM, row softmax,
-  SpMM), all heads in one block-diagonal product, scores recomputed in backward
-  (:class:`SparseAttention`); any device, float16/bfloat16/float32/float64, dropout.
+  SpMM), all heads in one product with heads interleaved, rows in the mask's locality order
+  where that pays, weights recomputed in backward (:mod:`~gnnagg.attention.sparse`); any
+  device, float16/bfloat16/float32/float64, ``torch.autocast``, dropout.
 * ``"flex"`` -- ``torch.nn.attention.flex_attention`` with the mask's ``BlockMask``, rows in a
   locality order (tokens first, then Morton or reverse Cuthill--McKee); training on CUDA, forward
   only on CPU (torch's CPU backward is not implemented).
@@ -28,10 +29,9 @@ from torch.autograd.function import once_differentiable
 
 from .._checks import check_allocation
 from .mask_index import DEFAULT_DENSE_LIMIT, MaskIndex
+from .sparse import SparseAttention, _dropout_keep, compute_dtype, head_csr, locality_mask, spmm
 
-__all__ = [
-    "BACKENDS", "DenseAttention", "HeadCSR", "SparseAttention", "graph_attention", "head_csr",
-]
+__all__ = ["BACKENDS", "DenseAttention", "graph_attention"]
 
 #: Values of ``backend=``: which implementation computes the attention.
 BACKENDS = ("auto", "sparse", "flex", "dense")
@@ -41,141 +41,6 @@ AUTO_DENSE_ROWS = 512
 #: Eager FlexAttention materialises every score: beyond this many ``heads × R × R`` entries the
 #: flex backend compiles the kernel instead.
 EAGER_FLEX_LIMIT = 1 << 24
-
-
-class HeadCSR:
-    """The mask's CSR repeated block-diagonally once per head, and its transpose.
-
-    Head ``h`` of row ``r`` is row ``h * R + r`` of an ``[H·R, H·R]`` sparse matrix, so one
-    sampled dense-dense product (SDDMM) computes every head's scores on the allowed pairs and one
-    sparse-dense product (SpMM) every head's weighted sum. Index memory O(H·nnz); built once per
-    (mask, heads) and cached on the :class:`MaskIndex`.
-    """
-
-    def __init__(self, mask_index: MaskIndex, heads: int) -> None:
-        rows, nnz, device = mask_index.num_rows, mask_index.nnz, mask_index.device
-        head = torch.arange(heads, device=device)
-        self.size = heads * rows
-        self.nnz = heads * nnz
-        self.rowptr = torch.cat(
-            [(mask_index.rowptr[:-1].unsqueeze(0) + (head * nnz).unsqueeze(1)).reshape(-1),
-             torch.tensor([heads * nnz], device=device)]
-        )
-        self.col = (mask_index.col.unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
-        self.row = (mask_index.row().unsqueeze(0) + (head * rows).unsqueeze(1)).reshape(-1)
-        # The transpose: pairs sorted by key row; values are permuted with transpose_perm.
-        self.transpose_perm = torch.sort(self.col, stable=True).indices
-        self.transpose_col = self.row[self.transpose_perm]
-        counts = torch.bincount(self.col, minlength=self.size)
-        self.transpose_rowptr = torch.zeros(self.size + 1, dtype=torch.int64, device=device)
-        torch.cumsum(counts, 0, out=self.transpose_rowptr[1:])
-
-    def matrix(self, values: Tensor) -> Tensor:
-        return _csr(self.rowptr, self.col, values, self.size)
-
-    def transposed(self, values: Tensor) -> Tensor:
-        return _csr(self.transpose_rowptr, self.transpose_col,
-                    values.index_select(0, self.transpose_perm), self.size)
-
-    def sddmm(self, left: Tensor, right: Tensor, scale: float = 1.0) -> Tensor:
-        """``scale * <left[i], right[j]>`` on every stored pair, as a ``[H·nnz]`` vector."""
-        pattern = self.matrix(torch.zeros(self.nnz, dtype=left.dtype, device=left.device))
-        return torch.sparse.sampled_addmm(pattern, left, right.t(), beta=0.0,
-                                          alpha=scale).values()
-
-
-def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        warnings.filterwarnings("ignore", message="Sparse invariant checks")
-        return torch.sparse_csr_tensor(rowptr, col, values, (size, size),
-                                       check_invariants=False)
-
-
-def head_csr(mask_index: MaskIndex, heads: int) -> HeadCSR:
-    """The cached :class:`HeadCSR` of ``mask_index`` for ``heads`` heads."""
-    key = ("head_csr", heads)
-    if key not in mask_index._cache:
-        mask_index._cache[key] = HeadCSR(mask_index, heads)
-    return mask_index._cache[key]
-
-
-def _dropout_keep(seed: int, size: int, p: float, device: torch.device) -> Tensor:
-    """The same keep-mask in forward and in backward, from a generator seeded per call."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return torch.rand(size, generator=generator, device=device) >= p
-
-
-def _heads_first(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``[R, H, D]`` to a contiguous ``[H·R, D]`` in ``dtype``."""
-    return x.transpose(0, 1).reshape(x.size(0) * x.size(1), x.size(-1)).to(dtype)
-
-
-def _rows_first(x: Tensor, heads: int) -> Tensor:
-    return x.view(heads, x.size(0) // heads, x.size(-1)).transpose(0, 1)
-
-
-class SparseAttention(torch.autograd.Function):
-    """Attention computed on the stored pairs only, through sparse CSR kernels.
-
-    Forward: scores by SDDMM, softmax over each CSR row, output by SpMM. It saves the
-    ``[H·R]`` log-sum-exps, not the ``[H·nnz]`` weights; backward recomputes the scores (one
-    SDDMM) and uses two more SDDMM/SpMM pairs. No ``[nnz, heads, dim]`` tensor and no dense
-    score matrix ever exist: memory O(nnz·H + R·H·D). Half-precision inputs are computed in
-    float32.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, plan, scale, dropout, seed):
-        rows, heads, _ = q.shape
-        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-        qh, kh, vh = (_heads_first(t, acc) for t in (q, k, v))
-        scores = plan.sddmm(qh, kh, scale)
-        row_max = torch.zeros(plan.size, dtype=acc, device=q.device)
-        row_max.scatter_reduce_(0, plan.row, scores, "amax", include_self=False)
-        weights = (scores - row_max.index_select(0, plan.row)).exp_()
-        total = torch.zeros(plan.size, dtype=acc, device=q.device).index_add_(0, plan.row, weights)
-        lse = row_max + total.log()
-        weights.div_(total.index_select(0, plan.row))
-        if dropout > 0:
-            weights = weights * _dropout_keep(seed, plan.nnz, dropout, q.device) / (1 - dropout)
-        out = plan.matrix(weights) @ vh
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.plan, ctx.scale, ctx.dropout, ctx.seed = plan, scale, dropout, seed
-        return _rows_first(out, heads).to(v.dtype)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        q, k, v, out, lse = ctx.saved_tensors
-        plan, scale, dropout, seed = ctx.plan, ctx.scale, ctx.dropout, ctx.seed
-        heads = q.size(1)
-        acc = lse.dtype
-        qh, kh, vh = (_heads_first(t, acc) for t in (q, k, v))
-        grad_h = _heads_first(grad_out, acc)
-        weights = (plan.sddmm(qh, kh, scale) - lse.index_select(0, plan.row)).exp_()
-        grad_weights = plan.sddmm(grad_h, vh)
-        if dropout > 0:
-            kept = _dropout_keep(seed, plan.nnz, dropout, q.device).to(acc) / (1 - dropout)
-            grad_weights = grad_weights * kept
-            used = weights * kept
-        else:
-            used = weights
-        grad_v = plan.transposed(used) @ grad_h
-        # delta_i = sum_j p_ij dP_ij = <dout_i, out_i>: the softmax backward without weights.
-        delta = torch.sum(grad_h * out, dim=-1)
-        grad_scores = weights.mul_(grad_weights - delta.index_select(0, plan.row)).mul_(scale)
-        grad_q = plan.matrix(grad_scores) @ kh
-        grad_k = plan.transposed(grad_scores) @ qh
-        return (
-            _rows_first(grad_q, heads).to(q.dtype),
-            _rows_first(grad_k, heads).to(k.dtype),
-            _rows_first(grad_v, heads).to(v.dtype),
-            None,
-            None,
-            None,
-            None,
-        )
 
 
 def graph_attention(
@@ -205,12 +70,37 @@ def graph_attention(
     Returns:
         ``[R, heads, d_v]``; rows whose mask row is empty are 0.
 
+    **Mixed precision.** Under ``torch.autocast`` (CPU or CUDA) q, k and v are cast to the
+    autocast dtype (bfloat16 or float16; float64 stays), as torch's own attention does, and
+    the kernels run with autocast off. float16 and bfloat16 inputs are stored and returned in
+    their dtype while the scores, the row max, the log-sum-exp and the weights are float32, so
+    a row's softmax neither overflows nor loses its small weights; the output and the
+    gradients of q, k, v are in the input dtype. The sparse backend's SDDMM and SpMM run on
+    float32 copies of the half-precision operands, made for each product and freed after it.
+
+    **Memory of the sparse backend** (``R`` rows, ``E = mask_index.nnz`` pairs, ``H`` heads,
+    head widths ``D`` (q, k) and ``D_v`` (v), ``s`` bytes per input element, float32 work):
+
+    * built once per (mask, heads) and cached on the mask: ``16·H`` bytes per pair (int32
+      indices of the interleaved CSR, its transpose and the row of each pair; ``32·H`` beyond
+      2³¹ pairs) and ``8·H`` per row; with the locality order also the renumbered mask, 16
+      bytes per pair and 40 per row (with the permutation and its inverse);
+    * forward: no ``[E·H, D]`` gather and no dense score matrix, only ``[E·H]`` vectors: at most
+      ``8·H`` bytes per pair at a time (``9·H`` with dropout), none kept. Saved for backward:
+      q, k, v as given (the permuted copies instead when the locality order is used, the
+      inputs then being free to go), the output (``H·D_v·s`` bytes per row) and the float32
+      log-sum-exp (``4·H`` per row), never the ``[E·H]`` weights;
+    * backward: at most ``12·H`` bytes per pair at a time (``20·H`` with dropout: the
+      recomputed weights, their gradient and one permuted copy for the transposed products),
+      plus the gradients of q, k, v (``H·(2·D + D_v)·s`` bytes per row).
+
     On every backend a pair the mask does not allow contributes nothing, forward and backward:
     a NaN or inf in a row of ``q``, ``k`` or ``v`` reaches only the rows that attend it (and
     their gradients), never another row or another graph of the batch. (The flex backend
     hands inputs holding non-finite values to the sparse kernels.)
     """
     _check_inputs(q, k, v, mask_index)
+    q, k, v = _autocast(q, k, v)
     dim = q.size(-1)
     if scale is None:
         scale = 1.0 / math.sqrt(dim) if dim else 1.0
@@ -263,6 +153,16 @@ class _NothingAttended(torch.autograd.Function):
                      for shape, dtype, device in ctx.like)
 
 
+def _autocast(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Inside ``torch.autocast`` on q's device, q, k and v in the autocast dtype (float64
+    stays), as torch's own attention does; the kernels then run with autocast off."""
+    device = q.device.type
+    if not torch.is_autocast_enabled(device) or q.dtype == torch.float64:
+        return q, k, v
+    dtype = torch.get_autocast_dtype(device)
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
 def _choose_backend(q: Tensor, mask_index: MaskIndex, dropout: float, needs_grad: bool) -> str:
     rows = mask_index.num_rows
     if rows <= AUTO_DENSE_ROWS and q.size(1) * rows * rows <= EAGER_FLEX_LIMIT:
@@ -309,7 +209,7 @@ def _check_inputs(q: object, k: object, v: object, mask_index: object) -> None:
 
 def _dense_attention(q, k, v, mask_index, scale, dropout):
     heads, rows = q.size(1), mask_index.num_rows
-    acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    acc = compute_dtype(q.dtype)
     itemsize = torch.empty((), dtype=acc).element_size()
     # Scores, weights and, in backward, their two gradients: four [heads, R, R] matrices.
     check_allocation(
@@ -330,10 +230,13 @@ def _masked_product(weights: Tensor, x: Tensor, mask_index: MaskIndex, transpose
     if bool(torch.isfinite(x).all()):
         return (weights.transpose(1, 2) if transpose else weights) @ x
     heads, rows, _ = weights.shape
-    plan = head_csr(mask_index, heads)
-    values = weights.reshape(heads * rows, rows)[plan.row, plan.col - plan.row // rows * rows]
+    plan = head_csr(mask_index, heads, locality=False)
+    row, col = plan.row.long(), plan.col.long()
+    head = row % heads
+    values = weights[head, row // heads, col // heads]
     matrix = plan.transposed(values) if transpose else plan.matrix(values)
-    return (matrix @ x.reshape(heads * rows, -1)).view(heads, rows, -1)
+    flat = x.transpose(0, 1).reshape(rows * heads, -1)
+    return spmm(matrix, flat).view(rows, heads, -1).transpose(0, 1)
 
 
 class DenseAttention(torch.autograd.Function):
@@ -348,7 +251,16 @@ class DenseAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, allowed, mask_index, scale, dropout, seed):
-        acc = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        with torch.autocast(q.device.type, enabled=False):
+            out, weights = DenseAttention._forward(q, k, v, allowed, mask_index, scale, dropout,
+                                                   seed)
+        ctx.save_for_backward(q, k, v, allowed, weights)
+        ctx.mask_index, ctx.scale, ctx.dropout, ctx.seed = mask_index, scale, dropout, seed
+        return out
+
+    @staticmethod
+    def _forward(q, k, v, allowed, mask_index, scale, dropout, seed):
+        acc = compute_dtype(q.dtype)
         qh, kh, vh = (t.transpose(0, 1).to(acc) for t in (q, k, v))
         scores = (qh @ kh.transpose(1, 2)).mul_(scale).masked_fill_(~allowed, float("-inf"))
         # A row without keys is a softmax over nothing (NaN): the fill makes it 0.
@@ -359,13 +271,16 @@ class DenseAttention(torch.autograd.Function):
             keep = _dropout_keep(seed, weights.numel(), dropout, q.device).view_as(weights)
             used = weights * keep / (1 - dropout)
         out = _masked_product(used, vh, mask_index, transpose=False)
-        ctx.save_for_backward(q, k, v, allowed, weights)
-        ctx.mask_index, ctx.scale, ctx.dropout, ctx.seed = mask_index, scale, dropout, seed
-        return out.transpose(0, 1).to(v.dtype)
+        return out.transpose(0, 1).to(v.dtype), weights
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return DenseAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         q, k, v, allowed, weights = ctx.saved_tensors
         mask_index, scale, dropout = ctx.mask_index, ctx.scale, ctx.dropout
         acc = weights.dtype
@@ -400,9 +315,7 @@ def _flex_attention(q, k, v, mask_index, scale):
     # C++ template, on CUDA Triton), which is also the only fast way on CUDA.
     use_compiled = q.device.type == "cuda" or heads * rows * rows > EAGER_FLEX_LIMIT
     order = mask_index.locality_order()
-    ordered = mask_index._cache.get("locality_mask")
-    if ordered is None:
-        ordered = mask_index._cache["locality_mask"] = mask_index.reorder(order)
+    ordered = locality_mask(mask_index)
     block_mask = ordered.to_block_mask(_flex_block_size(q.device))
     if use_compiled and not torch.compiler.is_compiling():
         kernel = flex_attention_compiled()

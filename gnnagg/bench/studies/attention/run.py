@@ -9,7 +9,8 @@ process, and a crash or an out-of-memory then costs only its own row):
   with q/k/v projections to ``heads x channels``, :func:`gnnagg.attention.graph_attention` and
   an output projection, for each mask and backend. PyG's ``TransformerConv(in, channels,
   heads)`` (q/k/v/skip projections) runs on the adjacency. Time: median forward and forward +
-  backward after one warm-up; memory: the peak extra memory of the first forward + backward.
+  backward after one warm-up, wall and (forward + backward, on the CPU) process CPU time; memory:
+  the peak extra memory of the first forward + backward; the 1-minute load average after.
   On the CPU the flex backend runs forward only (torch has no CPU backward for FlexAttention).
 * ``masks`` -- build time, nnz, and block density at block 128 in index, Morton and reverse
   Cuthill-McKee row order, with the BlockMask's table size.
@@ -45,7 +46,7 @@ import torch
 from ...._files import atomic_write, write_text
 from ...fields import add_options, config_from_args
 from ...machine import machine_info
-from ...measure import MIB, median_time_ms, peak_extra_memory
+from ...measure import MIB, median_time_ms, paired_median_times_ms, peak_extra_memory
 from ...registry import mesh_mask
 from .config import BACKENDS, MASKS, PARTS, AttentionConfig
 from .report import format_big_table, format_layer_table, format_mask_table
@@ -122,10 +123,17 @@ class AttentionLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, gmask: Any) -> torch.Tensor:
         from ....attention import graph_attention
+        from ....attention.sparse import kernel_order
 
+        # As GraphAttention does: rows in the sparse kernels' order, permuted once each way.
+        ordered = kernel_order(gmask) if self.backend == "sparse" else None
+        if ordered is not None:
+            gmask, order, inverse = ordered
+            x = x.index_select(0, order)
         shape = (x.size(0), self.heads, self.channels)
         q, k, v = self.query(x).view(shape), self.key(x).view(shape), self.value(x).view(shape)
-        return self.out(graph_attention(q, k, v, gmask, backend=self.backend).flatten(1))
+        out = self.out(graph_attention(q, k, v, gmask, backend=self.backend).flatten(1))
+        return out if ordered is None else out.index_select(0, inverse)
 
 
 def _table_mb(block_mask: Any) -> float:
@@ -184,6 +192,11 @@ def measure_layer(spec: dict[str, Any], mask_name: str, backend: str) -> dict[st
             row["fwd_ms"] = round(median_time_ms(forward, device, spec["repeats"], warmup=0), 2)
         if not forward_only:
             row["fwd_bwd_ms"] = round(median_time_ms(step, device, spec["repeats"], warmup=0), 2)
+            if device.type == "cpu":
+                # CPU time leaves out the waits for a core on a shared machine.
+                cpu_ms = paired_median_times_ms([step], device, spec["repeats"], 0, "cpu")[0]
+                row["fwd_bwd_cpu_ms"] = round(cpu_ms, 2)
+        row["load_average"] = round(os.getloadavg()[0], 2)
         row["status"] = "ok (forward only)" if forward_only else "ok"
     except (RuntimeError, MemoryError, ValueError) as error:
         row["status"] = "error: " + str(error).splitlines()[0][:160]

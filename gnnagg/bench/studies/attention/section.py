@@ -4,7 +4,7 @@
 
 The targets it reports against (Garnier et al. 2025 at our scale; CPU numbers with 1 thread,
 side by side in one run): on the 30k-node mesh with the adjacency mask, H = 4, C = 64, the
-sparse backend at least 3x faster than ``TransformerConv`` forward + backward with at least 3x
+sparse backend at least 5x faster than ``TransformerConv`` forward + backward with at least 5x
 less peak extra memory; building ``khop(2) | dilated_window(4, 8) | global_tokens(4)`` on 300k-node
 2-D and 3-D Delaunay meshes in under 5 CPU seconds and 1 GB of peak extra memory on one thread,
 with BlockMask tables under 50 MB and a Morton block density of at most 1.5 %.
