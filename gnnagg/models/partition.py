@@ -126,9 +126,11 @@ def _metis(edge_index: Tensor, num_nodes: int, num_parts: int) -> Tensor:
     xadj = torch.zeros(num_nodes + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0, out=xadj[1:])
     options = pymetis.Options(seed=0)
-    _, membership = pymetis.part_graph(
-        num_parts, xadj=xadj.numpy(), adjncy=cols.numpy(), options=options
-    )
+    if hasattr(pymetis, "CSRAdjacency"):  # pymetis >= 2025.2; xadj/adjncy before it
+        graph = {"adjacency": pymetis.CSRAdjacency(xadj.numpy(), cols.numpy())}
+    else:
+        graph = {"xadj": xadj.numpy(), "adjncy": cols.numpy()}
+    membership = pymetis.part_graph(num_parts, **graph, options=options)[1]
     return torch.from_numpy(np.asarray(membership, dtype=np.int64))
 
 
