@@ -66,6 +66,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-steps", type=int, default=400, help="optimiser steps per run")
     parser.add_argument("--batch-size", type=int, default=_STUDY.batch_size)
+    parser.add_argument("--lr-final", type=float, default=_STUDY.lr_final)
+    parser.add_argument("--warmup-batches", type=int, default=_STUDY.warmup_batches)
     parser.add_argument("--eval-trajectories", type=int, default=None,
                         help="test trajectories rolled out (default: all)")
     parser.add_argument("--variants", nargs="+", default=["whole", "partitioned"],
@@ -85,7 +87,7 @@ def _train(simulator: MeshSimulator, sim, partition, variant: str, args, seed: i
     transitions = sim.transition_index("train")
     free = sim.node_type != _OBSTACLE
     optimiser = torch.optim.Adam(simulator.parameters(), lr=_STUDY.lr)
-    decay = math.log(_STUDY.lr_final / _STUDY.lr)
+    decay = math.log(args.lr_final / _STUDY.lr)
     part_order: list[int] = []
 
     def batch(pairs: torch.Tensor):
@@ -113,7 +115,7 @@ def _train(simulator: MeshSimulator, sim, partition, variant: str, args, seed: i
 
     simulator.train()
     with torch.no_grad():
-        for _ in range(_STUDY.warmup_batches):
+        for _ in range(args.warmup_batches):
             chosen = torch.randint(len(transitions), (args.batch_size,), generator=generator)
             predict(*batch(transitions[chosen]), accumulate=True)
     losses, order = [], torch.zeros(0, 2, dtype=torch.int64)
@@ -186,8 +188,7 @@ def main() -> None:
     spec = parse_model_name(args.model, args.heads)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("out", "seeds", "variants")}
-    settings["recipe"] = {k: getattr(_STUDY, k) for k in
-                          ("lr", "lr_final", "noise_std", "warmup_batches")}
+    settings["recipe"] = {k: getattr(_STUDY, k) for k in ("lr", "noise_std")}
     previous: list[dict[str, Any]] = []
     if args.out.exists():
         kept = json.loads(args.out.read_text())
