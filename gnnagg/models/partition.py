@@ -450,7 +450,10 @@ def stitched_forward(
                              f"attends {wanted!r}; partition_mesh(..., mask=model.mask)")
 
         def run(part: SubMesh) -> Tensor:
-            return model(x[part.nodes.to(x.device)], mask_index=part.mask_index.to(x.device))
+            mask_index = part.mask_index
+            if mask_index.device != x.device:
+                mask_index = mask_index.to(x.device)
+            return model(x[part.nodes.to(x.device)], mask_index=mask_index)
     elif isinstance(model, MeshGraphNet):
         depth = len(model.processor)
         if partition.reach != "edges":
