@@ -42,7 +42,9 @@ from gnnagg.bench.studies.mesh.config import MeshConfig, parse_model_name
 from gnnagg.bench.studies.mesh.run import build_model
 from gnnagg.data import NODE_TYPES, mesh_simulation
 from gnnagg.models import (
+    MeanDeltaBaseline,
     MeshSimulator,
+    PersistenceBaseline,
     StitchedSimulator,
     partition_mesh,
     rollout_rmse,
@@ -220,6 +222,12 @@ def main() -> None:
             "halo_fraction": round(partition.halo_fraction(), 4),
             "core_nodes": [part.num_core for part in partition.parts],
             "sub_mesh_nodes": [part.num_nodes for part in partition.parts],
+        },
+        "baselines": {
+            name: rollout_rmse(predictor, sim, "test", 8, max_trajectories=args.eval_trajectories)[
+                "rmse"]
+            for name, predictor in (("persistence", PersistenceBaseline()),
+                                    ("mean-delta", MeanDeltaBaseline(sim, split="train")))
         },
         "runs": previous,
     }
