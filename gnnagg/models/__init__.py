@@ -8,12 +8,28 @@
   :func:`gnnagg.data.mesh_simulation` data (features, :class:`OnlineNormalizer`\\ s, update
   rule), evaluated by :func:`rollout`, :func:`one_step_rmse` and :func:`rollout_rmse`;
 * reference predictors to compare with: :class:`PersistenceBaseline`,
-  :class:`MeanDeltaBaseline` and the exact solver, :class:`SolverOracle`.
+  :class:`MeanDeltaBaseline` and the exact solver, :class:`SolverOracle`;
+* partitioned meshes: :func:`partition_mesh` splits a mesh into sub-meshes whose halos cover a
+  model's receptive field (:class:`MeshPartition`), :func:`stitched_forward` and
+  :class:`StitchedSimulator` run a model part by part, :func:`sub_mesh_forward` trains a
+  simulator on one sub-mesh.
 """
 
 from .graph_transformer import GraphTransformer
 from .meshgraphnet import MeshGraphNet, mesh_edge_features
 from .normalizers import OnlineNormalizer
+from .partition import (
+    PARTITION_METHODS,
+    MeshPartition,
+    SubMesh,
+    edge_reach,
+    mask_reach,
+    partition_mesh,
+    partition_nodes,
+    restrict_mask,
+    stitched_forward,
+)
+from .partitioned_simulator import StitchedSimulator, sub_mesh_forward
 from .predictors import MeanDeltaBaseline, PersistenceBaseline, SolverOracle
 from .simulator import (
     MODELS_REVISION,
@@ -31,10 +47,12 @@ from .simulator import (
 
 __all__ = [
     "MODELS_REVISION",
+    "PARTITION_METHODS",
     "EdgeFeatureModel",
     "GraphTransformer",
     "MeanDeltaBaseline",
     "MeshGraphNet",
+    "MeshPartition",
     "MeshSimulator",
     "MeshStepModel",
     "NextStepPredictor",
@@ -42,10 +60,19 @@ __all__ = [
     "OnlineNormalizer",
     "PersistenceBaseline",
     "SolverOracle",
+    "StitchedSimulator",
+    "SubMesh",
     "edge_input_channels",
+    "edge_reach",
+    "mask_reach",
     "mesh_edge_features",
     "node_input_channels",
     "one_step_rmse",
+    "partition_mesh",
+    "partition_nodes",
+    "restrict_mask",
     "rollout",
     "rollout_rmse",
+    "stitched_forward",
+    "sub_mesh_forward",
 ]
