@@ -106,8 +106,11 @@ class GraphAttention(NoTorchScript, nn.Module):
         q = self.query(rows).view(shape)
         k = self.key(rows).view(shape)
         v = self.value(rows).view(shape)
-        out = graph_attention(q, k, v, mask_index, dropout=self.dropout if self.training else 0.0,
-                              backend=self.backend)
+        # Under autocast the projections run in low precision; the attention op takes their
+        # bfloat16/float16 q, k, v as they are and keeps its softmax statistics in float32.
+        with torch.autocast(rows.device.type, enabled=False):
+            out = graph_attention(q, k, v, mask_index, backend=self.backend,
+                                  dropout=self.dropout if self.training else 0.0)
         return self.out(out.reshape(rows.size(0), self.channels))
 
     def forward(
