@@ -9,7 +9,9 @@ from ...._checks import check_int
 from ...fields import StudyConfig, finite, integer, names, optional, positive_int, setting
 from ...registry import MESH_MASKS
 
-__all__ = ["BACKENDS", "MASKS", "MESHES", "PARTS", "STEP_OPTIONS", "AttentionConfig"]
+__all__ = [
+    "BACKENDS", "MASKS", "MESHES", "PARTS", "STEP_MODELS", "STEP_OPTIONS", "AttentionConfig"
+]  # fmt: skip
 
 PARTS: tuple[str, ...] = ("layer", "masks", "big", "step")
 MASKS: tuple[str, ...] = MESH_MASKS
@@ -18,6 +20,8 @@ BACKENDS: tuple[str, ...] = ("sparse", "flex", "dense", "TransformerConv")
 MESHES: tuple[str, ...] = ("delaunay", "lattice")
 # The step part's memory options: activation checkpointing, bfloat16 autocast, both.
 STEP_OPTIONS: tuple[str, ...] = ("none", "checkpoint", "bf16", "both")
+# The step part's models: gnnagg's, and the same model with PyG's TransformerConv.
+STEP_MODELS: tuple[str, ...] = ("GraphTransformer", "TransformerConv")
 # A 3-D mesh of 10M nodes needs about 10 GB for its edges alone: beyond this machine's kind.
 _MAX_NODES = 10_000_000
 
@@ -51,7 +55,8 @@ class AttentionConfig(StudyConfig):
     the dense backend runs only up to 4,000 nodes). The ``step`` part trains a
     ``step_layers``-block :class:`~gnnagg.models.GraphTransformer` of width
     ``step_hidden_channels`` with ``step_heads`` heads on the ``mesh`` at each of ``step_nodes``,
-    with each of ``step_options`` and ``step_masks``. ``repeats`` timed calls after a warm-up;
+    with each of ``step_options`` and ``step_masks`` (``step_models``: also the same model
+    with PyG's ``TransformerConv``). ``repeats`` timed calls after a warm-up;
     ``cap_gb`` caps a CPU worker's address space, ``timeout_s`` each measurement."""
 
     parts: tuple[str, ...] = setting(
@@ -106,6 +111,9 @@ class AttentionConfig(StudyConfig):
     )  # fmt: skip
     step_masks: tuple[str, ...] = setting(
         ("adjacency",), names(MASKS), "masks of the step part", choices=lambda: MASKS
+    )
+    step_models: tuple[str, ...] = setting(
+        STEP_MODELS, names(STEP_MODELS), "models of the step part", choices=lambda: STEP_MODELS
     )
 
     def validate(self) -> None:
