@@ -20,7 +20,8 @@ TINY = AttentionConfig(
     step_heads=2,
     step_options=("none", "checkpoint"),
     repeats=1,
-    timeout_s=300.0,
+    # A bound for a loaded machine: each worker imports torch and PyG before its few steps.
+    timeout_s=1800.0,
 )
 
 
