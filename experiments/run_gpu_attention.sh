@@ -4,6 +4,8 @@
 #      batch with global tokens, values and gradients (flex trains on CUDA);
 #   2. one attention layer on a 300k-node 3-D lattice mesh, F = 128 (8 heads x 16 channels),
 #      forward + backward, every path and mask next to PyG's TransformerConv;
+#   3. one training step of a 2-layer GraphTransformer (F = 128, H = 8) on a 300k-node
+#      Delaunay mesh with each memory option;
 # Targets (issue 14): sparse or flex fwd+bwd <= 8 ms and <= 2 GiB at 300k (TransformerConv:
 # 38.9 ms, 9.1 GiB on an H200). Results go to $OUT (default experiments/results/gpu).
 set -u
@@ -59,6 +61,16 @@ timeout 420 python3 -m gnnagg.bench.studies.attention.run --device cuda --parts 
   --masks adjacency khop2+dilated+global --backends sparse flex TransformerConv \
   --repeats 20 --timeout-s 120 \
   --out "$out/bench_attention_gpu.json" 2>&1 | tail -30 | tee "$out/bench_attention_gpu.txt"
+
+# One training step (forward, backward, Adam) of a 2-layer GraphTransformer at the paper's size:
+# a 300k-node 3-D Delaunay mesh, F = 128, H = 8, adjacency mask, each memory option (none,
+# checkpoint, bf16 autocast, both), next to the same model with TransformerConv where it fits.
+# GPU target (issue 28): <= 8 ms forward + backward per layer (the layer line above) and <= 2 GiB
+# peak extra for the step; the wall ms column is the synchronised time of the whole step.
+timeout 300 python3 -m gnnagg.bench.studies.attention.step --device cuda --mesh delaunay \
+  --step-nodes 300000 --step-hidden-channels 128 --step-heads 8 --step-layers 2 \
+  --repeats 10 --timeout-s 240 \
+  --out "$out/bench_attention_step_gpu.json" 2>&1 | tail -8 | tee "$out/bench_attention_step_gpu.txt"
 
 # The 300k mask build is CPU work; python -m gnnagg.bench.studies.attention.run --parts big
 # measures it on

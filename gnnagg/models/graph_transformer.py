@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
-from .._checks import check_features
+from .._checks import check_bool, check_features
 from .._torchscript import NoTorchScript
 from ..attention import GraphAttention, Mask, MaskIndex, adjacency
 from .mlp import _check_parameters, _check_positive, mlp
@@ -41,6 +42,16 @@ class GraphTransformer(NoTorchScript, nn.Module):
         backend: which implementation computes the attention
             (:func:`~gnnagg.attention.graph_attention`'s ``backend``).
         mlp_expansion: hidden width of the gated MLP, in multiples of ``hidden_channels``.
+        checkpoint: keep only each block's input for backward and recompute the block there
+            (activation checkpointing, :func:`torch.utils.checkpoint.checkpoint` with
+            ``use_reentrant=False``): the same values and gradients, attention dropout
+            included (the random state is replayed), for one more forward pass per block.
+            Training then holds one block's activations at a time instead of ``num_layers``.
+
+    Mixed precision: the model runs under ``torch.autocast`` (``bfloat16`` on the CPU, ``float16``
+    or ``bfloat16`` on CUDA). Its linear layers then compute in the low precision; the RMS norms,
+    the residual stream and the parameters stay in float32, and the attention's softmax
+    statistics are accumulated in float32 (:func:`~gnnagg.attention.graph_attention`).
 
     Garnier et al., "Training Transformers for Mesh-Based Simulations", 2025,
     `arXiv:2508.18051 <https://arxiv.org/abs/2508.18051>`_.
@@ -58,8 +69,10 @@ class GraphTransformer(NoTorchScript, nn.Module):
         dropout: float = 0.0,
         backend: str = "auto",
         mlp_expansion: int = 3,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpoint = check_bool(checkpoint, "checkpoint")
         in_channels = _check_positive(in_channels, "in_channels")
         hidden_channels = _check_positive(hidden_channels, "hidden_channels")
         out_channels = _check_positive(out_channels, "out_channels")
@@ -113,9 +126,14 @@ class GraphTransformer(NoTorchScript, nn.Module):
                 raise ValueError("pass edge_index (to build the mask) or a built mask_index")
             mask_index = self.mask.build(edge_index, num_nodes=x.size(0), pos=pos, batch=batch,
                                          generator=generator)
-        rows = mask_index.to_rows(self.encoder(x), self.tokens)
+        # The residual stream stays in the parameters' dtype under autocast (the encoder's
+        # linear layers return bfloat16/float16 there): sums of many small updates need it.
+        rows = mask_index.to_rows(self.encoder(x).to(x.dtype), self.tokens)
         for block in self.blocks:
-            rows = block(rows, mask_index)
+            if self.checkpoint and torch.is_grad_enabled():
+                rows = recompute_in_backward(block, rows, mask_index, use_reentrant=False)
+            else:
+                rows = block(rows, mask_index)
         return self.decoder(self.norm(mask_index.to_nodes(rows)))
 
 

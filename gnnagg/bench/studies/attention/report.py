@@ -1,5 +1,6 @@
 """The mesh-attention block of ``report.md``: one layer per mask and backend next to PyG's
-``TransformerConv``, the masks' build cost and block density, and the large build."""
+``TransformerConv``, the masks' build cost and block density, the large build, and one
+training step per memory option."""
 
 from __future__ import annotations
 
@@ -16,16 +17,24 @@ __all__ = [
     "format_big_table",
     "format_layer_table",
     "format_mask_table",
+    "format_step_table",
     "report",
 ]
 
 _LAYER_ROW = {"mask": str, "backend": str, "status": str}
 _MASK_ROW = {"mask": str, "status": str}
-RESULT_SHAPE = {"layer?": [_LAYER_ROW], "masks?": [_MASK_ROW], "big?": [{"status": str}]}
+_STEP_ROW = {"model": str, "option": str, "mask": str, "nodes": int, "status": str}
+RESULT_SHAPE = {
+    "layer?": [_LAYER_ROW], "masks?": [_MASK_ROW], "big?": [{"status": str}],
+    "step?": [_STEP_ROW],
+}  # fmt: skip
 # What the report reads of a measured row.
 _MEASURED_MASK_ROW = {
     "build_s": NUMBER, "nnz": int, "density_index": NUMBER, "density_morton": NUMBER,
     "density_rcm": NUMBER, "block_mask_mb": NUMBER,
+}  # fmt: skip
+_MEASURED_STEP_ROW = {
+    "cpu_s": NUMBER, "wall_ms": NUMBER, "extra_mb": NUMBER, "process_peak_mb": NUMBER
 }  # fmt: skip
 _MEASURED_BIG = {
     "mesh": str, "build_s": NUMBER, "build_cpu_s": NUMBER, "extra_mb": NUMBER, "nnz": int,
@@ -126,6 +135,46 @@ def format_big_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_step_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per (nodes, model, mask, memory option) with CPU-s and wall ms per
+    training step, its peak extra memory and the process's peak."""
+    lines = [
+        "| nodes | model | mask | memory option | attended pairs | CPU-s / step | "
+        "wall ms / step | peak extra MB | process peak MB | status |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.get('nodes', '-')} | {r.get('model', '-')} | {r.get('mask', '-')} | "
+            f"{r.get('option', '-')} | {r.get('nnz', '-')} | {_cell(r, 'cpu_s')} | "
+            f"{_cell(r, 'wall_ms')} | {_cell(r, 'extra_mb')} | {_cell(r, 'process_peak_mb')} | "
+            f"{r.get('status', '-')} |"
+        )
+    return "\n".join(lines)
+
+
+def _checkpoint_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The largest mesh's step memory with and without checkpointing (float32, adjacency)."""
+    ours = [r for r in rows if r["model"] == "GraphTransformer" and r["status"] == "ok"
+            and r["mask"] == "adjacency"]  # fmt: skip
+    if not ours:
+        return []
+    nodes = max(r["nodes"] for r in ours)
+    by_option = {r["option"]: r for r in ours if r["nodes"] == nodes}
+    plain, recomputed = by_option.get("none"), by_option.get("checkpoint")
+    if not plain or not recomputed:
+        return []
+    return [
+        f"At {nodes:,} nodes (adjacency mask): peak extra memory of a step "
+        f"{significant(plain['extra_mb'])} MB without checkpointing, "
+        f"{significant(recomputed['extra_mb'])} MB with it "
+        f"({plain['extra_mb'] / max(recomputed['extra_mb'], 1e-3):.1f}x less), for "
+        f"{recomputed['cpu_s'] / max(plain['cpu_s'], 1e-9):.2f}x the CPU time; the whole "
+        f"process peaked at {significant(recomputed['process_peak_mb'])} MB with it.",
+        "",
+    ]
+
+
 def check_result(result: Any, name: str = "attention") -> None:
     """``ValueError`` naming the key when ``result`` is not what :func:`report` reads."""
     check_shape(result, RESULT_SHAPE, name)
@@ -139,11 +188,14 @@ def check_result(result: Any, name: str = "attention") -> None:
     for i, row in enumerate(result.get("big", [])):
         if row["status"] == "ok":
             check_shape(row, _MEASURED_BIG, f"{name}.big[{i}]")
+    for i, row in enumerate(result.get("step", [])):
+        if row["status"] == "ok":
+            check_shape(row, _MEASURED_STEP_ROW, f"{name}.step[{i}]")
 
 
 def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> ReportBlock:
     """The block of ``report.md``: the layer table with the ratio to TransformerConv, the mask
-    table, the big build."""
+    table, the big build, the training step."""
     block = ReportBlock()
     lines = block.lines
     size = (
@@ -158,4 +210,11 @@ def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> Rep
         lines += [format_mask_table(result["masks"]), ""]
     if "big" in result:
         lines += [format_big_table(result["big"]), ""]
+    if "step" in result:
+        lines += [
+            f"### One training step ({config.get('mesh')} mesh, {config.get('step_layers')} "
+            f"blocks, F = {config.get('step_hidden_channels')}, H = {config.get('step_heads')}; "
+            "forward, backward, Adam)", "", format_step_table(result["step"]), "",
+            *_checkpoint_lines(result["step"]),
+        ]  # fmt: skip
     return block

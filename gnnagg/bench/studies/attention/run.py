@@ -267,12 +267,12 @@ def measure_big(spec: dict[str, Any], mesh: str) -> dict[str, Any]:
     return row
 
 
-def _run_worker(spec: dict[str, Any], job: list[str]) -> dict[str, Any]:
-    """Run one measurement in a fresh process; a crash, a timeout or an out-of-memory becomes
-    that row's status."""
+def _run_worker(spec: dict[str, Any], job: list[Any], module: str | None = None) -> dict[str, Any]:
+    """Run one measurement in a fresh process (``python -m module --worker``, this module by
+    default); a crash, a timeout or an out-of-memory becomes that row's status."""
     worker_spec = {**spec, "folder": None if spec["folder"] is None else str(spec["folder"])}
-    # Run as ``python -m ...run`` this module is ``__main__``; the worker needs its own name.
-    module = __spec__.name if __spec__ is not None else __name__
+    # The dotted name even under ``python -m`` (where __name__ is "__main__").
+    module = module or (__spec__.name if __spec__ is not None else __name__)
     command = [sys.executable, "-m", module, "--worker", json.dumps(
         {"spec": worker_spec, "job": job})]  # fmt: skip
     try:
