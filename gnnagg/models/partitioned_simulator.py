@@ -43,6 +43,11 @@ def sub_mesh_forward(
         raise TypeError(f"simulator must be a MeshSimulator, got {type(simulator).__name__}")
     if not isinstance(part, SubMesh):
         raise TypeError(f"part must be a SubMesh, got {type(part).__name__}")
+    if sim.num_meshes != 1:
+        raise ValueError(
+            f"sim: a partition is of one mesh, and this data set has {sim.num_meshes} "
+            "(geometry='varied'); partition each trajectory's mesh, or use geometry='fixed'"
+        )
     if u.dim() != 2 or u.size(1) != sim.num_nodes:
         raise ValueError(f"u must be [B, num_nodes={sim.num_nodes}], got {tuple(u.shape)}")
     if part.num_nodes and int(part.nodes.max()) >= sim.num_nodes:
@@ -51,7 +56,7 @@ def sub_mesh_forward(
     device = simulator.device
     nodes, ids = part.nodes.to(device), part.edge_ids.to(device)
     m, e = part.num_nodes, part.edge_ids.numel()
-    mesh = simulator.batched_mesh(sim, b)
+    mesh = simulator.batched_mesh(sim, trajectories)
     features = simulator.node_features(u, trajectories, sim)
     x = features.view(b, n, -1)[:, nodes].reshape(b * m, -1)
     raw_edges = mesh.edge_attr.view(b, -1, mesh.edge_attr.size(1))[:, ids]
