@@ -186,7 +186,7 @@ def measure_step(
         synchronize(device)
         cpu.append(time.process_time() - start)
         wall.append(time.perf_counter() - start_wall)
-        return float(loss)
+        return float(loss.detach())
 
     try:
         step()  # warm-up: the CSR plan, the optimiser state, first-touch of every buffer

@@ -44,7 +44,7 @@ def test_tiny_step_run_is_measured_and_reported(tmp_path):
     # Both GraphTransformer rows train the same model on the same mask.
     assert rows[0]["nnz"] == rows[1]["nnz"] and rows[0]["parameters"] == rows[1]["parameters"]
     report = (out / "report.md").read_text()
-    assert "One training step" in report and "with checkpointing" in report
+    assert "One training step" in report and "without checkpointing" in report
     SECTIONS["attention"].check_result(json.loads((out / "results.json").read_text())["attention"])
 
 
