@@ -143,8 +143,9 @@ def test_tiny_run_writes_results_report_and_plots_and_reruns(tmp_path, capsys):
     assert set(runs[0]["test_acc"]) == {"20", "40"}
     summary = results["sizegen"]["summary"]
     assert summary[0]["test"]["40"]["n"] == 2
-    assert results["plots"] == ["sizegen_maximum.png"]
+    assert results["plots"] == ["matched_maximum.png", "sizegen_maximum.png"]
     _assert_png(out / "sizegen_maximum.png")
+    _assert_png(out / "matched_maximum.png")
     report = (out / "report.md").read_text()
     assert "| aggregator | sizes 2–16 (val) | size 20 | size 40 |" in report
     assert "lcm_softmax (gnnagg)" in report
@@ -370,4 +371,4 @@ def test_a_data_root_that_is_a_file_and_absurd_seed_counts_are_one_line_and_exit
     assert "--data-root" in err and "not a folder" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exit:
         main(["run", "--suite", "smoke", "--seeds", "1000000000000"])
-    assert exit.value.code == 2 and "seeds: at most" in capsys.readouterr().err
+    assert exit.value.code == 2 and "seeds must be at most" in capsys.readouterr().err
