@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from gnnagg.bench.studies.mesh import train
 from gnnagg.bench.studies.mesh.config import MeshConfig
@@ -19,33 +18,14 @@ from gnnagg.bench.studies.mesh.train import (
 from gnnagg.data import mesh_simulation
 from gnnagg.models import EdgeFeatureModel, MeshSimulator, edge_input_channels, node_input_channels
 
+from ....models.step_models import TinyMessagePassing
+
 
 @pytest.fixture(scope="module")
 def sim32():
     return mesh_simulation(
         2, 300, 5, 4, splits=(0.6, 0.2, 0.2), geometry="varied", cache=False
     )
-
-
-class TinyMessagePassing(nn.Module):
-    """A two-step message-passing network called as ``model(x, edge_index, edge_attr)``."""
-
-    def __init__(self, in_channels: int, edge_channels: int, hidden: int = 8):
-        super().__init__()
-        self.encode = nn.Linear(in_channels, hidden)
-        self.message = nn.Linear(2 * hidden + edge_channels, hidden)
-        self.update = nn.Linear(2 * hidden, hidden)
-        self.decode = nn.Linear(hidden, 1)
-
-    def forward(self, x, edge_index, edge_attr):
-        h = torch.relu(self.encode(x))
-        src, dst = edge_index
-        for _ in range(2):
-            m = torch.relu(self.message(torch.cat([h[src], h[dst], edge_attr], dim=1)))
-            h = h + torch.relu(
-                self.update(torch.cat([h, torch.zeros_like(h).index_add_(0, dst, m)], 1))
-            )
-        return self.decode(h)
 
 
 def _tiny_model(dim=2, hidden=8):
