@@ -291,7 +291,9 @@ def _run_worker(spec: dict[str, Any], job: list[Any], module: str | None = None)
     return {"status": f"crashed: {tail}"}
 
 
-def _worker_main(payload: str) -> None:
+def _worker_request(payload: str) -> tuple[dict[str, Any], list[Any]]:
+    """A worker's ``(spec, job)`` from its JSON payload, with its torch threads set and, on the
+    CPU, its address space capped at ``cap_gb``."""
     request = json.loads(payload)
     spec, job = request["spec"], request["job"]
     spec["folder"] = None if spec["folder"] is None else Path(spec["folder"])
@@ -299,7 +301,11 @@ def _worker_main(payload: str) -> None:
     if spec["device"] == "cpu":
         cap = int(spec["cap_gb"] * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    kind, *rest = job
+    return spec, job
+
+
+def _worker_main(payload: str) -> None:
+    spec, (kind, *rest) = _worker_request(payload)
     measure = {"layer": measure_layer, "masks": measure_masks, "big": measure_big}[kind]
     print(json.dumps(measure(spec, *rest)), flush=True)
 

@@ -46,7 +46,7 @@ from ...machine import machine_info
 from ...measure import MIB, peak_extra_memory, synchronize
 from .config import AttentionConfig
 from .report import format_step_table
-from .run import _run_worker, load_mesh, make_mask
+from .run import _run_worker, _worker_request, load_mesh, make_mask
 
 __all__ = [
     "IN_CHANNELS",
@@ -242,13 +242,7 @@ def run_step(
 
 
 def _worker_main(payload: str) -> None:
-    request = json.loads(payload)
-    spec, (kind, *job) = request["spec"], request["job"]
-    spec["folder"] = None if spec["folder"] is None else Path(spec["folder"])
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
-    if spec["device"] == "cpu":
-        cap = int(spec["cap_gb"] * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    spec, (kind, *job) = _worker_request(payload)
     if kind != "step":
         raise ValueError(f"unknown job {kind!r}")
     print(json.dumps(measure_step(spec, *job)), flush=True)
