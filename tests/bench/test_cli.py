@@ -116,7 +116,8 @@ def test_list_names_everything(capsys):
     assert "lcm_conjugated_sum" in listing["aggregators"]
     assert "second_minimum" in listing["tasks"]
     assert listing["suites"] == list(SUITES)
-    assert {"quick", "full", "smoke", "paper", "poly-zinc", "poly-freesolv"} <= set(SUITES)
+    expected = {"quick", "full", "smoke", "paper", "paper-cpu", "poly-zinc", "poly-freesolv"}
+    assert expected <= set(SUITES)
     assert listing["sections"] == list(SECTIONS)
     assert {"sizegen", "speed", "real", "poly", "attention", "mesh"} <= set(listing["sections"])
 

@@ -42,6 +42,13 @@ SUITES: dict[str, Suite] = {
             3,
             None,
         ),
+        Suite(
+            "paper-cpu",
+            "the paper suite cut to < 3 h on a 2-core CPU with --jobs 2 (step cap 8,192, "
+            "patience 6, tests at sizes 16-128; resumes when rerun with the same --out)",
+            3,
+            None,
+        ),
         Suite("poly-zinc", "polynomial features on the full zinc-plogp set (CPU hours)", 3, 1),
         Suite("poly-freesolv", "polynomial features on ogbg-molfreesolv (minutes)", 3, 1),
     )

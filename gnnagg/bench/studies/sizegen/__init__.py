@@ -1,6 +1,12 @@
 """The size-generalisation study (``gnnagg-bench sizegen``, the ``paper`` suite)."""
 
-from .config import PAPER_AGGREGATORS, QUICK_AGGREGATORS, SizeGenConfig, paper_config
+from .config import (
+    PAPER_AGGREGATORS,
+    QUICK_AGGREGATORS,
+    SizeGenConfig,
+    paper_config,
+    paper_cpu_config,
+)
 from .section import SizeGenSection
 
 __all__ = [
@@ -9,4 +15,5 @@ __all__ = [
     "SizeGenConfig",
     "SizeGenSection",
     "paper_config",
+    "paper_cpu_config",
 ]

@@ -4,7 +4,9 @@ The ``paper`` suite (:func:`~gnnagg.bench.studies.sizegen.config.paper_config`,
 ``gnnagg-bench run --suite paper``) is the LCM paper's second-minimum setting at full size:
 hours of CPU, so its jobs checkpoint into the output folder and a rerun with the same ``--out``
 continues them; ``--jobs`` runs several at once in worker processes, ``--job-minutes`` and
-``--epochs`` cut it short.
+``--epochs`` cut it short. The ``paper-cpu`` suite
+(:func:`~gnnagg.bench.studies.sizegen.config.paper_cpu_config`) is the same study cut to
+finish in under three hours on a 2-core CPU with ``--jobs 2``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ....data import TASKS
 from ...registry import AGGREGATORS
 from ...section import ReportBlock, RunContext, Section
 from . import report as _report
-from .config import SizeGenConfig, paper_config
+from .config import SizeGenConfig, paper_config, paper_cpu_config
 from .run import run_sizegen
 
 __all__ = ["SizeGenSection"]
@@ -47,6 +49,8 @@ class SizeGenSection(Section):
             )  # fmt: skip
         if suite == "paper":
             return paper_config(seeds)
+        if suite == "paper-cpu":
+            return paper_cpu_config(seeds)
         if suite == "full":
             return SizeGenConfig(
                 tasks=tuple(sorted(TASKS)), aggregators=tuple(AGGREGATORS), seeds=seeds,

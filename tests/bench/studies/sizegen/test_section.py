@@ -113,6 +113,17 @@ def test_paper_suite_is_the_issue_setting():
     assert (c.reg_every, c.reg_samples) == (1, 256)
 
 
+def test_paper_cpu_suite_is_the_paper_suite_cut_to_a_step_cap():
+    paper, cpu = suite_config("paper").sizegen, suite_config("paper-cpu").sizegen
+    assert list(suite_config("paper-cpu").sections) == ["sizegen"]
+    # Only the length of the runs and the number of tests change.
+    assert (cpu.epochs, cpu.patience, cpu.thresholds) == (16, 6, (0.5, 0.7, 0.8, 0.9))
+    assert cpu.test_sizes == (16, 32, 64, 128)
+    changed = {"epochs", "patience", "thresholds", "test_sizes"}
+    for name in set(vars(paper)) - changed:
+        assert getattr(cpu, name) == getattr(paper, name), name
+
+
 def test_run_overrides_reach_the_section_and_are_validated():
     def parse(*argv):
         return _suite(build_parser().parse_args(["run", *argv]))
