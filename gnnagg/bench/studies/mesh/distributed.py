@@ -16,7 +16,7 @@ divide is refused). What one process computes over the whole batch is rebuilt ex
   them, and every rank adds the same totals (one accumulation per global batch, as one
   process adds the whole batch), so the three normalisers hold identical statistics on every
   rank before the forward pass reads them. The modules are then called with
-  ``accumulate=False``. DDP's own buffer broadcast is off (``broadcast_buffers=False``):
+  ``accumulate=False``. DDP's own buffer broadcast before every forward is off:
   the buffers are kept equal by this reduction instead;
 * **time cap**: the same ``all_reduce`` carries whether any rank has spent
   ``max_seconds``, so that all ranks stop at the same step;
@@ -28,6 +28,7 @@ The results equal the one-process trainer's up to the order of floating-point su
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -111,7 +112,11 @@ def _wrap(simulator: MeshSimulator, ctx: DistContext) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [ctx.local_rank] if str(ctx.device).startswith("cuda") else None
-    return DistributedDataParallel(simulator, device_ids=device_ids, broadcast_buffers=False)
+    # The normalisers' buffers are kept equal by their reduction, not re-sent every forward
+    # (torch >= 2.13 names the switch forward_sync_buffers, older ones broadcast_buffers).
+    parameters = inspect.signature(DistributedDataParallel.__init__).parameters
+    switch = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
+    return DistributedDataParallel(simulator, device_ids=device_ids, **{switch: False})
 
 
 def fit_mesh_model_distributed(
