@@ -41,7 +41,12 @@ from ...training import DistContext
 from .config import MeshConfig
 from .train import ROLLOUT_BATCH, _validation_steps, budget_clock, learning_rate, plateau
 
-__all__ = ["fit_mesh_model_distributed", "rank_share", "reduce_normalizer_statistics"]
+__all__ = [
+    "fit_mesh_model_distributed",
+    "rank_loss",
+    "rank_share",
+    "reduce_normalizer_statistics",
+]
 
 _OBSTACLE = NODE_TYPES.index("obstacle")
 
@@ -57,6 +62,18 @@ def rank_share(batch_size: int, ctx: DistContext) -> slice:
         )
     per_rank = batch_size // ctx.world_size
     return slice(ctx.rank * per_rank, (ctx.rank + 1) * per_rank)
+
+
+def rank_loss(
+    prediction: Tensor, target: Tensor, free: Tensor, free_total: int, world_size: int
+) -> tuple[Tensor, Tensor]:
+    """``(loss, squared)``: this rank's part of the global batch's mean squared error over the
+    free nodes, ``squared`` (the sum of this rank's squared errors over its ``free`` nodes)
+    times ``world_size / free_total``, where ``free_total`` counts the free nodes of the whole
+    global batch; the mean of the ranks' gradients (DDP's average) is the gradient of the
+    global mean. ``prediction`` ``[B, N]``, ``target`` ``[F, 1]`` for the ``F`` free nodes."""
+    squared = (prediction[free].reshape(-1, 1) - target).pow(2).sum()
+    return squared * (world_size / free_total), squared
 
 
 def _statistics(normalizer: OnlineNormalizer, x: Tensor) -> Tensor:
@@ -209,9 +226,7 @@ def fit_mesh_model_distributed(
             break
         prediction = net(current, traj, sim)
         target = simulator.output_normalizer(delta[free].reshape(-1, 1))
-        squared = (prediction[free].reshape(-1, 1) - target).pow(2).sum()
-        # DDP averages over the ranks: the sum of every rank's part is the global mean.
-        loss = squared * (ctx.world_size / free_total)
+        loss, squared = rank_loss(prediction, target, free, free_total, ctx.world_size)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
