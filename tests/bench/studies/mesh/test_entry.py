@@ -114,3 +114,12 @@ def test_two_gloo_ranks_train_the_one_process_model(tmp_path):
     assert run["steps"] == 10 and len(run["cpu_time_s_per_rank"]) == 2
     assert run == {**kept["record"], "cpu_time_s": run["cpu_time_s"],
                    "cpu_time_s_per_rank": run["cpu_time_s_per_rank"]}  # fmt: skip
+
+
+def test_bad_options_are_usage_errors(tmp_path, capsys):
+    from gnnagg.bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-mesh", *OPTIONS, "--jobs", "2", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--jobs: train-mesh trains one job at a time" in capsys.readouterr().err
