@@ -29,6 +29,7 @@ The results equal the one-process trainer's up to the order of floating-point su
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -151,9 +152,11 @@ def fit_mesh_model_distributed(
     one process on the CPU, where this is the one-process training).
 
     Returns :func:`~.train.fit_mesh_model`'s record on every rank plus ``world_size``,
-    ``backend`` and ``batch_per_rank``; ``curve`` and ``plateau`` are measured on rank 0
-    only (empty and ``None`` on the others). ``train_time_s`` is this rank's; with the
-    ``cpu`` clock, the waits for other ranks in the collectives cost little CPU time.
+    ``backend``, ``batch_per_rank`` and this rank's ``wall_per_step_s`` and
+    ``cpu_per_step_s`` (both clocks, whatever ``config.budget_clock``); ``curve`` and
+    ``plateau`` are measured on rank 0 only (empty and ``None`` on the others).
+    ``train_time_s`` is this rank's; with the ``cpu`` clock, the waits for other ranks in
+    the collectives cost little CPU time.
     ``on_validation(step, val_rollout_rmse)`` is called on rank 0 after each validation.
     """
     if not isinstance(config, MeshConfig):
@@ -211,9 +214,10 @@ def fit_mesh_model_distributed(
     curve: list[dict[str, Any]] = []
     loss_sum, loss_steps = 0.0, 0
     steps, elapsed, stopped_by = 0, 0.0, "train_steps"
+    both = {"wall": 0.0, "cpu": 0.0}
     while steps < config.train_steps:
         over_budget = config.max_seconds is not None and elapsed >= config.max_seconds
-        start = clock()
+        start, wall_start, cpu_start = clock(), time.perf_counter(), time.process_time()
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(steps, config)
         traj, current, delta, free, free_total = make_batch(next(stream))
@@ -233,6 +237,8 @@ def fit_mesh_model_distributed(
         steps += 1
         loss_sum, loss_steps = loss_sum + float(squared.detach()) / free_total, loss_steps + 1
         elapsed += clock() - start
+        both["wall"] += time.perf_counter() - wall_start
+        both["cpu"] += time.process_time() - cpu_start
         if steps in checkpoints:
             (train_loss,) = ctx.all_sum([loss_sum / loss_steps])
             loss_sum, loss_steps = 0.0, 0
@@ -256,4 +262,6 @@ def fit_mesh_model_distributed(
         "world_size": ctx.world_size,
         "backend": ctx.backend,
         "batch_per_rank": share.stop - share.start,
+        "wall_per_step_s": both["wall"] / steps if steps else None,
+        "cpu_per_step_s": both["cpu"] / steps if steps else None,
     }
