@@ -322,11 +322,19 @@ def _train_mesh(parser: argparse.ArgumentParser, args: argparse.Namespace, argv:
         return 0
     import torch
 
-    device = "cpu" if result["distributed"]["device"] == "cpu" else "cuda"
+    ranks = result["distributed"]
+    device = "cpu" if ranks["device"] == "cpu" else "cuda"
     suite = SuiteConfig("train-mesh", device=device, threads=torch.get_num_threads(), mesh=config)
+    notes = []
+    if ranks["world_size"] > 1:
+        notes.append(
+            f"trained on {ranks['world_size']} {ranks['backend']} ranks, each taking "
+            f"{ranks['batch_per_rank']} of the {config.batch_size} meshes of a step; training "
+            "times per step are rank 0's"
+        )
     write_study_run(
         suite, result, args.out, created=created, command="gnnagg-bench " + shlex.join(argv),
-        conditions=conditions, wall_time_s=time.perf_counter() - start,
+        conditions=conditions, wall_time_s=time.perf_counter() - start, notes=notes,
     )  # fmt: skip
     for run in result["runs"]:
         print(

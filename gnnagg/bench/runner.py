@@ -188,11 +188,13 @@ def write_study_run(
     command: str | None,
     conditions: dict[str, Any],
     wall_time_s: float,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``results.json``, ``report.md`` and the plots of a run of ``config``'s one study
     that ran outside :func:`run_suite` (``gnnagg-bench train-mesh``, whose ranks train under
     ``torchrun``): ``result`` is the study's entry, ``conditions`` the
-    :func:`run_conditions` taken at its start. Returns the results as written."""
+    :func:`run_conditions` taken at its start, ``notes`` what the reader should know of how
+    it ran. Returns the results as written."""
     if len(config.sections) != 1:
         raise ValueError(f"config: expected one study, got {list(config.sections)}")
     (key,) = config.sections
@@ -210,7 +212,7 @@ def write_study_run(
         "conditions": {key: conditions},
         key: result,
         "plots": [],
-        "notes": [],
+        "notes": list(notes or []),
     }
     files = write_report(results, out_dir)
     results["plots"] = sorted(p.name for p in files.values() if p.suffix == ".png")

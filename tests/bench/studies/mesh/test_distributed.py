@@ -2,6 +2,8 @@
 rank takes, the normalisers' reduction, and that one process trains exactly the study's model.
 Two gloo ranks under torchrun are tested in ``test_entry.py``."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -97,3 +99,15 @@ def test_one_process_trains_the_study_trainers_model(sim, name):
         assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
     assert (record["world_size"], record["backend"], record["batch_per_rank"]) == (1, None, 2)
     assert record["plateau"] == plain["plateau"] and record["steps"] == CONFIG.train_steps
+
+
+def test_a_time_cap_stops_where_the_study_trainer_stops(sim):
+    capped = dataclasses.replace(CONFIG, max_seconds=1e-9)
+    expected, got = _simulator(), _simulator()
+    plain = fit_mesh_model(expected, sim, capped)
+    record = fit_mesh_model_distributed(got, sim, capped)
+    assert record["stopped_by"] == plain["stopped_by"] == "max_seconds"
+    assert record["steps"] == plain["steps"] == 1
+    # The batch drawn when the cap was seen is not added to the normalisers.
+    for key, value in expected.state_dict().items():
+        assert torch.equal(got.state_dict()[key], value), key

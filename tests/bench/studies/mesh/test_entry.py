@@ -106,6 +106,10 @@ def test_two_gloo_ranks_train_the_one_process_model(tmp_path):
     results = json.loads((out / "results.json").read_text())
     check_results(results)
     assert results["suite"] == "train-mesh" and (out / "report.md").exists()
+    assert results["notes"] == [
+        "trained on 2 gloo ranks, each taking 1 of the 2 meshes of a step; training times per "
+        "step are rank 0's"
+    ]
     mesh = results["mesh"]
     assert mesh["distributed"] == {
         "device": "cpu", "world_size": 2, "backend": "gloo", "batch_per_rank": 1,
