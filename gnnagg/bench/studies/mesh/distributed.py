@@ -43,6 +43,7 @@ from .config import MeshConfig
 from .train import ROLLOUT_BATCH, _validation_steps, budget_clock, learning_rate, plateau
 
 __all__ = [
+    "check_whole_meshes",
     "fit_mesh_model_distributed",
     "rank_loss",
     "rank_share",
@@ -63,6 +64,18 @@ def rank_share(batch_size: int, ctx: DistContext) -> slice:
         )
     per_rank = batch_size // ctx.world_size
     return slice(ctx.rank * per_rank, (ctx.rank + 1) * per_rank)
+
+
+def check_whole_meshes(config: MeshConfig) -> None:
+    """``ValueError`` naming ``partitions`` when ``config`` asks for sub-mesh training, which
+    the one-process trainer does and the ranks here do not share."""
+    # getattr: configs written before sub-mesh training have no such field.
+    partitions = getattr(config, "partitions", 1)
+    if partitions != 1:
+        raise ValueError(
+            f"partitions: sub-mesh training ({partitions} parts) runs in one process "
+            "(gnnagg-bench mesh); data-parallel training takes whole meshes, give 1"
+        )
 
 
 def rank_loss(
@@ -164,6 +177,7 @@ def fit_mesh_model_distributed(
     if simulator.dim != sim.config.dim:
         raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
     ctx = ctx or DistContext()
+    check_whole_meshes(config)
     share = rank_share(config.batch_size, ctx)
     device, dtype = simulator.device, simulator.dtype
     clock_name, clock = budget_clock(config.budget_clock, device)

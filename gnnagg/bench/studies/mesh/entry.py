@@ -54,7 +54,7 @@ from ...fields import add_options, config_from_args, positive_int
 from ...measure import peak_extra_memory
 from ...training import DistContext, init_distributed, param_digest
 from .config import MeshConfig, parse_model_name
-from .distributed import fit_mesh_model_distributed, rank_share
+from .distributed import check_whole_meshes, fit_mesh_model_distributed, rank_share
 from .run import (
     _MAX_FIELD_NODES,
     _absolute,
@@ -104,6 +104,10 @@ def training_config(args: argparse.Namespace) -> MeshConfig:
         )
     if config.checkpoints:
         raise ValueError("--checkpoints: train-mesh keeps every trained model in OUT/models")
+    try:
+        check_whole_meshes(config)
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None
     # Under torchrun the world size is known before the process group exists.
     world_size = int(os.environ.get("WORLD_SIZE", "1")) if "RANK" in os.environ else 1
     try:

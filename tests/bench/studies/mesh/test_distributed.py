@@ -9,6 +9,7 @@ import torch
 
 from gnnagg.bench.studies.mesh.config import MeshConfig, parse_model_name
 from gnnagg.bench.studies.mesh.distributed import (
+    check_whole_meshes,
     fit_mesh_model_distributed,
     rank_loss,
     rank_share,
@@ -111,3 +112,13 @@ def test_a_time_cap_stops_where_the_study_trainer_stops(sim):
     # The batch drawn when the cap was seen is not added to the normalisers.
     for key, value in expected.state_dict().items():
         assert torch.equal(got.state_dict()[key], value), key
+
+
+def test_sub_mesh_training_is_refused_by_name():
+    check_whole_meshes(CONFIG)
+    with pytest.raises(ValueError, match="partitions: sub-mesh training"):
+        check_whole_meshes(_WithPartitions())
+
+
+class _WithPartitions:
+    partitions = 4
