@@ -20,7 +20,8 @@ Outputs in ``--out``, written by rank 0 alone: ``results.json`` in the format of
 ``gnnagg-bench mesh`` (suite ``train-mesh``, written by :mod:`gnnagg.bench.cli` around
 :func:`run_mesh_training`'s result; its ``mesh`` entry also has ``distributed``
 ``{"device", "world_size", "backend", "batch_per_rank"}``, and each run ``world_size``, ``backend``,
-``batch_per_rank`` and ``cpu_time_s_per_rank``), with ``report.md`` and the plots
+``batch_per_rank``, ``wall_per_step_s``, ``cpu_per_step_s`` (rank 0's) and
+``cpu_time_s_per_rank``, ``cpu_time_s`` being their sum), with ``report.md`` and the plots
 (``gnnagg-bench report DIR/results.json`` rebuilds them); and every trained model in
 ``models/mesh-ell<ℓ>-<model>-seed<seed>.pt`` (``{"format", "record", "weights"}``, with its
 sha256 beside it). Every rank writes ``rank<r>.json`` ``{"rank", "world_size", "runs":
@@ -41,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from ...._files import write_text
+from ....data import MeshSimulation
 from ....models import (
     MeanDeltaBaseline,
     MeshSimulator,
@@ -122,7 +124,7 @@ def mesh_model_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
     return Path(out_dir) / "models" / f"mesh-ell{ell:g}-{name}-seed{seed}.pt"
 
 
-def _shared_simulation(config: MeshConfig, ell: float, ctx: DistContext):
+def _shared_simulation(config: MeshConfig, ell: float, ctx: DistContext) -> MeshSimulation:
     """The data set of ``ell``: rank 0 generates (and caches) it before the others read it."""
     if ctx.rank == 0 or not config.cache:
         sim = _simulation(config, ell)
@@ -146,7 +148,9 @@ def _normalizer_state(simulator: MeshSimulator) -> dict[str, Any]:
     return states
 
 
-def _train_one(sim: Any, name: str, seed: int, config: MeshConfig, ctx: DistContext):
+def _train_one(
+    sim: MeshSimulation, name: str, seed: int, config: MeshConfig, ctx: DistContext
+) -> tuple[dict[str, Any] | None, MeshSimulator]:
     """Train ``name`` for ``seed`` on ``sim`` over the ranks; rank 0 also evaluates it as
     :func:`~.train.train_and_evaluate` does. ``(record or None on the other ranks,
     simulator)``."""
@@ -187,7 +191,7 @@ def _train_one(sim: Any, name: str, seed: int, config: MeshConfig, ctx: DistCont
     return record, simulator
 
 
-def _baselines(sim: Any, config: MeshConfig) -> list[dict[str, Any]]:
+def _baselines(sim: MeshSimulation, config: MeshConfig) -> list[dict[str, Any]]:
     predictors = {
         "persistence": PersistenceBaseline,
         "mean-delta": lambda: MeanDeltaBaseline(sim, "train"),
