@@ -23,6 +23,9 @@ its config's fields, see ``gnnagg-bench <study> --help``)::
     gnnagg-bench train --out DIR [...]      the DDP-capable training entry point (also
                                             ``torchrun --nproc_per_node=K --no-python
                                             gnnagg-bench train ...``)
+    gnnagg-bench train-mesh --out DIR [...] the mesh study's training, also under ``torchrun
+                                            --nproc_per_node=K --no-python gnnagg-bench
+                                            train-mesh --batch-size B ...`` (B a multiple of K)
     gnnagg-bench list [--json]              aggregators, tasks, data sets, suites, sections
     gnnagg-bench report RESULTS_JSON        rebuild report.md and the plots from a results.json
 
@@ -37,9 +40,11 @@ line on stderr and exit status 2; bad options are usage errors (also exit status
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,8 +53,10 @@ from .config import SuiteConfig, suite_config, suite_from_dict
 from .fields import add_override_options, apply_overrides, positive_int
 from .registry import AGGREGATORS
 from .report import write_report
-from .runner import run_suite
+from .runner import run_conditions, run_suite, write_study_run
 from .studies import SECTIONS, SUITES
+from .studies.mesh.entry import add_train_mesh_arguments, run_mesh_training
+from .studies.mesh.entry import training_config as mesh_training_config
 from .studies.sizegen.entry import add_train_arguments, run_training, training_config
 from .validation import read_json
 
@@ -144,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
         "on GPU).",
     )
     add_train_arguments(train)
+
+    train_mesh = sub.add_parser(
+        "train-mesh",
+        help="the mesh study's training (runs unchanged under torchrun with DDP)",
+        description="Train mesh-study models (the options of `gnnagg-bench mesh`), in one "
+        "process or under `torchrun --nproc_per_node=K --no-python gnnagg-bench train-mesh "
+        "--batch-size B` (DDP, gloo on CPU, nccl on GPU; B, the global batch, a multiple of "
+        "K). Writes results.json and report.md as `gnnagg-bench mesh` does, and the models.",
+    )
+    add_train_mesh_arguments(train_mesh)
 
     listing = sub.add_parser("list", help="list aggregators, tasks, data sets and suites")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -289,6 +306,46 @@ def _list(as_json: bool) -> None:
             print(f"{key}: {', '.join(names)}")
 
 
+def _train_mesh(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    """``gnnagg-bench train-mesh``: every rank trains; rank 0 writes the run's files."""
+    try:
+        config = mesh_training_config(args)  # option errors as usage errors, before any work
+    except ValueError as error:
+        parser.error(str(error))
+    problem = _unusable_folder(args.out)
+    if problem is not None:
+        return _fail(f"--out {args.out}: {problem}")
+    created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    conditions, start = run_conditions(), time.perf_counter()
+    result = run_mesh_training(args)
+    if result is None:
+        return 0
+    import torch
+
+    ranks = result["distributed"]
+    device = "cpu" if ranks["device"] == "cpu" else "cuda"
+    suite = SuiteConfig("train-mesh", device=device, threads=torch.get_num_threads(), mesh=config)
+    notes = []
+    if ranks["world_size"] > 1:
+        notes.append(
+            f"trained on {ranks['world_size']} {ranks['backend']} ranks, each taking "
+            f"{ranks['batch_per_rank']} of the {config.batch_size} meshes of a step; training "
+            "times per step are rank 0's"
+        )
+    write_study_run(
+        suite, result, args.out, created=created, command="gnnagg-bench " + shlex.join(argv),
+        conditions=conditions, wall_time_s=time.perf_counter() - start, notes=notes,
+    )  # fmt: skip
+    for run in result["runs"]:
+        print(
+            f"ell {run['ell']:g} {run['name']} seed {run['seed']}: rollout RMSE "
+            f"{run['rollout_rmse']:.4g}, 1-step RMSE {run['one_step_rmse']:.4g}"
+        )
+    print(f"Report:  {args.out / 'report.md'}")
+    print(f"Results: {args.out / 'results.json'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gnnagg-bench``; returns the exit status (also for ``sys.exit``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -310,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if results is not None:
             print(f"wrote {args.out / 'results.json'}")
         return 0
+    if args.command == "train-mesh":
+        return _train_mesh(parser, args, argv)
     if args.command == "report":
         try:
             results = read_json(args.results)

@@ -20,7 +20,13 @@ from .results import SCHEMA, write_results
 from .section import RunContext
 from .studies import SECTIONS
 
-__all__ = ["RESULTS_VARIABLE", "default_out_dir", "run_conditions", "run_suite"]
+__all__ = [
+    "RESULTS_VARIABLE",
+    "default_out_dir",
+    "run_conditions",
+    "run_suite",
+    "write_study_run",
+]
 
 # Where runs go when no --out is given: this folder, or ./gnnagg-bench-results.
 RESULTS_VARIABLE = "GNNAGG_BENCH_RESULTS"
@@ -171,3 +177,44 @@ def run_suite(
     results["plots"] = sorted(p.name for k, p in files.items() if p.suffix == ".png")
     write_results(results, out)
     return results, out
+
+
+def write_study_run(
+    config: SuiteConfig,
+    result: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    created: str,
+    command: str | None,
+    conditions: dict[str, Any],
+    wall_time_s: float,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write ``results.json``, ``report.md`` and the plots of a run of ``config``'s one study
+    that ran outside :func:`run_suite` (``gnnagg-bench train-mesh``, whose ranks train under
+    ``torchrun``): ``result`` is the study's entry, ``conditions`` the
+    :func:`run_conditions` taken at its start, ``notes`` what the reader should know of how
+    it ran. Returns the results as written."""
+    if len(config.sections) != 1:
+        raise ValueError(f"config: expected one study, got {list(config.sections)}")
+    (key,) = config.sections
+    conditions["load_average"]["end"] = _load()
+    machine = machine_info(config.device)
+    machine["load_average"] = dict(conditions["load_average"])
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "suite": config.name,
+        "created": created,
+        "command": command,
+        "config": config.to_dict(),
+        "machine": machine,
+        "wall_time_s": {key: round(wall_time_s, 1), "total": round(wall_time_s, 1)},
+        "conditions": {key: conditions},
+        key: result,
+        "plots": [],
+        "notes": list(notes or []),
+    }
+    files = write_report(results, out_dir)
+    results["plots"] = sorted(p.name for p in files.values() if p.suffix == ".png")
+    write_results(results, Path(out_dir))
+    return results
