@@ -94,6 +94,10 @@ def add_train_mesh_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int, default=None, help="torch threads per process"
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--data-root", type=Path, default=None,
+        help="data cache folder (default: $GNNAGG_DATA, else ~/.cache/gnnagg)",
+    )  # fmt: skip
 
 
 def training_config(args: argparse.Namespace) -> MeshConfig:
@@ -124,14 +128,17 @@ def mesh_model_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
     return Path(out_dir) / "models" / f"mesh-ell{ell:g}-{name}-seed{seed}.pt"
 
 
-def _shared_simulation(config: MeshConfig, ell: float, ctx: DistContext) -> MeshSimulation:
-    """The data set of ``ell``: rank 0 generates (and caches) it before the others read it."""
+def _shared_simulation(
+    config: MeshConfig, ell: float, ctx: DistContext, data_root: Path | None = None
+) -> MeshSimulation:
+    """The data set of ``ell``: rank 0 generates (and caches in ``data_root``) it before the
+    others read it."""
     if ctx.rank == 0 or not config.cache:
-        sim = _simulation(config, ell)
+        sim = _simulation(config, ell, data_root)
     if ctx.distributed:
         dist.barrier()
     if ctx.rank != 0 and config.cache:
-        sim = _simulation(config, ell)
+        sim = _simulation(config, ell, data_root)
     return sim
 
 
@@ -201,7 +208,7 @@ def _baselines(sim: MeshSimulation, config: MeshConfig) -> list[dict[str, Any]]:
 
 
 def _mesh_result(
-    config: MeshConfig, ctx: DistContext, out_dir: Path
+    config: MeshConfig, ctx: DistContext, out_dir: Path, data_root: Path | None = None
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Train every ``(ℓ, model, seed)`` of ``config``: rank 0's mesh-study result (``None``
     on the other ranks; the trained models kept in ``out_dir``) and this rank's digests and
@@ -210,7 +217,7 @@ def _mesh_result(
     data, baselines, fields, runs, mine = [], [], [], [], {}
     for ell in config.ells:
         t0 = time.perf_counter()
-        sim = _shared_simulation(config, ell, ctx)
+        sim = _shared_simulation(config, ell, ctx, data_root)
         if ctx.rank == 0:
             data.append(_data_row(sim, ell, time.perf_counter() - t0))
             baselines += _baselines(sim, config)
@@ -274,7 +281,7 @@ def run_mesh_training(args: argparse.Namespace) -> dict[str, Any] | None:
     try:
         out: Path = args.out
         out.mkdir(parents=True, exist_ok=True)
-        result, mine = _mesh_result(config, ctx, out)
+        result, mine = _mesh_result(config, ctx, out, getattr(args, "data_root", None))
         rank_file = {"rank": ctx.rank, "world_size": ctx.world_size, "runs": mine}
         write_text(out / f"rank{ctx.rank}.json", json.dumps(rank_file, indent=1) + "\n")
         return result

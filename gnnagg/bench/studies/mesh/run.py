@@ -85,11 +85,13 @@ def _absolute(spec: dict[str, Any], config: MeshConfig) -> bool:
     return config.model_positions(spec) == "absolute"
 
 
-def _simulation(config: MeshConfig, ell: float) -> MeshSimulation:
+def _simulation(
+    config: MeshConfig, ell: float, data_root: str | Path | None = None
+) -> MeshSimulation:
     return mesh_simulation(
         config.dim, config.nodes, config.trajectories, config.steps, ell=ell,
         seed=config.data_seed, splits=config.splits(), geometry=config.geometry,
-        cache=config.cache,
+        root=data_root, cache=config.cache,
     )  # fmt: skip
 
 
@@ -202,12 +204,13 @@ def _mesh_job(
     seed: int,
     config_data: dict[str, Any],
     device: str,
+    data_root: str | None = None,
     on_epoch: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One (ℓ, model, seed) job of :func:`run_mesh` in a worker process of
     :func:`~gnnagg.bench.jobs.run_in_processes`."""
     config = MeshConfig(**config_data)
-    sim = worker_memo(("mesh", ell), lambda: _simulation(config, ell))
+    sim = worker_memo(("mesh", ell), lambda: _simulation(config, ell, data_root))
     result = _train_job(sim, name, seed, config, device)
     if on_epoch is not None:
         on_epoch(1)
@@ -321,8 +324,12 @@ def run_mesh(
     progress: bool = True,
     out_dir: str | Path | None = None,
     threads: int = 1,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Generate the data, train and evaluate every model per seed and ℓ, and the baselines.
+
+    The generated data sets are cached in ``data_root`` (``None``: the default of
+    :func:`gnnagg.data.cache_root`) when ``config.cache`` is on.
 
     With ``config.checkpoints`` every finished job is kept in ``out_dir`` (see
     :func:`mesh_job_path`) and reused when the run is repeated; with ``config.jobs > 1`` the
@@ -374,7 +381,7 @@ def run_mesh(
     with tqdm(total=total, desc="mesh", unit="model", disable=not progress) as bar:
         for ell in config.ells:
             t0 = time.perf_counter()
-            sim = _simulation(config, ell)
+            sim = _simulation(config, ell, data_root)
             data.append(_data_row(sim, ell, time.perf_counter() - t0))
             predictors = {
                 "persistence": PersistenceBaseline,
@@ -411,7 +418,8 @@ def run_mesh(
             # stopped part-way has kept whole rows of the models listed first.
             pending.sort(key=lambda job: (config.models.index(job[1]), config.seeds.index(job[2])))
             config_data = dataclasses.asdict(config)
-            calls = [(ell, name, seed, config_data, device) for ell, name, seed in pending]
+            root = None if data_root is None else str(data_root)
+            calls = [(ell, name, seed, config_data, device, root) for ell, name, seed in pending]
 
             def finished(index: int, result: tuple[dict[str, Any], Any]) -> None:
                 nonlocal worker_cpu
@@ -422,7 +430,7 @@ def run_mesh(
 
             run_in_processes(_mesh_job, calls, config.jobs, threads, bar, on_result=finished)
             for ell in dict.fromkeys(ell for ell, _, _ in pending):
-                add_field(_simulation(config, ell), ell)
+                add_field(_simulation(config, ell, data_root), ell)
     fields.sort(key=lambda field: config.ells.index(field["ell"]))
     runs = [
         records[(ell, name, seed)]

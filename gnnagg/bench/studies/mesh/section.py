@@ -97,7 +97,10 @@ class MeshSection(Section):
         }
 
     def run(self, config: MeshConfig, context: RunContext) -> dict[str, Any]:
-        return run_mesh(config, context.device, context.progress, context.out_dir, context.threads)
+        return run_mesh(
+            config, context.device, context.progress, context.out_dir, context.threads,
+            context.data_root,
+        )
 
     def check_result(self, result: Any) -> None:
         _report.check_result(result, self.name)

@@ -130,3 +130,12 @@ def test_a_restamped_kept_job_is_refused_with_a_value_error_naming_it(tmp_path, 
     save_checkpoint(state, path)  # the sha256 recomputed, as an attacker would
     with pytest.raises(ValueError, match=f"checkpoint {path}: not a job this run can reuse"):
         run_mesh(config, progress=False, out_dir=tmp_path)
+
+
+def test_generated_data_is_cached_in_the_runs_data_root(tmp_path, monkeypatch):
+    # --data-root decides where the study keeps its data: nothing goes to $GNNAGG_DATA.
+    monkeypatch.setenv("GNNAGG_DATA", str(tmp_path / "elsewhere"))
+    config = dataclasses.replace(TINY, cache=True, models=("gt-1x8-adjacency",), jobs=2)
+    run_mesh(config, progress=False, data_root=tmp_path / "root", threads=2)
+    assert list((tmp_path / "root" / "mesh_simulation").glob("*.npz"))
+    assert not (tmp_path / "elsewhere").exists()
