@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from gnnagg._files import write_text
+from gnnagg._files import write_figure, write_text
 from gnnagg.bench.studies.mesh.config import MeshConfig, parse_model_name
 from gnnagg.bench.studies.mesh.partitioned import mesh_partitions
 from gnnagg.bench.studies.mesh.run import build_model
@@ -66,6 +66,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=_STUDY.warmup_steps)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="only draw the learning curves of --out into this PNG")
     return parser.parse_args()
 
 
@@ -152,8 +154,51 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def plot_curves(record: dict[str, Any], path: Path) -> Path:
+    """The validation rollout RMSE over training per variant (mean over seeds, min to max
+    shaded), against optimiser steps and against whole-mesh passes (steps x the fraction of
+    the mesh in a step's loss)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for variant in VARIANTS:
+        runs = [run for run in record["runs"] if run["variant"] == variant]
+        if not runs:
+            continue
+        steps = [point["step"] for point in runs[0]["curve"]]
+        scale = 1.0 / runs[0]["partitions"]
+        for axis, key, factor in ((axes[0], "val_rollout_rmse", 1.0),
+                                  (axes[1], "val_rollout_rmse", scale),
+                                  (axes[2], "train_loss", 1.0)):
+            values = torch.tensor([[p[key] for p in run["curve"]] for run in runs])
+            x = [step * factor for step in steps]
+            axis.plot(x, values.mean(0).tolist(), label=f"{variant} ({len(runs)} seeds)")
+            axis.fill_between(x, values.min(0).values.tolist(), values.max(0).values.tolist(),
+                              alpha=0.2)
+    axes[0].set_xlabel("optimiser steps")
+    axes[1].set_xlabel("whole-mesh passes (steps / parts for sub-meshes)")
+    axes[2].set_xlabel("optimiser steps")
+    axes[0].set_ylabel("validation rollout RMSE (2 trajectories)")
+    axes[1].set_ylabel("validation rollout RMSE")
+    axes[2].set_ylabel("training loss (normalised MSE, mean since last point)")
+    for axis in axes:
+        axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    written = write_figure(figure, path, dpi=110)
+    plt.close(figure)
+    return written
+
+
 def main() -> None:
     args = _arguments()
+    if args.plot is not None:
+        print(plot_curves(json.loads(args.out.read_text()), args.plot))
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     configs = _configs(args)
     base = configs["whole"]
