@@ -183,7 +183,7 @@ def plot_curves(record: dict[str, Any], path: Path) -> Path:
     axes[2].set_xlabel("optimiser steps")
     axes[0].set_ylabel("validation rollout RMSE (2 trajectories)")
     axes[1].set_ylabel("validation rollout RMSE")
-    axes[2].set_ylabel("training loss (normalised MSE, mean since last point)")
+    axes[2].set_ylabel("training loss (normalised MSE)")
     for axis in axes:
         axis.set_yscale("log")
         axis.grid(alpha=0.3)
