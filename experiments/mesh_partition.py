@@ -34,13 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from gnnagg._files import write_figure, write_text
+from gnnagg.attention import GraphAttention
 from gnnagg.bench.studies.mesh.config import MeshConfig, parse_model_name
-from gnnagg.bench.studies.mesh.partitioned import mesh_partitions
+from gnnagg.bench.studies.mesh.partitioned import SubMeshSteps, mesh_partitions
 from gnnagg.bench.studies.mesh.run import build_model
 from gnnagg.bench.studies.mesh.train import train_and_evaluate
-from gnnagg.data import mesh_simulation
+from gnnagg.data import NODE_TYPES, mesh_simulation
 from gnnagg.models import (
     MeanDeltaBaseline,
     MeshSimulator,
@@ -50,6 +52,7 @@ from gnnagg.models import (
 )
 
 VARIANTS = ("whole", "partitioned", "partitioned-epochs")
+_OBSTACLE = NODE_TYPES.index("obstacle")
 _STUDY = MeshConfig()
 
 
@@ -68,6 +71,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plot", type=Path, default=None,
                         help="only draw the learning curves of --out into this PNG")
+    parser.add_argument("--step-cost", type=int, default=0, metavar="N",
+                        help="only time N training steps on whole meshes and on sub-meshes, "
+                             "per attention backend, interleaved, into --out")
     return parser.parse_args()
 
 
@@ -194,6 +200,43 @@ def plot_curves(record: dict[str, Any], path: Path) -> Path:
     return written
 
 
+def step_cost(args: argparse.Namespace, sim, spec: dict[str, Any]) -> dict[str, Any]:
+    """CPU seconds of one training step (forward, backward; no optimiser) on a whole mesh and
+    on a sub-mesh, per attention backend ("auto" and "sparse"), over ``args.step_cost`` steps
+    of the same transitions, in rounds that alternate the four so that the load moves all."""
+    config = _configs(args)["whole"]
+    torch.manual_seed(0)
+    simulator = MeshSimulator(build_model(spec, config), config.dim)
+    steps = SubMeshSteps(simulator, sim, args.parts, seed=0)
+    pairs = sim.transition_index("train")[: args.step_cost]
+    free_of = {int(t): sim.node_types([int(t)]) != _OBSTACLE for t in pairs[:, 0]}
+
+    def step(kind: str, traj: Tensor, step_index: Tensor) -> None:
+        u, free = sim.u[traj, step_index], free_of[int(traj[0])]
+        delta = sim.u[traj, step_index + 1] - u
+        if kind == "whole":
+            prediction = simulator(u, traj, sim, accumulate=True)[free]
+            target = simulator.output_normalizer(delta[free].reshape(-1, 1), accumulate=True)
+        else:
+            prediction, target = steps(traj, u, delta, free)
+        (prediction.reshape(-1) - target.reshape(-1)).pow(2).mean().backward()
+
+    seconds = {f"{kind}/{backend}": 0.0 for kind in ("whole", "sub-mesh")
+               for backend in ("auto", "sparse")}
+    for round_index, pair in enumerate(torch.cat([pairs[:1], pairs])):
+        traj, index = pair[:1], pair[1:]
+        for name in seconds:
+            kind, backend = name.split("/")
+            for module in simulator.modules():
+                if isinstance(module, GraphAttention):
+                    module.backend = backend
+            start = time.process_time()
+            step(kind, traj, index)
+            if round_index:  # the first round warms up
+                seconds[name] += time.process_time() - start
+    return {"steps": len(pairs), "cpu_s_per_step": {k: v / len(pairs) for k, v in seconds.items()}}
+
+
 def main() -> None:
     args = _arguments()
     if args.plot is not None:
@@ -205,7 +248,7 @@ def main() -> None:
     spec = parse_model_name(args.model, base.heads)
     absolute = base.model_positions(spec) == "absolute"
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("out", "seeds", "variants")}
+                if k not in ("out", "seeds", "variants", "plot", "step_cost")}
     previous: list[dict[str, Any]] = []
     if args.out.exists():
         kept = json.loads(args.out.read_text())
@@ -216,6 +259,16 @@ def main() -> None:
         base.dim, base.nodes, base.trajectories, base.steps, ell=args.ell, seed=base.data_seed,
         splits=base.splits(), geometry=base.geometry, cache=base.cache,
     )  # fmt: skip
+    if args.step_cost:
+        load_before = _load()
+        cost = step_cost(args, sim, spec)
+        write_text(args.out, json.dumps({
+            "settings": settings, "step_cost": cost, "load_before": load_before,
+            "load_after": _load(), "threads": torch.get_num_threads(),
+            "machine": {"processor": _cpu_name(), "torch": torch.__version__},
+        }, indent=1) + "\n")  # fmt: skip
+        print(json.dumps(cost, indent=1))
+        return
     probe = MeshSimulator(build_model(spec, base), base.dim, position_features=absolute)
     record: dict[str, Any] = {
         "settings": settings,
