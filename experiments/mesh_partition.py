@@ -11,7 +11,8 @@ Delaunay mesh per trajectory), from the same initial weights and the same batche
   ``--parts`` sub-meshes (halos of the model's reach), the loss on its core
   (``MeshConfig(partitions=P)``);
 * ``partitioned-epochs``: the same with ``P`` times the steps (and warm-up), so that every
-  node is in a loss as often as with ``whole``.
+  node is in a loss as often as with ``whole``;
+* ``whole-long``: whole meshes with the steps of ``partitioned-epochs`` (equal steps with it).
 
 Each trained model is rolled out on every test trajectory twice: on the whole meshes
 (``rollout_rmse``) and stitched from the parts (``StitchedSimulator``); the largest difference
@@ -51,7 +52,7 @@ from gnnagg.models import (
     rollout_rmse,
 )
 
-VARIANTS = ("whole", "partitioned", "partitioned-epochs")
+VARIANTS = ("whole", "partitioned", "partitioned-epochs", "whole-long")
 _OBSTACLE = NODE_TYPES.index("obstacle")
 _STUDY = MeshConfig()
 
@@ -95,6 +96,9 @@ def _configs(args: argparse.Namespace) -> dict[str, MeshConfig]:
             base, partitions=p, train_steps=p * base.train_steps,
             warmup_steps=p * base.warmup_steps,
         ),  # fmt: skip
+        "whole-long": dataclasses.replace(
+            base, train_steps=p * base.train_steps, warmup_steps=p * base.warmup_steps
+        ),
     }
 
 
@@ -157,6 +161,11 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             row["within_10_percent"] = abs(ratio - 1) <= 0.10
             row["over_whole_time_per_step"] = (row["time_per_step_s"]["mean"]
                                                / whole["time_per_step_s"]["mean"])
+    if "partitioned-epochs" in summary and "whole-long" in summary:
+        row, long = summary["partitioned-epochs"], summary["whole-long"]
+        ratio = row["rollout_rmse"]["mean"] / long["rollout_rmse"]["mean"]
+        row["over_whole_long_rollout_rmse"] = ratio
+        row["within_10_percent_of_whole_long"] = abs(ratio - 1) <= 0.10
     return summary
 
 
@@ -250,10 +259,12 @@ def main() -> None:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("out", "seeds", "variants", "plot", "step_cost")}
     previous: list[dict[str, Any]] = []
+    used = set(args.variants)
     if args.out.exists():
         kept = json.loads(args.out.read_text())
         if kept.get("settings") == settings:
             previous = kept["runs"]
+            used |= {run["variant"] for run in previous}
     start = time.perf_counter()
     sim = mesh_simulation(
         base.dim, base.nodes, base.trajectories, base.steps, ell=args.ell, seed=base.data_seed,
@@ -272,7 +283,7 @@ def main() -> None:
     probe = MeshSimulator(build_model(spec, base), base.dim, position_features=absolute)
     record: dict[str, Any] = {
         "settings": settings,
-        "config": {v: dataclasses.asdict(c) for v, c in configs.items() if v in args.variants},
+        "config": {v: dataclasses.asdict(c) for v, c in configs.items() if v in used},
         "machine": {"processor": _cpu_name(), "platform": platform.platform(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "data": {"nodes": sim.num_nodes, "meshes": sim.num_meshes,
@@ -288,8 +299,10 @@ def main() -> None:
         "runs": previous,
     }
     done = {(run["variant"], run["seed"]) for run in previous}
-    order = [(v, s) for s in args.seeds for v in args.variants if v != "partitioned-epochs"]
-    order += [(v, s) for s in args.seeds for v in args.variants if v == "partitioned-epochs"]
+    # The comparison at equal steps first, then the long runs.
+    short = ("whole", "partitioned")
+    order = [(v, s) for s in args.seeds for v in args.variants if v in short]
+    order += [(v, s) for s in args.seeds for v in args.variants if v not in short]
     for variant, seed in order:
         if (variant, seed) in done:
             continue
