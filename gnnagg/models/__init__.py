@@ -11,8 +11,9 @@
   :class:`MeanDeltaBaseline` and the exact solver, :class:`SolverOracle`;
 * partitioned meshes: :func:`partition_mesh` splits a mesh into sub-meshes whose halos cover a
   model's receptive field (:class:`MeshPartition`), :func:`stitched_forward` and
-  :class:`StitchedSimulator` run a model part by part, :func:`sub_mesh_forward` trains a
-  simulator on one sub-mesh.
+  :class:`StitchedSimulator` run a model part by part, :func:`sub_mesh_forward` and
+  :func:`sub_meshes_forward` train a simulator on sub-meshes; :class:`SimulationPartitions`
+  partitions every mesh of a data set with a mesh per trajectory.
 """
 
 from .graph_transformer import GraphTransformer
@@ -29,7 +30,13 @@ from .partition import (
     restrict_mask,
     stitched_forward,
 )
-from .partitioned_simulator import StitchedSimulator, sub_mesh_forward
+from .partitioned_simulator import (
+    SimulationPartitions,
+    StitchedSimulator,
+    model_reach,
+    sub_mesh_forward,
+    sub_meshes_forward,
+)
 from .predictors import MeanDeltaBaseline, PersistenceBaseline, SolverOracle
 from .simulator import (
     MODELS_REVISION,
@@ -59,6 +66,7 @@ __all__ = [
     "NodeFeatureModel",
     "OnlineNormalizer",
     "PersistenceBaseline",
+    "SimulationPartitions",
     "SolverOracle",
     "StitchedSimulator",
     "SubMesh",
@@ -66,6 +74,7 @@ __all__ = [
     "edge_reach",
     "mask_reach",
     "mesh_edge_features",
+    "model_reach",
     "node_input_channels",
     "one_step_rmse",
     "partition_mesh",
@@ -75,4 +84,5 @@ __all__ = [
     "rollout_rmse",
     "stitched_forward",
     "sub_mesh_forward",
+    "sub_meshes_forward",
 ]

@@ -1,5 +1,5 @@
-"""Partitioned meshes: cores, halos against the whole mesh's mask, stitched inference, and the
-simulator on sub-meshes."""
+"""Partitioned meshes: cores, halos against the whole mesh's mask and against what a model's
+outputs depend on, stitched inference."""
 
 import importlib.util
 
@@ -9,23 +9,15 @@ import torch
 from gnnagg.attention import adjacency, dilated_window, global_tokens, khop, random_jumps
 from gnnagg.data import channel_mesh, delaunay_mesh
 from gnnagg.models import (
-    EdgeFeatureModel,
     GraphTransformer,
     MeshGraphNet,
     MeshPartition,
-    MeshSimulator,
-    NodeFeatureModel,
-    StitchedSimulator,
-    edge_input_channels,
     edge_reach,
     mask_reach,
-    node_input_channels,
     partition_mesh,
     partition_nodes,
     restrict_mask,
-    rollout,
     stitched_forward,
-    sub_mesh_forward,
 )
 
 HAS_METIS = importlib.util.find_spec("pymetis") is not None
@@ -134,6 +126,59 @@ def test_halo_is_the_masks_reach(dim, name, num_layers):
         sub = part.mask_index.to_dense()
         assert torch.equal(sub[inner], attends[part.nodes[inner]][:, part.nodes])
         assert sub.sum() == attends[part.nodes][:, part.nodes].sum()
+
+
+# Every kind of mask a mesh transformer uses, alone and composed as the mesh study composes
+# them: the halo must hold every node the core's outputs depend on.
+DEPENDENCY_MASKS = {
+    "adjacency": adjacency(),
+    "khop2": khop(2),
+    "dilated": dilated_window(4, 8, "morton"),
+    "khop2|dilated": khop(2) | dilated_window(4, 8, "morton"),
+    "adjacency|global": adjacency() | global_tokens(2),
+    "khop2|dilated|global": khop(2) | dilated_window(4, 8, "morton") | global_tokens(2),
+}
+
+
+def _depends_on(model, x, whole_mask, rows):
+    """``[N]`` bool: the nodes whose features change the outputs at ``rows`` (from the
+    gradient of a random projection of those outputs; float64, so no accidental zeros)."""
+    x = x.clone().requires_grad_(True)
+    out = model(x, mask_index=whole_mask)[rows]
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(0))
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    return grad.abs().sum(dim=1) > 0
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("name", list(DEPENDENCY_MASKS))
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_halo_holds_every_node_the_cores_outputs_depend_on(dim, name, num_layers):
+    """The halo against the model itself, not against mask_reach: the nodes a core's outputs
+    depend on (the gradient's support on the whole mesh) are exactly the mask's
+    ``num_layers``-step reach, which the sub-mesh holds. Global tokens carry every node to
+    every node from the second layer on; the halo does not follow them, and the partition
+    says so (``exact`` false)."""
+    torch.manual_seed(7)
+    edge_index, pos = _mesh(dim)
+    n = pos.size(0)
+    mask = DEPENDENCY_MASKS[name]
+    model = GraphTransformer(3, 8, 2, heads=2, num_layers=num_layers, mask=mask).double()
+    whole = mask.build(edge_index, num_nodes=n, pos=pos)
+    partition = partition_mesh(edge_index, 4, num_layers=num_layers, mask=whole, pos=pos,
+                               method="rcb")
+    tokens = mask.tokens_per_graph > 0
+    assert partition.exact is (not tokens or num_layers == 1)
+    x = torch.randn(n, 3, dtype=torch.float64)
+    for part in partition.parts:
+        depends = _depends_on(model, x, whole, part.core)
+        held = torch.zeros(n, dtype=torch.bool)
+        held[part.nodes] = True
+        assert torch.equal(held, mask_reach(whole, part.core, num_layers))
+        if partition.exact:
+            assert torch.equal(depends, held)
+        else:
+            assert bool(depends.all())
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -247,61 +292,6 @@ def test_restrict_mask_keeps_the_pairs_between_the_nodes():
     assert torch.equal(sub, dense[rows][:, rows])
 
 
-# ---------------------------------------------------------------------- simulator
-
-
-def _simulators(sim):
-    mgn = MeshGraphNet(node_input_channels(2), 16, 1, edge_dim=edge_input_channels(2),
-                       num_layers=3)
-    gt = GraphTransformer(node_input_channels(2, position_features=True), 16, 1, heads=2,
-                          num_layers=2, mask=khop(2))
-    return [
-        (MeshSimulator(EdgeFeatureModel(mgn), 2).double(), None, 3),
-        (MeshSimulator(NodeFeatureModel(gt), 2, position_features=True).double(), khop(2), 2),
-    ]
-
-
-def test_stitched_rollout_equals_whole_mesh_rollout(sim64):
-    torch.manual_seed(5)
-    for simulator, mask, depth in _simulators(sim64):
-        simulator(sim64.u[:2, 1], torch.tensor([0, 1]), sim64, accumulate=True)
-        partition = partition_mesh(sim64.edge_index, 4, num_layers=depth, mask=mask,
-                                   pos=sim64.pos, method="rcb")
-        whole, _ = rollout(simulator, sim64, [2, 3], num_steps=4)
-        parts, _ = rollout(StitchedSimulator(simulator, partition), sim64, [2, 3], num_steps=4)
-        torch.testing.assert_close(parts, whole, rtol=0, atol=1e-10)
-
-
-def test_core_losses_of_the_parts_give_the_whole_mesh_gradient(sim64):
-    """Summed over the parts, the core losses' gradients are the whole-mesh loss's: training
-    on every sub-mesh of a batch is whole-mesh training, at the halos' extra cost."""
-    torch.manual_seed(6)
-    simulator, _, depth = _simulators(sim64)[0]
-    traj, u = torch.tensor([0, 1]), sim64.u[:2, 3]
-    simulator(u, traj, sim64, accumulate=True)
-    params = list(simulator.parameters())
-    whole = torch.autograd.grad(simulator(u, traj, sim64).pow(2).sum(), params)
-    partition = partition_mesh(sim64.edge_index, 3, num_layers=depth, pos=sim64.pos,
-                               method="morton")
-    summed = [torch.zeros_like(p) for p in params]
-    for part in partition.parts:
-        out = sub_mesh_forward(simulator, u, traj, sim64, part)[:, : part.num_core]
-        for total, grad in zip(summed, torch.autograd.grad(out.pow(2).sum(), params)):
-            total += grad
-    for got, expected in zip(summed, whole):
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
-
-
-def test_sub_mesh_forward_accumulates_the_sub_mesh_only(sim64):
-    simulator, _, depth = _simulators(sim64)[0]
-    partition = partition_mesh(sim64.edge_index, 4, num_layers=depth, pos=sim64.pos,
-                               method="rcb")
-    part = partition.parts[0]
-    sub_mesh_forward(simulator, sim64.u[:2, 0], torch.tensor([0, 1]), sim64, part,
-                     accumulate=True)
-    assert float(simulator.node_normalizer.count) == 2 * part.num_nodes
-
-
 # ---------------------------------------------------------------------- arguments
 
 
@@ -342,8 +332,6 @@ def test_stitched_inference_refuses_a_partition_that_does_not_fit():
         stitched_forward(model, other, x[:5])
     with pytest.raises(ValueError, match="outputs"):
         other.stitch([x])
-    with pytest.raises(TypeError, match="partition"):
-        StitchedSimulator(MeshSimulator(EdgeFeatureModel(mgn), 2), "parts")
     assert isinstance(other, MeshPartition)
 
 

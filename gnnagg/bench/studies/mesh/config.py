@@ -188,6 +188,11 @@ class MeshConfig(StudyConfig):
     model name may end in ``:absolute`` or ``:relative`` to run that model the other way (an
     ablation row).
 
+    ``partitions`` > 1 trains on sub-meshes instead of whole meshes
+    (:mod:`~gnnagg.bench.studies.mesh.partitioned`): each mesh split into that many parts
+    whose halos cover the model's reach, every step on one part of each trajectory's mesh, the
+    loss on its core; validation and evaluation stay on whole meshes.
+
     ``max_seconds`` caps a job's training time (counted by ``budget_clock``: ``"cpu"``, the
     job's own CPU seconds; ``"wall"``; ``"auto"``, CPU on the CPU and wall on a GPU); a job it
     stops is flagged in every table, since the models no longer had equal steps.
@@ -231,6 +236,11 @@ class MeshConfig(StudyConfig):
         4_000, integer(maximum=10_000_000), "optimiser steps, the same for every model"
     )
     batch_size: int = batch_size_setting(1)
+    partitions: int = setting(
+        1, integer(maximum=1_000_000),
+        "train on sub-meshes: every mesh split into this many parts (halos of the model's "
+        "reach), each step on one part per trajectory, the loss on its core; 1: whole meshes",
+    )  # fmt: skip
     lr: float = lr_setting(1e-3)
     weight_decay: float = setting(1e-4, finite(maximum=10.0), "AdamW's weight decay")
     warmup_steps: int = setting(
@@ -289,6 +299,10 @@ class MeshConfig(StudyConfig):
             )
         for name in self.models:
             parse_model_name(name, self.heads)
+        if self.partitions > self.nodes:
+            raise ValueError(
+                f"partitions: expected at most nodes={self.nodes}, got {self.partitions}"
+            )
         if self.warmup_steps >= self.train_steps:
             raise ValueError(
                 f"warmup_steps: expected fewer than train_steps={self.train_steps}, got "

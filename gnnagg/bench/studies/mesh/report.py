@@ -373,9 +373,11 @@ def report(result: dict[str, Any], config: dict[str, Any], out_dir: Path) -> Rep
     block = ReportBlock()
     lines = block.lines
     steps = config.get("train_steps")
+    parts = config.get("partitions", 1)
+    on = f" (each on one of {parts} sub-meshes, the loss on its core)" if parts > 1 else ""
     lines += [
         f"Protocol: every model trains {steps} optimiser steps of {config.get('batch_size')} "
-        f"meshes (AdamW {config.get('lr')}, betas 0.9/0.95, weight decay "
+        f"meshes{on} (AdamW {config.get('lr')}, betas 0.9/0.95, weight decay "
         f"{config.get('weight_decay')}, {config.get('warmup_steps')} warm-up steps, cosine "
         f"decay; input noise {config.get('noise')} × the data's Δu RMS; online normalisers) "
         f"with the same node features ({config.get('positions')} positions; rows marked "

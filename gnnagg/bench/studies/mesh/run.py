@@ -159,9 +159,12 @@ def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
 
 def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, device: str) -> str:
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    # Sub-mesh training joins the fingerprint only when asked for, so that jobs kept from
+    # whole-mesh runs stay reusable.
+    parts = {"partitions": config.partitions} if config.partitions > 1 else {}
     return settings_digest(
         config, _JOB_FIELDS, ell=ell, name=name, seed=seed, device=device_type,
-        models=MODELS_REVISION, data=RECIPE_VERSION,
+        models=MODELS_REVISION, data=RECIPE_VERSION, **parts,
     )  # fmt: skip
 
 

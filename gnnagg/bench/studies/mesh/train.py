@@ -29,6 +29,7 @@ from ....data import NODE_TYPES, MeshSimulation
 from ....models import MeshSimulator, one_step_rmse, rollout_rmse
 from ...measure import peak_extra_memory
 from .config import MeshConfig
+from .partitioned import SubMeshSteps
 
 __all__ = [
     "PLATEAU_TOLERANCE",
@@ -104,7 +105,8 @@ def fit_mesh_model(
     on_validation: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``simulator`` on the ``train`` split of ``sim`` under the protocol of ``config``
-    (batches and noise drawn from ``seed``): MSE on normalised Δu over the free nodes.
+    (batches and noise drawn from ``seed``): MSE on normalised Δu over the free nodes (of the
+    sub-meshes' cores with ``config.partitions`` > 1, :class:`~.partitioned.SubMeshSteps`).
 
     Returns ``{"steps", "train_time_s", "time_per_step_s", "stopped_by" ("train_steps" or
     "max_seconds"), "clock", "noise_std", "curve" ([{"step", "train_loss",
@@ -152,6 +154,9 @@ def fit_mesh_model(
         simulator.edge_normalizer.accumulate(mesh.edge_attr)
         simulator.output_normalizer.accumulate(delta[free].reshape(-1, 1))
 
+    sub_meshes = (
+        SubMeshSteps(simulator, sim, config.partitions, seed) if config.partitions > 1 else None
+    )
     checkpoints = _validation_steps(config)
     curve: list[dict[str, Any]] = []
     losses: list[float] = []
@@ -164,9 +169,12 @@ def fit_mesh_model(
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(steps, config)
         traj, current, delta, free = make_batch(next(stream))
-        prediction = simulator(current, traj, sim, accumulate=True)
-        target = simulator.output_normalizer(delta[free].reshape(-1, 1), accumulate=True)
-        loss = (prediction[free].reshape(-1, 1) - target).pow(2).mean()
+        if sub_meshes is None:
+            prediction = simulator(current, traj, sim, accumulate=True)[free].reshape(-1, 1)
+            target = simulator.output_normalizer(delta[free].reshape(-1, 1), accumulate=True)
+        else:
+            prediction, target = sub_meshes(traj, current, delta, free)
+        loss = (prediction - target).pow(2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -39,6 +39,8 @@ from gnnagg.bench.studies.mesh.config import (
         ("budget_clock", "process", "budget_clock"),
         ("lr", -1.0, "lr"),
         ("noise", -0.1, "noise"),
+        ("partitions", 0, "partitions"),
+        ("partitions", 1_001, "partitions"),  # more parts than the 1,000 nodes
         ("one_step_stride", 0, "one_step_stride"),
         ("one_step_stride", 10**4, "one_step_stride"),
         ("baselines", ["oracle"], "baselines"),
