@@ -36,8 +36,11 @@ __all__ = ["BACKENDS", "DenseAttention", "graph_attention"]
 #: Values of ``backend=``: which implementation computes the attention.
 BACKENDS = ("auto", "sparse", "flex", "dense")
 
-#: ``"auto"`` uses the dense backend up to this many rows.
+#: ``"auto"`` uses the dense backend up to this many rows, and only for masks that allow at
+#: least ``AUTO_DENSE_FILL`` of the ``R × R`` pairs: below that the sparse kernels are faster
+#: at every size (forward + backward; ``docs/benchmarks/mesh-partition.rst``).
 AUTO_DENSE_ROWS = 512
+AUTO_DENSE_FILL = 0.7
 #: Eager FlexAttention materialises every score: beyond this many ``heads × R × R`` entries the
 #: flex backend compiles the kernel instead.
 EAGER_FLEX_LIMIT = 1 << 24
@@ -64,8 +67,9 @@ def graph_attention(
             scaled by :math:`1/(1-p)`. Deterministic under ``torch.manual_seed``. Not with
             ``backend="flex"``.
         backend: which implementation computes it: ``"sparse"``, ``"flex"``, ``"dense"`` or
-            ``"auto"``: dense up to ``AUTO_DENSE_ROWS`` rows, otherwise sparse; flex when asked
-            for (or on CUDA, for inputs that need no gradient and no dropout).
+            ``"auto"``: dense for masks of at most ``AUTO_DENSE_ROWS`` rows that allow at least
+            ``AUTO_DENSE_FILL`` of all pairs, otherwise sparse; flex when asked for (or on
+            CUDA, for inputs that need no gradient and no dropout).
 
     Returns:
         ``[R, heads, d_v]``; rows whose mask row is empty are 0.
@@ -165,7 +169,8 @@ def _autocast(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _choose_backend(q: Tensor, mask_index: MaskIndex, dropout: float, needs_grad: bool) -> str:
     rows = mask_index.num_rows
-    if rows <= AUTO_DENSE_ROWS and q.size(1) * rows * rows <= EAGER_FLEX_LIMIT:
+    small = rows <= AUTO_DENSE_ROWS and q.size(1) * rows * rows <= EAGER_FLEX_LIMIT
+    if small and mask_index.nnz >= AUTO_DENSE_FILL * rows * rows:
         return "dense"
     if q.device.type == "cuda" and not needs_grad and dropout == 0:
         return "flex"

@@ -131,7 +131,7 @@ def test_half_precision_accumulates_in_float32():
                                rtol=2e-2)
 
 
-def test_auto_backend_follows_size_and_gradients(monkeypatch):
+def test_auto_backend_follows_size_fill_and_gradients(monkeypatch):
     from gnnagg.attention import ops
 
     chosen = []
@@ -143,9 +143,16 @@ def test_auto_backend_follows_size_and_gradients(monkeypatch):
             return _original(*args)
 
         monkeypatch.setattr(ops, name, spy)
-    small = adjacency().build(torch.tensor([[0, 1], [1, 2]]))
+    # Small and (nearly) every pair allowed: dense.
+    small = adjacency().build(torch.tensor([[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]]))
     q, k, v = inputs(small.num_rows)
     graph_attention(q, k, v, small)
+    assert chosen == ["_dense_attention"]
+    # Small but sparse (a path of 40 nodes): the sparse kernels are faster.
+    path = torch.arange(39)
+    sparse = adjacency().build(torch.stack([path, path + 1]))
+    assert sparse.nnz < ops.AUTO_DENSE_FILL * sparse.num_rows**2
+    graph_attention(*inputs(sparse.num_rows), sparse)
     assert chosen == ["_dense_attention"]
     monkeypatch.setattr(ops, "AUTO_DENSE_ROWS", 1)
     out = graph_attention(q, k, v, small)  # CPU, gradients: sparse
