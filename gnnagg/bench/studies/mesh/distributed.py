@@ -69,8 +69,7 @@ def rank_share(batch_size: int, ctx: DistContext) -> slice:
 def check_whole_meshes(config: MeshConfig) -> None:
     """``ValueError`` naming ``partitions`` when ``config`` asks for sub-mesh training, which
     the one-process trainer does and the ranks here do not share."""
-    # getattr: configs written before sub-mesh training have no such field.
-    partitions = getattr(config, "partitions", 1)
+    partitions = config.partitions
     if partitions != 1:
         raise ValueError(
             f"partitions: sub-mesh training ({partitions} parts) runs in one process "

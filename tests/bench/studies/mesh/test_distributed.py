@@ -117,8 +117,4 @@ def test_a_time_cap_stops_where_the_study_trainer_stops(sim):
 def test_sub_mesh_training_is_refused_by_name():
     check_whole_meshes(CONFIG)
     with pytest.raises(ValueError, match="partitions: sub-mesh training"):
-        check_whole_meshes(_WithPartitions())
-
-
-class _WithPartitions:
-    partitions = 4
+        check_whole_meshes(dataclasses.replace(CONFIG, partitions=4))
