@@ -40,7 +40,16 @@ from ....data import NODE_TYPES, MeshSimulation
 from ....models import MeshSimulator, OnlineNormalizer, rollout_rmse
 from ...training import DistContext
 from .config import MeshConfig
-from .train import ROLLOUT_BATCH, _validation_steps, budget_clock, learning_rate, plateau
+from .train import (
+    ROLLOUT_BATCH,
+    budget_clock,
+    check_training,
+    learning_rate,
+    make_optimiser,
+    plateau,
+    transition_batches,
+    validation_steps,
+)
 
 __all__ = [
     "check_whole_meshes",
@@ -171,24 +180,16 @@ def fit_mesh_model_distributed(
     the collectives cost little CPU time.
     ``on_validation(step, val_rollout_rmse)`` is called on rank 0 after each validation.
     """
-    if not isinstance(config, MeshConfig):
-        raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
-    if simulator.dim != sim.config.dim:
-        raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
+    check_training(simulator, sim, config)
     ctx = ctx or DistContext()
     check_whole_meshes(config)
     share = rank_share(config.batch_size, ctx)
     device, dtype = simulator.device, simulator.dtype
     clock_name, clock = budget_clock(config.budget_clock, device)
     generator = torch.Generator().manual_seed(seed)
-    transitions = sim.transition_index("train")
-    if len(transitions) == 0:
-        raise ValueError("split: 'train' has no trajectories in this data set")
     noise_std = config.noise * sim.delta_rms("train")
     net = _wrap(simulator, ctx)
-    optimiser = torch.optim.AdamW(
-        net.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
-    )
+    optimiser = make_optimiser(net.parameters(), config)
 
     def make_batch(pairs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
         # The global batch's random draws, in the one-process trainer's order and shapes.
@@ -204,12 +205,6 @@ def fit_mesh_model_distributed(
             current = current + noise_std * noise.to(device=device, dtype=dtype) * free
         return traj, current, target - current, free, int(free_all.sum())
 
-    def batches():
-        while True:
-            order = transitions[torch.randperm(len(transitions), generator=generator)]
-            for first in range(0, len(order) - config.batch_size + 1, config.batch_size):
-                yield order[first : first + config.batch_size]
-
     def statistics(traj: Tensor, current: Tensor, delta: Tensor, free: Tensor) -> list:
         return [
             (simulator.node_normalizer, simulator.node_features(current, traj, sim)),
@@ -217,13 +212,13 @@ def fit_mesh_model_distributed(
             (simulator.output_normalizer, delta[free].reshape(-1, 1)),
         ]
 
-    stream = batches()
+    stream = transition_batches(sim, config.batch_size, generator)
     simulator.train()
     for _ in range(config.normalizer_batches):
         traj, current, delta, free, _ = make_batch(next(stream))
         reduce_normalizer_statistics(statistics(traj, current, delta, free), ctx)
 
-    checkpoints = _validation_steps(config)
+    checkpoints = validation_steps(config)
     curve: list[dict[str, Any]] = []
     loss_sum, loss_steps = 0.0, 0
     steps, elapsed, stopped_by = 0, 0.0, "train_steps"

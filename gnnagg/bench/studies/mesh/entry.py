@@ -48,8 +48,6 @@ from ....models import (
     MeshSimulator,
     PersistenceBaseline,
     SolverOracle,
-    one_step_rmse,
-    rollout_rmse,
 )
 from ...checkpoints import save_checkpoint
 from ...fields import add_options, config_from_args, positive_int
@@ -70,7 +68,7 @@ from .run import (
     build_model,
     summarise_mesh_runs,
 )
-from .train import ROLLOUT_BATCH
+from .train import evaluation_record
 
 __all__ = [
     "MESH_MODEL_FORMAT",
@@ -172,23 +170,8 @@ def _train_one(
     )
     record = None
     if ctx.rank == 0:
-        one_step = one_step_rmse(
-            simulator, sim, "test", ROLLOUT_BATCH, stride=config.one_step_stride
-        )
-        rolled = rollout_rmse(simulator, sim, "test", ROLLOUT_BATCH)
-        record = {
-            "name": name,
-            "seed": seed,
-            "num_params": sum(p.numel() for p in simulator.parameters()),
-            **training,
-            "one_step_rmse": one_step,
-            "rollout_rmse": rolled["rmse"],
-            "rollout_rmse_per_step": rolled["rmse_per_step"],
-            "inference_s_per_step": rolled["seconds_per_graph_step"],
-            "train_peak_extra_bytes": train_extra,
-            "ell": sim.config.ell,
-            **_spec_fields(spec, config),
-        }
+        record = evaluation_record(name, seed, simulator, sim, config, training, train_extra)
+        record.update(_spec_fields(spec, config))
     spent = [0.0] * ctx.world_size
     spent[ctx.rank] = time.process_time() - cpu_start
     per_rank = [round(s, 1) for s in ctx.all_sum(spent)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -36,10 +36,15 @@ __all__ = [
     "PLATEAU_WINDOW",
     "ROLLOUT_BATCH",
     "budget_clock",
+    "check_training",
+    "evaluation_record",
     "fit_mesh_model",
     "learning_rate",
+    "make_optimiser",
     "plateau",
     "train_and_evaluate",
+    "transition_batches",
+    "validation_steps",
 ]
 
 _OBSTACLE = NODE_TYPES.index("obstacle")
@@ -88,13 +93,72 @@ def plateau(curve: list[dict[str, Any]], train_steps: int) -> dict[str, Any]:
     return {"converged": moved <= PLATEAU_TOLERANCE, "moved": moved, "window_start": start}
 
 
-def _validation_steps(config: MeshConfig) -> set[int]:
+def validation_steps(config: MeshConfig) -> set[int]:
     """Steps after which the validation rollout is measured: ``val_points`` evenly spaced ones
     ending at ``train_steps``, and the start of the plateau window."""
     every = config.train_steps / config.val_points
     points = {round(every * k) for k in range(1, config.val_points + 1)}
     points.add(math.floor((1.0 - PLATEAU_WINDOW) * config.train_steps))
     return {p for p in points if p > 0}
+
+
+def check_training(simulator: MeshSimulator, sim: MeshSimulation, config: MeshConfig) -> None:
+    """The argument checks of the trainers: ``TypeError`` / ``ValueError`` naming ``config``,
+    ``simulator`` or the empty ``train`` split."""
+    if not isinstance(config, MeshConfig):
+        raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
+    if simulator.dim != sim.config.dim:
+        raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
+    if len(sim.transition_index("train")) == 0:
+        raise ValueError("split: 'train' has no trajectories in this data set")
+
+
+def make_optimiser(parameters: Any, config: MeshConfig) -> torch.optim.Optimizer:
+    """The protocol's optimiser: AdamW at ``config.lr``, betas 0.9 / 0.95 (graph-physics')."""
+    return torch.optim.AdamW(
+        parameters, lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
+
+
+def transition_batches(
+    sim: MeshSimulation, batch_size: int, generator: torch.Generator
+) -> Iterator[Tensor]:
+    """Endless ``[batch_size, 2]`` (trajectory, step) batches of the ``train`` split, a new
+    permutation (drawn from ``generator``) per epoch, the last incomplete batch dropped."""
+    transitions = sim.transition_index("train")
+    while True:
+        order = transitions[torch.randperm(len(transitions), generator=generator)]
+        for first in range(0, len(order) - batch_size + 1, batch_size):
+            yield order[first : first + batch_size]
+
+
+def evaluation_record(
+    name: str,
+    seed: int,
+    simulator: MeshSimulator,
+    sim: MeshSimulation,
+    config: MeshConfig,
+    training: dict[str, Any],
+    train_extra: int,
+    split: str = "test",
+) -> dict[str, Any]:
+    """The JSON-friendly record of a trained ``simulator`` (see :func:`train_and_evaluate`):
+    its training record, and its 1-step and all-rollout RMSE on every trajectory of
+    ``split``."""
+    one_step = one_step_rmse(simulator, sim, split, ROLLOUT_BATCH, stride=config.one_step_stride)
+    rolled = rollout_rmse(simulator, sim, split, ROLLOUT_BATCH)
+    return {
+        "name": name,
+        "seed": seed,
+        "num_params": sum(p.numel() for p in simulator.parameters()),
+        **training,
+        "one_step_rmse": one_step,
+        "rollout_rmse": rolled["rmse"],
+        "rollout_rmse_per_step": rolled["rmse_per_step"],
+        "inference_s_per_step": rolled["seconds_per_graph_step"],
+        "train_peak_extra_bytes": train_extra,
+        "ell": sim.config.ell,
+    }
 
 
 def fit_mesh_model(
@@ -114,20 +178,12 @@ def fit_mesh_model(
     are counted by ``clock`` (the resolved ``config.budget_clock``).
     ``on_validation(step, val_rollout_rmse)`` is called after each validation.
     """
-    if not isinstance(config, MeshConfig):
-        raise TypeError(f"config: expected a MeshConfig, got {type(config).__name__}")
-    if simulator.dim != sim.config.dim:
-        raise ValueError(f"simulator: built for dim={simulator.dim}, data has {sim.config.dim}")
+    check_training(simulator, sim, config)
     device, dtype = simulator.device, simulator.dtype
     clock_name, clock = budget_clock(config.budget_clock, device)
     generator = torch.Generator().manual_seed(seed)
-    transitions = sim.transition_index("train")
-    if len(transitions) == 0:
-        raise ValueError("split: 'train' has no trajectories in this data set")
     noise_std = config.noise * sim.delta_rms("train")
-    optimiser = torch.optim.AdamW(
-        simulator.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
-    )
+    optimiser = make_optimiser(simulator.parameters(), config)
 
     def make_batch(pairs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         traj, step = pairs[:, 0], pairs[:, 1]
@@ -139,13 +195,7 @@ def fit_mesh_model(
             current = current + noise_std * noise * free
         return traj, current, target - current, free
 
-    def batches():
-        while True:
-            order = transitions[torch.randperm(len(transitions), generator=generator)]
-            for first in range(0, len(order) - config.batch_size + 1, config.batch_size):
-                yield order[first : first + config.batch_size]
-
-    stream = batches()
+    stream = transition_batches(sim, config.batch_size, generator)
     simulator.train()
     for _ in range(config.normalizer_batches):
         traj, current, delta, free = make_batch(next(stream))
@@ -157,7 +207,7 @@ def fit_mesh_model(
     sub_meshes = (
         SubMeshSteps(simulator, sim, config.partitions, seed) if config.partitions > 1 else None
     )
-    checkpoints = _validation_steps(config)
+    checkpoints = validation_steps(config)
     curve: list[dict[str, Any]] = []
     losses: list[float] = []
     steps, elapsed, stopped_by = 0, 0.0, "train_steps"
@@ -235,19 +285,7 @@ def train_and_evaluate(
     training, train_extra = peak_extra_memory(
         lambda: fit_mesh_model(simulator, sim, config, seed, on_validation=on_validation), dev
     )
-    one_step = one_step_rmse(simulator, sim, split, ROLLOUT_BATCH, stride=config.one_step_stride)
-    rolled = rollout_rmse(simulator, sim, split, ROLLOUT_BATCH)
+    record = evaluation_record(name, seed, simulator, sim, config, training, train_extra, split)
     if on_trained is not None:
         on_trained(simulator)
-    return {
-        "name": name,
-        "seed": seed,
-        "num_params": sum(p.numel() for p in simulator.parameters()),
-        **training,
-        "one_step_rmse": one_step,
-        "rollout_rmse": rolled["rmse"],
-        "rollout_rmse_per_step": rolled["rmse_per_step"],
-        "inference_s_per_step": rolled["seconds_per_graph_step"],
-        "train_peak_extra_bytes": train_extra,
-        "ell": sim.config.ell,
-    }
+    return record
