@@ -338,10 +338,20 @@ def run_notes(summary: list[dict[str, Any]], config: dict[str, Any]) -> list[str
             "order-sensitive aggregators (recurrent ones and the GRU-monoid LCM trees).",
             "",
         ]
+    def budget_epochs(r: dict[str, Any]) -> list[int]:
+        # A plateau before the cap is the protocol working; only the budget cuts runs short.
+        # Rows without ``stopped`` (older results) count every run below the cap.
+        stops = r.get("stopped") or [None] * len(r["epochs_done"])
+        return [
+            e for e, why in zip(r["epochs_done"], stops)
+            if e < config["epochs"] and why in ("budget", None)
+        ]  # fmt: skip
+
     short = [
-        f"{_label(r['aggregator'])} ({r['task']}): {min(r['epochs_done'])}–{max(r['epochs_done'])}"
+        f"{_label(r['aggregator'])} ({r['task']}): {min(cut)}–{max(cut)} "
+        f"({len(cut)} of {len(r['epochs_done'])} seeds)"
         for r in summary
-        if r.get("epochs_done") and min(r["epochs_done"]) < config["epochs"]
+        if r.get("epochs_done") and (cut := budget_epochs(r))
     ]
     if short:
         how = (

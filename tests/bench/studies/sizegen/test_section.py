@@ -237,6 +237,10 @@ def test_time_budget_stops_after_one_epoch_and_says_so():
     assert run["epochs_done"] == 1 and run["stopped_by_budget"] and run["epochs"] == 4
     notes = run_notes(result["summary"], dataclasses.asdict(config))
     assert any("Stopped by the time budget" in line for line in notes)
+    # A run that stopped at a plateau before the cap is not cut short by a budget.
+    plateaued = [dict(row, stopped=["plateau"] * len(row["stopped"])) for row in result["summary"]]
+    notes = run_notes(plateaued, dataclasses.asdict(config))
+    assert not any("time budget" in line for line in notes)
 
 
 def test_two_jobs_in_processes_resume_and_report(tmp_path):
