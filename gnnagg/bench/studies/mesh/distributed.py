@@ -37,17 +37,17 @@ import torch
 from torch import Tensor, nn
 
 from ....data import NODE_TYPES, MeshSimulation
-from ....models import MeshSimulator, OnlineNormalizer, rollout_rmse
+from ....models import MeshSimulator, OnlineNormalizer
 from ...training import DistContext
 from .config import MeshConfig
 from .train import (
-    ROLLOUT_BATCH,
     budget_clock,
     check_training,
     learning_rate,
     make_optimiser,
-    plateau,
+    training_record,
     transition_batches,
+    validate,
     validation_steps,
 )
 
@@ -251,22 +251,13 @@ def fit_mesh_model_distributed(
             (train_loss,) = ctx.all_sum([loss_sum / loss_steps])
             loss_sum, loss_steps = 0.0, 0
             if ctx.rank == 0:
-                simulator.eval()
-                val = rollout_rmse(simulator, sim, "val", ROLLOUT_BATCH)["rmse"]
-                simulator.train()
-                curve.append({"step": steps, "train_loss": train_loss, "val_rollout_rmse": val})
-                if on_validation is not None:
-                    on_validation(steps, val)
+                validate(simulator, sim, steps, train_loss, curve, on_validation)
     simulator.eval()
+    record = training_record(
+        steps, elapsed, stopped_by, clock_name, noise_std, curve, config, ctx.rank == 0
+    )
     return {
-        "steps": steps,
-        "train_time_s": elapsed,
-        "time_per_step_s": elapsed / steps if steps else None,
-        "stopped_by": stopped_by,
-        "clock": clock_name,
-        "noise_std": noise_std,
-        "curve": curve,
-        "plateau": plateau(curve, config.train_steps) if ctx.rank == 0 else None,
+        **record,
         "world_size": ctx.world_size,
         "backend": ctx.backend,
         "batch_per_rank": share.stop - share.start,

@@ -43,7 +43,9 @@ __all__ = [
     "make_optimiser",
     "plateau",
     "train_and_evaluate",
+    "training_record",
     "transition_batches",
+    "validate",
     "validation_steps",
 ]
 
@@ -161,6 +163,49 @@ def evaluation_record(
     }
 
 
+def validate(
+    simulator: MeshSimulator,
+    sim: MeshSimulation,
+    step: int,
+    train_loss: float,
+    curve: list[dict[str, Any]],
+    on_validation: Callable[[int, float], None] | None = None,
+) -> None:
+    """Append the validation rollout RMSE after ``step`` (and the mean training loss since the
+    last validation) to ``curve``, then call ``on_validation(step, rmse)``; the simulator is
+    left in training mode."""
+    simulator.eval()
+    val = rollout_rmse(simulator, sim, "val", ROLLOUT_BATCH)["rmse"]
+    simulator.train()
+    curve.append({"step": step, "train_loss": train_loss, "val_rollout_rmse": val})
+    if on_validation is not None:
+        on_validation(step, val)
+
+
+def training_record(
+    steps: int,
+    elapsed: float,
+    stopped_by: str,
+    clock_name: str,
+    noise_std: float,
+    curve: list[dict[str, Any]],
+    config: MeshConfig,
+    validated: bool = True,
+) -> dict[str, Any]:
+    """The training record of :func:`fit_mesh_model` (``plateau`` is ``None`` where this
+    process did not validate)."""
+    return {
+        "steps": steps,
+        "train_time_s": elapsed,
+        "time_per_step_s": elapsed / steps if steps else None,
+        "stopped_by": stopped_by,
+        "clock": clock_name,
+        "noise_std": noise_std,
+        "curve": curve,
+        "plateau": plateau(curve, config.train_steps) if validated else None,
+    }
+
+
 def fit_mesh_model(
     simulator: MeshSimulator,
     sim: MeshSimulation,
@@ -232,26 +277,10 @@ def fit_mesh_model(
         losses.append(float(loss.detach()))
         elapsed += clock() - start
         if steps in checkpoints:
-            simulator.eval()
-            val = rollout_rmse(simulator, sim, "val", ROLLOUT_BATCH)["rmse"]
-            simulator.train()
-            curve.append(
-                {"step": steps, "train_loss": sum(losses) / len(losses), "val_rollout_rmse": val}
-            )
+            validate(simulator, sim, steps, sum(losses) / len(losses), curve, on_validation)
             losses = []
-            if on_validation is not None:
-                on_validation(steps, val)
     simulator.eval()
-    return {
-        "steps": steps,
-        "train_time_s": elapsed,
-        "time_per_step_s": elapsed / steps if steps else None,
-        "stopped_by": stopped_by,
-        "clock": clock_name,
-        "noise_std": noise_std,
-        "curve": curve,
-        "plateau": plateau(curve, config.train_steps),
-    }
+    return training_record(steps, elapsed, stopped_by, clock_name, noise_std, curve, config)
 
 
 def train_and_evaluate(
