@@ -38,7 +38,7 @@ BACKENDS = ("auto", "sparse", "flex", "dense")
 
 #: ``"auto"`` uses the dense backend up to this many rows, and only for masks that allow at
 #: least ``AUTO_DENSE_FILL`` of the ``R × R`` pairs: below that the sparse kernels are faster
-#: at every size (forward + backward; ``docs/benchmarks/mesh-partition.rst``).
+#: at every size (forward + backward; ``experiments/attention_dense_crossover.py``).
 AUTO_DENSE_ROWS = 512
 AUTO_DENSE_FILL = 0.7
 #: Eager FlexAttention materialises every score: beyond this many ``heads × R × R`` entries the
