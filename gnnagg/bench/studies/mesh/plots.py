@@ -111,6 +111,15 @@ def plot_field_arrays(
     return path
 
 
+def _save_panels(plt: Any, fig: Any, axes: Any, path: Path) -> Path:
+    """The end of every one-row panel plot: the legend in the last panel, written to ``path``."""
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    write_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
 def _rollout_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(ells), figsize=(6 * len(ells), 4.2), dpi=110, squeeze=False)
@@ -128,11 +137,7 @@ def _rollout_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path
         ax.set_ylabel("rollout RMSE (mean over seeds)")
         ax.set_title(f"ℓ = {ell:g}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    write_figure(fig, path)
-    plt.close(fig)
-    return path
+    return _save_panels(plt, fig, axes, path)
 
 
 def _cost_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
@@ -161,11 +166,7 @@ def _cost_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
         ax.set_ylabel("rollout RMSE")
         ax.set_title(f"cost–accuracy, ℓ = {ell:g}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    write_figure(fig, path)
-    plt.close(fig)
-    return path
+    return _save_panels(plt, fig, axes, path)
 
 
 def _learning_plot(result: dict[str, Any], ells: list[float], path: Path) -> Path:
@@ -187,11 +188,7 @@ def _learning_plot(result: dict[str, Any], ells: list[float], path: Path) -> Pat
         ax.set_ylabel("validation all-rollout RMSE (mean over seeds)")
         ax.set_title(f"learning curves, ℓ = {ell:g}")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    write_figure(fig, path)
-    plt.close(fig)
-    return path
+    return _save_panels(plt, fig, axes, path)
 
 
 def write_plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
