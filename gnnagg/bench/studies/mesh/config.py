@@ -3,6 +3,7 @@ model names of the study."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,14 @@ class MeshConfig(StudyConfig):
     whose halos cover the model's reach, every step on one part of each trajectory's mesh, the
     loss on its core; validation and evaluation stay on whole meshes.
 
+    ``half_budget_check`` also trains every (ℓ, model, seed) with ``train_steps // 2`` steps
+    (the schedule decays to 0 at its own end, so this is a run of its own, kept and reused as
+    any job is): a model has converged when its validation rollout at the end of both runs
+    differs by at most 5 % (:func:`~gnnagg.bench.studies.mesh.train.half_budget_moved`) and
+    it moved at most 5 % over the last 20 % of its steps. The second check alone passes
+    models that more steps still improve, since the decayed learning rate of a run's last
+    steps hardly moves them.
+
     ``max_seconds`` caps a job's training time (counted by ``budget_clock``: ``"cpu"``, the
     job's own CPU seconds; ``"wall"``; ``"auto"``, CPU on the CPU and wall on a GPU); a job it
     stops is flagged in every table, since the models no longer had equal steps.
@@ -256,6 +265,11 @@ class MeshConfig(StudyConfig):
     val_points: int = setting(
         20, integer(minimum=2, maximum=10_000), "validation rollouts over the training"
     )
+    half_budget_check: bool = setting(
+        True, bool_check,
+        "also train every model with half the steps (its own cosine schedule); a model has "
+        "converged only when the two runs' final validation rollouts are within 5 %",
+    )  # fmt: skip
     max_seconds: float | None = setting(
         None, optional(finite(positive=True, maximum=30 * 86400)),
         "cap on a job's training seconds (flagged in every table when hit; 0: no cap)",
@@ -313,6 +327,13 @@ class MeshConfig(StudyConfig):
                 f"val_points: expected at most train_steps={self.train_steps}, got "
                 f"{self.val_points}"
             )
+        half = self.train_steps // 2
+        if self.half_budget_check and (self.warmup_steps >= half or self.val_points > half):
+            raise ValueError(
+                f"half_budget_check: the half-budget run of {half} steps needs more steps than "
+                f"warmup_steps={self.warmup_steps} and at least val_points={self.val_points}; "
+                "raise train_steps or turn the check off"
+            )
         if self.one_step_stride > self.steps:
             raise ValueError(
                 f"one_step_stride: expected at most steps={self.steps}, got {self.one_step_stride}"
@@ -323,6 +344,13 @@ class MeshConfig(StudyConfig):
         n = self.trajectories
         val, test = self.val_trajectories / n, self.test_trajectories / n
         return (1.0 - val - test, val, test)
+
+    def half_budget(self) -> MeshConfig:
+        """The config of the half-budget runs: ``train_steps // 2`` steps, all else equal (the
+        check itself off: a half-budget run is not checked against a quarter-budget one)."""
+        return dataclasses.replace(
+            self, train_steps=self.train_steps // 2, half_budget_check=False
+        )
 
     def model_positions(self, spec: dict[str, Any]) -> str:
         """The positions a parsed model name is run with (its own suffix, else the study's)."""

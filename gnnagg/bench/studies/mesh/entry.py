@@ -81,7 +81,9 @@ __all__ = [
 #: The ``format`` entry of a trained model's file.
 MESH_MODEL_FORMAT = "gnnagg-mesh-model/1"
 # What `gnnagg-bench train-mesh` trains when no option says otherwise.
-_DEFAULTS = {"models": ("gt-2x32-adjacency",), "ells": (1.0,), "seeds": (0,)}
+_DEFAULTS = {
+    "models": ("gt-2x32-adjacency",), "ells": (1.0,), "seeds": (0,), "half_budget_check": False,
+}  # fmt: skip
 
 
 def add_train_mesh_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +110,11 @@ def training_config(args: argparse.Namespace) -> MeshConfig:
         )
     if config.checkpoints:
         raise ValueError("--checkpoints: train-mesh keeps every trained model in OUT/models")
+    if config.half_budget_check:
+        raise ValueError(
+            "--half-budget-check: train-mesh trains one budget; run it again with half the "
+            "--train-steps to compare (or use gnnagg-bench mesh)"
+        )
     try:
         check_whole_meshes(config)
     except ValueError as error:

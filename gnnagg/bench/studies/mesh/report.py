@@ -32,6 +32,8 @@ _SUMMARY_ROW = {
     "val_curve": [{"step": int, "val_rollout_rmse": STATS}],
     "converged": (bool, None),
     "plateau_moved": [(NUMBER, None)],
+    "half_budget_moved?": [(NUMBER, None)],
+    "half_budget_rollout_rmse?": (STATS, None),
     "capped": bool,
     "steps": STATS,
     "train_time_s": STATS,
@@ -101,12 +103,17 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['name']}{_CAPPED if row['capped'] else ''}"
 
 
+def _largest(values: list[Any] | None) -> str:
+    values = [v for v in values or [] if v is not None]
+    return f"{100 * max(values):.1f} %" if values else "-"
+
+
 def _converged(row: dict[str, Any]) -> str:
-    moved = [m for m in row["plateau_moved"] if m is not None]
-    spread = f" ({100 * max(moved):.1f} %)" if moved else ""
-    if row["converged"] is None:
-        return "n/a" + spread
-    return ("yes" if row["converged"] else "**no**") + spread
+    moved = _largest(row["plateau_moved"])
+    if row.get("half_budget_moved"):
+        moved += f" / {_largest(row['half_budget_moved'])}"
+    verdict = {None: "n/a", True: "yes", False: "**no**"}[row["converged"]]
+    return f"{verdict} ({moved})"
 
 
 def _rows(result: dict[str, Any], ell: float) -> list[dict[str, Any]]:
@@ -127,10 +134,13 @@ def _capped_note(rows: list[dict[str, Any]], train_steps: Any) -> list[str]:
 
 def accuracy_table(result: dict[str, Any], ell: float, train_steps: Any = "") -> str:
     """Markdown: the reference predictors, then every model at ``ell``: its inputs, both
-    RMSEs (mean ± std over seeds) and the plateau check (the largest relative movement of the
-    validation rollout over the last 20 % of the steps, over seeds)."""
+    RMSEs (mean ± std over seeds) and the convergence checks (the largest relative movement
+    over seeds of the validation rollout over the last 20 % of the steps and, where run,
+    between the half-budget run's end and this run's)."""
+    halves = any(r.get("half_budget_moved") for r in _rows(result, ell))
+    moved = "val. moved: last 20 % / half budget" if halves else "val. moved"
     lines = [
-        "| model | inputs | 1-step RMSE | all-rollout RMSE | converged (val. moved) |",
+        f"| model | inputs | 1-step RMSE | all-rollout RMSE | converged ({moved}) |",
         "|---|---|---:|---:|---|",
     ]
     for b in result["baselines"]:
@@ -361,7 +371,13 @@ def claims_lines(result: dict[str, Any], config: dict[str, Any]) -> list[str]:
         f"Thresholds: *matches* is an all-rollout RMSE at most {_MATCH:g}x MeshGraphNet's; "
         "*beats* and *lower* are by more than the spread over seeds (else *within noise*); a "
         "model has *converged* when its validation rollout moved by at most 5 % over the last "
-        "20 % of the steps.",
+        "20 % of the steps"
+        + (
+            " and the same model trained with half the steps ends within 5 % of it"
+            if config.get("half_budget_check", False)
+            else ""
+        )
+        + ".",
         "",
     ]
     return lines

@@ -36,12 +36,13 @@ from ...registry import build_aggregator, mesh_mask
 from ...stats import mean_std
 from ...validation import NUMBER, check_shape
 from .config import MeshConfig, parse_model_name
-from .train import ROLLOUT_BATCH, train_and_evaluate
+from .train import PLATEAU_TOLERANCE, ROLLOUT_BATCH, half_budget_moved, train_and_evaluate
 
 __all__ = [
     "MESH_CHECKPOINT_FORMAT",
     "build_model",
     "mesh_job_path",
+    "pair_half_budget",
     "run_mesh",
     "summarise_mesh_runs",
 ]
@@ -151,10 +152,13 @@ def _load() -> float | None:
         return None
 
 
-def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int) -> Path:
-    """Where the job ``(ell, name, seed)`` of a run with ``checkpoints`` is kept in
-    ``out_dir``."""
-    return Path(out_dir) / "checkpoints" / f"mesh-ell{ell:g}-{name}-seed{seed}.pt"
+def mesh_job_path(out_dir: Path, ell: float, name: str, seed: int, train_steps: int) -> Path:
+    """Where the job ``(ell, name, seed)`` trained ``train_steps`` steps is kept in ``out_dir``
+    by a run with ``checkpoints`` (so a run at twice the steps into the same folder reuses it
+    as its half-budget run)."""
+    return (
+        Path(out_dir) / "checkpoints" / f"mesh-ell{ell:g}-{name}-seed{seed}-steps{train_steps}.pt"
+    )
 
 
 def _job_fingerprint(config: MeshConfig, ell: float, name: str, seed: int, device: str) -> str:
@@ -269,12 +273,38 @@ _RECORD_SHAPE = {
 }  # fmt: skip
 
 
+def _converged(run: dict[str, Any]) -> bool | None:
+    """Whether one seed's run converged: its plateau check and, where the run has a
+    ``half_budget`` run beside it, the half-budget check (``None``: a check could not run)."""
+    checks = [run["plateau"]["converged"]]
+    if "half_budget" in run:
+        moved = run["half_budget"]["moved"]
+        checks.append(None if moved is None else moved <= PLATEAU_TOLERANCE)
+    return None if None in checks else all(checks)
+
+
+def pair_half_budget(run: dict[str, Any], half: dict[str, Any]) -> dict[str, Any]:
+    """``run`` with ``"half_budget"``: the steps, final validation rollout, test all-rollout
+    RMSE of ``half`` (the same model and seed trained with half the steps) and
+    :func:`~.train.half_budget_moved` between the two."""
+    return {
+        **run,
+        "half_budget": {
+            "steps": half["steps"],
+            "val_rollout_rmse": half["curve"][-1]["val_rollout_rmse"] if half["curve"] else None,
+            "rollout_rmse": half["rollout_rmse"],
+            "moved": half_budget_moved(run["curve"], half["curve"]),
+        },
+    }
+
+
 def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (name, ℓ), in run order: mean ± sample std over seeds of both RMSEs and of
     the cost (training time per step, inference time per step), the mean per-step rollout
     curve and validation curve, the steps taken, whether every seed converged (``None``: some
-    seed's plateau check could not run) and whether a time cap stopped any seed; the model's
-    parts, ``num_params`` and the clock of the first seed; memory the largest over seeds."""
+    seed's check could not run; see :func:`pair_half_budget` for the half-budget check) and
+    whether a time cap stopped any seed; the model's parts, ``num_params`` and the clock of
+    the first seed; memory the largest over seeds."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["name"], run["ell"]), []).append(run)
@@ -282,7 +312,8 @@ def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (name, ell), members in groups.items():
         first = members[0]
         curves = torch.tensor([m["rollout_rmse_per_step"] for m in members], dtype=torch.float64)
-        converged = [m["plateau"]["converged"] for m in members]
+        converged = [_converged(m) for m in members]
+        halves = [m["half_budget"] for m in members if "half_budget" in m]
         lengths = {len(m["curve"]) for m in members}
         val_curve = []
         if len(lengths) == 1:
@@ -308,6 +339,10 @@ def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "val_curve": val_curve,
                 "converged": None if None in converged else all(converged),
                 "plateau_moved": [m["plateau"]["moved"] for m in members],
+                "half_budget_moved": [h["moved"] for h in halves],
+                "half_budget_rollout_rmse": (
+                    mean_std([h["rollout_rmse"] for h in halves]) if halves else None
+                ),
                 "capped": any(m["stopped_by"] == "max_seconds" for m in members),
                 "steps": mean_std([m["steps"] for m in members]),
                 "train_time_s": mean_std([m["train_time_s"] for m in members]),
@@ -338,7 +373,12 @@ def run_mesh(
     :func:`mesh_job_path`) and reused when the run is repeated; with ``config.jobs > 1`` the
     jobs run in that many worker processes sharing ``threads`` torch threads.
 
-    Returns ``{"data": [per ℓ], "runs": [per model, seed and ℓ], "summary": [per model and ℓ],
+    With ``config.half_budget_check`` every (ℓ, model, seed) is also trained with half the
+    steps; each run then carries its ``"half_budget"`` comparison (:func:`pair_half_budget`)
+    and the half-budget runs' records are returned as ``"half_budget_runs"`` (empty without).
+
+    Returns ``{"data": [per ℓ], "runs": [per model, seed and ℓ], "half_budget_runs",
+    "summary": [per model and ℓ],
     "baselines": [per baseline and ℓ], "fields": [per ℓ, 2-D only], "cpu_time_s" (this run,
     worker processes included), "cpu_time_all_runs_s" (also the CPU time of the jobs taken
     from earlier runs), "resumed_jobs", "wall_time_s", "load_average_start",
@@ -352,26 +392,36 @@ def run_mesh(
         raise ValueError("out_dir: checkpoints need the run's output folder")
     cpu_start, wall_start, load_start = time.process_time(), time.perf_counter(), _load()
     specs = {name: parse_model_name(name, config.heads) for name in config.models}
+    # Every (ℓ, model, seed) is trained with the study's steps and, for the half-budget check,
+    # with half of them: a job is (ℓ, model, seed, steps), run under its budget's config.
+    budgets = {config.train_steps: config}
+    if config.half_budget_check:
+        half = config.half_budget()
+        budgets[half.train_steps] = half
     data, baselines, fields = [], [], []
-    records: dict[tuple[float, str, int], dict[str, Any]] = {}
+    records: dict[tuple[float, str, int, int], dict[str, Any]] = {}
     best: dict[float, dict[str, Any]] = {}
-    pending: list[tuple[float, str, int]] = []
+    pending: list[tuple[float, str, int, int]] = []
     resumed, worker_cpu = [], 0.0
 
-    def keep(ell: float, name: str, seed: int, record: dict[str, Any], weights: Any) -> None:
-        records[(ell, name, seed)] = record
+    def keep(job: tuple[float, str, int, int], record: dict[str, Any], weights: Any) -> None:
+        records[job] = record
+        ell, name, _, steps = job
+        if steps != config.train_steps:
+            return
         if ell not in best or record["rollout_rmse"] < best[ell]["rmse"]:
             best[ell] = {"rmse": record["rollout_rmse"], "name": name, "weights": weights}
 
-    def save(ell: float, name: str, seed: int, record: dict[str, Any], weights: Any) -> None:
+    def save(job: tuple[float, str, int, int], record: dict[str, Any], weights: Any) -> None:
         if config.checkpoints:
+            ell, name, seed, steps = job
             state = {
                 "format": MESH_CHECKPOINT_FORMAT,
-                "fingerprint": _job_fingerprint(config, ell, name, seed, device),
+                "fingerprint": _job_fingerprint(budgets[steps], ell, name, seed, device),
                 "record": record,
                 "weights": weights,
             }
-            save_checkpoint(state, mesh_job_path(Path(out_dir), ell, name, seed))
+            save_checkpoint(state, mesh_job_path(Path(out_dir), ell, name, seed, steps))
 
     def add_field(sim: MeshSimulation, ell: float) -> None:
         if ell in best and config.dim == 2 and sim.num_nodes <= _MAX_FIELD_NODES:
@@ -380,7 +430,7 @@ def run_mesh(
             trajectory = int(sim.split("test")[0])
             fields.append(_field(sim, simulator, chosen["name"], trajectory))
 
-    total = len(config.ells) * len(config.models) * len(config.seeds)
+    total = len(config.ells) * len(config.models) * len(config.seeds) * len(budgets)
     with tqdm(total=total, desc="mesh", unit="model", disable=not progress) as bar:
         for ell in config.ells:
             t0 = time.perf_counter()
@@ -396,56 +446,66 @@ def run_mesh(
             waiting = False
             for name in config.models:
                 for seed in config.seeds:
-                    if config.checkpoints:
-                        path = mesh_job_path(Path(out_dir), ell, name, seed)
-                        state = _load_job(path, _job_fingerprint(config, ell, name, seed, device))
-                        if state is not None:
-                            keep(ell, name, seed, state["record"], state["weights"])
-                            resumed.append(state["record"])
-                            bar.update(1)
+                    for steps, job_config in budgets.items():
+                        job = (ell, name, seed, steps)
+                        if config.checkpoints:
+                            path = mesh_job_path(Path(out_dir), *job)
+                            fingerprint = _job_fingerprint(job_config, ell, name, seed, device)
+                            state = _load_job(path, fingerprint)
+                            if state is not None:
+                                keep(job, state["record"], state["weights"])
+                                resumed.append(state["record"])
+                                bar.update(1)
+                                continue
+                        if config.jobs > 1:
+                            pending.append(job)
+                            waiting = True
                             continue
-                    if config.jobs > 1:
-                        pending.append((ell, name, seed))
-                        waiting = True
-                        continue
-                    bar.set_postfix_str(f"ℓ={ell:g} {name} seed {seed}")
-                    record, weights = _train_job(sim, name, seed, config, device)
-                    save(ell, name, seed, record, weights)
-                    keep(ell, name, seed, record, weights)
-                    bar.update(1)
+                        bar.set_postfix_str(f"ℓ={ell:g} {name} seed {seed} {steps} steps")
+                        record, weights = _train_job(sim, name, seed, job_config, device)
+                        save(job, record, weights)
+                        keep(job, record, weights)
+                        bar.update(1)
             if not waiting:
                 add_field(sim, ell)
             del sim
         if pending:
-            # Model by model (its seeds and ℓ together), in the order of `models`: a run
-            # stopped part-way has kept whole rows of the models listed first.
+            # Model by model (its seeds, ℓ and budgets together), in the order of `models`: a
+            # run stopped part-way has kept whole rows of the models listed first.
             pending.sort(key=lambda job: (config.models.index(job[1]), config.seeds.index(job[2])))
-            config_data = dataclasses.asdict(config)
             root = None if data_root is None else str(data_root)
-            calls = [(ell, name, seed, config_data, device, root) for ell, name, seed in pending]
+            calls = [
+                (ell, name, seed, dataclasses.asdict(budgets[steps]), device, root)
+                for ell, name, seed, steps in pending
+            ]
 
             def finished(index: int, result: tuple[dict[str, Any], Any]) -> None:
                 nonlocal worker_cpu
                 record, weights = result
                 worker_cpu += record["cpu_time_s"]
-                save(*pending[index], record, weights)
-                keep(*pending[index], record, weights)
+                save(pending[index], record, weights)
+                keep(pending[index], record, weights)
 
             run_in_processes(_mesh_job, calls, config.jobs, threads, bar, on_result=finished)
-            for ell in dict.fromkeys(ell for ell, _, _ in pending):
+            for ell in dict.fromkeys(job[0] for job in pending):
                 add_field(_simulation(config, ell, data_root), ell)
     fields.sort(key=lambda field: config.ells.index(field["ell"]))
-    runs = [
-        records[(ell, name, seed)]
-        for ell in config.ells
-        for name in config.models
-        for seed in config.seeds
-    ]
+    full, half = config.train_steps, config.train_steps // 2
+    runs, half_runs = [], []
+    for ell in config.ells:
+        for name in config.models:
+            for seed in config.seeds:
+                run = records[(ell, name, seed, full)]
+                if config.half_budget_check:
+                    half_runs.append(records[(ell, name, seed, half)])
+                    run = pair_half_budget(run, half_runs[-1])
+                runs.append(run)
     summary = summarise_mesh_runs(runs)
     cpu_time = time.process_time() - cpu_start + worker_cpu
     return {
         "data": data,
         "runs": runs,
+        "half_budget_runs": half_runs,
         "summary": summary,
         "baselines": baselines,
         "fields": fields,

@@ -16,9 +16,10 @@ The protocol (the default of ``gnnagg-bench mesh`` and of every suite):
   node's identity; initial blobs and ℓ counted in mesh spacings;
 * **equal training**: the same optimiser steps for every model, AdamW with warm-up and a
   cosine schedule, input noise a fixed fraction of the data's Δu RMS
-  (:mod:`~gnnagg.bench.studies.mesh.train`); a plateau check marks a model *not converged*
-  when its validation rollout still moves by more than 5 % over the last 20 % of the steps,
-  and a claim is only judged from converged models;
+  (:mod:`~gnnagg.bench.studies.mesh.train`); a model is *not converged* when its validation
+  rollout still moves by more than 5 % over the last 20 % of the steps, or when the same
+  model trained with half the steps ends more than 5 % away from it (each budget with its
+  own schedule), and a claim is only judged from converged models;
 * **equal inputs**: the same node features for every family, with geometry only through edge
   vectors (``positions="relative"``, as the reference MeshGraphNet) unless asked otherwise
   (``:absolute`` rows are the ablation);

@@ -9,10 +9,12 @@ betas (0.9, 0.95) and a learning rate :math:`\eta_s = \eta \cdot \min(1, (s+1)/W
 \tfrac12 (1 + \cos(\pi s / S))` at step :math:`s` of :math:`S`, with :math:`W` warm-up steps.
 Every model gets the same number of steps :math:`S`.
 
-The validation rollout is measured ``val_points`` times over the training; :func:`plateau`
-decides from it whether the model has converged: it has not when that error still moves by
-more than :data:`PLATEAU_TOLERANCE` (5 %) over the last :data:`PLATEAU_WINDOW` (20 %) of the
-steps.
+The validation rollout is measured ``val_points`` times over the training. A model has
+converged when two checks pass: :func:`plateau`, that error moved by at most
+:data:`PLATEAU_TOLERANCE` (5 %) over the last :data:`PLATEAU_WINDOW` (20 %) of the steps;
+and :func:`half_budget_moved`, a run of the same model with half the steps ends within that
+tolerance of it. The first alone is weak under a cosine decay to 0: the last steps' learning
+rate is too small to move the model, however far it is from where more steps would take it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "check_training",
     "evaluation_record",
     "fit_mesh_model",
+    "half_budget_moved",
     "learning_rate",
     "make_optimiser",
     "plateau",
@@ -93,6 +96,19 @@ def plateau(curve: list[dict[str, Any]], train_steps: int) -> dict[str, Any]:
     low = min(window)
     moved = (max(window) - low) / low if low > 0 else 0.0
     return {"converged": moved <= PLATEAU_TOLERANCE, "moved": moved, "window_start": start}
+
+
+def half_budget_moved(
+    curve: list[dict[str, Any]], half_curve: list[dict[str, Any]]
+) -> float | None:
+    """The half-budget check: | v_half − v | / v, for ``v`` and ``v_half`` the last validation
+    rollouts of a run (``curve``) and of the same model trained with half its steps
+    (``half_curve``); ``None`` when either curve is empty. The model has converged on this
+    check when the value is at most :data:`PLATEAU_TOLERANCE`."""
+    if not curve or not half_curve:
+        return None
+    full, half = curve[-1]["val_rollout_rmse"], half_curve[-1]["val_rollout_rmse"]
+    return abs(half - full) / full if full > 0 else 0.0
 
 
 def validation_steps(config: MeshConfig) -> set[int]:

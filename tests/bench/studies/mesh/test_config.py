@@ -47,11 +47,23 @@ from gnnagg.bench.studies.mesh.config import (
         ("cache", "yes", "cache"),
         ("jobs", 0, "jobs"),
         ("checkpoints", 1, "checkpoints"),
+        ("half_budget_check", 1, "half_budget_check"),
     ],
 )
 def test_bad_config_names_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
         MeshConfig(**{field: value})
+
+
+def test_half_budget_runs_need_room_for_their_warm_up_and_validation():
+    with pytest.raises(ValueError, match="half_budget_check: the half-budget run of 150"):
+        MeshConfig(train_steps=300, warmup_steps=200)
+    with pytest.raises(ValueError, match="half_budget_check"):
+        MeshConfig(train_steps=30, warmup_steps=2, val_points=20)
+    MeshConfig(train_steps=300, warmup_steps=200, half_budget_check=False)
+    half = MeshConfig(train_steps=8001).half_budget()
+    assert half.train_steps == 4000 and not half.half_budget_check
+    assert half.warmup_steps == MeshConfig().warmup_steps
 
 
 def test_config_refuses_huge_fields_and_gives_the_generator_its_splits():

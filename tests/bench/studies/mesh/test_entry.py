@@ -42,6 +42,9 @@ def test_the_defaults_and_the_refused_options(tmp_path, monkeypatch):
         training_config(_args(tmp_path, "--jobs", "2"))
     with pytest.raises(ValueError, match="--checkpoints"):
         training_config(_args(tmp_path, "--checkpoints"))
+    assert not default.half_budget_check
+    with pytest.raises(ValueError, match="--half-budget-check: train-mesh trains one budget"):
+        training_config(_args(tmp_path, "--half-budget-check"))
     # Under torchrun the global batch must be shared equally by the ranks.
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")

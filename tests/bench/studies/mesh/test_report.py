@@ -92,3 +92,15 @@ def test_accuracy_and_cost_are_separate_tables_and_a_cap_is_flagged_in_both():
         assert "† stopped by `--max-seconds` before its 100 steps (`gt-1x8-adjacency` 40" in table
     assert "| 60,000 | 100 | 100 ± 0 | 100 | 1.00 MiB |" in cost
     assert "| *persistence (u' = u)* | - | 0.1 | 1 | - |" in accuracy
+
+
+def test_the_accuracy_table_shows_both_convergence_checks_where_both_ran():
+    checked = dict(SMALL, half_budget_moved=[0.02, 0.125], converged=False)
+    table = accuracy_table(_result([MGN, checked]), 1.0)
+    assert "converged (val. moved: last 20 % / half budget)" in table
+    assert "| **no** (1.0 % / 12.5 %) |" in table
+    assert "| yes (1.0 %) |" in accuracy_table(_result([MGN]), 1.0)
+    config = {"train_steps": 100, "seeds": [0], "half_budget_check": True}
+    assert "trained with half the steps ends within 5 %" in "\n".join(
+        claims_lines(_result([MGN, checked]), config)
+    )

@@ -60,15 +60,16 @@ def test_jobs_in_processes_and_kept_jobs_give_the_same_runs(tmp_path, monkeypatc
     two = run_mesh(kept, progress=False, out_dir=tmp_path, threads=2)
     assert _scores(two) == _scores(one) and two["resumed_jobs"] == 0
     assert two["fields"][0]["predicted"] == one["fields"][0]["predicted"]
-    assert mesh_job_path(tmp_path, 2.0, "gt-1x8-adjacency", 0).is_file()
+    assert mesh_job_path(tmp_path, 2.0, "gt-1x8-adjacency", 0, 4).is_file()
     # Repeated into the same folder: nothing is trained again, the field is redrawn from the
     # kept weights, and an added seed is the only job that trains.
+    # (Two models, each also at half the steps: four jobs.)
     again = run_mesh(kept, progress=False, out_dir=tmp_path)
-    assert _scores(again) == _scores(one) and again["resumed_jobs"] == 2
+    assert _scores(again) == _scores(one) and again["resumed_jobs"] == 4
     assert again["fields"] == two["fields"]
     assert again["cpu_time_all_runs_s"] >= again["cpu_time_s"]
     more = run_mesh(dataclasses.replace(kept, seeds=(0, 1)), progress=False, out_dir=tmp_path)
-    assert more["resumed_jobs"] == 2 and len(more["runs"]) == 4
+    assert more["resumed_jobs"] == 4 and len(more["runs"]) == 4
     # Other settings are not taken from the folder: the jobs train again.
     other = run_mesh(dataclasses.replace(kept, lr=5e-4), progress=False, out_dir=tmp_path)
     assert other["resumed_jobs"] == 0
@@ -76,6 +77,32 @@ def test_jobs_in_processes_and_kept_jobs_give_the_same_runs(tmp_path, monkeypatc
     monkeypatch.setattr(mesh_run, "MODELS_REVISION", mesh_run.MODELS_REVISION + 1)
     newer = run_mesh(dataclasses.replace(kept, jobs=1), progress=False, out_dir=tmp_path)
     assert newer["resumed_jobs"] == 0
+
+
+def test_the_half_budget_run_is_the_model_trained_with_half_the_steps(tmp_path):
+    config = dataclasses.replace(TINY, train_steps=8, checkpoints=True)
+    result = run_mesh(config, progress=False, out_dir=tmp_path)
+    alone = run_mesh(
+        dataclasses.replace(TINY, train_steps=4, half_budget_check=False), progress=False
+    )
+    assert _scores({"runs": result["half_budget_runs"]}) == _scores(alone)
+    assert all(run["steps"] == 4 for run in result["half_budget_runs"])
+    for run, half in zip(result["runs"], result["half_budget_runs"]):
+        pair = run["half_budget"]
+        assert pair["steps"] == 4 and pair["rollout_rmse"] == half["rollout_rmse"]
+        v, v_half = run["curve"][-1]["val_rollout_rmse"], half["curve"][-1]["val_rollout_rmse"]
+        assert pair["moved"] == pytest.approx(abs(v_half - v) / v)
+    for row in result["summary"]:
+        assert len(row["half_budget_moved"]) == 1 and row["half_budget_rollout_rmse"]["mean"] > 0
+    # A run at twice the steps into the same folder takes these runs as its half-budget
+    # runs: only the 16-step jobs train.
+    longer = run_mesh(dataclasses.replace(config, train_steps=16), progress=False, out_dir=tmp_path)
+    assert longer["resumed_jobs"] == 2
+    assert _scores({"runs": longer["half_budget_runs"]}) == _scores(result)
+    # Without the check: no half-budget runs, and the plateau check alone decides.
+    plain = run_mesh(dataclasses.replace(TINY, half_budget_check=False), progress=False)
+    assert plain["half_budget_runs"] == [] and "half_budget" not in plain["runs"][0]
+    assert plain["summary"][0]["half_budget_moved"] == []
 
 
 def test_each_job_in_processes_is_handed_over_as_it_finishes():
@@ -101,7 +128,7 @@ def test_kept_jobs_are_hash_checked_and_need_a_folder(tmp_path):
     with pytest.raises(ValueError, match="out_dir: checkpoints need"):
         run_mesh(config, progress=False)
     run_mesh(config, progress=False, out_dir=tmp_path)
-    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0)
+    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0, 4)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -124,7 +151,7 @@ def test_a_restamped_kept_job_is_refused_with_a_value_error_naming_it(tmp_path, 
 
     config = dataclasses.replace(TINY, models=("mgn-2x8",), checkpoints=True)
     run_mesh(config, progress=False, out_dir=tmp_path)
-    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0)
+    path = mesh_job_path(tmp_path, 2.0, "mgn-2x8", 0, 4)
     state = load_checkpoint(path, MESH_CHECKPOINT_FORMAT)
     forge(state)
     save_checkpoint(state, path)  # the sha256 recomputed, as an attacker would

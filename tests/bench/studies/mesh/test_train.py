@@ -11,6 +11,7 @@ from gnnagg.bench.studies.mesh.config import MeshConfig
 from gnnagg.bench.studies.mesh.train import (
     budget_clock,
     fit_mesh_model,
+    half_budget_moved,
     learning_rate,
     plateau,
     train_and_evaluate,
@@ -70,6 +71,17 @@ def test_plateau_check_marks_a_model_still_moving_as_not_converged():
     # A curve that stops before the last step (a time cap) cannot pass.
     short = plateau(_curve([1.0, 0.5, 0.3, 0.2]), 100)
     assert short["converged"] is None and short["moved"] is None
+
+
+def test_half_budget_check_compares_the_ends_of_the_two_runs():
+    # A run whose last 20 % is flat passes the plateau check, yet the run with half the
+    # steps ended 20 % higher: more steps still help, and this check says so.
+    full = _curve([1.0, 0.5, 0.3, 0.2, 0.15, 0.12, 0.11, 0.100, 0.100, 0.100])
+    half = _curve([1.0, 0.6, 0.4, 0.3, 0.12], steps=50)
+    assert plateau(full, 100)["converged"] is True
+    assert half_budget_moved(full, half) == pytest.approx(0.2)
+    assert half_budget_moved(full, _curve([0.2, 0.103], steps=50)) == pytest.approx(0.03)
+    assert half_budget_moved(full, []) is None and half_budget_moved([], half) is None
 
 
 def test_every_model_gets_the_same_steps_and_a_validation_curve(sim32):
