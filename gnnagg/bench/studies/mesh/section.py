@@ -61,7 +61,8 @@ class MeshSection(Section):
         "advection-diffusion data (a geometry per trajectory) at one or more diffusion lengths "
         "per step (ell), the same optimiser steps and inputs for every model; 1-step and "
         "all-rollout RMSE on unseen geometries next to persistence, the mean change and the "
-        "exact solver, with a plateau check, and the cost in a table of its own. Models: "
+        "exact solver, with convergence checks (a plateau, and a run with half the steps "
+        "ending within 5 %), and the cost in a table of its own. Models: "
         "mgn-<steps>x<width>[-<aggr>], gt-<layers>x<width>-<mask> with masks "
         + ", ".join(MESH_MASKS)
         + ". The default is the CPU study (2-3 CPU-hours with --jobs 2)."
