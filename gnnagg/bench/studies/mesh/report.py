@@ -332,8 +332,13 @@ def claims_lines(result: dict[str, Any], config: dict[str, Any]) -> list[str]:
     a time cap stopped, is *not resolved*)."""
     positions = config.get("positions", "relative")
     lines = [
-        f"**What this run says** ({config.get('train_steps')} optimiser steps for every model, "
-        f"{positions} positions, {len(config.get('seeds', []))} seed(s); the section took "
+        f"**What this run says** ({config.get('train_steps')} optimiser steps for every model"
+        + (
+            f" (and {config['train_steps'] // 2} in its half-budget run)"
+            if config.get("half_budget_check") and isinstance(config.get("train_steps"), int)
+            else ""
+        )
+        + f", {positions} positions, {len(config.get('seeds', []))} seed(s); the section took "
         f"{result['cpu_time_s'] / 60:.1f} CPU-minutes, {result['wall_time_s'] / 60:.1f} min "
         "wall"
         + (
