@@ -7,9 +7,10 @@ Reads every job a run of ``gnnagg-bench mesh --checkpoints`` kept in ``CHECKPOIN
 validation rollout (mean ± std); per budget with a half budget on the same seeds, the
 half-budget check of the study (|v_half − v| / v per seed; converged at most 5 % with the
 plateau check passing). Writes ``OUT/budgets.json`` and ``OUT/budgets.png`` (one panel per ℓ,
-test all-rollout RMSE against steps, the reference predictors of ``--results`` as lines).
+test all-rollout RMSE against steps, the reference predictors of the ``--results`` files
+as lines).
 
-    python experiments/mesh_budgets.py CHECKPOINTS OUT [--results results.json]
+    python experiments/mesh_budgets.py CHECKPOINTS OUT [--results results.json ...]
 """
 
 from __future__ import annotations
@@ -107,15 +108,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--results", type=Path, help="a results.json with the baselines")
+    parser.add_argument(
+        "--results", type=Path, nargs="+", default=[], help="results.json files with the baselines"
+    )
     args = parser.parse_args()
     table = rows(read_jobs(args.checkpoints))
     if not table:
         raise SystemExit(f"checkpoints: no kept mesh jobs in {args.checkpoints}")
-    baselines = []
-    if args.results is not None:
-        result = json.loads(args.results.read_text())
-        baselines = result["mesh"]["baselines"] if "mesh" in result else result["baselines"]
+    baselines: dict[tuple[float, str], dict] = {}
+    for path in args.results:
+        result = json.loads(path.read_text())
+        for b in result["mesh"]["baselines"] if "mesh" in result else result["baselines"]:
+            baselines.setdefault((b["ell"], b["name"]), b)
+    baselines = list(baselines.values())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "budgets.json").write_text(
         json.dumps({"rows": table, "baselines": baselines}, indent=1) + "\n"
