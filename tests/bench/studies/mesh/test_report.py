@@ -72,6 +72,7 @@ def test_claim_one_takes_the_best_converged_mask_of_the_smallest_size():
     # With no converged mask at that size, the best of them is named and nothing is resolved.
     text = _claims([MGN, dict(SMALL, converged=False), unconverged], mean_delta=0.5)
     assert "is **not resolved**: `gt-1x8-khop2`" in text
+    assert "(the smallest transformer, its best mask; none converged)" in text
 
 
 def test_extra_rows_are_compared_with_their_counterparts():
