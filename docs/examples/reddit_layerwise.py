@@ -17,6 +17,8 @@ neighbours equals the full-graph forward.
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 from sampling import neighbor_loader
@@ -59,6 +61,7 @@ class SAGE(nn.Module):
 def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    random.seed(0)  # FakeDataset draws graph sizes with Python's random
     data = FakeDataset(num_graphs=1, avg_num_nodes=600, avg_degree=8, num_channels=16,
                        num_classes=4, task="node")[0]
     data.y = (data.x[:, :4] + 0.5 * data.x[:, 4:8]).argmax(dim=-1)
