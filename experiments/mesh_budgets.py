@@ -24,8 +24,11 @@ from gnnagg._files import write_figure
 from gnnagg.bench.checkpoints import load_checkpoint
 from gnnagg.bench.stats import mean_std
 from gnnagg.bench.studies.mesh.plots import BASELINE_LABELS
-from gnnagg.bench.studies.mesh.run import MESH_CHECKPOINT_FORMAT
-from gnnagg.bench.studies.mesh.train import PLATEAU_TOLERANCE, half_budget_moved
+from gnnagg.bench.studies.mesh.run import (
+    MESH_CHECKPOINT_FORMAT,
+    pair_half_budget,
+    run_converged,
+)
 
 JOB = re.compile(r"mesh-ell(?P<ell>[0-9.]+)-(?P<name>.+)-seed(?P<seed>\d+)-steps(?P<steps>\d+)\.pt")
 
@@ -59,17 +62,13 @@ def rows(jobs: dict[tuple[float, str, int], dict[int, dict]]) -> list[dict]:
         half = jobs.get((ell, name, steps // 2), {})
         paired = [s for s in seeds if s in half]
         if paired:
-            moved = [half_budget_moved(by_seed[s]["curve"], half[s]["curve"]) for s in paired]
+            runs = [pair_half_budget(by_seed[s], half[s]) for s in paired]
             row["half_budget"] = {
                 "steps": steps // 2,
                 "seeds": paired,
-                "moved": moved,
-                "converged": [
-                    m is not None and m <= PLATEAU_TOLERANCE
-                    and by_seed[s]["plateau"]["converged"] is True
-                    for s, m in zip(paired, moved)
-                ],
-            }  # fmt: skip
+                "moved": [run["half_budget"]["moved"] for run in runs],
+                "converged": [run_converged(run) is True for run in runs],
+            }
         out.append(row)
     return out
 

@@ -43,6 +43,7 @@ __all__ = [
     "build_model",
     "mesh_job_path",
     "pair_half_budget",
+    "run_converged",
     "run_mesh",
     "summarise_mesh_runs",
 ]
@@ -273,7 +274,7 @@ _RECORD_SHAPE = {
 }  # fmt: skip
 
 
-def _converged(run: dict[str, Any]) -> bool | None:
+def run_converged(run: dict[str, Any]) -> bool | None:
     """Whether one seed's run converged: its plateau check and, where the run has a
     ``half_budget`` run beside it, the half-budget check (``None``: a check could not run)."""
     checks = [run["plateau"]["converged"]]
@@ -312,7 +313,7 @@ def summarise_mesh_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (name, ell), members in groups.items():
         first = members[0]
         curves = torch.tensor([m["rollout_rmse_per_step"] for m in members], dtype=torch.float64)
-        converged = [_converged(m) for m in members]
+        converged = [run_converged(m) for m in members]
         halves = [m["half_budget"] for m in members if "half_budget" in m]
         lengths = {len(m["curve"]) for m in members}
         val_curve = []
